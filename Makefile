@@ -1,0 +1,34 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+VALIDATOR := node_modules/gltf-validator/package.json
+DEMO_OUT ?= demo_out
+
+.PHONY: demo test lint clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+# The Khronos glTF validator is used by the tests when node/npm are present.
+$(VALIDATOR):
+	@if command -v npm >/dev/null 2>&1; then \
+		npm install --no-audit --no-fund --no-save --silent gltf-validator@2.0.0-dev.3.10 || echo "gltf-validator not installed; its tests will be skipped"; \
+	else echo "npm not found; gltf-validator tests will be skipped"; fi
+
+demo: $(STAMP)
+	$(PY) scripts/demo.py --out $(DEMO_OUT)
+
+test: $(STAMP) $(VALIDATOR)
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf $(VENV) node_modules dist $(DEMO_OUT)

@@ -1,0 +1,1 @@
+"""The Dreamsmith engine: no bpy here (DESIGN.md house rule 1)."""

@@ -1,0 +1,162 @@
+"""Pinhole cameras in the OpenGL convention (x right, y up, looking down -z), batched.
+
+World space is Blender's: Z up. Image rows go top to bottom; pixel ``(row i, col j)`` has its
+centre at ``(j + 0.5, i + 0.5)`` in pixel units. ``world_to_clip`` produces clip coordinates
+whose NDC ``y`` grows with the row index, so a rasteriser that maps row ``i`` to
+``ndc_y = (2 i + 1) / H - 1`` (nvdiffrast's convention) returns top-row-first images that line up
+with :meth:`Cameras.rays`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Cameras:
+    """A batch of ``B`` pinhole cameras sharing one image size.
+
+    Attributes:
+        c2w: ``[B, 4, 4]`` camera-to-world matrices (OpenGL camera axes).
+        fx, fy, cx, cy: ``[B]`` intrinsics in pixels (origin at the top-left image corner).
+        width, height: Image size in pixels.
+    """
+
+    c2w: Tensor
+    fx: Tensor
+    fy: Tensor
+    cx: Tensor
+    cy: Tensor
+    width: int
+    height: int
+
+    def __len__(self) -> int:
+        return self.c2w.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.c2w.device
+
+    def to(self, device: torch.device | str) -> Cameras:
+        """A copy on ``device``."""
+        return Cameras(self.c2w.to(device), self.fx.to(device), self.fy.to(device), self.cx.to(device),
+                       self.cy.to(device), self.width, self.height)
+
+    def __getitem__(self, idx) -> Cameras:
+        """Select cameras by index, slice, list or tensor; always returns a batch."""
+        if isinstance(idx, int):
+            idx = [idx]
+        return Cameras(self.c2w[idx], self.fx[idx], self.fy[idx], self.cx[idx], self.cy[idx], self.width, self.height)
+
+    def resized(self, width: int, height: int) -> Cameras:
+        """The same cameras rendering an image of another size (intrinsics scaled)."""
+        sx, sy = width / self.width, height / self.height
+        return Cameras(self.c2w, self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, width, height)
+
+    @property
+    def centers(self) -> Tensor:
+        """``[B, 3]`` camera positions in world space."""
+        return self.c2w[:, :3, 3]
+
+    def rays(self) -> tuple[Tensor, Tensor]:
+        """World-space rays through every pixel centre.
+
+        Returns:
+            origins ``[B, H, W, 3]`` and unit directions ``[B, H, W, 3]``.
+        """
+        dev, dt = self.c2w.device, self.c2w.dtype
+        j = torch.arange(self.width, device=dev, dtype=dt) + 0.5
+        i = torch.arange(self.height, device=dev, dtype=dt) + 0.5
+        ii, jj = torch.meshgrid(i, j, indexing="ij")  # [H, W]
+        x = (jj[None] - self.cx[:, None, None]) / self.fx[:, None, None]
+        y = -(ii[None] - self.cy[:, None, None]) / self.fy[:, None, None]
+        d_cam = torch.stack([x, y, -torch.ones_like(x)], dim=-1)  # [B, H, W, 3]
+        rot = self.c2w[:, :3, :3]
+        d = torch.einsum("bij,bhwj->bhwi", rot, d_cam)
+        d = d / d.norm(dim=-1, keepdim=True)
+        o = self.c2w[:, None, None, :3, 3].expand_as(d)
+        return o, d
+
+    def projection(self, near: float = 0.05, far: float = 100.0) -> Tensor:
+        """``[B, 4, 4]`` OpenGL-style projection from camera space to clip space (rows top to bottom)."""
+        b = len(self)
+        p = torch.zeros(b, 4, 4, device=self.c2w.device, dtype=self.c2w.dtype)
+        w, h = self.width, self.height
+        p[:, 0, 0] = 2 * self.fx / w
+        p[:, 0, 2] = 1 - 2 * self.cx / w
+        p[:, 1, 1] = -2 * self.fy / h
+        p[:, 1, 2] = 1 - 2 * self.cy / h
+        p[:, 2, 2] = -(far + near) / (far - near)
+        p[:, 2, 3] = -2 * far * near / (far - near)
+        p[:, 3, 2] = -1.0
+        return p
+
+    def world_to_clip(self, near: float = 0.05, far: float = 100.0) -> Tensor:
+        """``[B, 4, 4]`` matrix taking homogeneous world points to clip space."""
+        return self.projection(near, far) @ torch.linalg.inv(self.c2w)
+
+    def project(self, points: Tensor, near: float = 0.05, far: float = 100.0) -> Tensor:
+        """Clip-space positions ``[B, N, 4]`` of world points ``[N, 3]`` (or ``[B, N, 3]``)."""
+        if points.dim() == 2:
+            points = points[None].expand(len(self), -1, -1)
+        homo = torch.cat([points, torch.ones_like(points[..., :1])], dim=-1)
+        return homo @ self.world_to_clip(near, far).transpose(1, 2)
+
+    def pixel_coords(self, points: Tensor) -> tuple[Tensor, Tensor]:
+        """Pixel coordinates ``[B, N, 2]`` (x right, y down) and camera depth ``[B, N]`` of world points ``[N, 3]``."""
+        w2c = torch.linalg.inv(self.c2w)
+        pc = points @ w2c[:, :3, :3].transpose(1, 2) + w2c[:, None, :3, 3]  # [B, N, 3]
+        depth = -pc[..., 2]
+        z = depth.clamp_min(1e-8)
+        u = self.cx[:, None] + self.fx[:, None] * pc[..., 0] / z
+        v = self.cy[:, None] - self.fy[:, None] * pc[..., 1] / z
+        return torch.stack([u, v], dim=-1), depth
+
+
+def look_at(eye: Tensor, target: Tensor, up: tuple[float, float, float] = (0.0, 0.0, 1.0)) -> Tensor:
+    """Camera-to-world matrices ``[B, 4, 4]`` for cameras at ``eye [B, 3]`` looking at ``target [B, 3]``."""
+    fwd = target - eye
+    fwd = fwd / fwd.norm(dim=-1, keepdim=True)
+    up_t = torch.tensor(up, dtype=eye.dtype, device=eye.device).expand_as(fwd)
+    right = torch.linalg.cross(fwd, up_t, dim=-1)
+    # Looking straight up or down: pick another up vector.
+    bad = right.norm(dim=-1) < 1e-6
+    if bad.any():
+        alt = torch.tensor((0.0, 1.0, 0.0), dtype=eye.dtype, device=eye.device).expand_as(fwd)
+        right = torch.where(bad[:, None], torch.linalg.cross(fwd, alt, dim=-1), right)
+    right = right / right.norm(dim=-1, keepdim=True)
+    cam_up = torch.linalg.cross(right, fwd, dim=-1)
+    c2w = torch.zeros(eye.shape[0], 4, 4, dtype=eye.dtype, device=eye.device)
+    c2w[:, :3, 0], c2w[:, :3, 1], c2w[:, :3, 2], c2w[:, :3, 3] = right, cam_up, -fwd, eye
+    c2w[:, 3, 3] = 1.0
+    return c2w
+
+
+def orbit_cameras(azimuth_deg: Tensor, elevation_deg: Tensor, distance: Tensor | float, fov_deg: float,
+                  width: int, height: int | None = None, target: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> Cameras:
+    """Cameras on a sphere around ``target`` (azimuth 0 = the front, on the -Y side, as in Blender).
+
+    Args:
+        azimuth_deg: ``[B]`` azimuth in degrees, counter-clockwise seen from above, 0 = camera on the -Y axis.
+        elevation_deg: ``[B]`` elevation in degrees above the XY plane.
+        distance: Distance from ``target`` (scalar or ``[B]``).
+        fov_deg: Vertical field of view in degrees.
+        width, height: Image size (``height`` defaults to ``width``).
+        target: The point looked at.
+    """
+    height = height or width
+    az = torch.deg2rad(azimuth_deg.double()).float()
+    el = torch.deg2rad(elevation_deg.double()).float()
+    dist = torch.as_tensor(distance, dtype=torch.float32).expand_as(az)
+    tgt = torch.tensor(target, dtype=torch.float32).expand(az.shape[0], 3)
+    eye = tgt + dist[:, None] * torch.stack([torch.sin(az) * torch.cos(el), -torch.cos(az) * torch.cos(el),
+                                             torch.sin(el)], dim=-1)
+    c2w = look_at(eye, tgt)
+    f = 0.5 * height / math.tan(math.radians(fov_deg) / 2)
+    b = az.shape[0]
+    full = torch.full((b,), f, dtype=torch.float32)
+    return Cameras(c2w, full, full.clone(), torch.full((b,), width / 2.0), torch.full((b,), height / 2.0), width, height)

@@ -1,0 +1,1 @@
+"""Guidance: what the renders are optimised against (posed reference images, diffusion priors)."""

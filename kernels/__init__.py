@@ -1,0 +1,1 @@
+"""Accelerated ops behind one interface each, with a pure-PyTorch reference that always works."""
