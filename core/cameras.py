@@ -136,8 +136,8 @@ def look_at(eye: Tensor, target: Tensor, up: tuple[float, float, float] = (0.0, 
     return c2w
 
 
-def orbit_cameras(azimuth_deg: Tensor, elevation_deg: Tensor, distance: Tensor | float, fov_deg: float,
-                  width: int, height: int | None = None, target: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> Cameras:
+def orbit_cameras(azimuth_deg: Tensor, elevation_deg: Tensor, distance: Tensor | float, fov_deg: float, width: int,
+                  height: int | None = None, target: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> Cameras:
     """Cameras on a sphere around ``target`` (azimuth 0 = the front, on the -Y side, as in Blender).
 
     Args:
@@ -159,4 +159,5 @@ def orbit_cameras(azimuth_deg: Tensor, elevation_deg: Tensor, distance: Tensor |
     f = 0.5 * height / math.tan(math.radians(fov_deg) / 2)
     b = az.shape[0]
     full = torch.full((b,), f, dtype=torch.float32)
-    return Cameras(c2w, full, full.clone(), torch.full((b,), width / 2.0), torch.full((b,), height / 2.0), width, height)
+    cx, cy = torch.full((b,), width / 2.0), torch.full((b,), height / 2.0)
+    return Cameras(c2w, full, full.clone(), cx, cy, width, height)

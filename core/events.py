@@ -75,7 +75,8 @@ class StageReporter:
         self.every = max(1, every)
         self.start = time.perf_counter()
 
-    def step(self, step: int, loss: float | None = None, preview: np.ndarray | None = None, force: bool = False) -> None:
+    def step(self, step: int, loss: float | None = None, preview: np.ndarray | None = None,
+             force: bool = False) -> None:
         """Report step ``step`` (1-based) and check for cancellation."""
         if self.cancel is not None:
             self.cancel.check()

@@ -1,7 +1,6 @@
 import math
 
 import torch
-
 from dreamsmith.core.cameras import orbit_cameras
 
 
