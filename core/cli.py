@@ -1,0 +1,107 @@
+"""``python -m dreamsmith``: the engine without Blender.
+
+Exit codes: 0 done, 2 a problem the user can fix (message on stderr, nothing written),
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from .errors import DreamsmithError
+from .events import ProgressEvent
+
+PRESETS = ("draft", "standard", "high")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+class ProgressBar:
+    """Shows progress events as one tqdm bar per stage (stage, step/total, loss, ETA)."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.stage: str | None = None
+        self.bar = None
+
+    def __call__(self, ev: ProgressEvent) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if ev.stage != self.stage:
+            self.close()
+            self.stage = ev.stage
+            self.bar = tqdm(total=ev.total, desc=f"{ev.stage:>7}", unit="step", dynamic_ncols=True, file=sys.stderr)
+        self.bar.n = ev.step
+        if ev.loss is not None:
+            self.bar.set_postfix(loss=f"{ev.loss:.4f}", refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", choices=PRESETS, default="draft", help="quality preset (default: draft)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="compute device (default: auto)")
+    p.add_argument("--out", required=True, help="output file (.glb, or .obj with .mtl and .png beside it)")
+    p.add_argument("--config", help="JSON file with config overrides merged over the preset")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of all sub-commands."""
+    parser = argparse.ArgumentParser(prog="python -m dreamsmith", description="Dreamsmith engine: text/images to 3D.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    rec = sub.add_parser("reconstruct", help="fit a textured mesh to posed RGBA images (transforms.json)")
+    rec.add_argument("--images", required=True, help="folder with transforms.json or transforms_train.json")
+    _common(rec)
+    return parser
+
+
+def _overrides(path: str | None) -> dict:
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DreamsmithError(f"Cannot read the config file {path!r}: {exc}") from None
+    if not isinstance(data, dict):
+        raise DreamsmithError(f"The config file {path!r} must hold a JSON object.")
+    return data
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Run one parsed command; returns its summary."""
+    bar = ProgressBar(enabled=not args.quiet)
+    try:
+        if args.command == "reconstruct":
+            from .pipeline import reconstruct_config, run_reconstruct
+
+            cfg = reconstruct_config(args.preset, _overrides(args.config) | {"seed": args.seed})
+            return run_reconstruct(args.images, args.out, cfg, device=args.device, callback=bar, preset=args.preset)
+        raise DreamsmithError(f"Unknown command {args.command!r}.")
+    finally:
+        bar.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        summary = run(args)
+    except DreamsmithError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written", file=sys.stderr)
+        return 130
+    print(json.dumps({k: summary[k] for k in ("out", "faces", "vertices", "seconds") if k in summary}))
+    return 0

@@ -1,0 +1,171 @@
+"""Stage 2: the mesh stage. The coarse density becomes an SDF on a tetrahedral grid (DMTet); the
+iso-surface, its vertex offsets and the colour field are optimised through the rasteriser."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+from torch import Tensor
+
+from ..kernels.raster import antialias, interpolate, rasterize
+from .cameras import Cameras
+from .dmtet import DMTetConfig, DMTetGeometry
+from .errors import InputError, NumericalError
+from .events import StageReporter
+from .mesh_ops import laplacian_loss, normal_consistency_loss
+
+
+@dataclass
+class MeshStageConfig:
+    """The mesh stage.
+
+    Attributes:
+        steps: Optimisation steps.
+        render_size: Longer side of the rendered images (the targets are resized to it).
+        views_per_step: Views rendered per step.
+        lr_sdf: Adam learning rate of the SDF values (in units of grid cells).
+        lr_deform: Adam learning rate of the vertex offsets.
+        lr_color: Adam learning rate of the colour field's hash table (its MLP uses a tenth).
+        iso_density: Density of the coarse field taken as the surface, times the box diagonal (scale-free).
+        laplacian_weight: Weight of the uniform Laplacian smoothness term.
+        normal_weight: Weight of the normal-consistency term.
+        sdf_weight: Weight of the SDF sign-flip regulariser.
+        min_component_fraction: Pieces smaller than this fraction of the largest are dropped.
+        dmtet: The tetrahedral grid.
+    """
+
+    steps: int = 400
+    render_size: int = 128
+    views_per_step: int = 4
+    lr_sdf: float = 0.05
+    lr_deform: float = 0.01
+    lr_color: float = 1e-2
+    iso_density: float = 50.0
+    laplacian_weight: float = 0.05
+    normal_weight: float = 0.05
+    sdf_weight: float = 0.01
+    min_component_fraction: float = 0.05
+    dmtet: DMTetConfig = field(default_factory=DMTetConfig)
+
+
+def occupancy_to_sdf(occ: np.ndarray, cell: float) -> np.ndarray:
+    """Signed distance (negative inside) of a boolean voxel occupancy, in world units."""
+    inside = ndimage.distance_transform_edt(occ) - 0.5
+    outside = ndimage.distance_transform_edt(~occ) - 0.5
+    return np.where(occ, -inside, outside).astype(np.float32) * cell
+
+
+def clean_occupancy(occ: np.ndarray, min_fraction: float) -> np.ndarray:
+    """Fill enclosed cavities and drop pieces much smaller than the largest one."""
+    occ = ndimage.binary_fill_holes(occ)
+    labels, n = ndimage.label(occ)
+    if n > 1:
+        sizes = np.bincount(labels.ravel())[1:]
+        keep = np.nonzero(sizes >= min_fraction * sizes.max())[0] + 1
+        occ = np.isin(labels, keep)
+    return occ
+
+
+@torch.no_grad()
+def initial_sdf(density_fn, grid_verts: Tensor, grid_shape: tuple[int, int, int], bbox: Tensor, iso_density: float,
+                carve_fn=None, min_fraction: float = 0.05) -> Tensor:
+    """SDF at the tet-grid vertices from the coarse density (and the visual hull, when given).
+
+    Args:
+        density_fn: ``x [N, 3] -> [N]`` coarse density.
+        grid_verts: ``[V, 3]`` tet-grid vertices, a regular ``grid_shape`` lattice in ``[x, y, z]`` order.
+        grid_shape: Lattice size per axis.
+        bbox: ``[2, 3]`` scene box.
+        iso_density: Surface density times the box diagonal.
+        carve_fn: Optional ``x [N, 3] -> bool [N]`` that is False where images see background.
+        min_fraction: See :class:`MeshStageConfig`.
+    """
+    diag = float((bbox[1] - bbox[0]).norm())
+    dens = torch.cat([density_fn(c) for c in grid_verts.split(1 << 18)])
+    occ = dens > iso_density / diag
+    if carve_fn is not None:
+        occ &= torch.cat([carve_fn(c) for c in grid_verts.split(1 << 18)])
+    occ_np = clean_occupancy(occ.reshape(grid_shape).cpu().numpy(), min_fraction)
+    if not occ_np.any():
+        raise InputError("The coarse stage found no object to turn into a mesh; check that the images show the "
+                         "object on a transparent background, or use more steps (a larger preset).")
+    cell = float((bbox[1] - bbox[0]).max()) / (grid_shape[0] - 1)
+    return torch.from_numpy(occupancy_to_sdf(occ_np, cell)).reshape(-1).to(grid_verts.device)
+
+
+def render_mesh(verts: Tensor, faces: Tensor, cams: Cameras, color_fn, bg: Tensor) -> dict[str, Tensor]:
+    """Rasterise a mesh, colour its surface points with ``color_fn`` and antialias the silhouette.
+
+    Returns:
+        ``rgb [B, H, W, 3]`` composited over ``bg [B, 1, 1, 3]``, ``alpha [B, H, W]``, ``rast``.
+    """
+    clip = cams.project(verts)
+    rast = rasterize(clip, faces, (cams.height, cams.width))
+    mask = rast[..., 3] > 0
+    pts = interpolate(verts, rast, faces)
+    col = torch.zeros(*mask.shape, 3, device=verts.device, dtype=verts.dtype)
+    if mask.any():
+        col = col.index_put((mask,), color_fn(pts[mask]))
+    rgba = antialias(torch.cat([col, mask[..., None].to(col.dtype)], dim=-1), rast, clip, faces)
+    alpha = rgba[..., 3].clamp(0, 1)
+    return {"rgb": rgba[..., :3] + (1 - alpha[..., None]) * bg, "alpha": alpha, "rast": rast}
+
+
+def resize_targets(target: Tensor, size: int) -> Tensor:
+    """Area-resize RGBA targets ``[B, H, W, 4]`` so the longer side is ``size`` (premultiplied while resizing)."""
+    h, w = target.shape[1:3]
+    if max(h, w) == size:
+        return target
+    scale = size / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    pre = torch.cat([target[..., :3] * target[..., 3:], target[..., 3:]], dim=-1).permute(0, 3, 1, 2)
+    pre = F.interpolate(pre, size=(nh, nw), mode="area" if scale < 1 else "bilinear", align_corners=None)
+    pre = pre.permute(0, 2, 3, 1)
+    a = pre[..., 3:]
+    return torch.cat([pre[..., :3] / a.clamp_min(1e-6), a], dim=-1)
+
+
+def train_mesh_reference(cfg: MeshStageConfig, guidance, color_field, bbox: Tensor, generator: torch.Generator,
+                         reporter: StageReporter) -> DMTetGeometry:
+    """Optimise DMTet geometry and the colour field against posed images."""
+    dev = guidance.device
+    geo = DMTetGeometry(cfg.dmtet, bbox.to(dev)).to(dev)
+    r = cfg.dmtet.resolution + 1
+    sdf0 = initial_sdf(color_field.density, geo.grid_verts, (r, r, r), bbox, cfg.iso_density, guidance.carve,
+                       cfg.min_component_fraction)
+    geo.init_from_sdf(sdf0)
+    color_params = [p for n, p in color_field.named_parameters() if "density" not in n]
+    groups = [{"params": [geo.sdf], "lr": cfg.lr_sdf * geo.cell_size},
+              {"params": [geo.deform], "lr": cfg.lr_deform},
+              {"params": color_params, "lr": cfg.lr_color}]
+    opt = torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
+    scale = cfg.render_size / max(guidance.h, guidance.w)
+    for step in range(1, cfg.steps + 1):
+        cams, target = guidance.sample_views(cfg.views_per_step, generator)
+        if scale != 1:
+            cams = cams.resized(round(cams.width * scale), round(cams.height * scale))
+            target = resize_targets(target, cfg.render_size)
+        bg = torch.rand(len(cams), 1, 1, 3, generator=generator).to(dev)
+        verts, faces = geo()
+        if faces.shape[0] == 0:
+            raise NumericalError("The mesh stage lost the surface (no faces); lower lr_sdf or use a larger preset.")
+        out = render_mesh(verts, faces, cams, color_field.albedo, bg)
+        loss = guidance.loss(out["rgb"], out["alpha"], target, bg)
+        if cfg.laplacian_weight > 0:
+            loss = loss + cfg.laplacian_weight * laplacian_loss(verts, faces) / geo.cell_size ** 2
+        if cfg.normal_weight > 0:
+            loss = loss + cfg.normal_weight * normal_consistency_loss(verts, faces)
+        if cfg.sdf_weight > 0:
+            loss = loss + cfg.sdf_weight * geo.sdf_edge_regularizer()
+        if not math.isfinite(float(loss)):
+            raise NumericalError("The mesh stage diverged (NaN loss); lower the learning rates or try another seed.")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        reporter.step(step, float(loss))
+    return geo

@@ -1,0 +1,381 @@
+"""Volume rendering of a density + albedo field, with empty-space skipping and early ray termination.
+
+A ray is clipped to the field's box, sampled at a fixed step (the box diagonal divided by
+``n_samples_per_ray``), and samples in unoccupied cells of an :class:`~.occupancy.OccupancyGrid` are
+dropped. The field is evaluated once per block of samples on the packed survivors only, and the
+block is composited on a padded ``[rays, block]`` layout (zeros where a sample was dropped):
+
+    alpha_i = 1 - exp(-sigma_i * delta),  T_i = exp(-sum_{j<i} sigma_j * delta),  w_i = alpha_i * T_i
+    rgb = sum_i w_i * c_i + (1 - sum_i w_i) * background
+
+Early termination is batched: between blocks, rays whose transmittance fell below
+``termination_eps`` are dropped, so samples behind an opaque surface are never evaluated (mode
+``"blocks"``). The alternatives ``"prepass"`` (a no-grad density pass over every sample first) and
+``"none"`` are kept for benchmarking; see ``VolumeConfig.early_stop``.
+
+Shading: ``albedo`` (c = albedo), ``lambertian`` (c = albedo * (ambient + diffuse * max(0, n.l))) and
+``textureless`` (c = ambient + diffuse * max(0, n.l), grey). Normals come from ``field.normals`` and are
+only evaluated when a mode needs them (or ``normals=True``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .cameras import Cameras
+from .errors import ConfigError, InputError
+from .occupancy import OccupancyGrid
+
+BACKGROUNDS = ("white", "black", "random", "learned")
+SHADINGS = ("albedo", "lambertian", "textureless")
+EARLY_STOP = ("blocks", "prepass", "none")
+
+
+@dataclass
+class VolumeConfig:
+    """Settings of :class:`VolumeRenderer`.
+
+    Attributes:
+        n_samples_per_ray: Samples along the box diagonal; the step is ``diagonal / n_samples_per_ray``, so this is
+            the most samples any ray gets.
+        near_min: Samples closer than this to the ray origin are skipped (cameras inside the box).
+        termination_eps: A ray stops once its transmittance falls below this.
+        early_stop: How termination is batched: ``"blocks"`` marches ``march_block`` samples at a time and drops
+            finished rays between blocks; ``"prepass"`` runs a no-grad density pass over all samples first;
+            ``"none"`` evaluates every sample. Measured (CPU, 4 x 64 x 64 rays, sphere-like grid + MLP field, with an
+            occupancy grid), one forward + backward step: blocks(64) 0.97 s, prepass 1.43 s, none 1.60 s.
+        march_block: Samples per block in ``"blocks"`` mode.
+        background: ``"white"``, ``"black"``, ``"random"`` (one random colour per call / per camera) or
+            ``"learned"`` (a :class:`BackgroundMLP` on the ray direction).
+        bg_hidden: Hidden width of the learned background MLP.
+        bg_freqs: Sine/cosine frequency bands of the learned background's direction encoding.
+        chunk_rays: Rays rendered per chunk (bounds memory; gradients flow through all chunks).
+        ambient: Ambient term of the lambertian / textureless shading.
+        diffuse: Diffuse term of the lambertian / textureless shading.
+        light_jitter: Standard deviation of the random perturbation added to the default light direction (from the
+            camera) in :meth:`VolumeRenderer.render_image` when ``perturb`` is on; 0 disables it.
+    """
+
+    n_samples_per_ray: int = 256
+    near_min: float = 0.0
+    termination_eps: float = 1e-4
+    early_stop: str = "blocks"
+    march_block: int = 64
+    background: str = "white"
+    bg_hidden: int = 32
+    bg_freqs: int = 2
+    chunk_rays: int = 16384
+    ambient: float = 0.3
+    diffuse: float = 0.7
+    light_jitter: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.background not in BACKGROUNDS:
+            raise ConfigError(f"Unknown background {self.background!r}; choose one of: {', '.join(BACKGROUNDS)}.")
+        if self.early_stop not in EARLY_STOP:
+            raise ConfigError(f"Unknown early_stop {self.early_stop!r}; choose one of: {', '.join(EARLY_STOP)}.")
+        for name in ("n_samples_per_ray", "march_block", "chunk_rays"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be a positive integer (got {getattr(self, name)}).")
+        if not 0.0 < self.termination_eps < 1.0:
+            raise ConfigError(f"termination_eps must be in (0, 1) (got {self.termination_eps}); try 1e-4.")
+
+
+class BackgroundMLP(nn.Module):
+    """A small MLP mapping a unit ray direction ``[N, 3]`` to a background colour ``[N, 3]`` in ``[0, 1]``.
+
+    Args:
+        hidden: Hidden width.
+        n_freqs: Sine/cosine frequency bands of the direction encoding (0: the raw direction only).
+    """
+
+    def __init__(self, hidden: int = 32, n_freqs: int = 2) -> None:
+        super().__init__()
+        self.n_freqs = n_freqs
+        self.net = nn.Sequential(nn.Linear(3 + 6 * n_freqs, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 3))
+
+    def forward(self, d: Tensor) -> Tensor:
+        feats = [d]
+        for k in range(self.n_freqs):
+            feats += [torch.sin((2.0 ** k) * math.pi * d), torch.cos((2.0 ** k) * math.pi * d)]
+        return torch.sigmoid(self.net(torch.cat(feats, dim=-1)))
+
+
+def ray_aabb(rays_o: Tensor, rays_d: Tensor, bbox: Tensor) -> tuple[Tensor, Tensor]:
+    """Entry and exit distances ``near [R]``, ``far [R]`` of rays ``[R, 3]`` through the box ``bbox [2, 3]``.
+
+    The box is hit in front of the origin where ``far > max(near, 0)``; ``near`` is negative when the origin is
+    inside, and both are negative when the box is behind the ray.
+    """
+    d = torch.where(rays_d.abs() < 1e-9, torch.full_like(rays_d, 1e-9), rays_d)
+    t0 = (bbox[0] - rays_o) / d
+    t1 = (bbox[1] - rays_o) / d
+    near = torch.minimum(t0, t1).amax(dim=-1)
+    far = torch.maximum(t0, t1).amin(dim=-1)
+    return near, far
+
+
+def _shade(albedo: Tensor, normals: Tensor | None, light: Tensor | None, shading: str, ambient: float,
+           diffuse: float) -> Tensor:
+    """Colours ``[N, 3]`` of samples with ``albedo [N, 3]``, ``normals [N, 3]`` and unit ``light [N, 3]``."""
+    if shading == "albedo":
+        return albedo
+    lum = ambient + diffuse * (normals * light).sum(-1, keepdim=True).clamp_min(0.0)  # [N, 1]
+    if shading == "lambertian":
+        return albedo * lum
+    return lum.expand(-1, 3)
+
+
+def _rand(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype,
+          generator: torch.Generator | None) -> Tensor:
+    """Uniform ``[0, 1)`` numbers on ``device``, drawn from ``generator`` (on its own device) when one is given."""
+    if generator is None:
+        return torch.rand(shape, device=device, dtype=dtype)
+    return torch.rand(shape, generator=generator, device=generator.device, dtype=dtype).to(device)
+
+
+def background_color(config: VolumeConfig, rays_d: Tensor, background: BackgroundMLP | None = None,
+                     generator: torch.Generator | None = None) -> Tensor:
+    """The configured background ``[R, 3]`` for rays with directions ``rays_d [R, 3]``."""
+    kind = config.background
+    r = rays_d.shape[0]
+    if kind == "learned":
+        if background is None:
+            raise ConfigError("background='learned' needs its BackgroundMLP: render with a VolumeRenderer (which owns "
+                              "it) or pass background=..., or choose another background.")
+        return background(rays_d)
+    if kind == "random":
+        return _rand((1, 3), rays_d.device, rays_d.dtype, generator).expand(r, 3)
+    value = 1.0 if kind == "white" else 0.0
+    return torch.full((r, 3), value, device=rays_d.device, dtype=rays_d.dtype)
+
+
+def render_rays(field, rays_o: Tensor, rays_d: Tensor, config: VolumeConfig | None = None,
+                occupancy: OccupancyGrid | None = None, shading: str = "albedo", light_dir: Tensor | None = None,
+                bg_color: Tensor | None = None, perturb: bool = False, normals: bool = False,
+                generator: torch.Generator | None = None, background: BackgroundMLP | None = None) -> dict:
+    """Volume-render rays through ``field``.
+
+    Args:
+        field: ``field.bbox [2, 3]``, ``field(x [N, 3]) -> (density [N], albedo [N, 3])`` and, for the shaded
+            modes, ``field.normals(x [N, 3]) -> [N, 3]``.
+        rays_o: ``[R, 3]`` ray origins.
+        rays_d: ``[R, 3]`` unit ray directions.
+        config: Renderer settings (defaults when ``None``).
+        occupancy: Samples in its unoccupied cells are skipped; ``None`` keeps every sample.
+        shading: ``"albedo"``, ``"lambertian"`` or ``"textureless"``.
+        light_dir: ``[R, 3]`` or ``[3]`` direction towards the light; default: towards the camera (``-rays_d``).
+        bg_color: ``[R, 3]`` or ``[3]`` background; default: from ``config.background``.
+        perturb: Jitter the sample positions (training); off gives a deterministic image.
+        normals: Also composite normals (and the orientation loss) in ``"albedo"`` mode.
+        generator: Random numbers for the jitter and the random background (any device); ``None``: the global RNG.
+        background: The learned background module when ``config.background == "learned"``.
+
+    Returns:
+        A dict with ``rgb [R, 3]``, ``opacity [R]`` (the sum of weights, for opacity/sparsity losses), ``depth [R]``
+        (the weighted mean sample distance, 0 where nothing was hit), ``bg [R, 3]``, and when normals are
+        evaluated ``normal [R, 3]`` (weighted sum of unit normals, not renormalised) and ``orientation [R]``
+        (the per-ray orientation penalty ``sum_i stopgrad(w_i) * max(0, n_i . d)^2``); plus the plain ints
+        ``n_samples`` (differentiable field evaluations) and ``n_prepass`` (no-grad density evaluations).
+    """
+    config = config or VolumeConfig()
+    if shading not in SHADINGS:
+        raise ConfigError(f"Unknown shading {shading!r}; choose one of: {', '.join(SHADINGS)}.")
+    if rays_o.dim() != 2 or rays_o.shape[-1] != 3 or rays_o.shape != rays_d.shape:
+        raise InputError(f"render expects rays_o and rays_d of shape [R, 3] (got {tuple(rays_o.shape)} and "
+                         f"{tuple(rays_d.shape)}); flatten image rays first or use render_image.")
+    r = rays_o.shape[0]
+    if bg_color is None:
+        bg_color = background_color(config, rays_d, background, generator)
+    bg_color = bg_color.to(rays_o).expand(r, 3)
+    want_normals = normals or shading != "albedo"
+    if want_normals:
+        light_dir = -rays_d if light_dir is None else F.normalize(light_dir.to(rays_o), dim=-1).expand(r, 3)
+    chunks = []
+    for s in range(0, r, config.chunk_rays):
+        sl = slice(s, s + config.chunk_rays)
+        chunks.append(_render_chunk(config, field, rays_o[sl], rays_d[sl], occupancy, shading,
+                                    light_dir[sl] if want_normals else None, bg_color[sl], perturb, want_normals,
+                                    generator))
+    if len(chunks) == 1:
+        return chunks[0]
+    out = {}
+    for key, value in chunks[0].items():
+        out[key] = sum(c[key] for c in chunks) if isinstance(value, int) else torch.cat([c[key] for c in chunks])
+    return out
+
+
+def _render_chunk(cfg: VolumeConfig, field, rays_o: Tensor, rays_d: Tensor, occupancy: OccupancyGrid | None,
+                  shading: str, light: Tensor | None, bg: Tensor, perturb: bool, want_normals: bool,
+                  generator: torch.Generator | None) -> dict:
+    """Render one chunk of rays (see :func:`render_rays`)."""
+    r, dev, dt = rays_o.shape[0], rays_o.device, rays_o.dtype
+    bbox = field.bbox.to(rays_o)
+    near, far = ray_aabb(rays_o, rays_d, bbox)
+    near = near.clamp_min(cfg.near_min)
+    hit = (far > near).nonzero().squeeze(1)  # [Rh]
+    o, d, near, far = rays_o[hit], rays_d[hit], near[hit], far[hit]
+    light = light[hit] if light is not None else None
+    rh, n_s = hit.numel(), cfg.n_samples_per_ray
+    step = float((bbox[1] - bbox[0]).norm()) / n_s
+
+    # Sample distances [Rh, S] and positions [Rh, S, 3]; dropped samples are masked out of `valid`.
+    k = torch.arange(n_s, device=dev, dtype=dt)
+    u = _rand((rh, n_s), dev, dt, generator) if perturb else 0.5
+    t = near[:, None] + (k + u) * step
+    valid = t < far[:, None]
+    x = o[:, None] + t[..., None] * d[:, None]
+    if occupancy is not None:
+        valid &= occupancy.is_occupied(x)
+
+    n_prepass = 0
+    block = cfg.march_block if cfg.early_stop == "blocks" else n_s
+    if cfg.early_stop == "prepass" and bool(valid.any()):
+        with torch.no_grad():
+            tau = torch.zeros(rh, n_s, device=dev, dtype=dt)
+            tau[valid] = field.density(x[valid]).to(dt) * step
+            n_prepass = int(valid.sum())
+            valid &= (tau.cumsum(1) - tau) < -math.log(cfg.termination_eps)
+
+    acc = torch.zeros(rh, device=dev, dtype=dt)  # optical depth accumulated so far
+    rgb = torch.zeros(rh, 3, device=dev, dtype=dt)
+    wt = torch.zeros(rh, device=dev, dtype=dt)  # sum of w * t
+    nrm = torch.zeros(rh, 3, device=dev, dtype=dt) if want_normals else None
+    orient = torch.zeros(rh, device=dev, dtype=dt) if want_normals else None
+    active = torch.ones(rh, dtype=torch.bool, device=dev)
+    stop_depth = -math.log(cfg.termination_eps)
+    n_eval = 0
+    for b0 in range(0, n_s, block):
+        vb = valid[:, b0:b0 + block] & active[:, None]  # [Rh, Sb]
+        rows = vb.any(dim=1).nonzero().squeeze(1)  # [Rb] rays with samples in this block
+        if rows.numel() == 0:
+            if not bool(active.any()):
+                break
+            continue
+        vb = vb[rows]
+        xs = x[rows, b0:b0 + block][vb]  # [N, 3] packed samples
+        ts = t[rows, b0:b0 + block][vb]  # [N]
+        ray_of = rows[:, None].expand_as(vb)[vb]  # [N] index into the hit rays
+        sigma, albedo = field(xs)
+        sigma, albedo = sigma.to(dt), albedo.to(dt)
+        n_eval += xs.shape[0]
+        tau = torch.zeros(vb.shape, device=dev, dtype=dt).masked_scatter(vb, sigma * step)  # [Rb, Sb]
+        cum = tau.cumsum(dim=1)
+        trans = torch.exp(-(acc[rows, None] + cum - tau))
+        w = ((1.0 - torch.exp(-tau)) * trans)[vb]  # [N]
+        n = field.normals(xs).to(dt) if want_normals else None
+        c = _shade(albedo, n, light[ray_of] if want_normals else None, shading, cfg.ambient, cfg.diffuse)
+        rgb = rgb.index_add(0, ray_of, w[:, None] * c)
+        wt = wt.index_add(0, ray_of, w * ts)
+        if want_normals:
+            nrm = nrm.index_add(0, ray_of, w[:, None] * n)
+            facing = (n * d[ray_of]).sum(-1).clamp_min(0.0)
+            orient = orient.index_add(0, ray_of, w.detach() * facing.square())
+        acc = acc.index_add(0, rows, cum[:, -1])
+        active = acc.detach() < stop_depth
+
+    opac = 1.0 - torch.exp(-acc)
+    out = {
+        "rgb": _scatter_rows(rgb + (1.0 - opac)[:, None] * bg[hit], hit, bg),
+        "opacity": _scatter_rows(opac, hit, torch.zeros(r, device=dev, dtype=dt)),
+        "depth": _scatter_rows(wt / opac.clamp_min(1e-6), hit, torch.zeros(r, device=dev, dtype=dt)),
+        "bg": bg,
+        "n_samples": n_eval,
+        "n_prepass": n_prepass,
+    }
+    if want_normals:
+        out["normal"] = _scatter_rows(nrm, hit, torch.zeros(r, 3, device=dev, dtype=dt))
+        out["orientation"] = _scatter_rows(orient, hit, torch.zeros(r, device=dev, dtype=dt))
+    return out
+
+def render_image(field, cameras: Cameras, config: VolumeConfig | None = None, occupancy: OccupancyGrid | None = None,
+                 shading: str = "albedo", light_dir: Tensor | None = None, bg_color: Tensor | None = None,
+                 perturb: bool = False, normals: bool = False, generator: torch.Generator | None = None,
+                 background: BackgroundMLP | None = None) -> dict:
+    """Render every pixel of a batch of ``B`` cameras (in chunks of ``config.chunk_rays`` rays).
+
+    Args:
+        field: As in :func:`render_rays`.
+        cameras: The cameras; moved to the field's device.
+        config: Renderer settings (defaults when ``None``).
+        occupancy: As in :func:`render_rays`.
+        shading: As in :func:`render_rays`.
+        light_dir: ``[B, 3]`` or ``[3]`` direction towards the light; default: from the box centre towards each
+            camera, perturbed by ``config.light_jitter`` when ``perturb`` is on.
+        bg_color: ``[B, 3]`` or ``[3]`` background colour; default from ``config.background`` (``"random"``
+            draws one colour per camera).
+        perturb: Jitter samples (and the default light) for training.
+        normals: As in :func:`render_rays`.
+        generator: As in :func:`render_rays`.
+        background: As in :func:`render_rays`.
+
+    Returns:
+        The dict of :func:`render_rays` with images ``[B, H, W, C]`` (``opacity`` and ``depth`` have ``C = 1``) and the
+        summed sample counts.
+    """
+    config = config or VolumeConfig()
+    dev = field.bbox.device
+    cams = cameras.to(dev)
+    b, h, w = len(cams), cams.height, cams.width
+    o, d = cams.rays()  # [B, H, W, 3]
+    if shading != "albedo":
+        if light_dir is None:
+            centre = field.bbox.to(cams.c2w).mean(dim=0)
+            light_dir = cams.centers - centre  # [B, 3]
+            if perturb and config.light_jitter > 0:
+                light_dir = F.normalize(light_dir, dim=-1) + config.light_jitter * _randn_like(light_dir, generator)
+        light_dir = F.normalize(light_dir.to(o).expand(b, 3), dim=-1)
+        light_dir = light_dir[:, None, None].expand(b, h, w, 3).reshape(-1, 3)
+    if bg_color is None and config.background == "random":
+        bg_color = _rand((b, 3), dev, o.dtype, generator)
+    if bg_color is not None:
+        bg_color = bg_color.to(o).expand(b, 3)[:, None, None].expand(b, h, w, 3).reshape(-1, 3)
+    out = render_rays(field, o.reshape(-1, 3), d.reshape(-1, 3), config, occupancy, shading, light_dir, bg_color,
+                      perturb, normals, generator, background)
+    return {k: v if isinstance(v, int) else v.reshape(b, h, w, -1) for k, v in out.items()}
+
+
+class VolumeRenderer(nn.Module):
+    """The renderer as a module: holds its config and, when ``config.background == "learned"``, the background MLP
+    (so an optimiser over ``renderer.parameters()`` trains it).
+
+    Args:
+        config: Renderer settings.
+    """
+
+    def __init__(self, config: VolumeConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or VolumeConfig()
+        cfg = self.config
+        self.background = BackgroundMLP(cfg.bg_hidden, cfg.bg_freqs) if cfg.background == "learned" else None
+
+    def render(self, field, rays_o: Tensor, rays_d: Tensor, occupancy: OccupancyGrid | None = None,
+               shading: str = "albedo", light_dir: Tensor | None = None, bg_color: Tensor | None = None,
+               perturb: bool = False, normals: bool = False, generator: torch.Generator | None = None) -> dict:
+        """:func:`render_rays` with this renderer's config and background."""
+        return render_rays(field, rays_o, rays_d, self.config, occupancy, shading, light_dir, bg_color, perturb,
+                           normals, generator, self.background)
+
+    def render_image(self, field, cameras: Cameras, occupancy: OccupancyGrid | None = None, shading: str = "albedo",
+                     light_dir: Tensor | None = None, bg_color: Tensor | None = None, perturb: bool = False,
+                     normals: bool = False, generator: torch.Generator | None = None) -> dict:
+        """:func:`render_image` with this renderer's config and background."""
+        return render_image(field, cameras, self.config, occupancy, shading, light_dir, bg_color, perturb, normals,
+                            generator, self.background)
+
+
+def _randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Standard normal numbers shaped like ``x``, drawn from ``generator`` when one is given."""
+    if generator is None:
+        return torch.randn_like(x)
+    return torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
+
+
+def _scatter_rows(values: Tensor, rows: Tensor, base: Tensor) -> Tensor:
+    """``base`` with ``base[rows] = values`` (out of place, differentiable in both)."""
+    return base.index_copy(0, rows, values.to(base.dtype))

@@ -1,0 +1,438 @@
+"""Differentiable triangle rasterisation: rasterise, interpolate, antialias, texture.
+
+The public functions follow nvdiffrast's conventions, so that nvdiffrast (CUDA context only, never
+OpenGL) is a drop-in fast path on CUDA tensors; everywhere else a pure-PyTorch reference runs
+(CPU, CUDA, Apple MPS).
+
+Conventions:
+    * ``rast [B, H, W, 4]`` holds ``(u, v, z_ndc, tri_id + 1)``; ``tri_id + 1 == 0`` is background.
+      An attribute interpolates as ``u * a0 + v * a1 + (1 - u - v) * a2`` with ``a_k`` the attribute
+      of vertex ``tri[f, k]``. ``u, v`` are perspective-correct and differentiable w.r.t. ``pos_clip``.
+    * Pixel ``(row i, col j)`` has its centre at NDC ``x = (2 j + 1) / W - 1``, ``y = (2 i + 1) / H - 1``
+      (row 0 is NDC ``y = -1``; :mod:`dreamsmith.core.cameras` flips ``y`` so images are top-row-first).
+    * Visibility: the smallest ``z_ndc`` wins, ties go to the lower triangle id. Triangles with a vertex
+      at ``w <= 0`` are skipped, samples with ``z_ndc`` outside ``[-1, 1]`` are culled, no back-face culling.
+    * Texture ``uv`` in ``[0, 1]``, ``(0, 0)`` = top-left corner of the image (glTF), bilinear, clamped.
+
+The reference rasteriser is watertight: edge functions of an edge shared by two triangles are computed
+bitwise identically (endpoints in a canonical order) and a sample exactly on an edge is owned as if it
+were nudged by an infinitesimal ``(eps, eps^2)``, so every sample is covered by exactly one side.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ._backend import force_reference, warn_fallback_once
+
+_KERNEL = "raster"
+_MAX_KEY = torch.iinfo(torch.int64).max
+_DEPTH_LEVELS = 2**31 - 1
+_ID_BITS = 32
+_nvdr = None  # the nvdiffrast.torch module once imported, False when it is not importable
+_contexts: dict = {}
+
+
+# --------------------------------------------------------------------------------------------- backend
+
+
+def available() -> bool:
+    """True when nvdiffrast (the CUDA fast path) can be imported."""
+    global _nvdr
+    if _nvdr is None:
+        try:
+            import nvdiffrast.torch as dr
+
+            _nvdr = dr
+        except Exception:  # any import failure means "not available"
+            _nvdr = False
+    return _nvdr is not False
+
+
+def _use_fast(*tensors: Tensor) -> bool:
+    """Whether to dispatch to nvdiffrast for these tensors (all CUDA, float32)."""
+    if force_reference() or not all(t.is_cuda for t in tensors):
+        return False
+    if not available():
+        warn_fallback_once(_KERNEL, "nvdiffrast is not installed")
+        return False
+    return all(t.dtype == torch.float32 for t in tensors if t.is_floating_point())
+
+
+def _context(device: torch.device):
+    key = str(device)
+    if key not in _contexts:
+        _contexts[key] = _nvdr.RasterizeCudaContext(device=device)
+    return _contexts[key]
+
+
+# --------------------------------------------------------------------------------------------- checks
+
+
+def _check_pos_tri(pos_clip: Tensor, tri: Tensor) -> Tensor:
+    """Validate ``pos_clip [B, V, 4] | [V, 4]`` and ``tri [F, 3]``; returns ``pos_clip`` as ``[B, V, 4]``."""
+    if not isinstance(pos_clip, Tensor) or not pos_clip.is_floating_point():
+        raise ValueError("pos_clip must be a floating-point tensor of clip-space positions [B, V, 4] or [V, 4].")
+    if pos_clip.dim() == 2:
+        pos_clip = pos_clip[None]
+    if pos_clip.dim() != 3 or pos_clip.shape[-1] != 4:
+        raise ValueError(f"pos_clip must have shape [B, V, 4] or [V, 4], got {tuple(pos_clip.shape)}.")
+    if not isinstance(tri, Tensor) or tri.dtype not in (torch.int32, torch.int64):
+        raise ValueError("tri must be an int32 or int64 tensor of vertex indices [F, 3].")
+    if tri.dim() != 2 or tri.shape[1] != 3:
+        raise ValueError(f"tri must have shape [F, 3], got {tuple(tri.shape)}.")
+    if tri.device != pos_clip.device:
+        raise ValueError(f"tri is on {tri.device} but pos_clip is on {pos_clip.device}; put both on one device.")
+    if tri.numel() and (int(tri.min()) < 0 or int(tri.max()) >= pos_clip.shape[1]):
+        raise ValueError(f"tri holds vertex indices outside [0, {pos_clip.shape[1] - 1}].")
+    return pos_clip
+
+
+def _check_rast(rast: Tensor, name: str = "rast") -> None:
+    if not isinstance(rast, Tensor) or rast.dim() != 4 or rast.shape[-1] != 4 or not rast.is_floating_point():
+        raise ValueError(f"{name} must be the [B, H, W, 4] float output of rasterize().")
+
+
+def _pixel_xy(pos: Tensor, height: int, width: int) -> Tensor:
+    """Pixel coordinates ``[..., 2]`` (pixel centres at integers) of clip positions ``[..., 4]``."""
+    w = pos[..., 3]
+    x = (pos[..., 0] / w + 1.0) * (0.5 * width) - 0.5
+    y = (pos[..., 1] / w + 1.0) * (0.5 * height) - 0.5
+    return torch.stack([x, y], dim=-1)
+
+
+def _cross(a: Tensor, b: Tensor) -> Tensor:
+    """2D cross product of ``[..., 2]`` vectors."""
+    return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
+
+
+# --------------------------------------------------------------------------------------------- rasterize
+
+
+def rasterize(pos_clip: Tensor, tri: Tensor, resolution: tuple[int, int]) -> Tensor:
+    """Rasterise triangles into a ``[B, H, W, 4]`` buffer of ``(u, v, z_ndc, tri_id + 1)``.
+
+    Args:
+        pos_clip: Clip-space vertex positions ``[B, V, 4]`` (or ``[V, 4]``, treated as ``B = 1``).
+        tri: Triangle vertex indices ``[F, 3]`` (int32 or int64).
+        resolution: Output size ``(H, W)``.
+
+    Returns:
+        ``rast [B, H, W, 4]``; ``u, v`` (and ``z``) are differentiable w.r.t. ``pos_clip``.
+    """
+    pos_clip = _check_pos_tri(pos_clip, tri)
+    if len(resolution) != 2 or int(resolution[0]) <= 0 or int(resolution[1]) <= 0:
+        raise ValueError(f"resolution must be two positive integers (H, W), got {resolution!r}.")
+    res = (int(resolution[0]), int(resolution[1]))
+    if _use_fast(pos_clip):
+        rast, _ = _nvdr.rasterize(_context(pos_clip.device), pos_clip.contiguous(), tri.int().contiguous(), res)
+        return rast
+    return rasterize_reference(pos_clip, tri, res)
+
+
+def _triangle_setup(pos: Tensor, tri: Tensor, height: int, width: int):
+    """Per-triangle setup (no grad) for the ``T = B * F`` triangles, kept only where they touch a pixel centre.
+
+    Returns:
+        active ``[T']`` flat triangle ids ``b * F + f``; params ``[22, T']`` (per edge ``Ax, Ay, dx, dy`` x3,
+        edge sign x3, tie ownership x3, vertex ``z_ndc`` x3, ``1 / |2 area|``); bounding-box corner ``x0, y0``
+        and size ``bw, bh`` ``[T']`` (int64).
+    """
+    w = pos[..., 3]  # [B, V]
+    vx = (pos[..., 0] / w + 1.0) * (0.5 * width) - 0.5
+    vy = (pos[..., 1] / w + 1.0) * (0.5 * height) - 0.5
+    vz = pos[..., 2] / w
+    idx = tri.long().t()  # [3, F]
+    # Component-major corner values [3, T]: corner k of triangle b * F + f.
+    cx, cy, cz, cw = (a[:, idx].permute(1, 0, 2).reshape(3, -1) for a in (vx, vy, vz, w))
+    area2 = (cx[1] - cx[0]) * (cy[2] - cy[0]) - (cy[1] - cy[0]) * (cx[2] - cx[0])  # [T]
+    valid = (cw > 0).all(0) & torch.isfinite(area2) & (area2 != 0) & ~((cz < -1).all(0) | (cz > 1).all(0))
+    big = float(max(width, height) + 1)
+    x0 = torch.ceil(cx.amin(0).nan_to_num(0.0).clamp(-1.0, big)).long().clamp_min(0)
+    y0 = torch.ceil(cy.amin(0).nan_to_num(0.0).clamp(-1.0, big)).long().clamp_min(0)
+    bw = (torch.floor(cx.amax(0).nan_to_num(0.0).clamp(-1.0, big)).long().clamp_max(width - 1) - x0 + 1)
+    bh = (torch.floor(cy.amax(0).nan_to_num(0.0).clamp(-1.0, big)).long().clamp_max(height - 1) - y0 + 1)
+    active = torch.nonzero(valid & (bw > 0) & (bh > 0)).squeeze(1)
+    cx, cy, cz, area2 = cx[:, active], cy[:, active], cz[:, active], area2[active]
+    orient = torch.sign(area2)
+    rows: list[Tensor] = [torch.empty(0)] * 22
+    for k in range(3):
+        i, j = (k + 1) % 3, (k + 2) % 3
+        swap = (cx[j] < cx[i]) | ((cx[j] == cx[i]) & (cy[j] < cy[i]))  # canonical endpoint order
+        ax, ay = torch.where(swap, cx[j], cx[i]), torch.where(swap, cy[j], cy[i])
+        dx, dy = torch.where(swap, cx[i], cx[j]) - ax, torch.where(swap, cy[i], cy[j]) - ay
+        s = torch.where(swap, -orient, orient)
+        # Sign of the edge function at the sample nudged by (eps, eps^2): -dy, or dx when dy == 0.
+        tie = torch.where(dy != 0, -dy, dx)
+        rows[4 * k:4 * k + 4] = [ax, ay, dx, dy]
+        rows[12 + k], rows[15 + k], rows[18 + k] = s, (s * tie > 0).to(cx.dtype), cz[k]
+    rows[21] = 1.0 / area2.abs()
+    return active, torch.stack(rows, 0), x0[active], y0[active], bw[active], bh[active]
+
+
+def _chunk_keys(params: Tensor, tids: Tensor, x0: Tensor, y0: Tensor, bw: Tensor, start: Tensor, first: int,
+                stop: int, num_faces: int, height: int, width: int) -> tuple[Tensor, Tensor]:
+    """Depth keys of the (triangle, pixel) candidates with global pair index in ``[first, stop)``.
+
+    ``start [T']`` is the first pair index of each active triangle (sorted). Returns flat pixel indices
+    ``[n]`` into ``[B * H * W]`` and int64 keys ``[n]`` (quantised depth << 32 | triangle id).
+    """
+    dev = params.device
+    bounds = torch.searchsorted(start, torch.tensor([first, stop], device=dev), right=True).tolist()
+    t0, t1 = bounds[0] - 1, bounds[1]
+    st = start[t0:t1]
+    en = torch.cat([start[t0 + 1:t1], start.new_tensor([stop])])
+    counts = en.clamp_max(stop) - st.clamp_min(first)
+    local = torch.repeat_interleave(torch.arange(t0, t1, device=dev), counts)  # [n] active-triangle index
+    k = torch.arange(first, stop, device=dev) - start[local]
+    w_box = bw[local]
+    row_off = torch.div(k, w_box, rounding_mode="floor")
+    col = x0[local] + (k - row_off * w_box)
+    row = y0[local] + row_off
+    prm = params[:, local]  # [22, n]
+    px, py = col.to(prm.dtype), row.to(prm.dtype)
+    inside = None
+    depth = torch.zeros_like(px)
+    for e in range(3):
+        ef = prm[4 * e + 2] * (py - prm[4 * e + 1]) - prm[4 * e + 3] * (px - prm[4 * e])
+        sef = prm[12 + e] * ef
+        ins = (sef > 0) | ((ef == 0) & (prm[15 + e] > 0))
+        inside = ins if inside is None else inside & ins
+        depth = depth + sef * prm[18 + e]
+    depth = depth * prm[21]
+    inside &= (depth >= -1) & (depth <= 1)
+    sel = torch.nonzero(inside).squeeze(1)
+    tid = tids[local[sel]]
+    bidx = torch.div(tid, num_faces, rounding_mode="floor")
+    pix = (bidx * height + row[sel]) * width + col[sel]
+    q = ((depth[sel] + 1) * (0.5 * _DEPTH_LEVELS)).long()
+    return pix, (q << _ID_BITS) | (tid - bidx * num_faces)
+
+
+def rasterize_reference(pos_clip: Tensor, tri: Tensor, resolution: tuple[int, int],
+                        max_pairs: int = 2**21) -> Tensor:
+    """Pure-PyTorch :func:`rasterize` (any device); ``max_pairs`` bounds the (triangle, pixel) pairs per chunk."""
+    if pos_clip.dim() == 2:
+        pos_clip = pos_clip[None]
+    height, width = resolution
+    bsz, nverts, _ = pos_clip.shape
+    nfaces = tri.shape[0]
+    dev = pos_clip.device
+    keys = torch.full((bsz * height * width,), _MAX_KEY, dtype=torch.long, device=dev)
+    if nfaces:
+        with torch.no_grad():
+            active, params, x0, y0, bw, bh = _triangle_setup(pos_clip.detach(), tri, height, width)
+            count = bw * bh
+            start = torch.cumsum(count, 0) - count
+            total = int(count.sum()) if count.numel() else 0
+            for first in range(0, total, max_pairs):
+                pix, key = _chunk_keys(params, active, x0, y0, bw, start, first, min(first + max_pairs, total),
+                                       nfaces, height, width)
+                keys.scatter_reduce_(0, pix, key, reduce="amin", include_self=True)
+    rast = torch.zeros(bsz * height * width, 4, dtype=pos_clip.dtype, device=dev)
+    idx = torch.nonzero(keys != _MAX_KEY).squeeze(1)  # [N] covered pixels
+    if idx.numel() == 0:
+        return rast.view(bsz, height, width, 4)
+    face = keys[idx] & ((1 << _ID_BITS) - 1)
+    bidx = idx // (height * width)
+    pix = idx % (height * width)
+    ndc_x = (2 * (pix % width) + 1).to(pos_clip.dtype) / width - 1
+    ndc_y = (2 * (pix // width) + 1).to(pos_clip.dtype) / height - 1
+    verts = pos_clip.reshape(-1, 4)[bidx[:, None] * nverts + tri.long()[face]]  # [N, 3, 4], differentiable
+    # Perspective-correct barycentrics: weights lam with sum(lam_k * (xy_k - ndc * w_k)) = 0, sum(lam) = 1.
+    rel = verts[..., :2] - torch.stack([ndc_x, ndc_y], -1)[:, None] * verts[..., 3:4]  # [N, 3, 2]
+    lam = torch.stack([_cross(rel[:, 1], rel[:, 2]), _cross(rel[:, 2], rel[:, 0]), _cross(rel[:, 0], rel[:, 1])], 1)
+    lam = lam / lam.sum(1, keepdim=True)
+    z = (lam * verts[..., 2]).sum(1) / (lam * verts[..., 3]).sum(1)
+    vals = torch.stack([lam[:, 0], lam[:, 1], z, (face + 1).to(pos_clip.dtype)], 1)
+    return rast.index_put((idx,), vals).view(bsz, height, width, 4)
+
+
+# --------------------------------------------------------------------------------------------- interpolate
+
+
+def interpolate(attr: Tensor, rast: Tensor, tri: Tensor) -> Tensor:
+    """Interpolate per-vertex attributes over the rasterised image.
+
+    Args:
+        attr: Vertex attributes ``[B, V, C]`` (or ``[V, C]`` / ``[1, V, C]``, shared by the batch).
+        rast: Output of :func:`rasterize` ``[B, H, W, 4]``.
+        tri: The triangles given to :func:`rasterize` ``[F, 3]``.
+
+    Returns:
+        ``[B, H, W, C]``, zero on background; differentiable w.r.t. ``attr`` and (through ``u, v``) ``pos_clip``.
+    """
+    _check_rast(rast)
+    if not isinstance(attr, Tensor) or not attr.is_floating_point() or attr.dim() not in (2, 3):
+        raise ValueError("attr must be a floating-point tensor of vertex attributes [B, V, C] or [V, C].")
+    attr = attr[None] if attr.dim() == 2 else attr
+    if attr.shape[0] not in (1, rast.shape[0]):
+        raise ValueError(f"attr has batch {attr.shape[0]} but rast has batch {rast.shape[0]}; use 1 or the same.")
+    _check_pos_tri(attr.new_zeros(1, attr.shape[1], 4), tri)
+    if _use_fast(attr, rast):
+        return _nvdr.interpolate(attr.contiguous(), rast, tri.int().contiguous())[0]
+    return interpolate_reference(attr, rast, tri)
+
+
+def interpolate_reference(attr: Tensor, rast: Tensor, tri: Tensor) -> Tensor:
+    """Pure-PyTorch :func:`interpolate`."""
+    attr = attr[None] if attr.dim() == 2 else attr
+    bsz, height, width, _ = rast.shape
+    nverts, chans = attr.shape[1], attr.shape[2]
+    flat = rast.reshape(-1, 4)
+    face = torch.round(flat[:, 3]).long() - 1
+    idx = torch.nonzero(face >= 0).squeeze(1)
+    out = torch.zeros(bsz * height * width, chans, dtype=attr.dtype, device=attr.device)
+    if idx.numel() == 0:
+        return out.view(bsz, height, width, chans)
+    bidx = idx // (height * width) if attr.shape[0] > 1 else torch.zeros_like(idx)
+    a = attr.reshape(-1, chans)[bidx[:, None] * nverts + tri.long()[face[idx]]]  # [N, 3, C]
+    u, v = flat[idx, 0:1].to(attr.dtype), flat[idx, 1:2].to(attr.dtype)
+    vals = u * a[:, 0] + v * a[:, 1] + (1 - u - v) * a[:, 2]
+    return out.index_put((idx,), vals).view(bsz, height, width, chans)
+
+
+# --------------------------------------------------------------------------------------------- antialias
+
+
+def antialias(color: Tensor, rast: Tensor, pos_clip: Tensor, tri: Tensor) -> Tensor:
+    """Analytic edge antialiasing with silhouette gradients w.r.t. vertex positions.
+
+    Args:
+        color: Shaded image ``[B, H, W, C]``.
+        rast: Output of :func:`rasterize` ``[B, H, W, 4]``.
+        pos_clip: The clip-space positions given to :func:`rasterize` ``[B, V, 4]`` (or ``[V, 4]``).
+        tri: The triangles given to :func:`rasterize` ``[F, 3]``.
+
+    Returns:
+        ``[B, H, W, C]``, differentiable w.r.t. ``color`` and ``pos_clip``.
+    """
+    _check_rast(rast)
+    pos_clip = _check_pos_tri(pos_clip, tri)
+    if not isinstance(color, Tensor) or color.dim() != 4 or not color.is_floating_point():
+        raise ValueError("color must be a floating-point image [B, H, W, C].")
+    if color.shape[:3] != rast.shape[:3]:
+        raise ValueError(f"color {tuple(color.shape)} and rast {tuple(rast.shape)} must share [B, H, W].")
+    if pos_clip.shape[0] not in (1, rast.shape[0]):
+        raise ValueError(f"pos_clip has batch {pos_clip.shape[0]} but rast has batch {rast.shape[0]}.")
+    if _use_fast(color, rast, pos_clip):
+        pos = pos_clip.expand(rast.shape[0], -1, -1).contiguous()
+        return _nvdr.antialias(color.contiguous(), rast, pos, tri.int().contiguous())
+    return antialias_reference(color, rast, pos_clip, tri)
+
+
+def _neighbour_pairs(face: Tensor, depth: Tensor, height: int, width: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Adjacent pixel pairs with different triangles: flat front index, flat back index, horizontal flag."""
+    fronts, backs, horiz = [], [], []
+    flat_idx = torch.arange(face.numel(), device=face.device).view(face.shape)  # [B, H, W]
+    for step, is_h in ((1, True), (width, False)):
+        a_sl = (slice(None), slice(None), slice(0, width - 1)) if is_h else (slice(None), slice(0, height - 1))
+        b_sl = (slice(None), slice(None), slice(1, width)) if is_h else (slice(None), slice(1, height))
+        differ = face[a_sl] != face[b_sl]
+        ia = flat_idx[a_sl][differ]
+        ib = ia + step
+        first_front = depth.view(-1)[ia] <= depth.view(-1)[ib]
+        fronts.append(torch.where(first_front, ia, ib))
+        backs.append(torch.where(first_front, ib, ia))
+        horiz.append(torch.full_like(ia, int(is_h), dtype=torch.bool))
+    return torch.cat(fronts), torch.cat(backs), torch.cat(horiz)
+
+
+def antialias_reference(color: Tensor, rast: Tensor, pos_clip: Tensor, tri: Tensor) -> Tensor:
+    """Pure-PyTorch :func:`antialias`.
+
+    For each horizontally or vertically adjacent pixel pair with different triangle ids, the pixel whose
+    triangle is nearer (background is infinitely far) is the front one. The front triangle's edge that the
+    segment front centre -> back centre leaves through crosses it at ``a`` in ``[0, 1]``; only edges that are
+    closer to perpendicular to the segment are used (near-vertical edges by horizontal pairs and vice versa),
+    which makes the covered area exact along straight edges. With ``a > 0.5`` the back pixel is blended
+    toward the front colour by ``a - 0.5``, else the front pixel toward the back colour by ``0.5 - a``.
+    """
+    pos_clip = pos_clip[None] if pos_clip.dim() == 2 else pos_clip
+    bsz, height, width, chans = color.shape
+    nverts = pos_clip.shape[1]
+    face = torch.round(rast[..., 3]).long() - 1  # [B, H, W]
+    depth = torch.where(face >= 0, rast[..., 2], torch.full_like(rast[..., 2], float("inf")))
+    front, back, horiz = _neighbour_pairs(face, depth, height, width)
+    if front.numel() == 0:
+        return color
+    fface = face.view(-1)[front]
+    ok = fface >= 0
+    front, back, horiz, fface = front[ok], back[ok], horiz[ok], fface[ok]
+    pb_idx = (front // (height * width)) if pos_clip.shape[0] > 1 else torch.zeros_like(front)
+    vidx = pb_idx[:, None] * nverts + tri.long()[fface]  # [N, 3]
+
+    def centre(flat: Tensor) -> Tensor:
+        pix = flat % (height * width)
+        return torch.stack([pix % width, pix // width], 1).to(pos_clip.dtype)
+
+    cf, cb = centre(front), centre(back)  # [N, 2]
+    with torch.no_grad():
+        p = _pixel_xy(pos_clip.detach().reshape(-1, 4)[vidx], height, width)  # [N, 3, 2]
+        t_all = []
+        for k in range(3):
+            a, c = p[:, (k + 1) % 3], p[:, (k + 2) % 3]
+            ef, eb = _cross(c - a, cf - a), _cross(c - a, cb - a)
+            ef, eb = ef * torch.sign(_cross(c - a, p[:, k] - a)), eb * torch.sign(_cross(c - a, p[:, k] - a))
+            exits = (eb < 0) & (ef >= 0)
+            t_all.append(torch.where(exits, ef / torch.where(exits, ef - eb, torch.ones_like(ef)),
+                                     torch.full_like(ef, float("inf"))))
+        t_min, edge = torch.stack(t_all, 1).min(1)
+        a_sel = torch.gather(p, 1, ((edge + 1) % 3)[:, None, None].expand(-1, 1, 2))[:, 0]
+        c_sel = torch.gather(p, 1, ((edge + 2) % 3)[:, None, None].expand(-1, 1, 2))[:, 0]
+        d = c_sel - a_sel
+        steep = d[:, 1].abs() >= d[:, 0].abs()
+        use = torch.isfinite(t_min) & (t_min <= 1) & (steep == horiz) & (d.abs().amax(1) > 0)
+    if not bool(use.any()):
+        return color
+    cf, cb, front, back, vidx, edge = cf[use], cb[use], front[use], back[use], vidx[use], edge[use]
+    i0 = torch.gather(vidx, 1, ((edge + 1) % 3)[:, None])[:, 0]
+    i1 = torch.gather(vidx, 1, ((edge + 2) % 3)[:, None])[:, 0]
+    pos_flat = pos_clip.reshape(-1, 4)
+    a_pt, c_pt = _pixel_xy(pos_flat[i0], height, width), _pixel_xy(pos_flat[i1], height, width)  # [M, 2] with grad
+    d = c_pt - a_pt
+    t = _cross(d, cf - a_pt) / _cross(d, cf - cb)  # crossing parameter along front -> back
+    col = color.reshape(-1, chans)
+    diff = col[front] - col[back]  # [M, C]
+    w_back = torch.relu(t - 0.5)[:, None].to(color.dtype)
+    w_front = torch.relu(0.5 - t)[:, None].to(color.dtype)
+    out = col.index_add(0, back, w_back * diff).index_add(0, front, -w_front * diff)
+    return out.view(bsz, height, width, chans)
+
+
+# --------------------------------------------------------------------------------------------- texture
+
+
+def texture(tex: Tensor, uv: Tensor) -> Tensor:
+    """Bilinear texture lookup, clamped at the borders.
+
+    Args:
+        tex: Texture ``[B, Ht, Wt, C]`` (or ``[Ht, Wt, C]`` / batch 1, shared by the batch).
+        uv: Coordinates ``[B, H, W, 2]`` in ``[0, 1]``; ``(0, 0)`` is the top-left corner of the image,
+            ``u`` goes right, ``v`` down; texel ``(r, c)`` has its centre at ``((c + 0.5) / Wt, (r + 0.5) / Ht)``.
+
+    Returns:
+        ``[B, H, W, C]``, differentiable w.r.t. ``tex`` and ``uv``.
+    """
+    if not isinstance(tex, Tensor) or not tex.is_floating_point() or tex.dim() not in (3, 4):
+        raise ValueError("tex must be a floating-point texture [B, Ht, Wt, C] or [Ht, Wt, C].")
+    tex = tex[None] if tex.dim() == 3 else tex
+    if not isinstance(uv, Tensor) or not uv.is_floating_point() or uv.dim() != 4 or uv.shape[-1] != 2:
+        raise ValueError("uv must be a floating-point tensor [B, H, W, 2].")
+    if tex.shape[0] not in (1, uv.shape[0]):
+        raise ValueError(f"tex has batch {tex.shape[0]} but uv has batch {uv.shape[0]}; use 1 or the same.")
+    if _use_fast(tex, uv):
+        tex_b = tex.expand(uv.shape[0], -1, -1, -1).contiguous()
+        return _nvdr.texture(tex_b, uv.contiguous(), filter_mode="linear", boundary_mode="clamp")
+    return texture_reference(tex, uv)
+
+
+def texture_reference(tex: Tensor, uv: Tensor) -> Tensor:
+    """Pure-PyTorch :func:`texture` (``grid_sample``, bilinear, border clamp)."""
+    tex = tex[None] if tex.dim() == 3 else tex
+    img = tex.permute(0, 3, 1, 2).expand(uv.shape[0], -1, -1, -1)  # [B, C, Ht, Wt]
+    grid = (uv * 2 - 1).to(img.dtype)
+    out = F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out.permute(0, 2, 3, 1)
