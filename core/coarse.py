@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 
 import torch
 from torch import Tensor
@@ -36,9 +37,9 @@ class CoarseConfig:
     lr: float = 1e-2
     lr_mlp: float = 1e-3
     opacity_weight: float = 1.0
-    field: FieldConfig = field(default_factory=FieldConfig)
-    occupancy: OccupancyConfig = field(default_factory=OccupancyConfig)
-    volume: VolumeConfig = field(default_factory=VolumeConfig)
+    field: FieldConfig = dc_field(default_factory=FieldConfig)
+    occupancy: OccupancyConfig = dc_field(default_factory=OccupancyConfig)
+    volume: VolumeConfig = dc_field(default_factory=VolumeConfig)
     preview_every: int = 0
 
 
@@ -73,5 +74,5 @@ def train_coarse_reference(cfg: CoarseConfig, guidance: ReferenceGuidance, bbox:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        reporter.step(step, float(loss))
+        reporter.step(step, loss.item())
     return model, occ

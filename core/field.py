@@ -73,8 +73,8 @@ class HashGridEncoding(nn.Module):
     def __init__(self, cfg: HashGridConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.register_buffer("resolutions", hashgrid.level_resolutions(cfg.n_levels, cfg.base_resolution,
-                                                                       cfg.finest_resolution), persistent=False)
+        # A plain CPU tensor, not a buffer: the kernel reads it on the host, so it never costs a device sync.
+        self.resolutions = hashgrid.level_resolutions(cfg.n_levels, cfg.base_resolution, cfg.finest_resolution)
         self.backend = self._choose_backend(cfg.backend)
         if self.backend == "tcnn":
             self.tcnn = hashgrid.tcnn_encoding(cfg.n_levels, cfg.n_features_per_level, cfg.log2_hashmap_size,
@@ -186,11 +186,12 @@ class NeRFField(nn.Module):
 
     def __init__(self, cfg: FieldConfig, bbox: Tensor) -> None:
         super().__init__()
+        box = _check_bbox(bbox).clone()
         self.cfg = cfg
         self.encoding = HashGridEncoding(cfg.grid)
         self.density_net = _mlp(self.encoding.output_dim, cfg.hidden_dim, cfg.n_hidden_layers, 1)
         self.albedo_net = _mlp(self.encoding.output_dim, cfg.hidden_dim, cfg.n_hidden_layers, 3)
-        self.register_buffer("bbox", _check_bbox(bbox).clone())
+        self.register_buffer("bbox", box)
 
     def set_bbox(self, bbox: Tensor) -> None:
         """Replace the scene box (``[2, 3]``: min, max corners in world units); the weights stay."""

@@ -53,11 +53,12 @@ class MeshStageConfig:
     dmtet: DMTetConfig = field(default_factory=DMTetConfig)
 
 
-def occupancy_to_sdf(occ: np.ndarray, cell: float) -> np.ndarray:
-    """Signed distance (negative inside) of a boolean voxel occupancy, in world units."""
-    inside = ndimage.distance_transform_edt(occ) - 0.5
-    outside = ndimage.distance_transform_edt(~occ) - 0.5
-    return np.where(occ, -inside, outside).astype(np.float32) * cell
+def occupancy_to_sdf(occ: np.ndarray, cell: tuple[float, float, float]) -> np.ndarray:
+    """Signed distance (negative inside) of a boolean lattice occupancy, in world units (``cell``: spacing per axis)."""
+    half = 0.5 * min(cell)
+    inside = ndimage.distance_transform_edt(occ, sampling=cell) - half
+    outside = ndimage.distance_transform_edt(~occ, sampling=cell) - half
+    return np.where(occ, -inside, outside).astype(np.float32)
 
 
 def clean_occupancy(occ: np.ndarray, min_fraction: float) -> np.ndarray:
@@ -94,7 +95,7 @@ def initial_sdf(density_fn, grid_verts: Tensor, grid_shape: tuple[int, int, int]
     if not occ_np.any():
         raise InputError("The coarse stage found no object to turn into a mesh; check that the images show the "
                          "object on a transparent background, or use more steps (a larger preset).")
-    cell = float((bbox[1] - bbox[0]).max()) / (grid_shape[0] - 1)
+    cell = tuple(float(c) for c in (bbox[1] - bbox[0]) / (torch.tensor(grid_shape) - 1))
     return torch.from_numpy(occupancy_to_sdf(occ_np, cell)).reshape(-1).to(grid_verts.device)
 
 
@@ -162,10 +163,10 @@ def train_mesh_reference(cfg: MeshStageConfig, guidance, color_field, bbox: Tens
             loss = loss + cfg.normal_weight * normal_consistency_loss(verts, faces)
         if cfg.sdf_weight > 0:
             loss = loss + cfg.sdf_weight * geo.sdf_edge_regularizer()
-        if not math.isfinite(float(loss)):
+        if not math.isfinite(loss.item()):
             raise NumericalError("The mesh stage diverged (NaN loss); lower the learning rates or try another seed.")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        reporter.step(step, float(loss))
+        reporter.step(step, loss.item())
     return geo

@@ -8,11 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from .. import __version__
-from .bake import BakeConfig, bake_texture, unwrap
+from .bake import BakeConfig, bake_mesh
 from .coarse import CoarseConfig, train_coarse_reference
 from .config import from_dict, to_dict
 from .datasets import load_posed_images
@@ -21,7 +20,7 @@ from .errors import InputError
 from .events import CancelToken, ProgressCallback, StageReporter
 from .export import TexturedMesh, write_glb, write_obj
 from .guidance.reference import ReferenceConfig, ReferenceGuidance
-from .mesh_ops import largest_components, vertex_normals
+from .mesh_ops import largest_components
 from .mesh_stage import MeshStageConfig, train_mesh_reference
 from .presets import RECONSTRUCT_PRESETS, preset_overrides
 
@@ -72,23 +71,17 @@ def write_result(mesh: TexturedMesh, path: Path, extras: dict[str, Any]) -> None
 
 
 def finish_mesh(geo, color_fn, cfg_bake: BakeConfig, min_fraction: float, name: str) -> TexturedMesh:
-    """Extract the final surface, unwrap it, bake the colour field into a texture."""
+    """Extract the final surface (dropping small pieces), unwrap it and bake the colour field into a texture."""
     with torch.no_grad():
         verts, faces = geo()
-    v, f = largest_components(verts.detach().cpu(), faces.cpu(), keep=1_000_000, min_fraction=min_fraction)
-    v_np, f_np = np.asarray(v, dtype=np.float32), np.asarray(f, dtype=np.int64)
-    if len(f_np) == 0:
+    v, f = largest_components(verts.detach(), faces, keep=1_000_000, min_fraction=min_fraction)
+    if len(f) == 0:
         raise InputError("The reconstruction produced an empty mesh; check the input images' alpha.")
-    uv_verts, uv_faces, uvs, _ = unwrap(v_np, f_np)
-    dev = geo.sdf.device
 
     def color_query(points: torch.Tensor) -> torch.Tensor:
-        return color_fn(points.to(dev)).clamp(0, 1)
+        return color_fn(points).clamp(0, 1)
 
-    texture, _ = bake_texture(uv_verts, uv_faces, uvs, color_query, cfg_bake.texture_size, cfg_bake.padding)
-    normals = vertex_normals(torch.from_numpy(uv_verts).float(), torch.from_numpy(uv_faces).long()).numpy()
-    return TexturedMesh(verts=uv_verts.astype(np.float32), faces=uv_faces, uvs=uvs.astype(np.float32),
-                        normals=normals.astype(np.float32), texture=texture, name=name)
+    return bake_mesh(v, f, color_query, cfg_bake, name=name, device=verts.device)
 
 
 def run_reconstruct(images: str | os.PathLike, out: str | os.PathLike, cfg: ReconstructConfig, device: str = "auto",

@@ -27,6 +27,7 @@ Implementations:
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -35,12 +36,20 @@ from ..core.errors import InputError, ResourceError
 
 # Spatial-hash primes 1, 2654435761, 805459861 (instant-ngp), 2654435761 as the int32 with the same low 32 bits.
 _PRIMES_I32 = (1, 2654435761 - 2**32, 805459861)
-# Points x levels handled per chunk: bounds the [N, L, 8] intermediates (~2**21 * 8 * (4 + 8 + 4 F) bytes).
-_CHUNK_POINT_LEVELS = 2**21
+# Points x levels handled per chunk, bounding the [8, L, N] intermediates (~chunk * 8 * (4 + 8 + 4 + 4 F) bytes).
+# Small chunks stay in cache on CPU (2**18..2**19 measured best); GPUs want fewer, larger launches.
+_CHUNK_POINT_LEVELS = 2**19
+_CHUNK_POINT_LEVELS_GPU = 2**23
 
 
-def _check_inputs(x: Tensor, table: Tensor, resolutions: Tensor, log2_table: int) -> None:
-    """Raise :class:`InputError` for shapes or types that the encoding cannot take."""
+def _chunk_points(n_levels: int, device: torch.device) -> int:
+    """Points per chunk for ``n_levels`` levels on ``device``."""
+    budget = _CHUNK_POINT_LEVELS if device.type == "cpu" else _CHUNK_POINT_LEVELS_GPU
+    return max(1, budget // n_levels)
+
+
+def _check_inputs(x: Tensor, table: Tensor, resolutions: Tensor, log2_table: int) -> list[int]:
+    """Raise :class:`InputError` for shapes or types that the encoding cannot take; the resolutions as ints."""
     if x.dim() != 2 or x.shape[1] != 3:
         raise InputError(f"hash_encode expects points of shape [N, 3], got {list(x.shape)}.")
     if table.dim() != 3:
@@ -54,31 +63,37 @@ def _check_inputs(x: Tensor, table: Tensor, resolutions: Tensor, log2_table: int
                          f"{list(resolutions.shape)}.")
     if resolutions.dtype.is_floating_point or resolutions.dtype == torch.bool:
         raise InputError("resolutions must be an integer tensor (cells per axis of each level).")
-    if bool((resolutions < 1).any()) or bool((resolutions > 2**20).any()):
-        raise InputError("Each level's resolution must be in 1..2**20 cells per axis.")
     if not table.dtype.is_floating_point or not x.dtype.is_floating_point:
         raise InputError("hash_encode expects floating-point points and table.")
     if x.device != table.device:
         raise InputError(f"Points are on {x.device} but the table is on {table.device}; move them to one device.")
+    res = [int(r) for r in resolutions.tolist()]  # keep resolutions on the CPU: this is then free
+    if min(res) < 1 or max(res) > 2**20:
+        raise InputError(f"Each level's resolution must be in 1..2**20 cells per axis, got {res}.")
+    return res
 
 
-def _level_constants(resolutions: Tensor, log2_table: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-level constants.
+class _Levels(NamedTuple):
+    """Per-level constants of one call (tensors on the points' device, layout facts as Python values)."""
 
-    Returns:
-        res_f ``[L]`` float cells per axis, mult ``[L, 3]`` int32 per-axis multipliers (dense strides or hash
-        primes), dense ``[L]`` bool (True where the level is indexed densely).
-    """
-    res = resolutions.to(device=device, dtype=torch.int64)
-    dense = (res + 1) ** 3 <= 2**log2_table  # [L]
-    side = res + 1
-    strides = torch.stack([torch.ones_like(side), side, side * side], dim=1)  # [L, 3]
-    primes = torch.tensor(_PRIMES_I32, dtype=torch.int64, device=device).expand_as(strides)
-    mult = torch.where(dense[:, None], strides, primes).to(torch.int32)
-    return res.to(torch.float32), mult, dense
+    res_f: Tensor  # [L] float cells per axis
+    mult: Tensor  # [L, 3] int32 per-axis multipliers: dense strides or hash primes
+    dense: Tensor  # [L] bool, True where the level is indexed densely
+    n_dense: int  # number of dense levels
+    dense_prefix: bool  # the dense levels are the first n_dense (the usual coarse-to-fine order)
 
 
-def _corners(x: Tensor, res_f: Tensor, mult: Tensor, dense: Tensor, log2_table: int) -> tuple[Tensor, Tensor]:
+def _levels(resolutions: list[int], log2_table: int, device: torch.device) -> _Levels:
+    """Constants for levels with ``resolutions`` cells per axis (computed on the host: no device syncs)."""
+    dense = [(r + 1) ** 3 <= 2**log2_table for r in resolutions]
+    mult = [[1, r + 1, (r + 1) ** 2] if d else list(_PRIMES_I32) for r, d in zip(resolutions, dense, strict=True)]
+    n_dense = sum(dense)
+    return _Levels(torch.tensor(resolutions, dtype=torch.float32).to(device),
+                   torch.tensor(mult, dtype=torch.int32).to(device), torch.tensor(dense).to(device),
+                   n_dense, all(dense[:n_dense]))
+
+
+def _corners(x: Tensor, lv: _Levels, log2_table: int) -> tuple[Tensor, Tensor]:
     """Rows and trilinear weights of the 8 cell corners of each point at each level.
 
     The layout is corner-major, then level, then point, so every elementwise op runs over contiguous memory
@@ -86,18 +101,18 @@ def _corners(x: Tensor, res_f: Tensor, mult: Tensor, dense: Tensor, log2_table: 
 
     Args:
         x: ``[N, 3]`` points in ``[0, 1]`` (clamped here).
-        res_f, mult, dense: From :func:`_level_constants` (``[L]``, ``[L, 3]``, ``[L]``).
+        lv: Per-level constants from :func:`_levels`.
         log2_table: ``T = 2**log2_table`` rows per level.
 
     Returns:
         rows ``[8, L, N]`` int32 row within each level's table, weights ``[8, L, N]`` (differentiable in ``x``).
         Corner ``c`` has offsets ``(c >> 2 & 1, c >> 1 & 1, c & 1)`` along (x, y, z).
     """
-    n, n_levels = x.shape[0], res_f.shape[0]
-    res = res_f.to(torch.promote_types(x.dtype, torch.float32))[:, None]  # [L, 1]; half cannot resolve fine levels
+    n, n_levels = x.shape[0], lv.res_f.shape[0]
+    res = lv.res_f.to(torch.promote_types(x.dtype, torch.float32))[:, None]  # [L, 1]; half cannot resolve fine levels
     scaled = x.clamp(0.0, 1.0).t()[:, None, :] * res  # [3, L, N]
     cell = torch.minimum(scaled.detach().floor(), res - 1)  # [3, L, N]
-    m = mult.t()[:, :, None]  # [3, L, 1]
+    m = lv.mult.t()[:, :, None]  # [3, L, 1]
     # [3, 2, L, N]: lower / upper corner term per axis (written in place: torch.stack would copy them again).
     terms = torch.empty(3, 2, n_levels, n, dtype=torch.int32, device=x.device)
     torch.mul(cell.to(torch.int32), m, out=terms[:, 0])  # int32 products wrap like uint32
@@ -111,17 +126,17 @@ def _corners(x: Tensor, res_f: Tensor, mult: Tensor, dense: Tensor, log2_table: 
         t = t & mask  # masking the terms masks their xor
         return torch.bitwise_xor(t[0][:, None, None] ^ t[1][None, :, None], t[2][None, None, :], out=out)
 
-    n_dense = int(dense.sum())
+    n_dense = lv.n_dense
     if n_dense == n_levels:
         rows = dense_rows(terms)
     elif n_dense == 0:
         rows = hashed_rows(terms)
-    elif bool(dense[:n_dense].all()):  # the usual case: coarse levels dense, fine levels hashed
+    elif lv.dense_prefix:  # the usual case: coarse levels dense, fine levels hashed
         rows = torch.empty(2, 2, 2, n_levels, n, dtype=torch.int32, device=x.device)
         dense_rows(terms[:, :, :n_dense], out=rows[:, :, :, :n_dense])
         hashed_rows(terms[:, :, n_dense:], out=rows[:, :, :, n_dense:])
     else:
-        rows = torch.where(dense[:, None], dense_rows(terms), hashed_rows(terms))
+        rows = torch.where(lv.dense[:, None], dense_rows(terms), hashed_rows(terms))
     # [3, 2, L, N]: lower / upper corner weight per axis, in place unless autograd must see it.
     if scaled.requires_grad:
         frac = scaled - cell
@@ -185,10 +200,9 @@ def hash_encode_reference(x: Tensor, table: Tensor, resolutions: Tensor, log2_ta
     Returns:
         ``[N, L * F]`` features.
     """
-    _check_inputs(x, table, resolutions, log2_table)
+    lv = _levels(_check_inputs(x, table, resolutions, log2_table), log2_table, x.device)
     n_levels, _, n_feat = table.shape
-    res_f, mult, dense = _level_constants(resolutions, log2_table, x.device)
-    rows, weights = _corners(x, res_f, mult, dense, log2_table)
+    rows, weights = _corners(x, lv, log2_table)
     feats = table.reshape(-1, n_feat)[_global_rows(rows, log2_table)]  # [8, L, N, F]
     out = (weights.to(table.dtype)[..., None] * feats).sum(dim=0)  # [L, N, F]
     return out.transpose(0, 1).reshape(x.shape[0], n_levels * n_feat)
@@ -198,35 +212,35 @@ class _HashEncodeFunction(torch.autograd.Function):
     """Chunked forward; hand-written backward for the table only (indices recomputed, not stored)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, table: Tensor, resolutions: Tensor, log2_table: int) -> Tensor:
+    def forward(ctx, x: Tensor, table: Tensor, lv: _Levels, log2_table: int) -> Tensor:
         n_levels, t_size, n_feat = table.shape
-        res_f, mult, dense = _level_constants(resolutions, log2_table, x.device)
         table_c = table.contiguous()
         index_dtype = torch.int32 if n_levels * t_size < 2**31 else torch.int64
         out = torch.empty(x.shape[0], n_levels, n_feat, device=x.device, dtype=table.dtype)
-        chunk = max(1, _CHUNK_POINT_LEVELS // n_levels)
+        chunk = _chunk_points(n_levels, x.device)
         for s in range(0, x.shape[0], chunk):
-            rows, w = _corners(x[s:s + chunk], res_f, mult, dense, log2_table)
+            rows, w = _corners(x[s:s + chunk], lv, log2_table)
             feats = _gather(table_c, _global_rows(rows, log2_table, index_dtype))  # [8, L, n, F]
             # einsum runs as a batched matmul: several times faster than a broadcast multiply and sum.
             # (an output in [n, L, F] order makes einsum copy its inputs: write [L, n, F], then transpose).
             out[s:s + chunk] = torch.einsum("cln,clnf->lnf", w.to(table.dtype), feats).transpose(0, 1)
-        ctx.save_for_backward(x, res_f, mult, dense)
+        ctx.save_for_backward(x)
+        ctx.levels = lv
         ctx.table_shape = table.shape
         ctx.log2_table = log2_table
         return out.reshape(x.shape[0], n_levels * n_feat)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        x, res_f, mult, dense = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
         grad_table = None
         if ctx.needs_input_grad[1]:
             n_levels, t_size, n_feat = ctx.table_shape
             g = grad_out.reshape(x.shape[0], n_levels, n_feat)
             grad_flat = torch.zeros(n_levels * t_size, n_feat, device=grad_out.device, dtype=grad_out.dtype)
-            chunk = max(1, _CHUNK_POINT_LEVELS // n_levels)
+            chunk = _chunk_points(n_levels, x.device)
             for s in range(0, x.shape[0], chunk):
-                rows, w = _corners(x[s:s + chunk], res_f, mult, dense, ctx.log2_table)
+                rows, w = _corners(x[s:s + chunk], ctx.levels, ctx.log2_table)
                 # int64 indices: index_add_ with int32 indices is slower on CPU.
                 index = _global_rows(rows, ctx.log2_table)
                 _scatter_add(grad_flat, index, w.to(g.dtype), g[s:s + chunk].transpose(0, 1).contiguous())
@@ -252,10 +266,10 @@ def hash_encode(x: Tensor, table: Tensor, resolutions: Tensor, log2_table: int) 
     Raises:
         InputError: For mismatched shapes, dtypes or devices.
     """
-    _check_inputs(x, table, resolutions, log2_table)
+    res = _check_inputs(x, table, resolutions, log2_table)
     if x.requires_grad and torch.is_grad_enabled():
         return hash_encode_reference(x, table, resolutions, log2_table)
-    return _HashEncodeFunction.apply(x.detach(), table, resolutions, log2_table)
+    return _HashEncodeFunction.apply(x.detach(), table, _levels(res, log2_table, x.device), log2_table)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -312,7 +326,8 @@ def tcnn_encoding(n_levels: int, n_features_per_level: int, log2_hashmap_size: i
     config = {"otype": "HashGrid", "n_levels": n_levels, "n_features_per_level": n_features_per_level,
               "log2_hashmap_size": log2_hashmap_size, "base_resolution": base_resolution,
               "per_level_scale": float(per_level_scale)}
-    return _tcnn.Encoding(3, config, dtype=torch.float32)
+    seed = int(torch.randint(0, 2**31 - 1, ()).item())  # follows torch's seeding, like the reference's init
+    return _tcnn.Encoding(3, config, seed=seed, dtype=torch.float32)
 
 
 def level_resolutions(n_levels: int, base_resolution: int, finest_resolution: int) -> Tensor:

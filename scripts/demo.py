@@ -22,8 +22,9 @@ def main() -> int:
     args = parser.parse_args()
     print("NOTE: text-to-3D (generate with the toy prior) is not built yet; this demo reconstructs a "
           "synthetic object from posed images instead.", flush=True)
-    from dreamsmith.core.cli import main as cli_main
     from synth_objects import write_dataset
+
+    from dreamsmith.core.cli import main as cli_main
 
     out = Path(args.out)
     data = out / f"{args.object}_views"

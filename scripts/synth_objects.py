@@ -27,9 +27,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from dreamsmith.core.cameras import Cameras, orbit_cameras
 from PIL import Image
 from torch import Tensor
+
+from dreamsmith.core.cameras import Cameras, orbit_cameras
 
 # ----------------------------------------------------------------------------------------------- SDF primitives
 # All take points p [N, 3] and return signed distances [N] (negative inside).

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from skimage.measure import marching_cubes
+
 from dreamsmith.core.bake import BakeConfig, bake_mesh, bake_texture, dilate, sample_texture, unwrap
 from dreamsmith.core.errors import InputError, NumericalError
 from dreamsmith.core.export import read_mesh, write_glb
-from skimage.measure import marching_cubes
 
 SIZE = 256
 

@@ -1,6 +1,7 @@
 import math
 
 import torch
+
 from dreamsmith.core.cameras import orbit_cameras
 
 

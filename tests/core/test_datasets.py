@@ -4,6 +4,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from dreamsmith.core.cameras import orbit_cameras
 from dreamsmith.core.datasets import available_splits, load_posed_images
 from dreamsmith.core.errors import InputError
@@ -15,7 +17,6 @@ from dreamsmith.scripts.synth_objects import (
     sphere_object,
     write_dataset,
 )
-from PIL import Image
 
 
 def _c2w(i: int) -> list[list[float]]:

@@ -3,6 +3,7 @@ import time
 
 import pytest
 import torch
+
 from dreamsmith.core.dmtet import DMTetConfig, DMTetGeometry, marching_tets
 from dreamsmith.core.errors import ConfigError, InputError
 from dreamsmith.core.mesh_ops import face_normals, mesh_area, mesh_volume

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pygltflib as gl
 import pytest
+
 from dreamsmith.core import export
 from dreamsmith.core.errors import InputError
 from dreamsmith.core.export import TexturedMesh, read_mesh, write_glb, write_obj

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from dreamsmith.core.errors import ConfigError, InputError, ResourceError
 from dreamsmith.core.field import FieldConfig, HashGridConfig, HashGridEncoding, NeRFField
 

@@ -3,6 +3,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy.spatial import ConvexHull
+
 from dreamsmith.core.errors import InputError
 from dreamsmith.core.mesh_ops import (
     compact,
@@ -15,7 +17,6 @@ from dreamsmith.core.mesh_ops import (
     uniform_laplacian,
     vertex_normals,
 )
-from scipy.spatial import ConvexHull
 
 
 def _convex_mesh(points):

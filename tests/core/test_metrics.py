@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from dreamsmith.core.errors import InputError
 from dreamsmith.core.metrics import chamfer, chamfer_meshes, psnr, sample_surface
 

@@ -3,11 +3,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from dreamsmith.core.cameras import orbit_cameras
 from dreamsmith.core.errors import ConfigError, InputError
 from dreamsmith.core.occupancy import OccupancyConfig, OccupancyGrid
 from dreamsmith.core.volume import VolumeConfig, VolumeRenderer, ray_aabb, render_rays
-from torch import nn
 
 COLOUR = torch.tensor([0.2, 0.6, 0.9])
 RADIUS = 0.5

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from dreamsmith.core.errors import InputError
 from dreamsmith.kernels.hashgrid import hash_encode, hash_encode_reference, level_resolutions
 
@@ -116,6 +117,9 @@ def test_gradient_reaches_points_when_they_require_grad():
     table = torch.randn(2, 2**8, 2, dtype=torch.float64)
     x = torch.rand(16, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64).requires_grad_()
     assert torch.autograd.gradcheck(lambda p: hash_encode(p, table, res, 8), (x,))
+    # Second derivatives (training through analytic normals): d/dtable of d/dx.
+    t = table.clone().requires_grad_()
+    assert torch.autograd.gradgradcheck(lambda p, tb: hash_encode(p, tb, res, 8), (x[:4], t))
     # The table-only fast path is used when x does not require grad: no graph to x.
     out = hash_encode(x.detach(), table.requires_grad_(), res, 8)
     assert out.requires_grad and out.grad_fn is not None

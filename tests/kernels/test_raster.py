@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from dreamsmith.core.cameras import Cameras, orbit_cameras
 from dreamsmith.kernels import raster
 from dreamsmith.kernels.raster import antialias, interpolate, rasterize, texture
