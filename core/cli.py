@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     rec = sub.add_parser("reconstruct", help="fit a textured mesh to posed RGBA images (transforms.json)")
     rec.add_argument("--images", required=True, help="folder with transforms.json or transforms_train.json")
+    rec.add_argument("--preview", help="also write a preview PNG (four shaded views) here")
     _common(rec)
     return parser
 
@@ -86,7 +87,8 @@ def run(args: argparse.Namespace) -> dict:
             from .pipeline import reconstruct_config, run_reconstruct
 
             cfg = reconstruct_config(args.preset, _overrides(args.config) | {"seed": args.seed})
-            return run_reconstruct(args.images, args.out, cfg, device=args.device, callback=bar, preset=args.preset)
+            return run_reconstruct(args.images, args.out, cfg, device=args.device, callback=bar, preset=args.preset,
+                                   preview=args.preview)
         raise DreamsmithError(f"Unknown command {args.command!r}.")
     finally:
         bar.close()

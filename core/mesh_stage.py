@@ -90,7 +90,10 @@ def initial_sdf(density_fn, grid_verts: Tensor, grid_shape: tuple[int, int, int]
     dens = torch.cat([density_fn(c) for c in grid_verts.split(1 << 18)])
     occ = dens > iso_density / diag
     if carve_fn is not None:
-        occ &= torch.cat([carve_fn(c) for c in grid_verts.split(1 << 18)])
+        hull = torch.cat([carve_fn(c) for c in grid_verts.split(1 << 18)])
+        # An under-trained field (tiny budgets) may have no density above the iso level yet: the hull still is a
+        # valid start for the mesh stage, which refines it against the images.
+        occ = occ & hull if bool((occ & hull).any()) else hull
     occ_np = clean_occupancy(occ.reshape(grid_shape).cpu().numpy(), min_fraction)
     if not occ_np.any():
         raise InputError("The coarse stage found no object to turn into a mesh; check that the images show the "

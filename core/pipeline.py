@@ -23,6 +23,7 @@ from .guidance.reference import ReferenceConfig, ReferenceGuidance
 from .mesh_ops import largest_components
 from .mesh_stage import MeshStageConfig, train_mesh_reference
 from .presets import RECONSTRUCT_PRESETS, preset_overrides
+from .preview import write_preview
 
 
 @dataclass
@@ -86,13 +87,15 @@ def finish_mesh(geo, color_fn, cfg_bake: BakeConfig, min_fraction: float, name: 
 
 def run_reconstruct(images: str | os.PathLike, out: str | os.PathLike, cfg: ReconstructConfig, device: str = "auto",
                     callback: ProgressCallback | None = None, cancel: CancelToken | None = None,
-                    preset: str = "custom") -> dict[str, Any]:
+                    preset: str = "custom", preview: str | os.PathLike | None = None) -> dict[str, Any]:
     """Reconstruct a textured mesh from posed images and write it to ``out``.
 
     Returns:
         A summary: output path, face count, seconds per stage.
     """
     out_path = check_output_path(out)
+    if preview is not None and Path(preview).suffix.lower() != ".png":
+        raise InputError(f"The preview {str(preview)!r} must end in .png.")
     dev = resolve_device(device)
     data = load_posed_images(images, split="train", max_size=cfg.max_image_size or None)
     torch.manual_seed(cfg.seed)
@@ -122,5 +125,7 @@ def run_reconstruct(images: str | os.PathLike, out: str | os.PathLike, cfg: Reco
     if cancel is not None:
         cancel.check()
     write_result(mesh, out_path, extras)
+    if preview is not None:
+        write_preview(mesh, preview)
     return {"out": str(out_path), "faces": int(len(mesh.faces)), "vertices": int(len(mesh.verts)),
             "seconds": timings, "bbox": bbox.tolist(), "config": to_dict(cfg)}

@@ -21,31 +21,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from synth_objects import ground_truth_mesh, write_dataset  # noqa: E402
 
 from dreamsmith.core.datasets import load_posed_images  # noqa: E402
-from dreamsmith.core.export import read_mesh  # noqa: E402
+from dreamsmith.core.export import TexturedMesh, read_mesh  # noqa: E402
 from dreamsmith.core.metrics import chamfer_meshes, psnr  # noqa: E402
 from dreamsmith.core.pipeline import reconstruct_config, run_reconstruct  # noqa: E402
-from dreamsmith.kernels.raster import antialias, interpolate, rasterize, texture  # noqa: E402
-
-
-def render_textured(verts: np.ndarray, faces: np.ndarray, uvs: np.ndarray, tex: np.ndarray, cams) -> torch.Tensor:
-    """Flat, unlit renders ``[B, H, W, 3]`` of a textured mesh on white."""
-    v = torch.from_numpy(verts).float()
-    f = torch.from_numpy(faces).long()
-    clip = cams.project(v)
-    rast = rasterize(clip, f, (cams.height, cams.width))
-    uv = interpolate(torch.from_numpy(uvs).float(), rast, f)
-    col = texture(torch.from_numpy(tex[..., :3]).float() / 255.0, uv)
-    mask = (rast[..., 3:] > 0).float()
-    rgba = antialias(torch.cat([col * mask, mask], dim=-1), rast, clip, f)
-    a = rgba[..., 3:].clamp(0, 1)
-    return rgba[..., :3] + (1 - a)
+from dreamsmith.core.preview import render_textured  # noqa: E402
 
 
 def log_progress(ev) -> None:
@@ -67,8 +52,7 @@ def bench_object(name: str, preset: str, workdir: Path, seed: int) -> dict:
     gt_v, gt_f = ground_truth_mesh(name, resolution=256)
     ch = chamfer_meshes((verts, faces), (gt_v, gt_f), n=200_000)
     test = load_posed_images(data, split="test")
-    with torch.no_grad():
-        pred = render_textured(verts, faces, uvs, tex, test.cameras)
+    pred = render_textured(TexturedMesh(verts, faces, uvs, None, tex), test.cameras)
     a = test.images[..., 3:]
     ref = test.images[..., :3] * a + (1 - a)
     psnrs = [psnr(pred[i].numpy(), ref[i].numpy()) for i in range(len(test.images))]
