@@ -13,7 +13,8 @@ from .events import StageReporter
 from .field import FieldConfig, NeRFField
 from .guidance.reference import ReferenceGuidance
 from .occupancy import OccupancyConfig, OccupancyGrid
-from .volume import VolumeConfig, render_rays
+from .views import ViewSamplerConfig, sample_views
+from .volume import VolumeConfig, render_image, render_rays
 
 
 @dataclass
@@ -75,4 +76,81 @@ def train_coarse_reference(cfg: CoarseConfig, guidance: ReferenceGuidance, bbox:
         loss.backward()
         opt.step()
         reporter.step(step, loss.item())
+    return model, occ
+
+
+@dataclass
+class CoarseSDSConfig:
+    """The coarse stage under score distillation (text to 3D).
+
+    Attributes:
+        render_size: Rendered image size (the pixel prior's resolution, or a multiple of it).
+        shading: Shading of the renders: ``albedo``, ``lambertian`` or ``textureless``; ``mixed`` draws
+            per step with ``lambertian_prob`` / ``textureless_prob`` after ``shading_warmup`` albedo-only steps
+            (DreamFusion's shading augmentation).
+        lambertian_prob: Probability of lambertian shading in ``mixed`` mode.
+        textureless_prob: Probability of textureless shading in ``mixed`` mode.
+        shading_warmup: Albedo-only steps before ``mixed`` shading starts.
+        opacity_weight: Weight of the mean-opacity (sparsity) penalty that clears haze.
+        views: The camera distribution.
+    """
+
+    render_size: int = 32
+    shading: str = "lambertian"
+    lambertian_prob: float = 0.5
+    textureless_prob: float = 0.2
+    shading_warmup: int = 100
+    opacity_weight: float = 0.1
+    views: ViewSamplerConfig = dc_field(default_factory=ViewSamplerConfig)
+
+
+def pick_shading(cfg: CoarseSDSConfig, step: int, generator: torch.Generator) -> str:
+    """The shading mode of this step."""
+    if cfg.shading != "mixed":
+        return cfg.shading
+    if step <= cfg.shading_warmup:
+        return "albedo"
+    r = float(torch.rand(1, generator=generator))
+    if r < cfg.textureless_prob:
+        return "textureless"
+    return "lambertian" if r < cfg.textureless_prob + cfg.lambertian_prob else "albedo"
+
+
+def train_coarse_sds(cfg: CoarseConfig, sds_cfg: CoarseSDSConfig, guidance, bbox: Tensor, device: torch.device,
+                     generator: torch.Generator, reporter: StageReporter,
+                     preview_fn=None) -> tuple[NeRFField, OccupancyGrid]:
+    """Optimise the coarse NeRF by score distillation.
+
+    Args:
+        cfg: Field, occupancy, renderer and optimiser settings (shared with the reference path).
+        sds_cfg: Views, shading and regularisers of the SDS path.
+        guidance: Callable ``(rgb [B, H, W, 3], azimuth [B], elevation [B], step, total, generator) -> dict`` with
+            ``loss_sds``.
+        bbox: ``[2, 3]`` scene box.
+        device: Where to optimise.
+        generator: The job's random generator (CPU).
+        reporter: Progress and cancellation.
+        preview_fn: Optional ``(field, occupancy) -> uint8 image`` called every ``cfg.preview_every`` steps.
+    """
+    model = NeRFField(cfg.field, bbox.to(device)).to(device)
+    occ = OccupancyGrid(cfg.occupancy, bbox.to(device)).to(device)
+    opt = make_optimizer(model, cfg.lr, cfg.lr_mlp)
+    for step in range(1, cfg.steps + 1):
+        occ.update(model, step)
+        cams, az, el = sample_views(sds_cfg.views, sds_cfg.render_size, generator)
+        shading = pick_shading(sds_cfg, step, generator)
+        out = render_image(model, cams, cfg.volume, occupancy=occ, shading=shading, perturb=True, generator=generator)
+        g = guidance(out["rgb"], az.to(device), el.to(device), step, cfg.steps, generator)
+        loss = g["loss_sds"]
+        if sds_cfg.opacity_weight > 0:
+            loss = loss + sds_cfg.opacity_weight * out["opacity"].mean()
+        if not torch.isfinite(loss):
+            raise NumericalError("The coarse stage diverged (NaN loss); lower the guidance scale or learning rate.")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        preview = None
+        if preview_fn is not None and cfg.preview_every and step % cfg.preview_every == 0:
+            preview = preview_fn(model, occ)
+        reporter.step(step, loss.item(), preview=preview)
     return model, occ

@@ -17,7 +17,8 @@ from .cameras import Cameras
 from .dmtet import DMTetConfig, DMTetGeometry
 from .errors import InputError, NumericalError
 from .events import StageReporter
-from .mesh_ops import laplacian_loss, normal_consistency_loss
+from .mesh_ops import laplacian_loss, normal_consistency_loss, vertex_normals
+from .views import ViewSamplerConfig, sample_views
 
 
 @dataclass
@@ -102,11 +103,21 @@ def initial_sdf(density_fn, grid_verts: Tensor, grid_shape: tuple[int, int, int]
     return torch.from_numpy(occupancy_to_sdf(occ_np, cell)).reshape(-1).to(grid_verts.device)
 
 
-def render_mesh(verts: Tensor, faces: Tensor, cams: Cameras, color_fn, bg: Tensor) -> dict[str, Tensor]:
+def render_mesh(verts: Tensor, faces: Tensor, cams: Cameras, color_fn, bg: Tensor, shading: str = "albedo",
+                ambient: float = 0.35, diffuse: float = 0.65) -> dict[str, Tensor]:
     """Rasterise a mesh, colour its surface points with ``color_fn`` and antialias the silhouette.
 
+    Args:
+        verts, faces: The mesh.
+        cams: Cameras to render from.
+        color_fn: ``points [N, 3] -> albedo [N, 3]``.
+        bg: Background colour ``[B, 1, 1, 3]`` (or broadcastable).
+        shading: ``albedo`` (flat), ``lambertian`` (albedo times ambient + diffuse with a headlight) or
+            ``textureless`` (white, lit the same way).
+        ambient, diffuse: Lighting terms of the lit modes.
+
     Returns:
-        ``rgb [B, H, W, 3]`` composited over ``bg [B, 1, 1, 3]``, ``alpha [B, H, W]``, ``rast``.
+        ``rgb [B, H, W, 3]`` composited over ``bg``, ``alpha [B, H, W]``, ``rast``.
     """
     clip = cams.project(verts)
     rast = rasterize(clip, faces, (cams.height, cams.width))
@@ -114,7 +125,18 @@ def render_mesh(verts: Tensor, faces: Tensor, cams: Cameras, color_fn, bg: Tenso
     pts = interpolate(verts, rast, faces)
     col = torch.zeros(*mask.shape, 3, device=verts.device, dtype=verts.dtype)
     if mask.any():
-        col = col.index_put((mask,), color_fn(pts[mask]))
+        if shading == "textureless":
+            albedo = torch.ones_like(pts[mask])
+        else:
+            albedo = color_fn(pts[mask])
+        if shading != "albedo":
+            normals = interpolate(vertex_normals(verts, faces), rast, faces)[mask]
+            normals = normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+            centres = cams.centers.to(verts.device)[:, None, None, :].expand_as(pts)[mask]
+            light = centres - pts[mask]
+            light = light / light.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+            albedo = albedo * (ambient + diffuse * (normals * light).sum(-1, keepdim=True).clamp_min(0))
+        col = col.index_put((mask,), albedo)
     rgba = antialias(torch.cat([col, mask[..., None].to(col.dtype)], dim=-1), rast, clip, faces)
     alpha = rgba[..., 3].clamp(0, 1)
     return {"rgb": rgba[..., :3] + (1 - alpha[..., None]) * bg, "alpha": alpha, "rast": rast}
@@ -172,4 +194,74 @@ def train_mesh_reference(cfg: MeshStageConfig, guidance, color_field, bbox: Tens
         loss.backward()
         opt.step()
         reporter.step(step, loss.item())
+    return geo
+
+
+@dataclass
+class MeshSDSConfig:
+    """The mesh stage under score distillation (text to 3D and edits).
+
+    Attributes:
+        shading: Shading of the renders (``albedo`` | ``lambertian`` | ``textureless``).
+        background: Grey level of the background the renders are composited on (the toy prior saw white).
+        views: The camera distribution.
+    """
+
+    shading: str = "lambertian"
+    background: float = 1.0
+    views: ViewSamplerConfig = field(default_factory=ViewSamplerConfig)
+
+
+def train_mesh_sds(cfg: MeshStageConfig, sds_cfg: MeshSDSConfig, guidance, color_field, geo: DMTetGeometry,
+                   generator: torch.Generator, reporter: StageReporter, freeze_geometry: bool = False,
+                   preview_fn=None) -> DMTetGeometry:
+    """Optimise DMTet geometry (unless frozen) and the colour field by score distillation.
+
+    Args:
+        cfg: Learning rates, render size and regularisers.
+        sds_cfg: Views, shading and background of the SDS renders.
+        guidance: Callable ``(rgb, azimuth, elevation, step, total, generator) -> dict`` with ``loss_sds``.
+        color_field: Module with ``albedo(points) -> [N, 3]``; its non-density parameters are optimised.
+        geo: The tetrahedral geometry, already initialised.
+        generator: The job's random generator.
+        reporter: Progress and cancellation.
+        freeze_geometry: Optimise only the colour (re-texturing).
+        preview_fn: Optional ``(geo, color_field) -> uint8 image``.
+    """
+    dev = geo.sdf.device
+    color_params = [p for n, p in color_field.named_parameters() if "density" not in n]
+    groups = [{"params": color_params, "lr": cfg.lr_color}]
+    if not freeze_geometry:
+        groups += [{"params": [geo.sdf], "lr": cfg.lr_sdf * geo.cell_size},
+                   {"params": [geo.deform], "lr": cfg.lr_deform}]
+    opt = torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
+    bg = torch.full((1, 1, 1, 3), sds_cfg.background, device=dev)
+    frozen = None
+    if freeze_geometry:
+        with torch.no_grad():
+            frozen = geo()
+    for step in range(1, cfg.steps + 1):
+        cams, az, el = sample_views(sds_cfg.views, cfg.render_size, generator)
+        cams = cams.to(dev)
+        verts, faces = frozen if frozen is not None else geo()
+        if faces.shape[0] == 0:
+            raise NumericalError("The mesh stage lost the surface (no faces); lower lr_sdf or the guidance scale.")
+        out = render_mesh(verts, faces, cams, color_field.albedo, bg, shading=sds_cfg.shading)
+        loss = guidance(out["rgb"], az.to(dev), el.to(dev), step, cfg.steps, generator)["loss_sds"]
+        if frozen is None:
+            if cfg.laplacian_weight > 0:
+                loss = loss + cfg.laplacian_weight * laplacian_loss(verts, faces) / geo.cell_size ** 2
+            if cfg.normal_weight > 0:
+                loss = loss + cfg.normal_weight * normal_consistency_loss(verts, faces)
+            if cfg.sdf_weight > 0:
+                loss = loss + cfg.sdf_weight * geo.sdf_edge_regularizer()
+        if not math.isfinite(loss.item()):
+            raise NumericalError("The mesh stage diverged (NaN loss); lower the learning rates or guidance scale.")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        preview = None
+        if preview_fn is not None and step % max(1, cfg.steps // 10) == 0:
+            preview = preview_fn(geo, color_field)
+        reporter.step(step, loss.item(), preview=preview)
     return geo

@@ -16,6 +16,7 @@ from torch import Tensor
 from ..cameras import Cameras
 from ..datasets import PosedImages
 from ..errors import InputError
+from . import GUIDANCE
 
 
 @dataclass
@@ -37,6 +38,7 @@ class ReferenceConfig:
     mask_weight: float = 1.0
 
 
+@GUIDANCE.register("reference")
 class ReferenceGuidance:
     """Posed images as guidance.
 
