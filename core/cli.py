@@ -63,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--images", required=True, help="folder with transforms.json or transforms_train.json")
     rec.add_argument("--preview", help="also write a preview PNG (four shaded views) here")
     _common(rec)
+    gen = sub.add_parser("generate", help="make a textured mesh from a text prompt (score distillation)")
+    gen.add_argument("--prompt", required=True, help="what to make, e.g. 'a red cube'")
+    gen.add_argument("--negative", default="", help="what to avoid")
+    gen.add_argument("--model", help="coarse-stage prior: Hugging Face id or local diffusers folder")
+    gen.add_argument("--fine-model", help="mesh-stage prior (default: the preset's; with --model only: the same)")
+    gen.add_argument("--allow-network", action="store_true", help="download models that are not cached locally")
+    gen.add_argument("--preview", help="also write a preview PNG (four shaded views) here")
+    _common(gen)
     return parser
 
 
@@ -89,6 +97,21 @@ def run(args: argparse.Namespace) -> dict:
             cfg = reconstruct_config(args.preset, _overrides(args.config) | {"seed": args.seed})
             return run_reconstruct(args.images, args.out, cfg, device=args.device, callback=bar, preset=args.preset,
                                    preview=args.preview)
+        if args.command == "generate":
+            from .generate import generate_config, run_generate
+
+            over = _overrides(args.config) | {"seed": args.seed}
+            if args.model:
+                over["coarse_model"] = {"model": args.model, "allow_network": args.allow_network}
+                over.setdefault("fine_model", {"model": args.fine_model or ""})
+            if args.fine_model:
+                over["fine_model"] = {"model": args.fine_model, "allow_network": args.allow_network}
+            if args.allow_network:
+                for key in ("coarse_model", "fine_model"):
+                    over.setdefault(key, {})["allow_network"] = True
+            cfg = generate_config(args.preset, over)
+            return run_generate(args.prompt, args.out, cfg, negative_prompt=args.negative, device=args.device,
+                                callback=bar, preset=args.preset, preview=args.preview)
         raise DreamsmithError(f"Unknown command {args.command!r}.")
     finally:
         bar.close()

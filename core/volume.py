@@ -59,6 +59,8 @@ class VolumeConfig:
         diffuse: Diffuse term of the lambertian / textureless shading.
         light_jitter: Standard deviation of the random perturbation added to the default light direction (from the
             camera) in :meth:`VolumeRenderer.render_image` when ``perturb`` is on; 0 disables it.
+        normal_min_weight: Normals (6 density queries each) are evaluated only for samples whose compositing
+            weight exceeds this; the others are shaded with the ambient term alone (their weight is negligible).
     """
 
     n_samples_per_ray: int = 256
@@ -73,6 +75,7 @@ class VolumeConfig:
     ambient: float = 0.3
     diffuse: float = 0.7
     light_jitter: float = 0.0
+    normal_min_weight: float = 1e-3
 
     def __post_init__(self) -> None:
         if self.background not in BACKGROUNDS:
@@ -268,7 +271,13 @@ def _render_chunk(cfg: VolumeConfig, field, rays_o: Tensor, rays_d: Tensor, occu
         cum = tau.cumsum(dim=1)
         trans = torch.exp(-(acc[rows, None] + cum - tau))
         w = ((1.0 - torch.exp(-tau)) * trans)[vb]  # [N]
-        n = field.normals(xs).to(dt) if want_normals else None
+        n = None
+        if want_normals:
+            # Normals cost 6 density queries each: only evaluate them where the sample is visible at all.
+            sel = (w.detach() > cfg.normal_min_weight).nonzero().squeeze(1)
+            n = torch.zeros_like(xs)
+            if sel.numel() > 0:
+                n = n.index_put((sel,), field.normals(xs[sel]).to(dt))
         c = _shade(albedo, n, light[ray_of] if want_normals else None, shading, cfg.ambient, cfg.diffuse)
         rgb = rgb.index_add(0, ray_of, w[:, None] * c)
         wt = wt.index_add(0, ray_of, w * ts)

@@ -1,0 +1,148 @@
+"""Text to 3D, the Magic3D way: coarse NeRF by SDS against a pixel prior, then the DMTet mesh stage by SDS
+(against a latent prior, or the same pixel prior), then bake and export."""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+from .bake import BakeConfig
+from .coarse import CoarseConfig, CoarseSDSConfig, train_coarse_sds
+from .config import from_dict, to_dict
+from .device import resolve_device
+from .dmtet import DMTetGeometry
+from .errors import InputError
+from .events import CancelToken, ProgressCallback, StageReporter
+from .guidance.sds import SDSConfig, SDSGuidance
+from .mesh_stage import MeshSDSConfig, MeshStageConfig, initial_sdf, train_mesh_sds
+from .models import PriorConfig, load_prior
+from .pipeline import check_output_path, finish_mesh, write_result
+from .presets import GENERATE_PRESETS, preset_overrides
+from .preview import write_preview
+from .prompts import PromptConfig, PromptProcessor
+
+MAX_PROMPT_CHARS = 1000
+
+
+@dataclass
+class GenerateConfig:
+    """A text-to-3D job.
+
+    Attributes:
+        seed: Seed of every random choice (same seed, same device: same result).
+        scene_radius: Half-size of the cubic scene box around the origin (world units).
+        coarse_model: The prior of the coarse stage (pixel space, e.g. DeepFloyd IF stage I).
+        fine_model: The prior of the mesh stage (e.g. Stable Diffusion); an empty ``model`` reuses the coarse one.
+        prompt: View-dependent prompting and embedding caches.
+        coarse: The coarse NeRF (field, occupancy, renderer, steps, learning rates).
+        coarse_sds: Views, shading and regularisers of the coarse stage.
+        coarse_guidance: SDS settings of the coarse stage.
+        mesh: The mesh stage (DMTet grid, steps, learning rates, regularisers).
+        mesh_sds: Views and shading of the mesh stage.
+        fine_guidance: SDS settings of the mesh stage.
+        bake: UV unwrapping and texture baking.
+    """
+
+    seed: int = 0
+    scene_radius: float = 1.0
+    coarse_model: PriorConfig = field(default_factory=lambda: PriorConfig(model="DeepFloyd/IF-I-XL-v1.0"))
+    fine_model: PriorConfig = field(default_factory=lambda: PriorConfig(
+        model="stabilityai/stable-diffusion-2-1-base"))
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    coarse: CoarseConfig = field(default_factory=CoarseConfig)
+    coarse_sds: CoarseSDSConfig = field(default_factory=CoarseSDSConfig)
+    coarse_guidance: SDSConfig = field(default_factory=SDSConfig)
+    mesh: MeshStageConfig = field(default_factory=MeshStageConfig)
+    mesh_sds: MeshSDSConfig = field(default_factory=MeshSDSConfig)
+    fine_guidance: SDSConfig = field(default_factory=SDSConfig)
+    bake: BakeConfig = field(default_factory=BakeConfig)
+
+
+def generate_config(preset: str, overrides: dict[str, Any] | None = None) -> GenerateConfig:
+    """The config of ``preset`` with ``overrides`` on top (unknown keys are errors)."""
+    return from_dict(GenerateConfig, preset_overrides(GENERATE_PRESETS, preset, overrides))
+
+
+def check_prompt(prompt: str, what: str = "prompt") -> str:
+    """Cheap checks before anything is loaded (the tokenizer checks the length in tokens later)."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InputError(f"The {what} is empty; describe the object to make, e.g. 'a red cube'.")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise InputError(f"The {what} is {len(prompt)} characters long; keep it under {MAX_PROMPT_CHARS}.")
+    return prompt.strip()
+
+
+def _guidance(prior, prompt: str, negative: str, prompt_cfg: PromptConfig, sds_cfg: SDSConfig) -> SDSGuidance:
+    prompts = PromptProcessor(prior, prompt, negative, prompt_cfg)
+    prior.release_text_encoder()
+    return SDSGuidance(prior, prompts, sds_cfg)
+
+
+def run_generate(prompt: str, out: str | os.PathLike, cfg: GenerateConfig, negative_prompt: str = "",
+                 device: str = "auto", callback: ProgressCallback | None = None, cancel: CancelToken | None = None,
+                 preset: str = "custom", preview: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Generate a textured mesh from ``prompt`` and write it to ``out`` (GLB or OBJ), atomically.
+
+    Returns:
+        A summary: output path, face and vertex counts, seconds per stage.
+    """
+    prompt = check_prompt(prompt)
+    if negative_prompt and len(negative_prompt) > MAX_PROMPT_CHARS:
+        raise InputError(f"The negative prompt is longer than {MAX_PROMPT_CHARS} characters; shorten it.")
+    out_path = check_output_path(out)
+    if preview is not None and Path(preview).suffix.lower() != ".png":
+        raise InputError(f"The preview {str(preview)!r} must end in .png.")
+    dev = resolve_device(device)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    timings: dict[str, float] = {}
+    r = cfg.scene_radius
+    bbox = torch.tensor([[-r, -r, -r], [r, r, r]], dtype=torch.float32)
+
+    t0 = time.perf_counter()
+    coarse_prior = load_prior(cfg.coarse_model, dev)
+    guidance = _guidance(coarse_prior, prompt, negative_prompt, cfg.prompt, cfg.coarse_guidance)
+    timings["load"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    model, _ = train_coarse_sds(cfg.coarse, cfg.coarse_sds, guidance, bbox, dev, gen,
+                                StageReporter("coarse", cfg.coarse.steps, callback, cancel, every=5))
+    timings["coarse"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    same_model = not cfg.fine_model.model or cfg.fine_model.model == cfg.coarse_model.model
+    if same_model:
+        fine_guidance = SDSGuidance(coarse_prior, guidance.prompts, cfg.fine_guidance)
+    else:
+        del guidance, coarse_prior
+        gc.collect()
+        fine_guidance = _guidance(load_prior(cfg.fine_model, dev), prompt, negative_prompt, cfg.prompt,
+                                  cfg.fine_guidance)
+    geo = DMTetGeometry(cfg.mesh.dmtet, bbox.to(dev)).to(dev)
+    res = cfg.mesh.dmtet.resolution + 1
+    geo.init_from_sdf(initial_sdf(model.density, geo.grid_verts, (res, res, res), bbox, cfg.mesh.iso_density,
+                                  None, cfg.mesh.min_component_fraction))
+    train_mesh_sds(cfg.mesh, cfg.mesh_sds, fine_guidance, model, geo, gen,
+                   StageReporter("mesh", cfg.mesh.steps, callback, cancel, every=5))
+    timings["mesh"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    mesh = finish_mesh(geo, model.albedo, cfg.bake, cfg.mesh.min_component_fraction, prompt[:60])
+    timings["bake"] = time.perf_counter() - t0
+    if cancel is not None:
+        cancel.check()
+    extras = {"generator": f"Dreamsmith {__version__}", "command": "generate", "prompt": prompt,
+              "negative_prompt": negative_prompt, "seed": cfg.seed, "preset": preset,
+              "coarse_model": cfg.coarse_model.model, "fine_model": cfg.fine_model.model or cfg.coarse_model.model}
+    write_result(mesh, out_path, extras)
+    if preview is not None:
+        write_preview(mesh, preview)
+    return {"out": str(out_path), "faces": int(len(mesh.faces)), "vertices": int(len(mesh.verts)),
+            "seconds": timings, "config": to_dict(cfg)}
