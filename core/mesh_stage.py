@@ -156,6 +156,18 @@ def resize_targets(target: Tensor, size: int) -> Tensor:
     return torch.cat([pre[..., :3] / a.clamp_min(1e-6), a], dim=-1)
 
 
+def geometry_regularizers(cfg: MeshStageConfig, geo: DMTetGeometry, verts: Tensor, faces: Tensor) -> Tensor:
+    """Weighted smoothness (Laplacian, normal consistency) and SDF sign-flip terms of the mesh stage."""
+    loss = verts.new_zeros(())
+    if cfg.laplacian_weight > 0:
+        loss = loss + cfg.laplacian_weight * laplacian_loss(verts, faces) / geo.cell_size ** 2
+    if cfg.normal_weight > 0:
+        loss = loss + cfg.normal_weight * normal_consistency_loss(verts, faces)
+    if cfg.sdf_weight > 0:
+        loss = loss + cfg.sdf_weight * geo.sdf_edge_regularizer()
+    return loss
+
+
 def train_mesh_reference(cfg: MeshStageConfig, guidance, color_field, bbox: Tensor, generator: torch.Generator,
                          reporter: StageReporter) -> DMTetGeometry:
     """Optimise DMTet geometry and the colour field against posed images."""
@@ -181,13 +193,7 @@ def train_mesh_reference(cfg: MeshStageConfig, guidance, color_field, bbox: Tens
         if faces.shape[0] == 0:
             raise NumericalError("The mesh stage lost the surface (no faces); lower lr_sdf or use a larger preset.")
         out = render_mesh(verts, faces, cams, color_field.albedo, bg)
-        loss = guidance.loss(out["rgb"], out["alpha"], target, bg)
-        if cfg.laplacian_weight > 0:
-            loss = loss + cfg.laplacian_weight * laplacian_loss(verts, faces) / geo.cell_size ** 2
-        if cfg.normal_weight > 0:
-            loss = loss + cfg.normal_weight * normal_consistency_loss(verts, faces)
-        if cfg.sdf_weight > 0:
-            loss = loss + cfg.sdf_weight * geo.sdf_edge_regularizer()
+        loss = guidance.loss(out["rgb"], out["alpha"], target, bg) + geometry_regularizers(cfg, geo, verts, faces)
         if not math.isfinite(loss.item()):
             raise NumericalError("The mesh stage diverged (NaN loss); lower the learning rates or try another seed.")
         opt.zero_grad(set_to_none=True)
@@ -249,12 +255,7 @@ def train_mesh_sds(cfg: MeshStageConfig, sds_cfg: MeshSDSConfig, guidance, color
         out = render_mesh(verts, faces, cams, color_field.albedo, bg, shading=sds_cfg.shading)
         loss = guidance(out["rgb"], az.to(dev), el.to(dev), step, cfg.steps, generator)["loss_sds"]
         if frozen is None:
-            if cfg.laplacian_weight > 0:
-                loss = loss + cfg.laplacian_weight * laplacian_loss(verts, faces) / geo.cell_size ** 2
-            if cfg.normal_weight > 0:
-                loss = loss + cfg.normal_weight * normal_consistency_loss(verts, faces)
-            if cfg.sdf_weight > 0:
-                loss = loss + cfg.sdf_weight * geo.sdf_edge_regularizer()
+            loss = loss + geometry_regularizers(cfg, geo, verts, faces)
         if not math.isfinite(loss.item()):
             raise NumericalError("The mesh stage diverged (NaN loss); lower the learning rates or guidance scale.")
         opt.zero_grad(set_to_none=True)

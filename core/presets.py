@@ -41,15 +41,25 @@ def preset_overrides(table: dict[str, dict[str, Any]], name: str, extra: dict[st
 
 # Text to 3D. draft runs on a CPU (made for the toy prior: one pixel prior for both stages, 32-64 px renders);
 # standard and high are the Magic3D recipe (IF stage I at 64 px, then Stable Diffusion at 512 px) for one GPU.
+_VIEWS_GPU = {"distance_min": 1.5, "distance_max": 2.0, "fov_min": 40.0, "fov_max": 70.0}
+_MAGIC3D: dict[str, Any] = {
+    "coarse": {"occupancy": {"resolution": 128}, "volume": {"background": "learned"}},
+    "coarse_sds": {"render_size": 64, "shading": "mixed", "views": _VIEWS_GPU},
+    "coarse_guidance": {"guidance_scale": 20.0, "max_step_percent_end": 0.5, "anneal": "linear"},
+    "mesh": {"render_size": 512, "dmtet": {"resolution": 128}},
+    "mesh_sds": {"views": _VIEWS_GPU},
+    "fine_guidance": {"guidance_scale": 100.0, "max_step_percent": 0.5, "max_step_percent_end": 0.5,
+                      "vae_grad_checkpointing": True},
+}
 GENERATE_PRESETS: dict[str, dict[str, Any]] = {
     "draft": {
         "fine_model": {"model": ""},
         "coarse": {
             "steps": 400, "lr": 1e-2, "lr_mlp": 1e-3,
-            "field": {"grid": {"n_levels": 8, "log2_hashmap_size": 15, "base_resolution": 16,
-                               "finest_resolution": 128}, "blob_density": 5.0, "blob_radius": 0.4},
+            "field": {"grid": {"n_levels": 6, "log2_hashmap_size": 14, "base_resolution": 8,
+                               "finest_resolution": 96}, "blob_density": 5.0, "blob_radius": 0.4},
             "occupancy": {"resolution": 32},
-            "volume": {"n_samples_per_ray": 96, "background": "white", "ambient": 0.35, "diffuse": 0.65},
+            "volume": {"n_samples_per_ray": 64, "background": "white", "ambient": 0.35, "diffuse": 0.65},
         },
         "coarse_sds": {"render_size": 32, "shading": "lambertian", "opacity_weight": 0.1,
                        "views": {"views_per_step": 4}},
@@ -61,28 +71,8 @@ GENERATE_PRESETS: dict[str, dict[str, Any]] = {
         "fine_guidance": {"guidance_scale": 20.0, "max_step_percent": 0.5, "max_step_percent_end": 0.5},
         "bake": {"texture_size": 256},
     },
-    "standard": {
-        "coarse": {"steps": 5000, "occupancy": {"resolution": 128},
-                   "volume": {"n_samples_per_ray": 512, "background": "learned"}},
-        "coarse_sds": {"render_size": 64, "shading": "mixed", "views": {"distance_min": 1.5, "distance_max": 2.0,
-                                                                        "fov_min": 40.0, "fov_max": 70.0}},
-        "coarse_guidance": {"guidance_scale": 20.0, "max_step_percent_end": 0.5, "anneal": "linear"},
-        "mesh": {"steps": 3000, "render_size": 512, "dmtet": {"resolution": 128}},
-        "mesh_sds": {"views": {"distance_min": 1.5, "distance_max": 2.0, "fov_min": 40.0, "fov_max": 70.0}},
-        "fine_guidance": {"guidance_scale": 100.0, "max_step_percent": 0.5, "max_step_percent_end": 0.5,
-                          "vae_grad_checkpointing": True},
-        "bake": {"texture_size": 1024},
-    },
-    "high": {
-        "coarse": {"steps": 10000, "occupancy": {"resolution": 128},
-                   "volume": {"n_samples_per_ray": 1024, "background": "learned"}},
-        "coarse_sds": {"render_size": 64, "shading": "mixed", "views": {"distance_min": 1.5, "distance_max": 2.0,
-                                                                        "fov_min": 40.0, "fov_max": 70.0}},
-        "coarse_guidance": {"guidance_scale": 20.0, "max_step_percent_end": 0.5, "anneal": "linear"},
-        "mesh": {"steps": 5000, "render_size": 512, "dmtet": {"resolution": 128}},
-        "mesh_sds": {"views": {"distance_min": 1.5, "distance_max": 2.0, "fov_min": 40.0, "fov_max": 70.0}},
-        "fine_guidance": {"guidance_scale": 100.0, "max_step_percent": 0.5, "max_step_percent_end": 0.5,
-                          "vae_grad_checkpointing": True},
-        "bake": {"texture_size": 2048},
-    },
+    "standard": merge(_MAGIC3D, {"coarse": {"steps": 5000, "volume": {"n_samples_per_ray": 512}},
+                                 "mesh": {"steps": 3000}, "bake": {"texture_size": 1024}}),
+    "high": merge(_MAGIC3D, {"coarse": {"steps": 10000, "volume": {"n_samples_per_ray": 1024}},
+                             "mesh": {"steps": 5000}, "bake": {"texture_size": 2048}}),
 }

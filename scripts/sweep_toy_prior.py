@@ -1,0 +1,117 @@
+"""Text-to-3D sweep with the toy prior: ``generate --preset draft`` for each "a {colour} {shape}" prompt.
+
+Prints one row per prompt: time, the dominant colour of the result's texture (median colour of the object's
+pixels in 8 flat, unlit renders, classified to the nearest of the four training colours by chromaticity), and the
+primitive its shape is closest to by symmetric Chamfer distance after normalisation (centred on its bounding box,
+scaled to a unit bounding-box diagonal; Z up as in training), with the distances to all four so that "closest"
+comes with its margin, and whether a vertical line through the centre misses the mesh (a torus's hole).
+
+    python scripts/sweep_toy_prior.py [--colours red green ...] [--shapes cube ...] [--seed 0] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from synth_objects import ground_truth_mesh  # noqa: E402
+from toy_prior_data import COLOURS, SHAPES, shape_object  # noqa: E402
+
+from dreamsmith.core.export import TexturedMesh, read_mesh  # noqa: E402
+from dreamsmith.core.generate import generate_config, run_generate  # noqa: E402
+from dreamsmith.core.metrics import chamfer_meshes  # noqa: E402
+from dreamsmith.core.preview import preview_cameras, render_textured  # noqa: E402
+
+TOY = Path(__file__).resolve().parents[1] / "tests" / "assets" / "toy_prior"
+
+
+def normalised(verts: np.ndarray) -> np.ndarray:
+    lo, hi = verts.min(0), verts.max(0)
+    return (verts - (lo + hi) / 2) / max(float(np.linalg.norm(hi - lo)), 1e-9)
+
+
+def dominant_colour(mesh: TexturedMesh) -> tuple[str, list[float]]:
+    cams = preview_cameras(np.asarray(mesh.verts), n_views=8, size=96)
+    img = render_textured(mesh, cams, bg=1.0).reshape(-1, 3).numpy()
+    obj = img[np.abs(img - 1.0).max(axis=1) > 0.05]
+    if len(obj) == 0:
+        return "none", [1.0, 1.0, 1.0]
+    med = np.median(obj, axis=0)
+    chroma = med / max(med.sum(), 1e-6)
+    refs = {k: np.asarray(v) / sum(v) for k, v in COLOURS.items()}
+    return min(refs, key=lambda k: float(np.linalg.norm(chroma - refs[k]))), med.round(3).tolist()
+
+
+def has_hole(verts: np.ndarray, faces: np.ndarray) -> bool:
+    """Whether the vertical line through the bounding-box centre misses every triangle."""
+    c = (verts.min(0) + verts.max(0)) / 2
+    tri = verts[faces][:, :, :2] - c[:2]  # projected to XY, relative to the centre
+    a, b, cc = tri[:, 0], tri[:, 1], tri[:, 2]
+
+    def cross(p, q):
+        return p[:, 0] * q[:, 1] - p[:, 1] * q[:, 0]
+
+    d1, d2, d3 = cross(a, b), cross(b, cc), cross(cc, a)
+    inside = ((d1 >= 0) & (d2 >= 0) & (d3 >= 0)) | ((d1 <= 0) & (d2 <= 0) & (d3 <= 0))
+    return not bool(inside.any())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--colours", nargs="+", default=list(COLOURS))
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPES))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="keep the GLBs and previews here")
+    parser.add_argument("--config", help="JSON overrides merged over the draft preset")
+    args = parser.parse_args()
+    torch.set_grad_enabled(True)
+    over = json.loads(Path(args.config).read_text()) if args.config else {}
+    prims = {s: normalised(ground_truth_mesh(shape_object(s), resolution=96)[0]) for s in SHAPES}
+    prim_faces = {s: ground_truth_mesh(shape_object(s), resolution=96)[1] for s in SHAPES}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        out_dir = Path(args.out or tmp)
+        for colour in args.colours:
+            for shape in args.shapes:
+                prompt = f"a {colour} {shape}"
+                cfg = generate_config("draft", over | {"seed": args.seed, "coarse_model": {"model": str(TOY)}})
+                glb = out_dir / f"{colour}_{shape}.glb"
+                t0 = time.perf_counter()
+                run_generate(prompt, glb, cfg, device="cpu", preset="draft", preview=out_dir / f"{colour}_{shape}.png")
+                seconds = time.perf_counter() - t0
+                v, f, uv, tex = read_mesh(glb)
+                mesh = TexturedMesh(v, f, uv, None, tex)
+                got_colour, med = dominant_colour(mesh)
+                dist = {s: 100 * chamfer_meshes((normalised(v), f), (prims[s], prim_faces[s]), n=20000,
+                                                normalise_by=None)["symmetric"] for s in SHAPES}
+                got_shape = min(dist, key=dist.get)
+                row = {"prompt": prompt, "seconds": round(seconds, 1), "colour": got_colour, "median_rgb": med,
+                       "shape": got_shape, "chamfer_pct": {k: round(x, 2) for k, x in dist.items()},
+                       "hole": has_hole(v, f), "faces": int(len(f))}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    ok_c = sum(r["colour"] == r["prompt"].split()[1] for r in rows)
+    ok_s = sum(r["shape"] == r["prompt"].split()[2] for r in rows)
+    print()
+    print("| prompt | s | colour | shape | Chamfer % to cube / sphere / cone / torus | hole |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        d = r["chamfer_pct"]
+        print(f"| {r['prompt']} | {r['seconds']:.0f} | {r['colour']} | {r['shape']} | "
+              f"{d['cube']:.2f} / {d['sphere']:.2f} / {d['cone']:.2f} / {d['torus']:.2f} | {r['hole']} |")
+    print(f"\ncolour right {ok_c}/{len(rows)}, shape right {ok_s}/{len(rows)}, "
+          f"max time {max(r['seconds'] for r in rows):.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
