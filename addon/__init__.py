@@ -1,23 +1,39 @@
 """The Blender side: the ONLY package that imports bpy (DESIGN.md house rule 1).
 
-Panels, operators and preferences arrive with the Blender-extension issue; registering this
-version adds nothing to Blender and removes nothing.
+``register()`` adds the preferences, the scene properties (``scene.dreamsmith``), the Generate
+and Cancel operators and the sidebar panel; ``unregister()`` stops a running job, removes its
+timer and takes everything away again, in reverse order. No handlers are added.
 """
 
-CLASSES: tuple = ()
+from .operators import DREAMSMITH_OT_cancel, DREAMSMITH_OT_generate, stop_job
+from .panels import DREAMSMITH_PT_generate
+from .preferences import DREAMSMITH_OT_check_setup, DreamsmithPreferences
+from .properties import DreamsmithSceneProps
+
+CLASSES: tuple = (
+    DreamsmithPreferences,
+    DREAMSMITH_OT_check_setup,
+    DreamsmithSceneProps,
+    DREAMSMITH_OT_generate,
+    DREAMSMITH_OT_cancel,
+    DREAMSMITH_PT_generate,
+)
 
 
 def register() -> None:
-    """Register ``CLASSES`` in order."""
+    """Register ``CLASSES`` in order, then ``Scene.dreamsmith``."""
     import bpy
 
     for cls in CLASSES:
         bpy.utils.register_class(cls)
+    bpy.types.Scene.dreamsmith = bpy.props.PointerProperty(type=DreamsmithSceneProps)
 
 
 def unregister() -> None:
-    """Unregister ``CLASSES`` in reverse order."""
+    """Stop a running job (and its timer), remove ``Scene.dreamsmith``, unregister ``CLASSES`` in reverse order."""
     import bpy
 
+    stop_job()
+    del bpy.types.Scene.dreamsmith
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

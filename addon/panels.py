@@ -1,0 +1,56 @@
+"""The 3D View sidebar panel (tab "Dreamsmith"): inputs, Generate, progress, preview, Cancel."""
+
+import bpy
+
+from .operators import DREAMSMITH_OT_cancel, DREAMSMITH_OT_generate, job_running
+
+
+def _eta_text(seconds: float) -> str:
+    if seconds < 0:
+        return ""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"ETA {minutes}:{secs:02d}" if minutes else f"ETA {secs}s"
+
+
+class DREAMSMITH_PT_generate(bpy.types.Panel):
+    """Generate a textured mesh from a prompt."""
+
+    bl_idname = "DREAMSMITH_PT_generate"
+    bl_label = "Dreamsmith"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Dreamsmith"
+
+    @classmethod
+    def poll(cls, context):
+        """Shown whenever the scene has the add-on's properties."""
+        return context.scene is not None and hasattr(context.scene, "dreamsmith")
+
+    def draw(self, context):
+        """Inputs (greyed while a job runs), Generate or progress + Cancel, the last message, the preview."""
+        layout = self.layout
+        props = context.scene.dreamsmith
+        running = job_running()
+        col = layout.column()
+        col.enabled = not running
+        col.prop(props, "prompt")
+        col.prop(props, "negative_prompt")
+        col.prop(props, "preset")
+        col.prop(props, "seed")
+        row = layout.row()
+        row.enabled = not running
+        row.operator(DREAMSMITH_OT_generate.bl_idname, icon="PLAY")
+        if running:
+            box = layout.box()
+            stage = props.stage or "starting"
+            if props.total > 0:
+                text = f"{stage} {props.step}/{props.total}  {_eta_text(props.eta)}".strip()
+                box.progress(factor=props.step / props.total, type="BAR", text=text)
+            else:
+                box.label(text=f"{stage}...", icon="TIME")
+            box.operator(DREAMSMITH_OT_cancel.bl_idname, icon="CANCEL")
+        elif props.message:
+            layout.label(text=props.message, icon="ERROR" if props.message_is_error else "INFO")
+        image = bpy.data.images.get(props.preview_image) if props.preview_image else None
+        if image is not None and image.preview is not None:
+            layout.template_icon(icon_value=image.preview.icon_id, scale=8.0)

@@ -1,0 +1,126 @@
+"""Add-on preferences: which Python runs the engine, which models, which device, where caches go."""
+
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, StringProperty
+
+#: The add-on's module name: "dreamsmith" as a plain add-on, "bl_ext.<repo>.dreamsmith" as an extension.
+ADDON_ID = __package__.rpartition(".")[0]
+
+DEVICE_ITEMS = (
+    ("auto", "Auto", "CUDA if available, then Apple MPS, then the CPU"),
+    ("cpu", "CPU", "Run on the CPU (slow; the draft preset is made for it)"),
+    ("cuda", "CUDA", "Run on an NVIDIA GPU"),
+    ("mps", "Apple MPS", "Run on an Apple-silicon GPU"),
+)
+
+#: Modules the engine needs, as (import name, pip name).
+REQUIREMENTS = (("torch", "torch"), ("numpy", "numpy"), ("scipy", "scipy"), ("skimage", "scikit-image"),
+                ("xatlas", "xatlas"), ("pygltflib", "pygltflib"), ("PIL", "pillow"), ("tqdm", "tqdm"),
+                ("safetensors", "safetensors"), ("diffusers", "diffusers"), ("transformers", "transformers"))
+CHECK_CODE = "; ".join((
+    "import importlib, importlib.util, json, sys",
+    "names = json.loads(sys.argv[1])",
+    "missing = [n for n in names if importlib.util.find_spec(n) is None]",
+    "torch = None if 'torch' in missing else importlib.import_module('torch')",
+    "info = {'python': sys.version.split()[0], 'missing': missing, 'torch': getattr(torch, '__version__', None), "
+    "'cuda': bool(torch is not None and torch.cuda.is_available())}",
+    "print('DREAMSMITH ' + json.dumps(info))",
+))
+
+DEFAULTS = SimpleNamespace(python_path="", coarse_model="", fine_model="", allow_downloads=True, device="auto",
+                           cache_dir="")
+
+
+class DreamsmithPreferences(bpy.types.AddonPreferences):
+    """Where and how the engine runs."""
+
+    bl_idname = ADDON_ID
+
+    python_path: StringProperty(
+        name="Python", subtype="FILE_PATH", default="",
+        description="Interpreter that runs the engine (with torch and diffusers installed); empty: Blender's own")
+    coarse_model: StringProperty(
+        name="Coarse model", default="",
+        description="Coarse-stage prior: Hugging Face id or local diffusers folder; empty: the preset's")
+    fine_model: StringProperty(
+        name="Fine model", default="",
+        description="Mesh-stage prior: Hugging Face id or local diffusers folder; empty: the preset's")
+    allow_downloads: BoolProperty(
+        name="Download models", default=True,
+        description="Download models that are not on this computer yet (only when Blender's Allow Online Access "
+                    "is on)")
+    device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto", description="Where the engine computes")
+    cache_dir: StringProperty(
+        name="Cache folder", subtype="DIR_PATH", default="",
+        description="Hugging Face model cache and temporary job files; empty: the standard cache and Blender's "
+                    "temporary folder")
+
+    def draw(self, context):
+        """The preferences page."""
+        layout = self.layout
+        layout.prop(self, "python_path")
+        layout.prop(self, "coarse_model")
+        layout.prop(self, "fine_model")
+        layout.prop(self, "allow_downloads")
+        layout.prop(self, "device")
+        layout.prop(self, "cache_dir")
+        layout.operator(DREAMSMITH_OT_check_setup.bl_idname, icon="CHECKMARK")
+        if not getattr(bpy.app, "online_access", False):
+            layout.label(text="Online access is off: only models already on this computer can be used.",
+                         icon="INFO")
+
+
+def get_preferences(context=None):
+    """The add-on's preferences, or the defaults when it was registered without being enabled (scripts)."""
+    context = context or bpy.context
+    addon = context.preferences.addons.get(ADDON_ID)
+    prefs = getattr(addon, "preferences", None)
+    return prefs if prefs is not None else DEFAULTS
+
+
+def interpreter(prefs) -> str:
+    """The Python that runs the worker: the preference, or Blender's own interpreter."""
+    return bpy.path.abspath(prefs.python_path) if prefs.python_path else sys.executable
+
+
+def online_access(prefs=None) -> bool:
+    """Whether models may be downloaded: Blender's "Allow Online Access" (False before 4.2) and the preference."""
+    allowed = bool(getattr(bpy.app, "online_access", False))
+    return allowed and bool(getattr(prefs, "allow_downloads", True))
+
+
+class DREAMSMITH_OT_check_setup(bpy.types.Operator):
+    """Check that the chosen Python can run the engine (torch, diffusers and the rest)"""
+
+    bl_idname = "dreamsmith.check_setup"
+    bl_label = "Check setup"
+
+    def execute(self, context):
+        """Run the interpreter once and report what is missing (takes a few seconds: it imports torch)."""
+        python = interpreter(get_preferences(context))
+        names = [name for name, _ in REQUIREMENTS]
+        try:
+            proc = subprocess.run([python, "-c", CHECK_CODE, json.dumps(names)], capture_output=True, text=True,
+                                  timeout=180, creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            self.report({"ERROR"}, f"Cannot run {python!r} ({exc}); set the Python path in the preferences.")
+            return {"CANCELLED"}
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("DREAMSMITH ")]
+        if proc.returncode != 0 or not lines:
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            self.report({"ERROR"}, f"{python!r} failed the check ({tail}); is it a Python 3.10+ interpreter?")
+            return {"CANCELLED"}
+        info = json.loads(lines[-1][len("DREAMSMITH "):])
+        if info["missing"]:
+            pip = " ".join(p for n, p in REQUIREMENTS if n in info["missing"])
+            self.report({"ERROR"}, f"Missing in {python!r}: {', '.join(info['missing'])}. Install them with: "
+                                   f"\"{python}\" -m pip install {pip}")
+            return {"CANCELLED"}
+        gpu = "CUDA available" if info.get("cuda") else "no CUDA GPU (CPU or MPS)"
+        self.report({"INFO"}, f"Ready: Python {info['python']}, torch {info.get('torch')}, {gpu}.")
+        return {"FINISHED"}

@@ -1,0 +1,252 @@
+"""The add-on in a real bpy (each script runs in a subprocess so that bpy stays out of the test process).
+
+Registration is symmetric and leaves no timers or handlers; Generate in background mode waits for the worker
+and adds one textured object; bad input, a missing model or a killed worker raise a readable RuntimeError and
+change nothing; the interactive path (timer) imports the result, and disabling the add-on mid-job stops it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("bpy") is None, reason="bpy is not installed")
+
+TINY = {"coarse": {"steps": 2, "field": {"grid": {"n_levels": 4, "log2_hashmap_size": 12, "finest_resolution": 32}},
+                   "occupancy": {"resolution": 16}, "volume": {"n_samples_per_ray": 48}},
+        "coarse_sds": {"render_size": 16, "views": {"views_per_step": 2}},
+        "mesh": {"steps": 1, "render_size": 16, "dmtet": {"resolution": 16}},
+        "mesh_sds": {"views": {"views_per_step": 2}}, "bake": {"texture_size": 32}}
+
+COMMON = r"""
+import json, os, sys, time
+import bpy
+import addon_utils
+ARGS = json.loads(sys.argv[1])
+REPORT = {}
+
+def counts():
+    return [len(bpy.data.objects), len(bpy.data.meshes), len(bpy.data.materials), len(bpy.data.images)]
+
+def job_dirs():
+    return sorted(n for n in os.listdir(bpy.app.tempdir) if n.startswith("dreamsmith-job-"))
+
+def handlers():
+    h = bpy.app.handlers
+    return {n: len(getattr(h, n)) for n in dir(h) if isinstance(getattr(h, n), list)}
+
+def generate(**kw):
+    try:
+        return str(bpy.ops.dreamsmith.generate(**kw))
+    except RuntimeError as exc:
+        return "RuntimeError: " + str(exc)
+"""
+
+REGISTER = COMMON + r"""
+from types import SimpleNamespace
+NAMES = ["DREAMSMITH_OT_generate", "DREAMSMITH_OT_cancel", "DREAMSMITH_OT_check_setup", "DREAMSMITH_PT_generate"]
+before = handlers()
+addon_utils.enable("dreamsmith", default_set=True)
+from dreamsmith.addon import CLASSES, operators, panels
+REPORT["registered"] = [hasattr(bpy.types, n) for n in NAMES] + [c.is_registered for c in CLASSES]
+REPORT["prefs"] = bpy.context.preferences.addons["dreamsmith"].preferences.python_path
+REPORT["scene_prop"] = bpy.context.scene.dreamsmith.preset
+REPORT["generate_poll"] = bpy.ops.dreamsmith.generate.poll()
+
+class Layout:  # records what the panel draws
+    def __init__(self, log): self.log, self.enabled = log, True
+    def __getattr__(self, name):
+        def call(*args, **kw):
+            self.log.append([name] + [a for a in args if isinstance(a, str)] + [kw.get("text", "")])
+            return Layout(self.log)
+        return call
+
+def draw():
+    log = []
+    panel = SimpleNamespace(layout=Layout(log))
+    assert panels.DREAMSMITH_PT_generate.poll(bpy.context)
+    panels.DREAMSMITH_PT_generate.draw(panel, bpy.context)
+    return log
+
+REPORT["idle"] = draw()
+props = bpy.context.scene.dreamsmith
+props.stage, props.step, props.total, props.eta = "coarse", 30, 120, 75.0
+operators._state.job = object()  # what the panel sees while a job runs
+REPORT["running"] = draw()
+REPORT["generate_poll_running"] = bpy.ops.dreamsmith.generate.poll()
+operators._state.job = None
+bpy.app.timers.register(operators.job_timer, first_interval=100.0)  # as a running job leaves it
+REPORT["during"] = handlers() == before
+addon_utils.disable("dreamsmith", default_set=True)
+REPORT["unregistered"] = [hasattr(bpy.types, n) for n in NAMES] + [c.is_registered for c in CLASSES]
+REPORT["timer"] = bpy.app.timers.is_registered(operators.job_timer)
+REPORT["handlers_same"] = handlers() == before
+REPORT["scene_prop_gone"] = not hasattr(bpy.types.Scene, "dreamsmith")
+print("REPORT " + json.dumps(REPORT))
+"""
+
+BACKGROUND = COMMON + r"""
+addon_utils.enable("dreamsmith", default_set=True)
+bpy.context.preferences.addons["dreamsmith"].preferences.device = "cpu"
+bpy.context.scene.cursor.location = (1.0, 2.0, 3.0)
+before = counts()
+REPORT["result"] = generate(prompt="a red cube", preset="draft", seed=4, model=ARGS["model"],
+                            config_json=json.dumps(ARGS["tiny"]))
+obj = bpy.data.objects.get("a red cube")
+REPORT["delta"] = [a - b for a, b in zip(counts(), before)]
+REPORT["mesh"] = obj is not None and obj.type == "MESH" and len(obj.data.polygons) > 0
+REPORT["uv"] = [l.name for l in obj.data.uv_layers]
+imgs = [n.image for s in obj.material_slots for n in s.material.node_tree.nodes if n.type == "TEX_IMAGE"]
+REPORT["packed"] = [i.packed_file is not None for i in imgs]
+REPORT["props"] = {k: obj[k] for k in obj.keys() if k.startswith("dreamsmith_")}
+REPORT["location"] = list(obj.location)
+REPORT["active"] = bpy.context.view_layer.objects.active == obj and obj.select_get()
+REPORT["job_dirs"] = job_dirs()
+REPORT["idle_again"] = bpy.ops.dreamsmith.generate.poll() and not bpy.context.scene.dreamsmith.running
+print("REPORT " + json.dumps(REPORT))
+"""
+
+BAD = COMMON + r"""
+addon_utils.enable("dreamsmith", default_set=True)
+prefs = bpy.context.preferences.addons["dreamsmith"].preferences
+prefs.device = "cpu"
+tiny = json.dumps(ARGS["tiny"])
+before = counts()
+REPORT["empty"] = generate(prompt="   ", model=ARGS["model"], config_json=tiny)
+REPORT["bad_json"] = generate(prompt="a red cube", model=ARGS["model"], config_json="[1, 2")
+REPORT["missing_model"] = generate(prompt="a red cube", model="nobody/no-such-model-xyz", config_json=tiny)
+prefs.python_path = ARGS["dying"]
+REPORT["killed"] = generate(prompt="a red cube", model=ARGS["model"], config_json=tiny)
+prefs.python_path = ARGS["dying"] + "-does-not-exist"
+REPORT["no_python"] = generate(prompt="a red cube", model=ARGS["model"], config_json=tiny)
+REPORT["unchanged"] = counts() == before
+REPORT["job_dirs"] = job_dirs()
+REPORT["idle_again"] = bpy.ops.dreamsmith.generate.poll()
+REPORT["message"] = bpy.context.scene.dreamsmith.message
+print("REPORT " + json.dumps(REPORT))
+"""
+
+INTERACTIVE = COMMON + r"""
+addon_utils.enable("dreamsmith", default_set=True)
+bpy.context.preferences.addons["dreamsmith"].preferences.device = "cpu"
+from dreamsmith.addon import operators
+seen = []
+handle = operators._handle
+operators._handle = lambda msg, props: (seen.append(msg), handle(msg, props))
+values = {"prompt": "a blue torus", "negative_prompt": "blurry", "preset": "draft", "seed": 1}
+before = counts()
+job = operators.start_job(bpy.context, values, ARGS["model"], ARGS["tiny"], interactive=True)
+REPORT["timer_registered"] = bpy.app.timers.is_registered(operators.job_timer)
+REPORT["poll_while_running"] = bpy.ops.dreamsmith.generate.poll()
+deadline = time.monotonic() + 240
+while operators.job_timer() is not None and time.monotonic() < deadline:  # what Blender's timer loop does
+    time.sleep(0.1)
+if bpy.app.timers.is_registered(operators.job_timer):  # timers do not fire in module mode: it stays registered
+    bpy.app.timers.unregister(operators.job_timer)
+obj = bpy.data.objects.get("a blue torus")
+REPORT["stages"] = sorted({m.get("stage") for m in seen if m["type"] == "progress"})
+REPORT["imported"] = obj is not None and obj.get("dreamsmith_negative_prompt") == "blurry"
+preview = bpy.data.images.get(operators.PREVIEW_IMAGE)
+REPORT["preview"] = preview is not None and preview.packed_file is not None and preview.size[0] > 0
+REPORT["message"] = bpy.context.scene.dreamsmith.message
+REPORT["job_gone"] = operators.current_job() is None and not job.work_dir.exists()
+
+# a long job, then the add-on is disabled while it runs: worker ended, folder removed, scene unchanged
+after_first = counts()
+long = dict(ARGS["tiny"], coarse=dict(ARGS["tiny"]["coarse"], steps=100000))
+job = operators.start_job(bpy.context, values, ARGS["model"], long, interactive=True)
+while not seen or seen[-1].get("stage") != "coarse":
+    if operators.job_timer() is None or time.monotonic() > deadline:
+        break
+    time.sleep(0.1)
+REPORT["was_training"] = job.proc.poll() is None and seen[-1].get("stage") == "coarse"
+addon_utils.disable("dreamsmith", default_set=True)
+REPORT["worker_ended"] = job.proc.poll() is not None
+REPORT["folder_removed"] = not job.work_dir.exists()
+REPORT["timer_after"] = bpy.app.timers.is_registered(operators.job_timer)
+REPORT["unchanged"] = counts() == after_first and after_first[0] == before[0] + 1
+print("REPORT " + json.dumps(REPORT))
+"""
+
+DYING_WORKER = """#!/bin/sh
+read line
+echo '{"type": "progress", "stage": "coarse", "step": 1, "total": 10, "loss": null, "eta": null}'
+echo "fake engine: out of luck" >&2
+kill -9 $$
+"""
+
+
+@pytest.fixture(scope="module")
+def prior(tmp_path_factory) -> Path:
+    spec = importlib.util.spec_from_file_location("dreamsmith_test_models", REPO / "tests" / "core" / "test_models.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.build_pixel_prior(tmp_path_factory.mktemp("prior") / "pixel")
+
+
+def _run(script: str, args: dict, timeout: float = 300) -> dict:
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    proc = subprocess.run([sys.executable, "-c", script, json.dumps(args)], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("REPORT ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(lines[-1][len("REPORT "):])
+
+
+def test_register_unregister_is_symmetric_and_panel_draws():
+    rep = _run(REGISTER, {})
+    assert rep["registered"] == [True] * 10 and rep["unregistered"] == [False] * 10
+    assert rep["prefs"] == "" and rep["scene_prop"] == "draft" and rep["scene_prop_gone"]
+    assert rep["generate_poll"] and not rep["generate_poll_running"]
+    assert not rep["timer"] and rep["handlers_same"] and rep["during"]
+    idle, running = rep["idle"], rep["running"]
+    assert ["prop", "prompt", ""] in idle and ["operator", "dreamsmith.generate", ""] in idle
+    assert not any(c[0] == "progress" for c in idle)
+    bars = [c for c in running if c[0] == "progress"]
+    assert bars and bars[0][-1] == "coarse 30/120  ETA 1:15"
+    assert ["operator", "dreamsmith.cancel", ""] in running
+
+
+def test_background_generate_adds_one_textured_object(prior):
+    rep = _run(BACKGROUND, {"model": str(prior), "tiny": TINY})
+    assert rep["result"] == "{'FINISHED'}", rep["result"]
+    assert rep["delta"] == [1, 1, 1, 1] and rep["mesh"] and rep["uv"] == ["UVMap"] and rep["packed"] == [True]
+    props = rep["props"]
+    assert props["dreamsmith_prompt"] == "a red cube" and props["dreamsmith_seed"] == 4
+    assert props["dreamsmith_preset"] == "draft" and props["dreamsmith_coarse_model"] == str(prior)
+    assert props["dreamsmith_fine_model"] == str(prior) and props["dreamsmith_negative_prompt"] == ""
+    assert rep["location"] == [1.0, 2.0, 3.0] and rep["active"]
+    assert rep["job_dirs"] == [] and rep["idle_again"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the dying fake interpreter is a shell script")
+def test_bad_input_and_dying_worker_raise_readable_errors_and_change_nothing(prior, tmp_path):
+    dying = tmp_path / "dying-python"
+    dying.write_text(DYING_WORKER)
+    dying.chmod(0o755)
+    rep = _run(BAD, {"model": str(prior), "tiny": TINY, "dying": str(dying)})
+    assert rep["empty"] == "RuntimeError: Error: The prompt is empty; describe the object to make, e.g. 'a red cube'.\n"
+    assert rep["bad_json"].startswith("RuntimeError: Error: The config overrides are not a JSON object")
+    assert rep["missing_model"].startswith("RuntimeError: Error: The model 'nobody/no-such-model-xyz' was not found")
+    killed = rep["killed"]
+    assert killed.startswith("RuntimeError: Error: The engine stopped unexpectedly (it was killed by signal 9)")
+    assert "fake engine: out of luck" in killed and str(dying) in killed
+    assert rep["no_python"].startswith("RuntimeError: Error: Cannot start the engine with")
+    assert rep["unchanged"] and rep["job_dirs"] == [] and rep["idle_again"]
+    assert rep["message"].startswith("The engine stopped unexpectedly")
+
+
+def test_interactive_job_imports_via_timer_and_disable_stops_a_running_job(prior):
+    rep = _run(INTERACTIVE, {"model": str(prior), "tiny": TINY})
+    assert rep["timer_registered"] and not rep["poll_while_running"]
+    assert {"load", "coarse", "mesh"} <= set(rep["stages"])
+    assert rep["imported"] and rep["preview"] and rep["message"] == "Added 'a blue torus'." and rep["job_gone"]
+    assert rep["was_training"] and rep["worker_ended"] and rep["folder_removed"] and not rep["timer_after"]
+    assert rep["unchanged"]

@@ -1,0 +1,174 @@
+"""The worker process (``python -m dreamsmith.core.worker``): one job in, JSON lines out, no bpy.
+
+A job over the pipe yields progress lines and then exactly one "done"; a bad job yields exactly one
+"error" line and exit code 2; SIGTERM, a closed stdin or a dead parent stop a running job and leave no result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_generate import TINY
+from test_models import build_pixel_prior
+
+from dreamsmith.core.export import read_mesh
+
+WORKER = [sys.executable, "-m", "dreamsmith.core.worker"]
+POSIX = pytest.mark.skipif(os.name != "posix", reason="signals and re-parenting are POSIX behaviour")
+
+
+@pytest.fixture(scope="module")
+def pixel(tmp_path_factory):
+    return build_pixel_prior(tmp_path_factory.mktemp("prior") / "pixel")
+
+
+def _env() -> dict:
+    return dict(os.environ, HF_HUB_OFFLINE="1")
+
+
+def _job(out: Path, model, **extra) -> dict:
+    return {"command": "generate", "prompt": "a red cube", "preset": "draft", "seed": 2, "model": str(model),
+            "device": "cpu", "out": str(out), "config": TINY, **extra}
+
+
+def _lines(text: str) -> list[dict]:
+    return [json.loads(ln) for ln in text.splitlines() if ln.strip()]
+
+
+def _wait_for_line(path: Path, timeout: float = 60.0) -> list[dict]:
+    """Wait until the worker has written its first protocol line (it has read the job and started)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return _lines(path.read_text())
+        time.sleep(0.05)
+    raise AssertionError("the worker wrote nothing")
+
+
+def test_job_over_the_pipe_streams_progress_then_done(pixel, tmp_path):
+    out, preview = tmp_path / "res" / "cube.glb", tmp_path / "res" / "cube.png"
+    job = _job(out, pixel, preview=str(preview))
+    job["config"] = TINY | {"coarse": TINY["coarse"] | {"steps": 2}, "mesh": TINY["mesh"] | {"steps": 1}}
+    job = json.dumps(job, indent=1)  # several lines: still one job
+    proc = subprocess.run(WORKER, input=job, capture_output=True, text=True, timeout=300, env=_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = _lines(proc.stdout)  # every stdout line is JSON (library chatter went to stderr)
+    progress = [m for m in lines if m["type"] == "progress"]
+    assert {m["stage"] for m in progress} >= {"coarse", "mesh"}
+    coarse = [m for m in progress if m["stage"] == "coarse"]
+    assert coarse[-1]["step"] == coarse[-1]["total"] == 2
+    assert all(isinstance(m["loss"], float) and m["eta"] >= 0 for m in coarse)
+    assert [m["type"] for m in lines if m["type"] in ("done", "error")] == ["done"] and lines[-1]["type"] == "done"
+    assert lines[-1]["out"] == str(out) and lines[-1]["summary"]["faces"] > 0
+    assert {"type": "preview", "path": str(preview)} in lines and preview.is_file()
+    verts, faces, uvs, tex = read_mesh(out)
+    assert len(faces) > 0 and uvs is not None and tex is not None
+    assert sorted(p.name for p in out.parent.iterdir()) == ["cube.glb", "cube.png"]  # no temp or progress files
+
+
+@pytest.mark.parametrize("case", ["not_json", "unknown_key", "no_out", "wrong_type"])
+def test_bad_job_is_one_error_line_and_exit_2(tmp_path, case):
+    out = tmp_path / "res" / "x.glb"
+    job = {"command": "generate", "prompt": "a red cube", "out": str(out)}
+    text, expect = {
+        "not_json": ("{not json", "not valid JSON"),
+        "unknown_key": (json.dumps(job | {"promt": "typo"}), "job.promt"),
+        "no_out": (json.dumps(job | {"out": ""}), "no 'out' path"),
+        "wrong_type": (json.dumps(job | {"seed": "seven"}), "job.seed"),
+    }[case]
+    proc = subprocess.run(WORKER, input=text, capture_output=True, text=True, timeout=120, env=_env())
+    lines = _lines(proc.stdout)
+    errors = [m for m in lines if m["type"] == "error"]
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert len(errors) == 1 and lines[-1] is errors[0] and expect in errors[0]["message"]
+    assert errors[0]["kind"] in ("InputError", "ConfigError")
+    assert not (tmp_path / "res").exists()
+
+
+def _start(tmp_path: Path, pixel: Path, **extra) -> tuple[subprocess.Popen, Path, Path]:
+    """A worker on a job that runs far longer than the test; returns it, its stdout file and its result path."""
+    out, log = tmp_path / "res" / "x.glb", tmp_path / "stdout.jsonl"
+    job = _job(out, pixel, **extra)
+    job["config"] = TINY | {"coarse": TINY["coarse"] | {"steps": 100000}}
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(WORKER, stdin=subprocess.PIPE, stdout=fh, stderr=subprocess.DEVNULL, text=True,
+                                env=_env())
+    proc.stdin.write(json.dumps(job) + "\n")
+    proc.stdin.flush()
+    _wait_for_line(log)
+    return proc, log, out
+
+
+@POSIX
+def test_sigterm_stops_a_running_job_and_leaves_no_result(pixel, tmp_path):
+    proc, log, out = _start(tmp_path, pixel)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 2
+    proc.stdin.close()
+    last = _lines(log.read_text())[-1]
+    assert last["type"] == "error" and last["kind"] == "Cancelled" and "nothing was written" in last["message"]
+    assert not out.exists() and not (out.parent.exists() and any(out.parent.iterdir()))
+
+
+def test_closing_stdin_stops_a_job_that_watches_it(pixel, tmp_path):
+    proc, log, out = _start(tmp_path, pixel, watch_stdin=True)
+    proc.stdin.close()  # what happens to the pipe when Blender dies, on every platform
+    assert proc.wait(timeout=60) == 2
+    last = _lines(log.read_text())[-1]
+    assert last["kind"] == "Cancelled" and "closed the connection" in last["message"]
+    assert not out.exists()
+
+
+INTERMEDIATE = r"""
+import subprocess, sys, time
+with open(sys.argv[1], "w") as fh:
+    p = subprocess.Popen([sys.executable, "-m", "dreamsmith.core.worker"], stdin=subprocess.PIPE, stdout=fh,
+                         stderr=subprocess.DEVNULL, text=True)
+p.stdin.write(sys.argv[2] + "\n")
+p.stdin.flush()
+print(p.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    try:  # a zombie nobody reaped (re-parented in a container) has exited too
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+@POSIX
+def test_worker_exits_when_its_parent_dies(pixel, tmp_path):
+    out, log = tmp_path / "res" / "x.glb", tmp_path / "stdout.jsonl"
+    job = _job(out, pixel)
+    job["config"] = TINY | {"coarse": TINY["coarse"] | {"steps": 100000}}
+    parent = subprocess.Popen([sys.executable, "-c", INTERMEDIATE, str(log), json.dumps(job)], stdout=subprocess.PIPE,
+                              text=True, env=_env())
+    worker = int(parent.stdout.readline())
+    try:
+        _wait_for_line(log)
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 30
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(worker), "the worker outlived its parent"
+    finally:
+        if _alive(worker):
+            os.kill(worker, signal.SIGKILL)
+    last = _lines(log.read_text())[-1]
+    assert last["kind"] == "Cancelled" and "parent process is gone" in last["message"]
+    assert not out.exists()
