@@ -26,15 +26,15 @@ def render_textured(mesh: TexturedMesh, cams: Cameras, shaded: bool = False, bg:
             otherwise the texture is shown flat and unlit.
         bg: Background grey level.
     """
-    v = torch.as_tensor(mesh.verts, dtype=torch.float32)
-    f = torch.as_tensor(mesh.faces, dtype=torch.long)
+    v = torch.tensor(np.asarray(mesh.verts), dtype=torch.float32)
+    f = torch.tensor(np.asarray(mesh.faces), dtype=torch.long)
     with torch.no_grad():
         clip = cams.project(v)
         rast = rasterize(clip, f, (cams.height, cams.width))
-        uv = interpolate(torch.as_tensor(mesh.uvs, dtype=torch.float32), rast, f)
-        col = texture(torch.as_tensor(mesh.texture[..., :3], dtype=torch.float32) / 255.0, uv)
+        uv = interpolate(torch.tensor(np.asarray(mesh.uvs), dtype=torch.float32), rast, f)
+        col = texture(torch.tensor(np.asarray(mesh.texture)[..., :3], dtype=torch.float32) / 255.0, uv)
         if shaded and mesh.normals is not None:
-            n = interpolate(torch.as_tensor(mesh.normals, dtype=torch.float32), rast, f)
+            n = interpolate(torch.tensor(np.asarray(mesh.normals), dtype=torch.float32), rast, f)
             n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-8)
             o, d = cams.rays()
             col = col * (0.4 + 0.6 * (n * -d).sum(-1, keepdim=True).abs())
