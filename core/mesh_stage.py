@@ -62,9 +62,22 @@ def occupancy_to_sdf(occ: np.ndarray, cell: tuple[float, float, float]) -> np.nd
     return np.where(occ, -inside, outside).astype(np.float32)
 
 
-def clean_occupancy(occ: np.ndarray, min_fraction: float) -> np.ndarray:
-    """Fill enclosed cavities and drop pieces much smaller than the largest one."""
-    occ = ndimage.binary_fill_holes(occ)
+def clean_occupancy(occ: np.ndarray, min_fraction: float, close_gaps: int = 2) -> np.ndarray:
+    """Keep what is solid as seen from outside, and drop pieces much smaller than the largest one.
+
+    Empty space counts as outside only when it is reached from the grid's border through gaps wider than
+    ``2 * close_gaps`` cells: a coarse field's shell often has pinholes, and through them the unconstrained hollow
+    inside would otherwise become inner walls of the mesh. Enclosed cavities are filled the same way.
+    """
+    empty = ~occ
+    probe = ndimage.binary_erosion(empty, iterations=close_gaps, border_value=1) if close_gaps > 0 else empty
+    labels, _ = ndimage.label(probe)
+    border = np.unique(np.concatenate([labels[[0, -1]].ravel(), labels[:, [0, -1]].ravel(),
+                                       labels[:, :, [0, -1]].ravel()]))
+    outside = np.isin(labels, border[border > 0])
+    if close_gaps > 0:
+        outside = ndimage.binary_dilation(outside, iterations=close_gaps) & empty
+    occ = ~outside
     labels, n = ndimage.label(occ)
     if n > 1:
         sizes = np.bincount(labels.ravel())[1:]

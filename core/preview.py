@@ -60,11 +60,16 @@ def write_preview(mesh: TexturedMesh, path: str | os.PathLike, size: int = 256, 
     cams = preview_cameras(np.asarray(mesh.verts), n_views, size)
     img = render_textured(mesh, cams, shaded=True)
     sheet = (torch.cat(list(img), dim=1).numpy() * 255 + 0.5).astype(np.uint8)
+    return write_png_atomic(sheet, path)
+
+
+def write_png_atomic(image: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write a uint8 ``[H, W, 3|4]`` image as PNG under a temporary name, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        Image.fromarray(sheet).save(tmp, format="PNG")
+        Image.fromarray(image).save(tmp, format="PNG")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

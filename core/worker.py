@@ -185,16 +185,9 @@ class Forwarder:
                        "loss": loss, "eta": None if eta is None else round(float(eta), 2)})
 
     def _write_preview(self, image) -> Path:
-        from PIL import Image
+        from .preview import write_png_atomic
 
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        path = self.out.with_name(f"{self.out.stem}.progress-{len(self.previews):04d}.png")
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
-            Image.fromarray(image).save(tmp, format="PNG")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        path = write_png_atomic(image, self.out.with_name(f"{self.out.stem}.progress-{len(self.previews):04d}.png"))
         self.previews.append(path)
         for old in self.previews[:-2]:  # keep the newest two: the reader may still be loading the previous one
             old.unlink(missing_ok=True)

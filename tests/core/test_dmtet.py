@@ -226,3 +226,23 @@ def test_sdf_edge_regularizer_penalises_floaters():
     with torch.no_grad():
         geo.sdf.fill_(1.0)
     assert float(geo.sdf_edge_regularizer().detach()) == 0.0
+
+
+def test_clean_occupancy_seals_pinholed_shells_but_keeps_real_holes():
+    import numpy as np
+
+    from dreamsmith.core.mesh_stage import clean_occupancy
+
+    shell = np.zeros((40, 40, 40), bool)
+    shell[8:32, 8:32, 8:32] = True
+    shell[11:29, 11:29, 11:29] = False  # a hollow box...
+    shell[20, 20, 8:11] = False  # ...with a pinhole through its wall
+    assert clean_occupancy(shell, 0.05)[20, 20, 20], "the hollow behind a pinhole must become solid"
+    ring = np.zeros((40, 40, 40), bool)
+    ring[5:35, 5:35, 10:30] = True
+    ring[15:25, 15:25, :] = False  # a real 10-cell hole through the object
+    assert not clean_occupancy(ring, 0.05)[20, 20, 20], "a hole wider than the gap closing must stay open"
+    blobs = np.zeros((40, 40, 40), bool)
+    blobs[5:20, 5:20, 5:20] = True
+    blobs[30:31, 30:31, 30:31] = True  # a speck
+    assert clean_occupancy(blobs, 0.05).sum() == 15 ** 3
