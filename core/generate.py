@@ -7,7 +7,6 @@ import gc
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -96,9 +95,7 @@ def run_generate(prompt: str, out: str | os.PathLike, cfg: GenerateConfig, negat
     prompt = check_prompt(prompt)
     if negative_prompt and len(negative_prompt) > MAX_PROMPT_CHARS:
         raise InputError(f"The negative prompt is longer than {MAX_PROMPT_CHARS} characters; shorten it.")
-    out_path = check_output_path(out)
-    if preview is not None and Path(preview).suffix.lower() != ".png":
-        raise InputError(f"The preview {str(preview)!r} must end in .png.")
+    out_path = check_output_path(out, preview)
     dev = resolve_device(device)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)

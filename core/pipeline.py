@@ -52,13 +52,15 @@ def reconstruct_config(preset: str, overrides: dict[str, Any] | None = None) -> 
     return from_dict(ReconstructConfig, preset_overrides(RECONSTRUCT_PRESETS, preset, overrides))
 
 
-def check_output_path(out: str | os.PathLike) -> Path:
-    """Validate an output path (.glb or .obj) before any work starts."""
+def check_output_path(out: str | os.PathLike, preview: str | os.PathLike | None = None) -> Path:
+    """Validate the output path (.glb or .obj) and the optional preview path (.png) before any work starts."""
     path = Path(out)
     if path.suffix.lower() not in (".glb", ".obj"):
         raise InputError(f"The output {str(path)!r} must end in .glb or .obj.")
     if path.exists() and path.is_dir():
         raise InputError(f"The output {str(path)!r} is a folder; give a file name ending in .glb or .obj.")
+    if preview is not None and Path(preview).suffix.lower() != ".png":
+        raise InputError(f"The preview {str(preview)!r} must end in .png.")
     return path
 
 
@@ -93,9 +95,7 @@ def run_reconstruct(images: str | os.PathLike, out: str | os.PathLike, cfg: Reco
     Returns:
         A summary: output path, face count, seconds per stage.
     """
-    out_path = check_output_path(out)
-    if preview is not None and Path(preview).suffix.lower() != ".png":
-        raise InputError(f"The preview {str(preview)!r} must end in .png.")
+    out_path = check_output_path(out, preview)
     dev = resolve_device(device)
     data = load_posed_images(images, split="train", max_size=cfg.max_image_size or None)
     torch.manual_seed(cfg.seed)
