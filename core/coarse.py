@@ -30,7 +30,7 @@ class CoarseConfig:
         field: The NeRF field.
         occupancy: The occupancy grid that skips empty space.
         volume: The volume renderer.
-        preview_every: Steps between preview images (0: none).
+        preview_every: Steps between live preview images when the caller asks for them (0: none).
     """
 
     steps: int = 1500
@@ -41,7 +41,7 @@ class CoarseConfig:
     field: FieldConfig = dc_field(default_factory=FieldConfig)
     occupancy: OccupancyConfig = dc_field(default_factory=OccupancyConfig)
     volume: VolumeConfig = dc_field(default_factory=VolumeConfig)
-    preview_every: int = 0
+    preview_every: int = 50
 
 
 def make_optimizer(model: NeRFField, lr_grid: float, lr_mlp: float) -> torch.optim.Adam:
@@ -150,7 +150,7 @@ def train_coarse_sds(cfg: CoarseConfig, sds_cfg: CoarseSDSConfig, guidance, bbox
         loss.backward()
         opt.step()
         preview = None
-        if preview_fn is not None and cfg.preview_every and step % cfg.preview_every == 0:
+        if preview_fn is not None and cfg.preview_every and (step % cfg.preview_every == 0 or step == cfg.steps):
             preview = preview_fn(model, occ)
         reporter.step(step, loss.item(), preview=preview)
     return model, occ

@@ -20,6 +20,7 @@ from .dmtet import DMTetGeometry
 from .errors import InputError
 from .events import CancelToken, ProgressCallback, StageReporter
 from .guidance.sds import SDSConfig, SDSGuidance
+from .live_preview import field_preview, mesh_preview
 from .mesh_stage import MeshSDSConfig, MeshStageConfig, initial_sdf, train_mesh_sds
 from .models import PriorConfig, load_prior
 from .pipeline import check_output_path, finish_mesh, write_result
@@ -109,8 +110,10 @@ def run_generate(prompt: str, out: str | os.PathLike, cfg: GenerateConfig, negat
     timings["load"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    live = callback is not None  # live previews only for someone who listens
     model, _ = train_coarse_sds(cfg.coarse, cfg.coarse_sds, guidance, bbox, dev, gen,
-                                StageReporter("coarse", cfg.coarse.steps, callback, cancel, every=5))
+                                StageReporter("coarse", cfg.coarse.steps, callback, cancel, every=5),
+                                preview_fn=field_preview(cfg.coarse.volume, r) if live else None)
     timings["coarse"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -127,7 +130,8 @@ def run_generate(prompt: str, out: str | os.PathLike, cfg: GenerateConfig, negat
     geo.init_from_sdf(initial_sdf(model.density, geo.grid_verts, (res, res, res), bbox, cfg.mesh.iso_density,
                                   None, cfg.mesh.min_component_fraction))
     train_mesh_sds(cfg.mesh, cfg.mesh_sds, fine_guidance, model, geo, gen,
-                   StageReporter("mesh", cfg.mesh.steps, callback, cancel, every=5))
+                   StageReporter("mesh", cfg.mesh.steps, callback, cancel, every=5),
+                   preview_fn=mesh_preview(r, background=cfg.mesh_sds.background) if live else None)
     timings["mesh"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -38,6 +38,7 @@ class MeshStageConfig:
         sdf_weight: Weight of the SDF sign-flip regulariser.
         min_component_fraction: Pieces smaller than this fraction of the largest are dropped.
         dmtet: The tetrahedral grid.
+        preview_every: Steps between live preview images when the caller asks for them (0: none).
     """
 
     steps: int = 400
@@ -52,6 +53,7 @@ class MeshStageConfig:
     sdf_weight: float = 0.01
     min_component_fraction: float = 0.05
     dmtet: DMTetConfig = field(default_factory=DMTetConfig)
+    preview_every: int = 50
 
 
 def occupancy_to_sdf(occ: np.ndarray, cell: tuple[float, float, float]) -> np.ndarray:
@@ -275,7 +277,7 @@ def train_mesh_sds(cfg: MeshStageConfig, sds_cfg: MeshSDSConfig, guidance, color
         loss.backward()
         opt.step()
         preview = None
-        if preview_fn is not None and step % max(1, cfg.steps // 10) == 0:
+        if preview_fn is not None and cfg.preview_every and (step % cfg.preview_every == 0 or step == cfg.steps):
             preview = preview_fn(geo, color_field)
         reporter.step(step, loss.item(), preview=preview)
     return geo

@@ -88,3 +88,24 @@ def test_error_messages_say_what_to_do(priors, tmp_path, capsys, monkeypatch):
                "--quiet"])
     err = capsys.readouterr().err
     assert rc == 2 and "nobody/no-such-model-xyz" in err and not out.exists()
+
+
+def test_live_previews_arrive_from_both_stages_and_do_not_change_the_result(priors, tmp_path):
+    from dreamsmith.core.config import merge
+    from dreamsmith.core.generate import generate_config, run_generate
+
+    pixel, _, _ = priors
+    over = merge(TINY, {"seed": 3, "coarse_model": {"model": str(pixel)}, "coarse": {"preview_every": 3},
+                        "mesh": {"preview_every": 2}})
+    events = []
+    run_generate("a red cube", tmp_path / "live.glb", generate_config("draft", over), device="cpu",
+                 callback=events.append)
+    run_generate("a red cube", tmp_path / "quiet.glb", generate_config("draft", over), device="cpu")
+    shown = [(e.stage, e.step, e.preview) for e in events if e.preview is not None]
+    assert [(s, n) for s, n, _ in shown] == [("coarse", 3), ("coarse", 6), ("mesh", 2), ("mesh", 3)]
+    for _, _, img in shown:
+        assert img.dtype == np.uint8 and img.shape == (96, 4 * 96, 3)
+        assert img.min() < 250  # something other than the white background is drawn
+    live, quiet = read_mesh(tmp_path / "live.glb"), read_mesh(tmp_path / "quiet.glb")
+    for a, b in zip(live, quiet, strict=True):
+        np.testing.assert_array_equal(a, b)

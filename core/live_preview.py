@@ -1,0 +1,61 @@
+"""Live preview images while a stage trains: a row of fixed views of the current field or mesh.
+
+They are what the sidebar shows during a job. Rendering them draws no random numbers and changes no
+parameter, so a job with previews gives the same result as one without.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .cameras import Cameras, orbit_cameras
+from .mesh_stage import render_mesh
+from .volume import VolumeConfig, render_image
+
+#: Views in a preview row, and their elevation (degrees).
+N_VIEWS, ELEVATION = 4, 20.0
+
+
+def preview_views(scene_radius: float, size: int, n_views: int = N_VIEWS, fov_deg: float = 40.0) -> Cameras:
+    """``n_views`` cameras around the scene box's centre, front (-Y) first, framing a sphere of ``scene_radius``."""
+    az = torch.arange(n_views, dtype=torch.float32) * (360.0 / n_views)
+    dist = 0.8 * scene_radius / float(np.sin(np.radians(fov_deg / 2)))
+    return orbit_cameras(az, torch.full((n_views,), ELEVATION), dist, fov_deg, size)
+
+
+def to_sheet(rgb: Tensor) -> np.ndarray:
+    """``[B, H, W, 3]`` in [0, 1] -> one uint8 ``[H, B*W, 3]`` row."""
+    row = torch.cat(list(rgb.detach().float().clamp(0, 1).cpu()), dim=1)
+    return (row.numpy() * 255.0 + 0.5).astype(np.uint8)
+
+
+def field_preview(volume: VolumeConfig, scene_radius: float, size: int = 96) -> Callable[..., np.ndarray]:
+    """A ``(field, occupancy) -> uint8 image`` for the coarse stage: lambertian renders from :func:`preview_views`."""
+    cams = preview_views(scene_radius, size)
+
+    def render(field, occupancy) -> np.ndarray:
+        with torch.no_grad():
+            out = render_image(field, cams, volume, occupancy=occupancy, shading="lambertian", perturb=False)
+        return to_sheet(out["rgb"])
+
+    return render
+
+
+def mesh_preview(scene_radius: float, size: int = 96, background: float = 1.0) -> Callable[..., np.ndarray]:
+    """A ``(geometry, colour field) -> uint8 image`` for the mesh stage: lambertian renders of the current mesh."""
+    cams = preview_views(scene_radius, size)
+
+    def render(geo, color_field) -> np.ndarray:
+        with torch.no_grad():
+            verts, faces = geo()
+            if faces.shape[0] == 0:
+                return to_sheet(torch.full((len(cams), size, size, 3), background))
+            bg = torch.full((1, 1, 1, 3), background, device=verts.device)
+            out = render_mesh(verts, faces, cams.to(verts.device), color_field.albedo, bg, shading="lambertian")
+        return to_sheet(out["rgb"])
+
+    return render
