@@ -250,3 +250,34 @@ def test_interactive_job_imports_via_timer_and_disable_stops_a_running_job(prior
     assert rep["imported"] and rep["preview"] and rep["message"] == "Added 'a blue torus'." and rep["job_gone"]
     assert rep["was_training"] and rep["worker_ended"] and rep["folder_removed"] and not rep["timer_after"]
     assert rep["unchanged"]
+
+
+LIST_BLEND = r"""
+import json, sys
+import bpy
+bpy.ops.wm.open_mainfile(filepath=json.loads(sys.argv[1])["blend"])
+objs = {o.name: [round(c, 3) for c in o.location] for o in bpy.data.objects}
+packed = [i.packed_file is not None for i in bpy.data.images]
+print("REPORT " + json.dumps({"objects": objs, "packed": packed}))
+"""
+
+
+def test_batch_script_writes_one_object_per_prompt_and_reports_failures(prior, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red cube\n# a comment\n\n" + "x" * 1200 + "\na blue torus\n")
+    blend = tmp_path / "batch.blend"
+    cmd = [sys.executable, str(REPO / "scripts" / "batch_generate.py"), "--prompts", str(prompts), "--out", str(blend),
+           "--model", str(prior), "--config", json.dumps(TINY), "--python", sys.executable, "--device", "cpu",
+           "--spacing", "3"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]  # one prompt failed
+    assert "FAILED 'xxxx" in proc.stderr and "under 1000" in proc.stderr
+    summary = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("SUMMARY ")][-1][8:])
+    assert [r["ok"] for r in summary] == [True, False, True]
+    rep = _run(LIST_BLEND, {"blend": str(blend)})
+    assert rep["objects"] == {"a red cube": [0.0, 0.0, 0.0], "a blue torus": [6.0, 0.0, 0.0]}
+    assert rep["packed"] == [True, True]
+    assert not list(tmp_path.glob(".*.tmp.blend"))
+    bad = subprocess.run([sys.executable, str(REPO / "scripts" / "batch_generate.py"), "--prompts",
+                          str(tmp_path / "none.txt"), "--out", str(blend)], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "No prompts file" in bad.stderr
