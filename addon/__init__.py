@@ -5,6 +5,7 @@ and Cancel operators and the sidebar panel; ``unregister()`` stops a running job
 timer and takes everything away again, in reverse order. No handlers are added.
 """
 
+from .deps import DREAMSMITH_OT_install_dependencies, stop_install
 from .operators import DREAMSMITH_OT_cancel, DREAMSMITH_OT_generate, stop_job
 from .panels import DREAMSMITH_PT_generate
 from .preferences import DREAMSMITH_OT_check_setup, DreamsmithPreferences
@@ -13,6 +14,7 @@ from .properties import DreamsmithSceneProps
 CLASSES: tuple = (
     DreamsmithPreferences,
     DREAMSMITH_OT_check_setup,
+    DREAMSMITH_OT_install_dependencies,
     DreamsmithSceneProps,
     DREAMSMITH_OT_generate,
     DREAMSMITH_OT_cancel,
@@ -30,10 +32,12 @@ def register() -> None:
 
 
 def unregister() -> None:
-    """Stop a running job (and its timer), remove ``Scene.dreamsmith``, unregister ``CLASSES`` in reverse order."""
+    """Stop a running job or installation (and their timers), remove ``Scene.dreamsmith``, unregister
+    ``CLASSES`` in reverse order."""
     import bpy
 
     stop_job()
+    stop_install()
     del bpy.types.Scene.dreamsmith
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

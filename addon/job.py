@@ -49,6 +49,13 @@ def worker_command(python: str, package_root: Path = PACKAGE_ROOT) -> list[str]:
     return [python, "-c", BOOTSTRAP, str(package_root)]
 
 
+def prepend_python_path(env: dict[str, str], paths: list[str]) -> dict[str, str]:
+    """Put ``paths`` in front of ``env``'s ``PYTHONPATH`` (in place; returns ``env``)."""
+    if paths:
+        env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
 def make_work_dir(base: str | os.PathLike | None) -> Path:
     """A fresh private folder for one job's output, preview and log, under ``base`` (default: the temp folder)."""
     base = Path(base) if base else Path(tempfile.gettempdir())
@@ -99,10 +106,14 @@ class WorkerJob:
         python: The interpreter to run the worker with.
         work_dir: The job's private folder (:func:`make_work_dir`); removed by :meth:`cleanup`.
         package_root: The package folder the worker is loaded from.
+        python_paths: Folders put in front of the worker's ``PYTHONPATH`` (the dependencies installed for
+            Blender's own Python).
     """
 
-    def __init__(self, job: dict[str, Any], python: str, work_dir: Path, package_root: Path = PACKAGE_ROOT) -> None:
+    def __init__(self, job: dict[str, Any], python: str, work_dir: Path, package_root: Path = PACKAGE_ROOT,
+                 python_paths: list[str] | None = None) -> None:
         self.job, self.python, self.work_dir, self.package_root = job, python, Path(work_dir), package_root
+        self.python_paths = list(python_paths or [])
         self.proc: subprocess.Popen | None = None
         self.outcome: Outcome | None = None
         self.cancelled = False
@@ -118,6 +129,7 @@ class WorkerJob:
         env = dict(os.environ)
         env["PYTHONIOENCODING"] = "utf-8"
         env.pop("PYTHONSTARTUP", None)
+        prepend_python_path(env, self.python_paths)
         if not self.job.get("allow_network"):
             env["HF_HUB_OFFLINE"] = "1"  # belt and braces: no download without the user's consent
         self._log = open(self.work_dir / LOG_NAME, "wb")  # noqa: SIM115 - closed in _read()

@@ -14,6 +14,7 @@ import sys
 import bpy
 from bpy.props import EnumProperty, IntProperty, StringProperty
 
+from .deps import engine_paths
 from .job import Outcome, WorkerJob, build_job, make_work_dir
 from .preferences import get_preferences, interpreter, online_access
 from .properties import PRESET_ITEMS, apply_message, reset_progress
@@ -213,7 +214,7 @@ def start_job(context, values: dict, model: str, config: dict, interactive: bool
         seed=values["seed"], model=model, fine_model=prefs.fine_model, device=prefs.device,
         preview=work_dir / "preview.png" if interactive else None, config=config,
         allow_network=online_access(prefs), cache_dir=cache_dir),
-        interpreter(prefs), work_dir)
+        interpreter(prefs), work_dir, python_paths=engine_paths(prefs))
     try:
         job.start()
     except OSError as exc:

@@ -1,6 +1,7 @@
 """Add-on preferences: which Python runs the engine, which models, which device, where caches go."""
 
 import json
+import os
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -69,7 +70,15 @@ class DreamsmithPreferences(bpy.types.AddonPreferences):
         layout.prop(self, "allow_downloads")
         layout.prop(self, "device")
         layout.prop(self, "cache_dir")
-        layout.operator(DREAMSMITH_OT_check_setup.bl_idname, icon="CHECKMARK")
+        row = layout.row()
+        row.operator(DREAMSMITH_OT_check_setup.bl_idname, icon="CHECKMARK")
+        if not self.python_path:  # Blender's own Python: its packages go into the extension's user folder
+            from .deps import DREAMSMITH_OT_install_dependencies, deps_dir, status_text
+
+            row.operator(DREAMSMITH_OT_install_dependencies.bl_idname, icon="IMPORT")
+            layout.label(text=f"Packages folder: {deps_dir()}")
+            if status_text():
+                layout.label(text=status_text(), icon="INFO")
         if not getattr(bpy.app, "online_access", False):
             layout.label(text="Online access is off: only models already on this computer can be used.",
                          icon="INFO")
@@ -86,6 +95,14 @@ def get_preferences(context=None):
 def interpreter(prefs) -> str:
     """The Python that runs the worker: the preference, or Blender's own interpreter."""
     return bpy.path.abspath(prefs.python_path) if prefs.python_path else sys.executable
+
+
+def engine_env(prefs) -> dict[str, str]:
+    """The environment of engine processes: with Blender's own Python, the installed packages on PYTHONPATH."""
+    from .deps import engine_paths
+    from .job import prepend_python_path
+
+    return prepend_python_path(dict(os.environ), engine_paths(prefs))
 
 
 def online_access(prefs=None) -> bool:
@@ -106,7 +123,8 @@ class DREAMSMITH_OT_check_setup(bpy.types.Operator):
         names = [name for name, _ in REQUIREMENTS]
         try:
             proc = subprocess.run([python, "-c", CHECK_CODE, json.dumps(names)], capture_output=True, text=True,
-                                  timeout=180, creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
+                                  timeout=180, env=engine_env(get_preferences(context)),
+                                  creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
         except (OSError, subprocess.TimeoutExpired) as exc:
             self.report({"ERROR"}, f"Cannot run {python!r} ({exc}); set the Python path in the preferences.")
             return {"CANCELLED"}
@@ -118,8 +136,9 @@ class DREAMSMITH_OT_check_setup(bpy.types.Operator):
         info = json.loads(lines[-1][len("DREAMSMITH "):])
         if info["missing"]:
             pip = " ".join(p for n, p in REQUIREMENTS if n in info["missing"])
-            self.report({"ERROR"}, f"Missing in {python!r}: {', '.join(info['missing'])}. Install them with: "
-                                   f"\"{python}\" -m pip install {pip}")
+            how = ("use Install dependencies below" if not get_preferences(context).python_path
+                   else f"install them with: \"{python}\" -m pip install {pip}")
+            self.report({"ERROR"}, f"Missing in {python!r}: {', '.join(info['missing'])}; {how}.")
             return {"CANCELLED"}
         gpu = "CUDA available" if info.get("cuda") else "no CUDA GPU (CPU or MPS)"
         self.report({"INFO"}, f"Ready: Python {info['python']}, torch {info.get('torch')}, {gpu}.")

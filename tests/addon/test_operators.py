@@ -51,7 +51,8 @@ def generate(**kw):
 
 REGISTER = COMMON + r"""
 from types import SimpleNamespace
-NAMES = ["DREAMSMITH_OT_generate", "DREAMSMITH_OT_cancel", "DREAMSMITH_OT_check_setup", "DREAMSMITH_PT_generate"]
+NAMES = ["DREAMSMITH_OT_generate", "DREAMSMITH_OT_cancel", "DREAMSMITH_OT_check_setup", "DREAMSMITH_PT_generate",
+         "DREAMSMITH_OT_install_dependencies"]
 before = handlers()
 addon_utils.enable("dreamsmith", default_set=True)
 from dreamsmith.addon import CLASSES, operators, panels
@@ -202,7 +203,7 @@ def _run(script: str, args: dict, timeout: float = 300) -> dict:
 
 def test_register_unregister_is_symmetric_and_panel_draws():
     rep = _run(REGISTER, {})
-    assert rep["registered"] == [True] * 10 and rep["unregistered"] == [False] * 10
+    assert rep["registered"] == [True] * 12 and rep["unregistered"] == [False] * 12
     assert rep["prefs"] == "" and rep["scene_prop"] == "draft" and rep["scene_prop_gone"]
     assert rep["generate_poll"] and not rep["generate_poll_running"]
     assert not rep["timer"] and rep["handlers_same"] and rep["during"]
