@@ -86,6 +86,14 @@ def _load_preview(path: str, props) -> None:
     props.preview_image = img.name
 
 
+def _remove_preview(props) -> None:
+    image = bpy.data.images.get(PREVIEW_IMAGE)
+    if image is not None:
+        bpy.data.images.remove(image)
+    if props is not None:
+        props.preview_image = ""
+
+
 def _handle(msg: dict, props) -> None:
     if props is None:
         return
@@ -126,6 +134,8 @@ def _finish(outcome: Outcome | None, undo: bool) -> tuple[bool, str]:
                         bpy.ops.ed.undo_push(message="Dreamsmith generate")
         elif outcome is not None:
             message = outcome.message
+        if not ok and meta is not None and not meta.get("had_preview"):
+            _remove_preview(props)  # a failed or cancelled job leaves the data-blocks as they were
     finally:
         if job is not None:
             job.cleanup()
@@ -223,7 +233,7 @@ def start_job(context, values: dict, model: str, config: dict, interactive: bool
                       "preferences and use Check setup.") from exc
     _state.job = job
     _state.meta = {"name": values["prompt"][:60], "scene": context.scene.name, "model": model,
-                   "interactive": interactive,
+                   "interactive": interactive, "had_preview": PREVIEW_IMAGE in bpy.data.images,
                    "props": {"prompt": values["prompt"], "negative_prompt": values["negative_prompt"],
                              "seed": int(values["seed"]), "preset": values["preset"]}}
     props = context.scene.dreamsmith

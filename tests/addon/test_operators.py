@@ -159,9 +159,25 @@ REPORT["preview"] = preview is not None and preview.packed_file is not None and 
 REPORT["message"] = bpy.context.scene.dreamsmith.message
 REPORT["job_gone"] = operators.current_job() is None and not job.work_dir.exists()
 
-# a long job, then the add-on is disabled while it runs: worker ended, folder removed, scene unchanged
+# a long job cancelled with the Cancel operator after its first live preview: nothing added, nothing left
 after_first = counts()
-long = dict(ARGS["tiny"], coarse=dict(ARGS["tiny"]["coarse"], steps=100000))
+long = dict(ARGS["tiny"], coarse=dict(ARGS["tiny"]["coarse"], steps=100000, preview_every=5))
+bpy.data.images.remove(bpy.data.images[operators.PREVIEW_IMAGE])
+after_first = counts()
+job = operators.start_job(bpy.context, values, ARGS["model"], long, interactive=True)
+while not bpy.data.images.get(operators.PREVIEW_IMAGE):
+    if operators.job_timer() is None or time.monotonic() > deadline:
+        break
+    time.sleep(0.1)
+REPORT["cancel_saw_preview"] = bpy.data.images.get(operators.PREVIEW_IMAGE) is not None
+REPORT["cancel_result"] = str(sorted(bpy.ops.dreamsmith.cancel()))
+REPORT["cancel_worker_ended"] = job.proc.poll() is not None and not job.work_dir.exists()
+REPORT["cancel_unchanged"] = counts() == after_first
+REPORT["cancel_message"] = bpy.context.scene.dreamsmith.message
+REPORT["cancel_idle"] = bpy.ops.dreamsmith.generate.poll() and not bpy.app.timers.is_registered(operators.job_timer)
+
+# a long job, then the add-on is disabled while it runs: worker ended, folder removed, scene unchanged
+seen.clear()
 job = operators.start_job(bpy.context, values, ARGS["model"], long, interactive=True)
 while not seen or seen[-1].get("stage") != "coarse":
     if operators.job_timer() is None or time.monotonic() > deadline:
@@ -174,6 +190,23 @@ REPORT["folder_removed"] = not job.work_dir.exists()
 REPORT["timer_after"] = bpy.app.timers.is_registered(operators.job_timer)
 REPORT["unchanged"] = counts() == after_first and after_first[0] == before[0] + 1
 print("REPORT " + json.dumps(REPORT))
+"""
+
+EXIT = COMMON + r"""
+addon_utils.enable("dreamsmith", default_set=True)
+bpy.context.preferences.addons["dreamsmith"].preferences.device = "cpu"
+from dreamsmith.addon import operators
+long = dict(ARGS["tiny"], coarse=dict(ARGS["tiny"]["coarse"], steps=100000))
+values = {"prompt": "a red cube", "negative_prompt": "", "preset": "draft", "seed": 0}
+job = operators.start_job(bpy.context, values, ARGS["model"], long, interactive=True)
+deadline = time.monotonic() + 120
+while bpy.context.scene.dreamsmith.stage != "coarse" and time.monotonic() < deadline:
+    if operators.job_timer() is None:
+        break
+    time.sleep(0.1)
+print("WORKER " + json.dumps({"pid": job.proc.pid, "dir": str(job.work_dir),
+                              "stage": bpy.context.scene.dreamsmith.stage}), flush=True)
+os._exit(0)  # Blender quits (or crashes) without any clean-up
 """
 
 DYING_WORKER = """#!/bin/sh
@@ -249,6 +282,8 @@ def test_interactive_job_imports_via_timer_and_disable_stops_a_running_job(prior
     assert rep["timer_registered"] and not rep["poll_while_running"]
     assert {"load", "coarse", "mesh"} <= set(rep["stages"])
     assert rep["imported"] and rep["preview"] and rep["message"] == "Added 'a blue torus'." and rep["job_gone"]
+    assert rep["cancel_saw_preview"] and rep["cancel_result"] == "['FINISHED']" and rep["cancel_worker_ended"]
+    assert rep["cancel_unchanged"] and rep["cancel_idle"] and "cancel" in rep["cancel_message"].lower()
     assert rep["was_training"] and rep["worker_ended"] and rep["folder_removed"] and not rep["timer_after"]
     assert rep["unchanged"]
 
@@ -282,3 +317,20 @@ def test_batch_script_writes_one_object_per_prompt_and_reports_failures(prior, t
     bad = subprocess.run([sys.executable, str(REPO / "scripts" / "batch_generate.py"), "--prompts",
                           str(tmp_path / "none.txt"), "--out", str(blend)], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "No prompts file" in bad.stderr
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_worker_dies_when_blender_exits(prior):
+    import time
+
+    proc = subprocess.run([sys.executable, "-c", EXIT, json.dumps({"model": str(prior), "tiny": TINY})],
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("WORKER ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
+    info = json.loads(lines[-1][len("WORKER "):])
+    assert info["stage"] == "coarse"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and Path(f"/proc/{info['pid']}").exists():
+        time.sleep(0.2)
+    alive = Path(f"/proc/{info['pid']}").exists() and "zombie" not in Path(f"/proc/{info['pid']}/status").read_text()
+    assert not alive, "the worker outlived Blender"
