@@ -98,17 +98,10 @@ def run(args: argparse.Namespace) -> dict:
             return run_reconstruct(args.images, args.out, cfg, device=args.device, callback=bar, preset=args.preset,
                                    preview=args.preview)
         if args.command == "generate":
-            from .generate import generate_config, run_generate
+            from .generate import generate_config, model_overrides, run_generate
 
-            over = _overrides(args.config) | {"seed": args.seed}
-            if args.model:
-                over["coarse_model"] = {"model": args.model, "allow_network": args.allow_network}
-                over.setdefault("fine_model", {"model": args.fine_model or ""})
-            if args.fine_model:
-                over["fine_model"] = {"model": args.fine_model, "allow_network": args.allow_network}
-            if args.allow_network:
-                for key in ("coarse_model", "fine_model"):
-                    over.setdefault(key, {})["allow_network"] = True
+            over = model_overrides(_overrides(args.config) | {"seed": args.seed}, args.model, args.fine_model,
+                                   args.allow_network)
             cfg = generate_config(args.preset, over)
             return run_generate(args.prompt, args.out, cfg, negative_prompt=args.negative, device=args.device,
                                 callback=bar, preset=args.preset, preview=args.preview)

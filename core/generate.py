@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import gc
 import os
 import time
@@ -17,7 +18,7 @@ from .coarse import CoarseConfig, CoarseSDSConfig, train_coarse_sds
 from .config import from_dict, to_dict
 from .device import resolve_device
 from .dmtet import DMTetGeometry
-from .errors import InputError
+from .errors import ConfigError, InputError
 from .events import CancelToken, ProgressCallback, StageReporter
 from .guidance.sds import SDSConfig, SDSGuidance
 from .live_preview import field_preview, mesh_preview
@@ -70,6 +71,31 @@ def generate_config(preset: str, overrides: dict[str, Any] | None = None) -> Gen
     return from_dict(GenerateConfig, preset_overrides(GENERATE_PRESETS, preset, overrides))
 
 
+def model_overrides(overrides: dict[str, Any], model: str | None = None, fine_model: str | None = None,
+                    allow_network: bool = False, cache_dir: str | None = None) -> dict[str, Any]:
+    """``overrides`` (not changed) with the models chosen on a command line or in a job merged in.
+
+    ``model`` sets the coarse prior and, unless ``fine_model`` or the overrides name one, the fine prior too (one
+    model for both stages); ``allow_network`` and ``cache_dir`` apply to both priors. The CLI and the worker both
+    come through here, so the same inputs give the same config.
+    """
+    over: dict[str, Any] = copy.deepcopy(overrides)
+    for key in ("coarse_model", "fine_model"):
+        if key in over and not isinstance(over[key], dict):
+            raise ConfigError(f"Config {key!r} must be a mapping, got {type(over[key]).__name__}.")
+    if model:
+        over.setdefault("coarse_model", {})["model"] = model
+        over.setdefault("fine_model", {}).setdefault("model", fine_model or "")
+    if fine_model:
+        over.setdefault("fine_model", {})["model"] = fine_model
+    for key in ("coarse_model", "fine_model"):
+        if allow_network:
+            over.setdefault(key, {})["allow_network"] = True
+        if cache_dir:
+            over.setdefault(key, {})["cache_dir"] = cache_dir
+    return over
+
+
 def check_prompt(prompt: str, what: str = "prompt") -> str:
     """Cheap checks before anything is loaded (the tokenizer checks the length in tokens later)."""
     if not isinstance(prompt, str) or not prompt.strip():
@@ -94,8 +120,7 @@ def run_generate(prompt: str, out: str | os.PathLike, cfg: GenerateConfig, negat
         A summary: output path, face and vertex counts, seconds per stage.
     """
     prompt = check_prompt(prompt)
-    if negative_prompt and len(negative_prompt) > MAX_PROMPT_CHARS:
-        raise InputError(f"The negative prompt is longer than {MAX_PROMPT_CHARS} characters; shorten it.")
+    negative_prompt = check_prompt(negative_prompt, "negative prompt") if negative_prompt.strip() else ""
     out_path = check_output_path(out, preview)
     dev = resolve_device(device)
     torch.manual_seed(cfg.seed)

@@ -121,22 +121,10 @@ def parse_job(data: dict[str, Any]) -> Job:
 
 def job_overrides(job: Job) -> dict[str, Any]:
     """The config overrides of ``job``: its ``config`` plus seed, models, network consent and cache folder."""
-    over: dict[str, Any] = json.loads(json.dumps(job.config))  # a deep copy; the job stays as sent
-    over["seed"] = job.seed
-    for key in ("coarse_model", "fine_model"):
-        if key in over and not isinstance(over[key], dict):
-            raise ConfigError(f"Config {key!r} must be a mapping, got {type(over[key]).__name__}.")
-    if job.model:
-        over.setdefault("coarse_model", {})["model"] = job.model
-        over.setdefault("fine_model", {}).setdefault("model", job.fine_model or "")
-    if job.fine_model:
-        over.setdefault("fine_model", {})["model"] = job.fine_model
-    for key in ("coarse_model", "fine_model"):
-        if job.allow_network:
-            over.setdefault(key, {})["allow_network"] = True
-        if job.cache_dir:
-            over.setdefault(key, {})["cache_dir"] = job.cache_dir
-    return over
+    from .generate import model_overrides
+
+    return model_overrides(dict(job.config, seed=job.seed), job.model, job.fine_model, job.allow_network,
+                           job.cache_dir)
 
 
 class Emitter:

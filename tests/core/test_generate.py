@@ -109,3 +109,22 @@ def test_live_previews_arrive_from_both_stages_and_do_not_change_the_result(prio
     live, quiet = read_mesh(tmp_path / "live.glb"), read_mesh(tmp_path / "quiet.glb")
     for a, b in zip(live, quiet, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_model_overrides_are_the_same_for_cli_and_worker():
+    from dreamsmith.core.errors import ConfigError
+    from dreamsmith.core.generate import model_overrides
+    from dreamsmith.core.worker import Job, job_overrides
+
+    base = {"coarse_model": {"revision": "main"}, "mesh": {"steps": 3}}
+    got = model_overrides(base, "a/coarse", None, True, "/cache")
+    assert got == {"coarse_model": {"revision": "main", "model": "a/coarse", "allow_network": True,
+                                    "cache_dir": "/cache"},
+                   "fine_model": {"model": "", "allow_network": True, "cache_dir": "/cache"}, "mesh": {"steps": 3}}
+    assert base == {"coarse_model": {"revision": "main"}, "mesh": {"steps": 3}}  # not changed
+    assert model_overrides({}, "a", "b")["fine_model"] == {"model": "b"}
+    assert model_overrides({}, None, "b") == {"fine_model": {"model": "b"}}
+    job = Job(prompt="x", out="x.glb", seed=7, model="a/coarse", config=base, allow_network=True, cache_dir="/cache")
+    assert job_overrides(job) == dict(got, seed=7)
+    with pytest.raises(ConfigError):
+        model_overrides({"fine_model": "b"}, "a")
