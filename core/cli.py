@@ -71,6 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--allow-network", action="store_true", help="download models that are not cached locally")
     gen.add_argument("--preview", help="also write a preview PNG (four shaded views) here")
     _common(gen)
+    for name, text in (("retexture", "paint a new texture on a mesh from a prompt (its geometry is kept)"),
+                       ("edit", "change a mesh's shape and texture towards a prompt")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--mesh", required=True, help="the mesh to start from (.glb, .gltf or .obj)")
+        cmd.add_argument("--prompt", required=True, help="what it should become, e.g. 'a green cube'")
+        cmd.add_argument("--negative", default="", help="what to avoid")
+        cmd.add_argument("--model", help="the prior: Hugging Face id or local diffusers folder")
+        cmd.add_argument("--allow-network", action="store_true", help="download models that are not cached locally")
+        cmd.add_argument("--preview", help="also write a preview PNG (four shaded views) here")
+        _common(cmd)
     return parser
 
 
@@ -105,6 +115,19 @@ def run(args: argparse.Namespace) -> dict:
             cfg = generate_config(args.preset, over)
             return run_generate(args.prompt, args.out, cfg, negative_prompt=args.negative, device=args.device,
                                 callback=bar, preset=args.preset, preview=args.preview)
+        if args.command in ("retexture", "edit"):
+            from .retexture import edit_config, retexture_config, run_edit, run_retexture
+
+            over = _overrides(args.config) | {"seed": args.seed}
+            if args.model or args.allow_network:
+                prior = over.get("model", {})
+                if not isinstance(prior, dict):
+                    raise DreamsmithError("Config 'model' must be a mapping, e.g. {\"model\": \"org/name\"}.")
+                over["model"] = dict(prior, **({"model": args.model} if args.model else {}),
+                                     **({"allow_network": True} if args.allow_network else {}))
+            make, job = (retexture_config, run_retexture) if args.command == "retexture" else (edit_config, run_edit)
+            return job(args.mesh, args.prompt, args.out, make(args.preset, over), negative_prompt=args.negative,
+                       device=args.device, callback=bar, preset=args.preset, preview=args.preview)
         raise DreamsmithError(f"Unknown command {args.command!r}.")
     finally:
         bar.close()

@@ -105,7 +105,8 @@ def check_prompt(prompt: str, what: str = "prompt") -> str:
     return prompt.strip()
 
 
-def _guidance(prior, prompt: str, negative: str, prompt_cfg: PromptConfig, sds_cfg: SDSConfig) -> SDSGuidance:
+def make_guidance(prior, prompt: str, negative: str, prompt_cfg: PromptConfig, sds_cfg: SDSConfig) -> SDSGuidance:
+    """Embed the prompt (view-dependent), release the text encoder, and wrap the prior for SDS."""
     prompts = PromptProcessor(prior, prompt, negative, prompt_cfg)
     prior.release_text_encoder()
     return SDSGuidance(prior, prompts, sds_cfg)
@@ -131,7 +132,7 @@ def run_generate(prompt: str, out: str | os.PathLike, cfg: GenerateConfig, negat
 
     t0 = time.perf_counter()
     coarse_prior = load_prior(cfg.coarse_model, dev)
-    guidance = _guidance(coarse_prior, prompt, negative_prompt, cfg.prompt, cfg.coarse_guidance)
+    guidance = make_guidance(coarse_prior, prompt, negative_prompt, cfg.prompt, cfg.coarse_guidance)
     timings["load"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -148,7 +149,7 @@ def run_generate(prompt: str, out: str | os.PathLike, cfg: GenerateConfig, negat
     else:
         del guidance, coarse_prior
         gc.collect()
-        fine_guidance = _guidance(load_prior(cfg.fine_model, dev), prompt, negative_prompt, cfg.prompt,
+        fine_guidance = make_guidance(load_prior(cfg.fine_model, dev), prompt, negative_prompt, cfg.prompt,
                                   cfg.fine_guidance)
     geo = DMTetGeometry(cfg.mesh.dmtet, bbox.to(dev)).to(dev)
     res = cfg.mesh.dmtet.resolution + 1

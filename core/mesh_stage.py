@@ -249,7 +249,7 @@ def train_mesh_sds(cfg: MeshStageConfig, sds_cfg: MeshSDSConfig, guidance, color
         freeze_geometry: Optimise only the colour (re-texturing).
         preview_fn: Optional ``(geo, color_field) -> uint8 image``.
     """
-    dev = geo.sdf.device
+    dev = next(color_field.parameters()).device
     color_params = [p for n, p in color_field.named_parameters() if "density" not in n]
     groups = [{"params": color_params, "lr": cfg.lr_color}]
     if not freeze_geometry:

@@ -76,3 +76,33 @@ GENERATE_PRESETS: dict[str, dict[str, Any]] = {
     "high": merge(_MAGIC3D, {"coarse": {"steps": 10000, "volume": {"n_samples_per_ray": 1024}},
                              "mesh": {"steps": 5000}, "bake": {"texture_size": 2048}}),
 }
+
+# Re-texture (geometry fixed) and edit (geometry and texture from an existing mesh). draft: a pixel prior at
+# 32-64 px on a CPU; standard/high: a latent prior (Stable Diffusion) at 512 px on one GPU.
+_RETEX_DRAFT: dict[str, Any] = {
+    "color_field": {"grid": {"n_levels": 6, "log2_hashmap_size": 14, "base_resolution": 8, "finest_resolution": 128}},
+    "guidance": {"guidance_scale": 20.0, "max_step_percent": 0.8, "max_step_percent_end": 0.3, "anneal": "linear"},
+    "stage": {"steps": 150, "render_size": 64, "lr_color": 1e-2, "preview_every": 25},
+    "stage_sds": {"shading": "lambertian", "views": {"views_per_step": 4}},
+    "bake": {"texture_size": 256},
+}
+_RETEX_GPU: dict[str, Any] = {
+    "guidance": {"guidance_scale": 100.0, "max_step_percent": 0.98, "max_step_percent_end": 0.5, "anneal": "linear",
+                 "vae_grad_checkpointing": True},
+    "stage": {"render_size": 512, "lr_color": 1e-2, "preview_every": 100},
+    "stage_sds": {"shading": "albedo", "views": _VIEWS_GPU},
+}
+RETEXTURE_PRESETS: dict[str, dict[str, Any]] = {
+    "draft": _RETEX_DRAFT,
+    "standard": merge(_RETEX_GPU, {"stage": {"steps": 1000}, "bake": {"texture_size": 1024}}),
+    "high": merge(_RETEX_GPU, {"stage": {"steps": 2500}, "bake": {"texture_size": 2048}}),
+}
+EDIT_PRESETS: dict[str, dict[str, Any]] = {
+    "draft": merge(_RETEX_DRAFT, {"stage": {"steps": 200, "lr_sdf": 0.05, "lr_deform": 0.005,
+                                            "dmtet": {"resolution": 32}},
+                                  "guidance": {"max_step_percent": 0.98, "max_step_percent_end": 0.5}}),
+    "standard": merge(_RETEX_GPU, {"stage": {"steps": 2000, "dmtet": {"resolution": 128}},
+                                   "stage_sds": {"shading": "lambertian"}, "bake": {"texture_size": 1024}}),
+    "high": merge(_RETEX_GPU, {"stage": {"steps": 4000, "dmtet": {"resolution": 192}},
+                               "stage_sds": {"shading": "lambertian"}, "bake": {"texture_size": 2048}}),
+}

@@ -1,0 +1,318 @@
+"""Re-prompt an existing mesh: a new texture with the geometry fixed (``retexture``), or new geometry and texture
+from the mesh as a starting point (``edit``, Magic3D's prompt-based editing of the fine stage).
+
+Both read any GLB/glTF/OBJ (node transforms applied, several primitives merged), move a copy of it into the
+prior's frame (centred, its bounding sphere scaled to ``fit_radius``) for rendering, and write the result back
+in the input's own frame. Re-texture keeps the input's vertex positions and faces bit for bit and bakes onto
+its UVs when they are usable, else onto a fresh xatlas unwrap.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .. import __version__
+from .bake import BakeConfig, bake_texture, unwrap
+from .config import from_dict, to_dict
+from .device import resolve_device
+from .dmtet import DMTetGeometry
+from .errors import InputError
+from .events import CancelToken, ProgressCallback, StageReporter
+from .export import TexturedMesh, read_mesh
+from .field import FieldConfig, HashGridConfig, NeRFField
+from .generate import check_prompt, make_guidance
+from .guidance.sds import SDSConfig
+from .live_preview import mesh_preview
+from .mesh_stage import MeshSDSConfig, MeshStageConfig, train_mesh_sds
+from .models import PriorConfig, load_prior
+from .pipeline import check_output_path, finish_mesh, write_result
+from .presets import EDIT_PRESETS, RETEXTURE_PRESETS, preset_overrides
+from .preview import write_preview
+from .prompts import PromptConfig
+
+
+@dataclass
+class UVCheckConfig:
+    """When a mesh's own UVs are good enough to bake onto.
+
+    Attributes:
+        max_overlap: Largest fraction of UV area covered twice or more (mirrored or stacked islands).
+        max_degenerate: Largest fraction of the surface (by 3D area) whose faces have no UV area.
+        check_size: Side of the grid the overlap is measured on.
+    """
+
+    max_overlap: float = 0.05
+    max_degenerate: float = 0.02
+    check_size: int = 512
+
+
+@dataclass
+class RetextureConfig:
+    """A re-texturing (or editing) job.
+
+    Attributes:
+        seed: Seed of every random choice.
+        fit_radius: Radius of the bounding sphere the mesh is scaled to in the prior's frame.
+        model: The prior (pixel or latent).
+        prompt: View-dependent prompting.
+        color_field: The colour field optimised on the surface (its density head is unused).
+        guidance: SDS settings.
+        stage: Steps, render size, learning rates (and, for edits, the geometry's), preview interval.
+        stage_sds: Views, shading and background.
+        bake: Texture size and padding (and unwrapping when the UVs are not usable).
+        uv_check: When the mesh's UVs are used.
+    """
+
+    seed: int = 0
+    fit_radius: float = 0.6
+    model: PriorConfig = field(default_factory=lambda: PriorConfig(model="stabilityai/stable-diffusion-2-1-base"))
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    color_field: FieldConfig = field(default_factory=lambda: FieldConfig(
+        grid=HashGridConfig(n_levels=8, log2_hashmap_size=16, base_resolution=16, finest_resolution=512),
+        density_bias="none"))
+    guidance: SDSConfig = field(default_factory=SDSConfig)
+    stage: MeshStageConfig = field(default_factory=MeshStageConfig)
+    stage_sds: MeshSDSConfig = field(default_factory=MeshSDSConfig)
+    bake: BakeConfig = field(default_factory=BakeConfig)
+    uv_check: UVCheckConfig = field(default_factory=UVCheckConfig)
+
+
+def retexture_config(preset: str, overrides: dict[str, Any] | None = None) -> RetextureConfig:
+    """The re-texture config of ``preset`` with ``overrides`` on top (unknown keys are errors)."""
+    return from_dict(RetextureConfig, preset_overrides(RETEXTURE_PRESETS, preset, overrides))
+
+
+def edit_config(preset: str, overrides: dict[str, Any] | None = None) -> RetextureConfig:
+    """The edit config of ``preset`` with ``overrides`` on top (unknown keys are errors)."""
+    return from_dict(RetextureConfig, preset_overrides(EDIT_PRESETS, preset, overrides))
+
+
+# ------------------------------------------------------------------------------------------------ frames and UVs
+
+
+@dataclass
+class Frame:
+    """Maps the input's coordinates to the prior's frame: ``x' = (x - centre) * scale``."""
+
+    centre: np.ndarray
+    scale: float
+
+    @classmethod
+    def fit(cls, verts: np.ndarray, radius: float) -> Frame:
+        lo, hi = verts.min(0).astype(np.float64), verts.max(0).astype(np.float64)
+        half_diag = float(np.linalg.norm(hi - lo)) / 2
+        if not np.isfinite(half_diag) or half_diag <= 1e-12:
+            raise InputError("The mesh has no extent (all vertices at one point); nothing to texture.")
+        return cls((lo + hi) / 2, radius / half_diag)
+
+    def to_prior(self, verts: np.ndarray) -> np.ndarray:
+        return ((verts.astype(np.float64) - self.centre) * self.scale).astype(np.float32)
+
+    def from_prior(self, verts: np.ndarray) -> np.ndarray:
+        return (verts.astype(np.float64) / self.scale + self.centre).astype(np.float32)
+
+
+def uv_problems(verts: np.ndarray, faces: np.ndarray, uvs: np.ndarray | None, cfg: UVCheckConfig) -> str:
+    """Why the mesh's UVs cannot take a baked texture ("" when they can)."""
+    from ..kernels.raster import rasterize
+
+    if uvs is None:
+        return "the mesh has no UV map"
+    if uvs.shape != (len(verts), 2) or not np.isfinite(uvs).all():
+        return "the UVs are malformed"
+    if uvs.min() < -1e-4 or uvs.max() > 1 + 1e-4:
+        return "the UVs leave the 0-1 square (a tiling texture)"
+    tri_uv = uvs[faces].astype(np.float64)
+    e1, e2 = tri_uv[:, 1] - tri_uv[:, 0], tri_uv[:, 2] - tri_uv[:, 0]
+    uv_area = 0.5 * np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0])
+    tri = verts[faces].astype(np.float64)
+    area3d = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    degenerate = area3d[uv_area < 1e-10].sum() / max(area3d.sum(), 1e-30)
+    if degenerate > cfg.max_degenerate:
+        return f"{100 * degenerate:.0f}% of the surface has no UV area"
+    n = cfg.check_size
+    uv_t = torch.from_numpy(uvs.astype(np.float32))
+    clip = torch.cat([uv_t * 2 - 1, torch.zeros_like(uv_t[:, :1]), torch.ones_like(uv_t[:, :1])], dim=-1)
+    with torch.no_grad():
+        covered = float((rasterize(clip[None], torch.from_numpy(faces.astype(np.int32)), (n, n))[..., 3] > 0).sum())
+    union, total = covered / (n * n), float(uv_area.sum())
+    overlap = 1.0 - union / max(total, 1e-30)
+    if overlap > cfg.max_overlap:
+        return f"{100 * overlap:.0f}% of the UV area overlaps (mirrored or stacked islands)"
+    return ""
+
+
+class FixedMesh(torch.nn.Module):
+    """A mesh that does not change: the geometry the re-texturing renders."""
+
+    def __init__(self, verts: Tensor, faces: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("verts", verts)
+        self.register_buffer("faces", faces)
+
+    def forward(self) -> tuple[Tensor, Tensor]:
+        return self.verts, self.faces
+
+
+def _read_input(mesh_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    verts, faces, uvs, _ = read_mesh(mesh_path)
+    if len(faces) == 0:
+        raise InputError(f"{mesh_path} has no faces; give a mesh with polygons.")
+    if not np.isfinite(verts).all():
+        raise InputError(f"{mesh_path} has NaN or infinite vertex positions; fix the mesh first.")
+    return verts, faces, uvs
+
+
+def _prepare(prompt: str, negative_prompt: str, out, preview, cfg: RetextureConfig, device: str):
+    prompt = check_prompt(prompt)
+    negative_prompt = check_prompt(negative_prompt, "negative prompt") if negative_prompt.strip() else ""
+    out_path = check_output_path(out, preview)
+    dev = resolve_device(device)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    return prompt, negative_prompt, out_path, dev, gen
+
+
+def _color_field(cfg: RetextureConfig, dev: torch.device) -> NeRFField:
+    r = cfg.fit_radius * 1.05
+    bbox = torch.tensor([[-r, -r, -r], [r, r, r]], dtype=torch.float32, device=dev)
+    return NeRFField(cfg.color_field, bbox).to(dev)
+
+
+def _finish(mesh: TexturedMesh, out_path, preview, extras: dict[str, Any]) -> None:
+    write_result(mesh, out_path, extras)
+    if preview is not None:
+        write_preview(mesh, preview)
+
+
+# ------------------------------------------------------------------------------------------------ re-texture
+
+
+def run_retexture(mesh_path: str | os.PathLike, prompt: str, out: str | os.PathLike, cfg: RetextureConfig,
+                  negative_prompt: str = "", device: str = "auto", callback: ProgressCallback | None = None,
+                  cancel: CancelToken | None = None, preset: str = "custom",
+                  preview: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Give the mesh in ``mesh_path`` a new texture from ``prompt``; its geometry is kept bit for bit.
+
+    Returns:
+        A summary: output path, counts, whether the input's UVs were used (and why not), seconds per stage.
+    """
+    prompt, negative_prompt, out_path, dev, gen = _prepare(prompt, negative_prompt, out, preview, cfg, device)
+    verts, faces, uvs = _read_input(mesh_path)
+    timings: dict[str, float] = {}
+    why_not = uv_problems(verts, faces, uvs, cfg.uv_check)
+    if why_not:
+        if len(faces) > cfg.bake.max_faces_for_unwrap:
+            raise InputError(f"The mesh needs new UVs ({why_not}) but has {len(faces):,} faces; unwrapping is "
+                             f"limited to {cfg.bake.max_faces_for_unwrap:,}. Give it a UV map or decimate it.")
+        verts, faces, uvs, _ = unwrap(verts, faces, cfg.bake)  # positions copied, not recomputed
+    frame = Frame.fit(verts, cfg.fit_radius)
+
+    t0 = time.perf_counter()
+    guidance = make_guidance(load_prior(cfg.model, dev), prompt, negative_prompt, cfg.prompt, cfg.guidance)
+    timings["load"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    colour = _color_field(cfg, dev)
+    fixed = FixedMesh(torch.from_numpy(frame.to_prior(verts)).to(dev), torch.from_numpy(faces.astype(np.int64)).to(dev))
+    live = callback is not None
+    train_mesh_sds(cfg.stage, cfg.stage_sds, guidance, colour, fixed, gen,
+                   StageReporter("texture", cfg.stage.steps, callback, cancel, every=5), freeze_geometry=True,
+                   preview_fn=mesh_preview(cfg.fit_radius * 1.3, background=cfg.stage_sds.background) if live
+                   else None)
+    timings["texture"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    texture, _ = bake_texture(fixed.verts, fixed.faces, uvs, lambda p: colour.albedo(p).clamp(0, 1),
+                              cfg.bake.texture_size, cfg.bake.padding, chunk=cfg.bake.chunk, device=dev)
+    mesh = TexturedMesh(verts=verts, faces=faces, uvs=uvs, normals=None, texture=texture, name=prompt[:60])
+    timings["bake"] = time.perf_counter() - t0
+    if cancel is not None:
+        cancel.check()
+    extras = {"generator": f"Dreamsmith {__version__}", "command": "retexture", "prompt": prompt,
+              "negative_prompt": negative_prompt, "seed": cfg.seed, "preset": preset, "model": cfg.model.model,
+              "source_uvs": "kept" if not why_not else f"new unwrap ({why_not})"}
+    _finish(mesh, out_path, preview, extras)
+    return {"out": str(out_path), "faces": int(len(faces)), "vertices": int(len(verts)), "uvs_kept": not why_not,
+            "uv_problem": why_not, "seconds": timings, "config": to_dict(cfg)}
+
+
+# ------------------------------------------------------------------------------------------------ edit
+
+
+def mesh_sdf(verts: Tensor, faces: Tensor, points: Tensor, budget: int = 2_000_000) -> Tensor:
+    """Signed distance (negative inside) from ``points [N, 3]`` to a closed-ish triangle mesh.
+
+    The sign is the generalised winding number (robust to small holes and several pieces), the magnitude the
+    distance to the nearest of the triangle's centroids and vertices (a fine enough approximation on a grid whose
+    cells are larger than the triangles).
+    """
+    tri = verts[faces]  # [F, 3, 3]
+    surf = torch.cat([verts, tri.mean(1)])
+    chunk = max(1, budget // max(len(faces), 1))  # points per pass: [chunk, F, 3] temporaries stay small
+    out = []
+    for p in points.split(chunk):
+        a, b, c = (tri[None, :, i] - p[:, None] for i in range(3))  # [n, F, 3]
+        la, lb, lc = a.norm(dim=-1), b.norm(dim=-1), c.norm(dim=-1)
+        det = (a * torch.cross(b, c, dim=-1)).sum(-1)
+        den = la * lb * lc + (a * b).sum(-1) * lc + (b * c).sum(-1) * la + (c * a).sum(-1) * lb
+        winding = torch.atan2(det, den).sum(-1) / (2 * torch.pi)
+        dist = torch.cdist(p, surf).min(dim=1).values
+        out.append(torch.where(winding > 0.5, -dist, dist))
+    return torch.cat(out)
+
+
+def run_edit(mesh_path: str | os.PathLike, prompt: str, out: str | os.PathLike, cfg: RetextureConfig,
+             negative_prompt: str = "", device: str = "auto", callback: ProgressCallback | None = None,
+             cancel: CancelToken | None = None, preset: str = "custom",
+             preview: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Edit the mesh in ``mesh_path`` towards ``prompt``: its SDF on the tetrahedral grid starts the mesh stage,
+    which then optimises geometry and texture. The result stays at the input's position and scale.
+    """
+    prompt, negative_prompt, out_path, dev, gen = _prepare(prompt, negative_prompt, out, preview, cfg, device)
+    verts, faces, _ = _read_input(mesh_path)
+    frame = Frame.fit(verts, cfg.fit_radius)
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    guidance = make_guidance(load_prior(cfg.model, dev), prompt, negative_prompt, cfg.prompt, cfg.guidance)
+    timings["load"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    r = 1.0  # the grid box: the object's bounding sphere (fit_radius) with room to grow
+    bbox = torch.tensor([[-r, -r, -r], [r, r, r]], dtype=torch.float32, device=dev)
+    geo = DMTetGeometry(cfg.stage.dmtet, bbox).to(dev)
+    v_t = torch.from_numpy(frame.to_prior(verts)).to(dev)
+    f_t = torch.from_numpy(faces.astype(np.int64)).to(dev)
+    with torch.no_grad():
+        geo.init_from_sdf(mesh_sdf(v_t, f_t, geo.grid_verts))
+    if geo()[1].shape[0] == 0:
+        raise InputError("The mesh is too thin for the edit grid (no surface on it); give a closed, solid mesh or "
+                         "raise stage.dmtet.resolution.")
+    colour = _color_field(cfg, dev)
+    live = callback is not None
+    train_mesh_sds(cfg.stage, cfg.stage_sds, guidance, colour, geo, gen,
+                   StageReporter("edit", cfg.stage.steps, callback, cancel, every=5),
+                   preview_fn=mesh_preview(cfg.fit_radius * 1.3, background=cfg.stage_sds.background) if live
+                   else None)
+    timings["edit"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    mesh = finish_mesh(geo, colour.albedo, cfg.bake, cfg.stage.min_component_fraction, prompt[:60])
+    mesh = TexturedMesh(verts=frame.from_prior(mesh.verts), faces=mesh.faces, uvs=mesh.uvs, normals=mesh.normals,
+                        texture=mesh.texture, name=mesh.name)
+    timings["bake"] = time.perf_counter() - t0
+    if cancel is not None:
+        cancel.check()
+    extras = {"generator": f"Dreamsmith {__version__}", "command": "edit", "prompt": prompt,
+              "negative_prompt": negative_prompt, "seed": cfg.seed, "preset": preset, "model": cfg.model.model}
+    _finish(mesh, out_path, preview, extras)
+    return {"out": str(out_path), "faces": int(len(mesh.faces)), "vertices": int(len(mesh.verts)),
+            "seconds": timings, "config": to_dict(cfg)}
