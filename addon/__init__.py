@@ -6,7 +6,13 @@ timer and takes everything away again, in reverse order. No handlers are added.
 """
 
 from .deps import DREAMSMITH_OT_install_dependencies, stop_install
-from .operators import DREAMSMITH_OT_cancel, DREAMSMITH_OT_generate, stop_job
+from .operators import (
+    DREAMSMITH_OT_cancel,
+    DREAMSMITH_OT_edit,
+    DREAMSMITH_OT_generate,
+    DREAMSMITH_OT_retexture,
+    stop_job,
+)
 from .panels import DREAMSMITH_PT_generate
 from .preferences import DREAMSMITH_OT_check_setup, DreamsmithPreferences
 from .properties import DreamsmithSceneProps
@@ -17,6 +23,8 @@ CLASSES: tuple = (
     DREAMSMITH_OT_install_dependencies,
     DreamsmithSceneProps,
     DREAMSMITH_OT_generate,
+    DREAMSMITH_OT_retexture,
+    DREAMSMITH_OT_edit,
     DREAMSMITH_OT_cancel,
     DREAMSMITH_PT_generate,
 )

@@ -9,10 +9,11 @@ raises ``RuntimeError("Error: <what to do>")`` and the scene is unchanged.
 
 import json
 import os
+import shutil
 import sys
 
 import bpy
-from bpy.props import EnumProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from .deps import engine_paths
 from .job import Outcome, WorkerJob, build_job, make_work_dir
@@ -102,14 +103,27 @@ def _handle(msg: dict, props) -> None:
         _load_preview(str(msg.get("path", "")), props)
 
 
-def _import(outcome: Outcome, meta: dict):
+def _import(outcome: Outcome, meta: dict) -> tuple[object, str]:
+    """Bring a finished job's result into the scene; returns the object and what was done to it."""
+    from .mesh_io import apply_edit, apply_retexture
     from .scene_io import import_result
 
-    cfg = (outcome.summary or {}).get("config") or {}
-    coarse = (cfg.get("coarse_model") or {}).get("model", meta["model"])
-    fine = (cfg.get("fine_model") or {}).get("model") or coarse
-    props = dict(meta["props"], coarse_model=coarse, fine_model=fine)
-    return import_result(outcome.out, name=meta["name"], props=props)
+    summary = outcome.summary or {}
+    cfg = summary.get("config") or {}
+    command = meta.get("command", "generate")
+    if command == "generate":
+        coarse = (cfg.get("coarse_model") or {}).get("model", meta["model"])
+        fine = (cfg.get("fine_model") or {}).get("model") or coarse
+        props = dict(meta["props"], coarse_model=coarse, fine_model=fine)
+        return import_result(outcome.out, name=meta["name"], props=props), "Added"
+    target = bpy.data.objects.get(meta["target"])
+    if target is None:
+        raise RuntimeError(f"The object {meta['target']!r} was deleted while the job ran; nothing was changed.")
+    props = dict(meta["props"], model=(cfg.get("model") or {}).get("model", meta["model"]))
+    if command == "retexture":
+        apply_retexture(target, outcome.out, meta["info"], bool(summary.get("uvs_kept")), props)
+        return target, "Re-textured"
+    return apply_edit(target, outcome.out, props, as_new_object=meta.get("as_new_object", False)), "Edited"
 
 
 def _finish(outcome: Outcome | None, undo: bool) -> tuple[bool, str]:
@@ -125,13 +139,13 @@ def _finish(outcome: Outcome | None, undo: bool) -> tuple[bool, str]:
         if outcome is not None and outcome.ok:
             with bpy.context.temp_override(**_window_override()):
                 try:
-                    obj = _import(outcome, meta)
+                    obj, done = _import(outcome, meta)
                 except RuntimeError as exc:
                     message = f"Importing the result failed: {exc}"
                 else:
-                    ok, message = True, f"Added {obj.name!r}."
+                    ok, message = True, f"{done} {obj.name!r}."
                     if undo:
-                        bpy.ops.ed.undo_push(message="Dreamsmith generate")
+                        bpy.ops.ed.undo_push(message=f"Dreamsmith {meta.get('command', 'generate')}")
         elif outcome is not None:
             message = outcome.message
         if not ok and meta is not None and not meta.get("had_preview"):
@@ -173,7 +187,16 @@ def job_timer() -> float | None:
         _redraw()
         if job.outcome is None:
             return TIMER_INTERVAL
+        queue = list((_state.meta or {}).get("queue", []))
+        request = (_state.meta or {}).get("request")
         ok, message = _finish(job.outcome, undo=True)
+        if queue and job.outcome.kind != "Cancelled":  # re-texture several objects: one job after the other
+            try:
+                start_job(bpy.context, request["values"], request["model"], request["config"], interactive=True,
+                          command=request["command"], targets=queue)
+                return TIMER_INTERVAL
+            except (OSError, ValueError) as exc:
+                ok, message = False, str(exc)
     except BaseException:  # Blender drops a timer that raises: never leave an orphan job behind it
         _cancel_current()
         raise
@@ -205,25 +228,49 @@ def _parse_config(text: str) -> dict:
     return data
 
 
-def start_job(context, values: dict, model: str, config: dict, interactive: bool) -> WorkerJob:
+def start_job(context, values: dict, model: str, config: dict, interactive: bool, command: str = "generate",
+              targets: list[str] | None = None, as_new_object: bool = False) -> WorkerJob:
     """Start the worker for ``values`` (prompt, negative_prompt, preset, seed) and make it the current job.
 
-    Interactive: previews are requested and :func:`job_timer` is registered to drive the job. Raises OSError
-    (with a message for the user) when the interpreter cannot be started; nothing is left behind then.
+    ``retexture`` and ``edit`` work on the first of ``targets`` (object names); the rest wait in a queue that
+    :func:`job_timer` works through. Interactive: previews are requested and :func:`job_timer` is registered
+    to drive the job. Raises OSError (interpreter or folder) or ValueError (object) with a message for the
+    user; nothing is left behind then.
     """
     prefs = get_preferences(context)
     model = model or prefs.coarse_model
     cache_dir = bpy.path.abspath(prefs.cache_dir) if prefs.cache_dir else ""
+    target = targets[0] if targets else ""
+    if command != "generate":
+        from .mesh_io import check_target
+
+        problem = check_target(bpy.data.objects.get(target))
+        if problem:
+            raise ValueError(problem)
     try:
         work_dir = make_work_dir(_jobs_base(prefs))
     except OSError as exc:
         raise OSError(f"Cannot create a job folder under {_jobs_base(prefs)!r} ({exc}); choose a writable cache "
                       "folder in the add-on preferences.") from exc
+    request = {"values": values, "model": model, "config": dict(config), "command": command}
+    info, mesh_path, config = None, None, dict(config)
+    if command != "generate":
+        from .mesh_io import export_for_engine
+
+        mesh_path = work_dir / "input.obj"
+        try:
+            info = export_for_engine(bpy.data.objects[target], str(mesh_path))
+        except (ValueError, OSError) as exc:
+            shutil.rmtree(work_dir, ignore_errors=True)
+            raise ValueError(str(exc)) from exc
+        if command == "retexture" and not info.same_topology:
+            config["allow_new_uvs"] = False  # new UVs could not be put on the base mesh
+    out = work_dir / ("result.obj" if command == "retexture" else "result.glb")
     job = WorkerJob(build_job(
-        values["prompt"], work_dir / "result.glb", negative_prompt=values["negative_prompt"], preset=values["preset"],
-        seed=values["seed"], model=model, fine_model=prefs.fine_model, device=prefs.device,
-        preview=work_dir / "preview.png" if interactive else None, config=config,
-        allow_network=online_access(prefs), cache_dir=cache_dir),
+        values["prompt"], out, negative_prompt=values["negative_prompt"], preset=values["preset"],
+        seed=values["seed"], model=model, fine_model=prefs.fine_model if command == "generate" else "",
+        device=prefs.device, preview=work_dir / "preview.png" if interactive else None, config=config,
+        allow_network=online_access(prefs), cache_dir=cache_dir, command=command, mesh=mesh_path),
         interpreter(prefs), work_dir, python_paths=engine_paths(prefs))
     try:
         job.start()
@@ -234,22 +281,24 @@ def start_job(context, values: dict, model: str, config: dict, interactive: bool
     _state.job = job
     _state.meta = {"name": values["prompt"][:60], "scene": context.scene.name, "model": model,
                    "interactive": interactive, "had_preview": PREVIEW_IMAGE in bpy.data.images,
+                   "command": command, "target": target, "info": info, "as_new_object": as_new_object,
+                   "queue": list(targets[1:]) if targets else [],
+                   "request": request,
                    "props": {"prompt": values["prompt"], "negative_prompt": values["negative_prompt"],
                              "seed": int(values["seed"]), "preset": values["preset"]}}
     props = context.scene.dreamsmith
     props.running, props.message, props.message_is_error = True, "", False
     reset_progress(props)
-    if interactive:
+    if interactive and not bpy.app.timers.is_registered(job_timer):
         bpy.app.timers.register(job_timer, first_interval=TIMER_INTERVAL)
     return job
 
 
-class DREAMSMITH_OT_generate(bpy.types.Operator):
-    """Make a textured mesh from the prompt (the engine runs in a separate process; Blender stays responsive)"""
+class _JobOperator:
+    """What Generate, Re-texture and Edit share: inputs from the operator or the sidebar, one job at a time,
+    interactive (timer) or blocking (``--background``). Subclasses set ``command`` and ``targets()``."""
 
-    bl_idname = "dreamsmith.generate"
-    bl_label = "Generate"
-    bl_options = {"REGISTER"}
+    command = "generate"
 
     prompt: StringProperty(name="Prompt", default="", options={"SKIP_SAVE"},
                            description="What to make; unset: the sidebar's prompt")
@@ -259,7 +308,7 @@ class DREAMSMITH_OT_generate(bpy.types.Operator):
                          description="Quality preset; unset: the sidebar's")
     seed: IntProperty(name="Seed", default=0, min=0, options={"SKIP_SAVE"}, description="Seed; unset: the sidebar's")
     model: StringProperty(name="Model", default="", options={"SKIP_SAVE"},
-                          description="Coarse-stage prior (Hugging Face id or diffusers folder); empty: the preference")
+                          description="Prior (Hugging Face id or diffusers folder); empty: the preference")
     config_json: StringProperty(name="Config overrides", default="", options={"HIDDEN", "SKIP_SAVE"},
                                 description="JSON object of engine config overrides (for scripts and tests)")
 
@@ -267,6 +316,10 @@ class DREAMSMITH_OT_generate(bpy.types.Operator):
     def poll(cls, context):
         """One job at a time."""
         return not job_running()
+
+    def targets(self, context) -> list[str]:
+        """Names of the objects to work on (raise ValueError with a message for the user)."""
+        return []
 
     def execute(self, context):
         """Start the job (interactive) or run it to the end (background)."""
@@ -283,28 +336,97 @@ class DREAMSMITH_OT_generate(bpy.types.Operator):
             self.report({"ERROR"}, f"The config overrides are not a JSON object ({exc}).")
             return {"CANCELLED"}
         try:
-            start_job(context, dict(values, prompt=prompt), self.model, config, interactive=not bpy.app.background)
-        except OSError as exc:
+            targets = self.targets(context)
+        except ValueError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        if bpy.app.background:
-            return self._wait(scene_props)
-        self.report({"INFO"}, f"Dreamsmith: generating {prompt!r}...")
+        values = dict(values, prompt=prompt)
+        kwargs = {"command": self.command, "as_new_object": getattr(self, "as_new_object", False)}
+        if not bpy.app.background:
+            try:
+                start_job(context, values, self.model, config, interactive=True, targets=targets, **kwargs)
+            except (OSError, ValueError) as exc:
+                self.report({"ERROR"}, str(exc))
+                return {"CANCELLED"}
+            self.report({"INFO"}, f"Dreamsmith: {self.command} {prompt!r}...")
+            return {"FINISHED"}
+        messages = []
+        for i in range(max(1, len(targets))):  # background: one blocking job per target
+            try:
+                start_job(context, values, self.model, config, interactive=False, targets=targets[i:i + 1], **kwargs)
+            except (OSError, ValueError) as exc:
+                self.report({"ERROR"}, str(exc))
+                return {"CANCELLED"}
+            ok, message = self._wait(scene_props)
+            if not ok:
+                self.report({"ERROR"}, message)
+                return {"CANCELLED"}
+            messages.append(message)
+        self.report({"INFO"}, "Dreamsmith: " + " ".join(messages))
         return {"FINISHED"}
 
-    def _wait(self, scene_props):
+    def _wait(self, scene_props) -> tuple[bool, str]:
         job = _state.job
         try:
             outcome = job.wait(on_message=lambda msg: _handle(msg, scene_props))
         except BaseException:  # e.g. KeyboardInterrupt in a script: end the worker, then let it through
             stop_job()
             raise
-        ok, message = _finish(outcome, undo=False)
-        if not ok:
-            self.report({"ERROR"}, message)
-            return {"CANCELLED"}
-        self.report({"INFO"}, f"Dreamsmith: {message}")
-        return {"FINISHED"}
+        return _finish(outcome, undo=False)
+
+
+class DREAMSMITH_OT_generate(_JobOperator, bpy.types.Operator):
+    """Make a textured mesh from the prompt (the engine runs in a separate process; Blender stays responsive)"""
+
+    bl_idname = "dreamsmith.generate"
+    bl_label = "Generate"
+    bl_options = {"REGISTER"}
+    command = "generate"
+
+
+class DREAMSMITH_OT_retexture(_JobOperator, bpy.types.Operator):
+    """Paint a new texture on the selected meshes from the prompt; their geometry is kept and the old materials
+    stay in the file"""
+
+    bl_idname = "dreamsmith.retexture"
+    bl_label = "Re-texture"
+    bl_options = {"REGISTER"}
+    command = "retexture"
+
+    def targets(self, context) -> list[str]:
+        """The selected objects, all meshes with faces."""
+        from .mesh_io import check_target
+
+        selected = list(context.selected_objects or [])
+        if not selected:
+            raise ValueError("Nothing is selected; select the mesh objects to re-texture.")
+        for obj in selected:
+            problem = check_target(obj)
+            if problem:
+                raise ValueError(problem)
+        return [obj.name for obj in selected]
+
+
+class DREAMSMITH_OT_edit(_JobOperator, bpy.types.Operator):
+    """Change the active object's shape and texture towards the prompt; its old mesh stays in the file"""
+
+    bl_idname = "dreamsmith.edit"
+    bl_label = "Edit"
+    bl_options = {"REGISTER"}
+    command = "edit"
+
+    as_new_object: BoolProperty(name="As new object", default=False, options={"SKIP_SAVE"},
+                                description="Add the result as a new object instead of replacing the mesh")
+
+    def targets(self, context) -> list[str]:
+        """The active object, a mesh with faces."""
+        from .mesh_io import check_target
+
+        obj = context.view_layer.objects.active if context.view_layer else None
+        problem = check_target(obj)
+        if problem:
+            raise ValueError(problem)
+        return [obj.name]
 
 
 class DREAMSMITH_OT_cancel(bpy.types.Operator):

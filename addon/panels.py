@@ -2,7 +2,13 @@
 
 import bpy
 
-from .operators import DREAMSMITH_OT_cancel, DREAMSMITH_OT_generate, job_running
+from .operators import (
+    DREAMSMITH_OT_cancel,
+    DREAMSMITH_OT_edit,
+    DREAMSMITH_OT_generate,
+    DREAMSMITH_OT_retexture,
+    job_running,
+)
 
 
 def _eta_text(seconds: float) -> str:
@@ -27,7 +33,8 @@ class DREAMSMITH_PT_generate(bpy.types.Panel):
         return context.scene is not None and hasattr(context.scene, "dreamsmith")
 
     def draw(self, context):
-        """Inputs (greyed while a job runs), Generate or progress + Cancel, the last message, the preview."""
+        """Inputs and Generate / Re-texture (selected) / Edit (active), greyed while a job runs; progress + Cancel;
+        the last message; the live preview."""
         layout = self.layout
         props = context.scene.dreamsmith
         running = job_running()
@@ -37,9 +44,12 @@ class DREAMSMITH_PT_generate(bpy.types.Panel):
         col.prop(props, "negative_prompt")
         col.prop(props, "preset")
         col.prop(props, "seed")
-        row = layout.row()
-        row.enabled = not running
-        row.operator(DREAMSMITH_OT_generate.bl_idname, icon="PLAY")
+        col = layout.column(align=True)
+        col.enabled = not running
+        col.operator(DREAMSMITH_OT_generate.bl_idname, icon="PLAY")
+        row = col.row(align=True)
+        row.operator(DREAMSMITH_OT_retexture.bl_idname, icon="TEXTURE")
+        row.operator(DREAMSMITH_OT_edit.bl_idname, icon="MODIFIER")
         if running:
             box = layout.box()
             stage = props.stage or "starting"

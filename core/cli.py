@@ -116,15 +116,9 @@ def run(args: argparse.Namespace) -> dict:
             return run_generate(args.prompt, args.out, cfg, negative_prompt=args.negative, device=args.device,
                                 callback=bar, preset=args.preset, preview=args.preview)
         if args.command in ("retexture", "edit"):
-            from .retexture import edit_config, retexture_config, run_edit, run_retexture
+            from .retexture import edit_config, prior_overrides, retexture_config, run_edit, run_retexture
 
-            over = _overrides(args.config) | {"seed": args.seed}
-            if args.model or args.allow_network:
-                prior = over.get("model", {})
-                if not isinstance(prior, dict):
-                    raise DreamsmithError("Config 'model' must be a mapping, e.g. {\"model\": \"org/name\"}.")
-                over["model"] = dict(prior, **({"model": args.model} if args.model else {}),
-                                     **({"allow_network": True} if args.allow_network else {}))
+            over = prior_overrides(_overrides(args.config) | {"seed": args.seed}, args.model, args.allow_network)
             make, job = (retexture_config, run_retexture) if args.command == "retexture" else (edit_config, run_edit)
             return job(args.mesh, args.prompt, args.out, make(args.preset, over), negative_prompt=args.negative,
                        device=args.device, callback=bar, preset=args.preset, preview=args.preview)

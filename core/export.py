@@ -261,8 +261,8 @@ def _obj_text(name: str, mtl_name: str, verts: np.ndarray, uvs: np.ndarray, norm
     f = faces.astype(np.int64) + 1
     lines = [f"# Dreamsmith {_version()}: Y-up (x, z, -y) of the Z-up engine frame; Blender's default OBJ import "
              "restores Z-up.", f"mtllib {mtl_name}", f"o {name}"]
-    lines += [f"v {a:.7g} {b:.7g} {c:.7g}" for a, b, c in v.tolist()]
-    lines += [f"vt {a:.7g} {b:.7g}" for a, b in vt.tolist()]
+    lines += [f"v {a:.9g} {b:.9g} {c:.9g}" for a, b, c in v.tolist()]  # 9 digits: float32 round-trips
+    lines += [f"vt {a:.9g} {b:.9g}" for a, b in vt.tolist()]
     lines += [f"vn {a:.6g} {b:.6g} {c:.6g}" for a, b, c in n.tolist()]
     lines += ["usemtl material0", "s 1"]
     lines += [f"f {a}/{a}/{a} {b}/{b}/{b} {c}/{c}/{c}" for a, b, c in f.tolist()]

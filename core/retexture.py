@@ -9,6 +9,7 @@ its UVs when they are usable, else onto a fresh xatlas unwrap.
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from .bake import BakeConfig, bake_texture, unwrap
 from .config import from_dict, to_dict
 from .device import resolve_device
 from .dmtet import DMTetGeometry
-from .errors import InputError
+from .errors import ConfigError, InputError
 from .events import CancelToken, ProgressCallback, StageReporter
 from .export import TexturedMesh, read_mesh
 from .field import FieldConfig, HashGridConfig, NeRFField
@@ -68,6 +69,8 @@ class RetextureConfig:
         stage_sds: Views, shading and background.
         bake: Texture size and padding (and unwrapping when the UVs are not usable).
         uv_check: When the mesh's UVs are used.
+        allow_new_uvs: Unwrap the mesh when its UVs are not usable; False: refuse instead (the Blender add-on sets
+            this when modifiers change the topology, as new UVs could not be put on the original mesh).
     """
 
     seed: int = 0
@@ -82,6 +85,7 @@ class RetextureConfig:
     stage_sds: MeshSDSConfig = field(default_factory=MeshSDSConfig)
     bake: BakeConfig = field(default_factory=BakeConfig)
     uv_check: UVCheckConfig = field(default_factory=UVCheckConfig)
+    allow_new_uvs: bool = True
 
 
 def retexture_config(preset: str, overrides: dict[str, Any] | None = None) -> RetextureConfig:
@@ -92,6 +96,18 @@ def retexture_config(preset: str, overrides: dict[str, Any] | None = None) -> Re
 def edit_config(preset: str, overrides: dict[str, Any] | None = None) -> RetextureConfig:
     """The edit config of ``preset`` with ``overrides`` on top (unknown keys are errors)."""
     return from_dict(RetextureConfig, preset_overrides(EDIT_PRESETS, preset, overrides))
+
+
+def prior_overrides(overrides: dict[str, Any], model: str | None = None, allow_network: bool = False,
+                    cache_dir: str | None = None) -> dict[str, Any]:
+    """``overrides`` (not changed) with the prior chosen on a command line or in a job merged into ``model``."""
+    over: dict[str, Any] = copy.deepcopy(overrides)
+    if "model" in over and not isinstance(over["model"], dict):
+        raise ConfigError(f"Config 'model' must be a mapping, got {type(over['model']).__name__}.")
+    for key, value in (("model", model), ("allow_network", allow_network or None), ("cache_dir", cache_dir)):
+        if value:
+            over.setdefault("model", {})[key] = value
+    return over
 
 
 # ------------------------------------------------------------------------------------------------ frames and UVs
@@ -209,6 +225,9 @@ def run_retexture(mesh_path: str | os.PathLike, prompt: str, out: str | os.PathL
     timings: dict[str, float] = {}
     why_not = uv_problems(verts, faces, uvs, cfg.uv_check)
     if why_not:
+        if not cfg.allow_new_uvs:
+            raise InputError(f"The mesh cannot be re-textured on its UVs ({why_not}), and new UVs cannot be added "
+                             "to it here: add or fix a UV map (or apply the modifiers), then try again.")
         if len(faces) > cfg.bake.max_faces_for_unwrap:
             raise InputError(f"The mesh needs new UVs ({why_not}) but has {len(faces):,} faces; unwrapping is "
                              f"limited to {cfg.bake.max_faces_for_unwrap:,}. Give it a UV map or decimate it.")

@@ -54,12 +54,14 @@ class Job:
     """One job, as sent by the add-on.
 
     Attributes:
-        command: What to do; only ``"generate"`` for now.
+        command: What to do: ``"generate"``, ``"retexture"`` (new texture on ``mesh``) or ``"edit"`` (new shape
+            and texture from ``mesh``).
         prompt: What to make, e.g. ``"a red cube"``.
         negative_prompt: What to avoid.
         preset: Quality preset (``draft``, ``standard``, ``high``).
         seed: Seed of every random choice.
         model: Coarse-stage prior (Hub id or local diffusers folder); ``None`` or empty: the preset's.
+        mesh: The input mesh (``.glb``/``.gltf``/``.obj``) of ``retexture`` and ``edit``.
         fine_model: Mesh-stage prior; ``None`` or empty: the preset's (with ``model`` only: the same as ``model``).
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
         out: The result file (``.glb`` or ``.obj``), written atomically.
@@ -70,7 +72,8 @@ class Job:
         watch_stdin: Treat end-of-file on stdin (after the job) as "the parent is gone": stop.
     """
 
-    command: Literal["generate"] = "generate"
+    command: Literal["generate", "retexture", "edit"] = "generate"
+    mesh: str = ""
     prompt: str = ""
     negative_prompt: str = ""
     preset: str = "draft"
@@ -116,11 +119,17 @@ def parse_job(data: dict[str, Any]) -> Job:
         raise ConfigError("The job's 'config' must be a JSON object of config overrides (or {}).")
     if not job.out:
         raise InputError("The job has no 'out' path; give the result file, ending in .glb or .obj.")
+    if job.command in ("retexture", "edit") and not job.mesh:
+        raise InputError(f"A {job.command!r} job needs a 'mesh': the input .glb, .gltf or .obj file.")
     return job
 
 
 def job_overrides(job: Job) -> dict[str, Any]:
     """The config overrides of ``job``: its ``config`` plus seed, models, network consent and cache folder."""
+    if job.command in ("retexture", "edit"):
+        from .retexture import prior_overrides
+
+        return prior_overrides(dict(job.config, seed=job.seed), job.model, job.allow_network, job.cache_dir)
     from .generate import model_overrides
 
     return model_overrides(dict(job.config, seed=job.seed), job.model, job.fine_model, job.allow_network,
@@ -276,16 +285,23 @@ def run_job(job: Job, emit: Emitter, stopper: Stopper) -> dict[str, Any]:
     A stop before the result is in place removes what the job wrote; after that, stop requests are ignored.
     """
     emit({"type": "progress", "stage": "load", "step": 0, "total": 0, "loss": None, "eta": None})
-    from .generate import generate_config, run_generate
 
     out = Path(job.out)
     preview = Path(job.preview) if job.preview else None
     existed = {p: p.exists() for p in (out, preview) if p is not None}
     forward = Forwarder(emit, out)
     try:
-        cfg = generate_config(job.preset, job_overrides(job))
-        summary = run_generate(job.prompt, out, cfg, negative_prompt=job.negative_prompt, device=job.device,
-                               callback=forward, cancel=stopper.cancel, preset=job.preset, preview=preview)
+        common = {"negative_prompt": job.negative_prompt, "device": job.device, "callback": forward,
+                  "cancel": stopper.cancel, "preset": job.preset, "preview": preview}
+        if job.command == "generate":
+            from .generate import generate_config, run_generate
+
+            summary = run_generate(job.prompt, out, generate_config(job.preset, job_overrides(job)), **common)
+        else:
+            from .retexture import edit_config, retexture_config, run_edit, run_retexture
+
+            make, run = (retexture_config, run_retexture) if job.command == "retexture" else (edit_config, run_edit)
+            summary = run(job.mesh, job.prompt, out, make(job.preset, job_overrides(job)), **common)
         stopper.cancel.check()
         stopper.finish()
     except BaseException:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,7 +53,7 @@ def generate(**kw):
 REGISTER = COMMON + r"""
 from types import SimpleNamespace
 NAMES = ["DREAMSMITH_OT_generate", "DREAMSMITH_OT_cancel", "DREAMSMITH_OT_check_setup", "DREAMSMITH_PT_generate",
-         "DREAMSMITH_OT_install_dependencies"]
+         "DREAMSMITH_OT_install_dependencies", "DREAMSMITH_OT_retexture", "DREAMSMITH_OT_edit"]
 before = handlers()
 addon_utils.enable("dreamsmith", default_set=True)
 from dreamsmith.addon import CLASSES, operators, panels
@@ -236,12 +237,13 @@ def _run(script: str, args: dict, timeout: float = 300) -> dict:
 
 def test_register_unregister_is_symmetric_and_panel_draws():
     rep = _run(REGISTER, {})
-    assert rep["registered"] == [True] * 12 and rep["unregistered"] == [False] * 12
+    assert rep["registered"] == [True] * 16 and rep["unregistered"] == [False] * 16
     assert rep["prefs"] == "" and rep["scene_prop"] == "draft" and rep["scene_prop_gone"]
     assert rep["generate_poll"] and not rep["generate_poll_running"]
     assert not rep["timer"] and rep["handlers_same"] and rep["during"]
     idle, running = rep["idle"], rep["running"]
     assert ["prop", "prompt", ""] in idle and ["operator", "dreamsmith.generate", ""] in idle
+    assert ["operator", "dreamsmith.retexture", ""] in idle and ["operator", "dreamsmith.edit", ""] in idle
     assert not any(c[0] == "progress" for c in idle)
     bars = [c for c in running if c[0] == "progress"]
     assert bars and bars[0][-1] == "coarse 30/120  ETA 1:15"
@@ -334,3 +336,134 @@ def test_worker_dies_when_blender_exits(prior):
         time.sleep(0.2)
     alive = Path(f"/proc/{info['pid']}").exists() and "zombie" not in Path(f"/proc/{info['pid']}/status").read_text()
     assert not alive, "the worker outlived Blender"
+
+
+RETEXTURE = COMMON + r"""
+import numpy as np
+addon_utils.enable("dreamsmith", default_set=True)
+bpy.context.preferences.addons["dreamsmith"].preferences.device = "cpu"
+bpy.ops.wm.read_factory_settings(use_empty=True)
+addon_utils.enable("dreamsmith", default_set=True)
+bpy.context.preferences.addons["dreamsmith"].preferences.device = "cpu"
+tiny = json.dumps(ARGS["config"])
+
+def verts(obj):
+    a = np.zeros(len(obj.data.vertices) * 3, np.float32)
+    obj.data.vertices.foreach_get("co", a)
+    return a
+
+def uvs(obj, name):
+    layer = obj.data.uv_layers[name]
+    a = np.zeros(len(layer.data) * 2, np.float32)
+    layer.data.foreach_get("uv", a)
+    return a
+
+def colour(mat):
+    img = [n.image for n in mat.node_tree.nodes if n.type == "TEX_IMAGE"][0]
+    px = np.array(img.pixels[:], np.float32).reshape(-1, 4)[:, :3]
+    px = px[px.max(axis=1) > 0.05]
+    return img.packed_file is not None, np.median(px, axis=0).round(3).tolist()
+
+def call(op, **kw):
+    try:
+        return str(sorted(op(**kw)))
+    except RuntimeError as exc:
+        return "RuntimeError: " + str(exc)
+
+# an artist's cube: own UVs and material, scaled, rotated, moved
+bpy.ops.mesh.primitive_cube_add(size=2.0, location=(3.0, -1.0, 0.5), rotation=(0.3, 0.0, 0.7))
+cube = bpy.context.active_object
+cube.scale = (1.5, 0.7, 1.0)
+old = bpy.data.materials.new("Artist material")
+cube.data.materials.append(old)
+v0, uv0 = verts(cube), uvs(cube, "UVMap")
+REPORT["ok"] = call(bpy.ops.dreamsmith.retexture, prompt="a green cube", preset="draft", model=ARGS["model"],
+                    config_json=tiny)
+REPORT["verts_same"] = bool(np.array_equal(verts(cube), v0))
+REPORT["uv_same"] = bool(np.array_equal(uvs(cube, "UVMap"), uv0)) and [l.name for l in cube.data.uv_layers] == ["UVMap"]
+mat = cube.material_slots[0].material
+REPORT["new_material"] = mat.name
+REPORT["old_kept"] = "Artist material" in bpy.data.materials and bpy.data.materials["Artist material"].use_fake_user
+REPORT["packed"], REPORT["rgb"] = colour(mat)
+uvnode = [n for n in mat.node_tree.nodes if n.type == "UVMAP"][0]
+REPORT["uv_node"] = uvnode.uv_map
+REPORT["prop"] = cube.get("dreamsmith_retexture_prompt")
+
+# a mesh without UVs gets a new UV map; several objects in one call
+bpy.ops.mesh.primitive_ico_sphere_add(subdivisions=2, location=(-3, 0, 0))
+ball = bpy.context.active_object
+ball.data.uv_layers.remove(ball.data.uv_layers[0]) if ball.data.uv_layers else None
+vb = verts(ball)
+for o in bpy.context.view_layer.objects:
+    o.select_set(o in (ball, cube))
+REPORT["two"] = call(bpy.ops.dreamsmith.retexture, prompt="a blue sphere", preset="draft", model=ARGS["model"],
+                     config_json=tiny)
+REPORT["ball_uv"] = [l.name for l in ball.data.uv_layers]
+REPORT["ball_verts_same"] = bool(np.array_equal(verts(ball), vb))
+REPORT["ball_rgb"] = colour(ball.material_slots[0].material)[1]
+REPORT["cube_again"] = cube.material_slots[0].material.name
+
+# bad selections change nothing
+before = counts()
+bpy.ops.object.camera_add()
+cam = bpy.context.active_object
+before = counts()
+REPORT["camera"] = call(bpy.ops.dreamsmith.retexture, prompt="a green cube", model=ARGS["model"], config_json=tiny)
+REPORT["camera_edit"] = call(bpy.ops.dreamsmith.edit, prompt="a green cube", model=ARGS["model"], config_json=tiny)
+for o in bpy.context.view_layer.objects:
+    o.select_set(False)
+REPORT["empty"] = call(bpy.ops.dreamsmith.retexture, prompt="a green cube", model=ARGS["model"], config_json=tiny)
+me = bpy.data.meshes.new("points")
+me.from_pydata([(0, 0, 0), (1, 0, 0), (0, 1, 0)], [], [])
+pts = bpy.data.objects.new("points", me)
+bpy.context.scene.collection.objects.link(pts)
+pts.select_set(True)
+bpy.context.view_layer.objects.active = pts
+before = counts()
+REPORT["no_faces"] = call(bpy.ops.dreamsmith.retexture, prompt="a green cube", model=ARGS["model"], config_json=tiny)
+REPORT["no_faces_edit"] = call(bpy.ops.dreamsmith.edit, prompt="a green cube", model=ARGS["model"], config_json=tiny)
+REPORT["bad_unchanged"] = counts() == before
+REPORT["job_dirs"] = job_dirs()
+
+# edit: a sphere becomes something else, its old mesh kept; or a new object
+bpy.ops.mesh.primitive_uv_sphere_add(radius=1.0, location=(0, 4, 0))
+sphere = bpy.context.active_object
+old_mesh = sphere.data.name
+n_obj = len(bpy.data.objects)
+REPORT["edit"] = call(bpy.ops.dreamsmith.edit, prompt="a blue cube", preset="draft", model=ARGS["model"],
+                      config_json=tiny)
+REPORT["edit_new_data"] = sphere.data.name != old_mesh and old_mesh in bpy.data.meshes
+REPORT["edit_old_fake"] = bpy.data.meshes[old_mesh].use_fake_user
+REPORT["edit_same_count"] = len(bpy.data.objects) == n_obj
+bb = np.array([sphere.matrix_world @ v.co for v in sphere.data.vertices])
+REPORT["edit_centre"] = ((bb.min(0) + bb.max(0)) / 2).round(2).tolist()
+REPORT["edit_new_obj"] = call(bpy.ops.dreamsmith.edit, prompt="a blue cube", preset="draft", model=ARGS["model"],
+                              config_json=tiny, as_new_object=True)
+REPORT["edit_added"] = len(bpy.data.objects) - n_obj
+REPORT["job_dirs_end"] = job_dirs()
+print("REPORT " + json.dumps(REPORT))
+"""
+
+RETEX_TINY = {"stage": {"steps": 40}, "bake": {"texture_size": 64}}
+
+
+def test_retexture_and_edit_operators_on_artist_objects(tmp_path):
+    toy = REPO / "tests" / "assets" / "toy_prior"
+    rep = _run(RETEXTURE, {"model": str(toy), "config": RETEX_TINY}, timeout=900)
+    assert rep["ok"] == "['FINISHED']", rep["ok"]
+    assert rep["verts_same"] and rep["uv_same"] and rep["old_kept"] and rep["packed"]
+    assert rep["new_material"].startswith("Dreamsmith: a green cube") and rep["uv_node"] == "UVMap"
+    r, g, b = rep["rgb"]
+    assert g > 1.5 * max(r, b), rep["rgb"]
+    assert rep["prop"] == "a green cube"
+    assert rep["two"] == "['FINISHED']" and rep["ball_uv"] == ["Dreamsmith UV"] and rep["ball_verts_same"]
+    r, g, b = rep["ball_rgb"]
+    assert b > 1.5 * max(r, g), rep["ball_rgb"]
+    assert rep["cube_again"].startswith("Dreamsmith: a blue sphere")
+    assert "not a mesh" in rep["camera"] and "not a mesh" in rep["camera_edit"]
+    assert rep["empty"].startswith("RuntimeError: Error: Nothing is selected")
+    assert "no faces" in rep["no_faces"] and "no faces" in rep["no_faces_edit"]
+    assert rep["bad_unchanged"] and rep["job_dirs"] == []
+    assert rep["edit"] == "['FINISHED']" and rep["edit_new_data"] and rep["edit_old_fake"] and rep["edit_same_count"]
+    assert np.allclose(rep["edit_centre"], [0, 4, 0], atol=0.3)
+    assert rep["edit_new_obj"] == "['FINISHED']" and rep["edit_added"] == 1 and rep["job_dirs_end"] == []
