@@ -116,10 +116,15 @@ def run(args: argparse.Namespace) -> dict:
             return run_generate(args.prompt, args.out, cfg, negative_prompt=args.negative, device=args.device,
                                 callback=bar, preset=args.preset, preview=args.preview)
         if args.command in ("retexture", "edit"):
-            from .retexture import edit_config, prior_overrides, retexture_config, run_edit, run_retexture
+            from .edit import edit_config, run_edit
+            from .generate import model_overrides
+            from .retexture import prior_overrides, retexture_config, run_retexture
 
-            over = prior_overrides(_overrides(args.config) | {"seed": args.seed}, args.model, args.allow_network)
-            make, job = (retexture_config, run_retexture) if args.command == "retexture" else (edit_config, run_edit)
+            over = _overrides(args.config) | {"seed": args.seed}
+            if args.command == "retexture":
+                over, make, job = prior_overrides(over, args.model, args.allow_network), retexture_config, run_retexture
+            else:
+                over, make, job = model_overrides(over, args.model, None, args.allow_network), edit_config, run_edit
             return job(args.mesh, args.prompt, args.out, make(args.preset, over), negative_prompt=args.negative,
                        device=args.device, callback=bar, preset=args.preset, preview=args.preview)
         raise DreamsmithError(f"Unknown command {args.command!r}.")

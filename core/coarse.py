@@ -118,7 +118,7 @@ def pick_shading(cfg: CoarseSDSConfig, step: int, generator: torch.Generator) ->
 
 def train_coarse_sds(cfg: CoarseConfig, sds_cfg: CoarseSDSConfig, guidance, bbox: Tensor, device: torch.device,
                      generator: torch.Generator, reporter: StageReporter,
-                     preview_fn=None) -> tuple[NeRFField, OccupancyGrid]:
+                     preview_fn=None, density_prior: Tensor | None = None) -> tuple[NeRFField, OccupancyGrid]:
     """Optimise the coarse NeRF by score distillation.
 
     Args:
@@ -131,8 +131,12 @@ def train_coarse_sds(cfg: CoarseConfig, sds_cfg: CoarseSDSConfig, guidance, bbox
         generator: The job's random generator (CPU).
         reporter: Progress and cancellation.
         preview_fn: Optional ``(field, occupancy) -> uint8 image`` called every ``cfg.preview_every`` steps.
+        density_prior: Optional ``[R, R, R]`` raw density over the box the field starts from (an edit's mesh;
+            see :meth:`NeRFField.set_density_prior`).
     """
     model = NeRFField(cfg.field, bbox.to(device)).to(device)
+    if density_prior is not None:
+        model.set_density_prior(density_prior.to(device))
     occ = OccupancyGrid(cfg.occupancy, bbox.to(device)).to(device)
     opt = make_optimizer(model, cfg.lr, cfg.lr_mlp)
     for step in range(1, cfg.steps + 1):

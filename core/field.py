@@ -192,6 +192,18 @@ class NeRFField(nn.Module):
         self.density_net = _mlp(self.encoding.output_dim, cfg.hidden_dim, cfg.n_hidden_layers, 1)
         self.albedo_net = _mlp(self.encoding.output_dim, cfg.hidden_dim, cfg.n_hidden_layers, 3)
         self.register_buffer("bbox", box)
+        self.register_buffer("density_prior", None)  # optional [1, 1, R, R, R] raw-density grid over the box
+
+    def set_density_prior(self, values: Tensor | None) -> None:
+        """Add ``values`` (a ``[R, R, R]`` grid over the box, indexed x, y, z, corners aligned with the box's) to the
+        raw density everywhere, trilinearly: the field then starts as that shape (e.g. an existing mesh, for an
+        edit) instead of, or besides, the blob. ``None`` removes it."""
+        if values is None:
+            self.density_prior = None
+            return
+        if values.dim() != 3 or min(values.shape) < 2 or not bool(torch.isfinite(values).all()):
+            raise InputError(f"A density prior must be a finite [R, R, R] grid; got {tuple(values.shape)}.")
+        self.density_prior = values.permute(2, 1, 0)[None, None].float().to(self.bbox.device)  # [1, 1, z, y, x]
 
     def set_bbox(self, bbox: Tensor) -> None:
         """Replace the scene box (``[2, 3]``: min, max corners in world units); the weights stay."""
@@ -212,6 +224,9 @@ class NeRFField(nn.Module):
         if self.cfg.density_bias == "blob":
             p = 2.0 * u - 1.0  # box-normalised, [-1, 1] per axis
             raw = raw + self.cfg.blob_density * (1.0 - torch.linalg.vector_norm(p, dim=-1) / self.cfg.blob_radius)
+        if self.density_prior is not None:
+            g = (2.0 * u - 1.0).view(1, -1, 1, 1, 3)
+            raw = raw + F.grid_sample(self.density_prior, g, align_corners=True).view(-1)
         return raw + self.cfg.density_shift
 
     def _activate_density(self, raw: Tensor, inside: Tensor) -> Tensor:

@@ -20,6 +20,7 @@ from .device import resolve_device
 from .dmtet import DMTetGeometry
 from .errors import ConfigError, InputError
 from .events import CancelToken, ProgressCallback, StageReporter
+from .export import TexturedMesh
 from .guidance.sds import SDSConfig, SDSGuidance
 from .live_preview import field_preview, mesh_preview
 from .mesh_stage import MeshSDSConfig, MeshStageConfig, initial_sdf, train_mesh_sds
@@ -112,18 +113,14 @@ def make_guidance(prior, prompt: str, negative: str, prompt_cfg: PromptConfig, s
     return SDSGuidance(prior, prompts, sds_cfg)
 
 
-def run_generate(prompt: str, out: str | os.PathLike, cfg: GenerateConfig, negative_prompt: str = "",
-                 device: str = "auto", callback: ProgressCallback | None = None, cancel: CancelToken | None = None,
-                 preset: str = "custom", preview: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Generate a textured mesh from ``prompt`` and write it to ``out`` (GLB or OBJ), atomically.
+def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: torch.device,
+                  callback: ProgressCallback | None = None, cancel: CancelToken | None = None,
+                  density_prior: torch.Tensor | None = None) -> tuple[TexturedMesh, dict[str, float]]:
+    """The two stages and the bake, for checked inputs: the textured mesh (scene frame) and seconds per stage.
 
-    Returns:
-        A summary: output path, face and vertex counts, seconds per stage.
+    ``density_prior`` (a ``[R, R, R]`` raw-density grid over the scene box) starts the coarse field from an
+    existing shape instead of the blob: that is how an edit begins.
     """
-    prompt = check_prompt(prompt)
-    negative_prompt = check_prompt(negative_prompt, "negative prompt") if negative_prompt.strip() else ""
-    out_path = check_output_path(out, preview)
-    dev = resolve_device(device)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     timings: dict[str, float] = {}
@@ -139,7 +136,8 @@ def run_generate(prompt: str, out: str | os.PathLike, cfg: GenerateConfig, negat
     live = callback is not None  # live previews only for someone who listens
     model, _ = train_coarse_sds(cfg.coarse, cfg.coarse_sds, guidance, bbox, dev, gen,
                                 StageReporter("coarse", cfg.coarse.steps, callback, cancel, every=5),
-                                preview_fn=field_preview(cfg.coarse.volume, r) if live else None)
+                                preview_fn=field_preview(cfg.coarse.volume, r) if live else None,
+                                density_prior=density_prior)
     timings["coarse"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -150,7 +148,7 @@ def run_generate(prompt: str, out: str | os.PathLike, cfg: GenerateConfig, negat
         del guidance, coarse_prior
         gc.collect()
         fine_guidance = make_guidance(load_prior(cfg.fine_model, dev), prompt, negative_prompt, cfg.prompt,
-                                  cfg.fine_guidance)
+                                      cfg.fine_guidance)
     geo = DMTetGeometry(cfg.mesh.dmtet, bbox.to(dev)).to(dev)
     res = cfg.mesh.dmtet.resolution + 1
     geo.init_from_sdf(initial_sdf(model.density, geo.grid_verts, (res, res, res), bbox, cfg.mesh.iso_density,
@@ -165,6 +163,21 @@ def run_generate(prompt: str, out: str | os.PathLike, cfg: GenerateConfig, negat
     timings["bake"] = time.perf_counter() - t0
     if cancel is not None:
         cancel.check()
+    return mesh, timings
+
+
+def run_generate(prompt: str, out: str | os.PathLike, cfg: GenerateConfig, negative_prompt: str = "",
+                 device: str = "auto", callback: ProgressCallback | None = None, cancel: CancelToken | None = None,
+                 preset: str = "custom", preview: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Generate a textured mesh from ``prompt`` and write it to ``out`` (GLB or OBJ), atomically.
+
+    Returns:
+        A summary: output path, face and vertex counts, seconds per stage.
+    """
+    prompt = check_prompt(prompt)
+    negative_prompt = check_prompt(negative_prompt, "negative prompt") if negative_prompt.strip() else ""
+    out_path = check_output_path(out, preview)
+    mesh, timings = generate_mesh(prompt, negative_prompt, cfg, resolve_device(device), callback, cancel)
     extras = {"generator": f"Dreamsmith {__version__}", "command": "generate", "prompt": prompt,
               "negative_prompt": negative_prompt, "seed": cfg.seed, "preset": preset,
               "coarse_model": cfg.coarse_model.model, "fine_model": cfg.fine_model.model or cfg.coarse_model.model}

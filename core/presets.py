@@ -97,12 +97,8 @@ RETEXTURE_PRESETS: dict[str, dict[str, Any]] = {
     "standard": merge(_RETEX_GPU, {"stage": {"steps": 1000}, "bake": {"texture_size": 1024}}),
     "high": merge(_RETEX_GPU, {"stage": {"steps": 2500}, "bake": {"texture_size": 2048}}),
 }
+# Edits are generate jobs that start from the object's shape (no blob) and need fewer coarse steps to get there.
 EDIT_PRESETS: dict[str, dict[str, Any]] = {
-    "draft": merge(_RETEX_DRAFT, {"stage": {"steps": 200, "lr_sdf": 0.05, "lr_deform": 0.005,
-                                            "dmtet": {"resolution": 32}},
-                                  "guidance": {"max_step_percent": 0.98, "max_step_percent_end": 0.5}}),
-    "standard": merge(_RETEX_GPU, {"stage": {"steps": 2000, "dmtet": {"resolution": 128}},
-                                   "stage_sds": {"shading": "lambertian"}, "bake": {"texture_size": 1024}}),
-    "high": merge(_RETEX_GPU, {"stage": {"steps": 4000, "dmtet": {"resolution": 192}},
-                               "stage_sds": {"shading": "lambertian"}, "bake": {"texture_size": 2048}}),
+    name: merge(GENERATE_PRESETS[name], {"coarse": {"steps": steps, "field": {"density_bias": "none"}}})
+    for name, steps in (("draft", 250), ("standard", 2500), ("high", 5000))
 }

@@ -1,10 +1,9 @@
-"""Re-prompt an existing mesh: a new texture with the geometry fixed (``retexture``), or new geometry and texture
-from the mesh as a starting point (``edit``, Magic3D's prompt-based editing of the fine stage).
+"""Re-texture an existing mesh from a prompt, its geometry fixed.
 
-Both read any GLB/glTF/OBJ (node transforms applied, several primitives merged), move a copy of it into the
-prior's frame (centred, its bounding sphere scaled to ``fit_radius``) for rendering, and write the result back
-in the input's own frame. Re-texture keeps the input's vertex positions and faces bit for bit and bakes onto
-its UVs when they are usable, else onto a fresh xatlas unwrap.
+Reads any GLB/glTF/OBJ (node transforms applied, several primitives merged), renders a copy of it in the
+prior's frame (centred, its bounding sphere scaled to ``fit_radius``) while SDS optimises a colour field on
+its surface, and bakes that field onto the mesh's own UVs when they are usable, else onto a fresh xatlas
+unwrap. The output keeps the input's vertex positions and faces bit for bit.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ from .. import __version__
 from .bake import BakeConfig, bake_texture, unwrap
 from .config import from_dict, to_dict
 from .device import resolve_device
-from .dmtet import DMTetGeometry
 from .errors import ConfigError, InputError
 from .events import CancelToken, ProgressCallback, StageReporter
 from .export import TexturedMesh, read_mesh
@@ -33,8 +31,8 @@ from .guidance.sds import SDSConfig
 from .live_preview import mesh_preview
 from .mesh_stage import MeshSDSConfig, MeshStageConfig, train_mesh_sds
 from .models import PriorConfig, load_prior
-from .pipeline import check_output_path, finish_mesh, write_result
-from .presets import EDIT_PRESETS, RETEXTURE_PRESETS, preset_overrides
+from .pipeline import check_output_path, write_result
+from .presets import RETEXTURE_PRESETS, preset_overrides
 from .preview import write_preview
 from .prompts import PromptConfig
 
@@ -91,11 +89,6 @@ class RetextureConfig:
 def retexture_config(preset: str, overrides: dict[str, Any] | None = None) -> RetextureConfig:
     """The re-texture config of ``preset`` with ``overrides`` on top (unknown keys are errors)."""
     return from_dict(RetextureConfig, preset_overrides(RETEXTURE_PRESETS, preset, overrides))
-
-
-def edit_config(preset: str, overrides: dict[str, Any] | None = None) -> RetextureConfig:
-    """The edit config of ``preset`` with ``overrides`` on top (unknown keys are errors)."""
-    return from_dict(RetextureConfig, preset_overrides(EDIT_PRESETS, preset, overrides))
 
 
 def prior_overrides(overrides: dict[str, Any], model: str | None = None, allow_network: bool = False,
@@ -177,7 +170,7 @@ class FixedMesh(torch.nn.Module):
         return self.verts, self.faces
 
 
-def _read_input(mesh_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def read_input(mesh_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     verts, faces, uvs, _ = read_mesh(mesh_path)
     if len(faces) == 0:
         raise InputError(f"{mesh_path} has no faces; give a mesh with polygons.")
@@ -186,7 +179,7 @@ def _read_input(mesh_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, n
     return verts, faces, uvs
 
 
-def _prepare(prompt: str, negative_prompt: str, out, preview, cfg: RetextureConfig, device: str):
+def prepare(prompt: str, negative_prompt: str, out, preview, cfg: RetextureConfig, device: str):
     prompt = check_prompt(prompt)
     negative_prompt = check_prompt(negative_prompt, "negative prompt") if negative_prompt.strip() else ""
     out_path = check_output_path(out, preview)
@@ -202,7 +195,7 @@ def _color_field(cfg: RetextureConfig, dev: torch.device) -> NeRFField:
     return NeRFField(cfg.color_field, bbox).to(dev)
 
 
-def _finish(mesh: TexturedMesh, out_path, preview, extras: dict[str, Any]) -> None:
+def write_outputs(mesh: TexturedMesh, out_path, preview, extras: dict[str, Any]) -> None:
     write_result(mesh, out_path, extras)
     if preview is not None:
         write_preview(mesh, preview)
@@ -220,8 +213,8 @@ def run_retexture(mesh_path: str | os.PathLike, prompt: str, out: str | os.PathL
     Returns:
         A summary: output path, counts, whether the input's UVs were used (and why not), seconds per stage.
     """
-    prompt, negative_prompt, out_path, dev, gen = _prepare(prompt, negative_prompt, out, preview, cfg, device)
-    verts, faces, uvs = _read_input(mesh_path)
+    prompt, negative_prompt, out_path, dev, gen = prepare(prompt, negative_prompt, out, preview, cfg, device)
+    verts, faces, uvs = read_input(mesh_path)
     timings: dict[str, float] = {}
     why_not = uv_problems(verts, faces, uvs, cfg.uv_check)
     if why_not:
@@ -258,80 +251,6 @@ def run_retexture(mesh_path: str | os.PathLike, prompt: str, out: str | os.PathL
     extras = {"generator": f"Dreamsmith {__version__}", "command": "retexture", "prompt": prompt,
               "negative_prompt": negative_prompt, "seed": cfg.seed, "preset": preset, "model": cfg.model.model,
               "source_uvs": "kept" if not why_not else f"new unwrap ({why_not})"}
-    _finish(mesh, out_path, preview, extras)
+    write_outputs(mesh, out_path, preview, extras)
     return {"out": str(out_path), "faces": int(len(faces)), "vertices": int(len(verts)), "uvs_kept": not why_not,
             "uv_problem": why_not, "seconds": timings, "config": to_dict(cfg)}
-
-
-# ------------------------------------------------------------------------------------------------ edit
-
-
-def mesh_sdf(verts: Tensor, faces: Tensor, points: Tensor, budget: int = 2_000_000) -> Tensor:
-    """Signed distance (negative inside) from ``points [N, 3]`` to a closed-ish triangle mesh.
-
-    The sign is the generalised winding number (robust to small holes and several pieces), the magnitude the
-    distance to the nearest of the triangle's centroids and vertices (a fine enough approximation on a grid whose
-    cells are larger than the triangles).
-    """
-    tri = verts[faces]  # [F, 3, 3]
-    surf = torch.cat([verts, tri.mean(1)])
-    chunk = max(1, budget // max(len(faces), 1))  # points per pass: [chunk, F, 3] temporaries stay small
-    out = []
-    for p in points.split(chunk):
-        a, b, c = (tri[None, :, i] - p[:, None] for i in range(3))  # [n, F, 3]
-        la, lb, lc = a.norm(dim=-1), b.norm(dim=-1), c.norm(dim=-1)
-        det = (a * torch.cross(b, c, dim=-1)).sum(-1)
-        den = la * lb * lc + (a * b).sum(-1) * lc + (b * c).sum(-1) * la + (c * a).sum(-1) * lb
-        winding = torch.atan2(det, den).sum(-1) / (2 * torch.pi)
-        dist = torch.cdist(p, surf).min(dim=1).values
-        out.append(torch.where(winding > 0.5, -dist, dist))
-    return torch.cat(out)
-
-
-def run_edit(mesh_path: str | os.PathLike, prompt: str, out: str | os.PathLike, cfg: RetextureConfig,
-             negative_prompt: str = "", device: str = "auto", callback: ProgressCallback | None = None,
-             cancel: CancelToken | None = None, preset: str = "custom",
-             preview: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Edit the mesh in ``mesh_path`` towards ``prompt``: its SDF on the tetrahedral grid starts the mesh stage,
-    which then optimises geometry and texture. The result stays at the input's position and scale.
-    """
-    prompt, negative_prompt, out_path, dev, gen = _prepare(prompt, negative_prompt, out, preview, cfg, device)
-    verts, faces, _ = _read_input(mesh_path)
-    frame = Frame.fit(verts, cfg.fit_radius)
-    timings: dict[str, float] = {}
-
-    t0 = time.perf_counter()
-    guidance = make_guidance(load_prior(cfg.model, dev), prompt, negative_prompt, cfg.prompt, cfg.guidance)
-    timings["load"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    r = 1.0  # the grid box: the object's bounding sphere (fit_radius) with room to grow
-    bbox = torch.tensor([[-r, -r, -r], [r, r, r]], dtype=torch.float32, device=dev)
-    geo = DMTetGeometry(cfg.stage.dmtet, bbox).to(dev)
-    v_t = torch.from_numpy(frame.to_prior(verts)).to(dev)
-    f_t = torch.from_numpy(faces.astype(np.int64)).to(dev)
-    with torch.no_grad():
-        geo.init_from_sdf(mesh_sdf(v_t, f_t, geo.grid_verts))
-    if geo()[1].shape[0] == 0:
-        raise InputError("The mesh is too thin for the edit grid (no surface on it); give a closed, solid mesh or "
-                         "raise stage.dmtet.resolution.")
-    colour = _color_field(cfg, dev)
-    live = callback is not None
-    train_mesh_sds(cfg.stage, cfg.stage_sds, guidance, colour, geo, gen,
-                   StageReporter("edit", cfg.stage.steps, callback, cancel, every=5),
-                   preview_fn=mesh_preview(cfg.fit_radius * 1.3, background=cfg.stage_sds.background) if live
-                   else None)
-    timings["edit"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    mesh = finish_mesh(geo, colour.albedo, cfg.bake, cfg.stage.min_component_fraction, prompt[:60])
-    mesh = TexturedMesh(verts=frame.from_prior(mesh.verts), faces=mesh.faces, uvs=mesh.uvs, normals=mesh.normals,
-                        texture=mesh.texture, name=mesh.name)
-    timings["bake"] = time.perf_counter() - t0
-    if cancel is not None:
-        cancel.check()
-    extras = {"generator": f"Dreamsmith {__version__}", "command": "edit", "prompt": prompt,
-              "negative_prompt": negative_prompt, "seed": cfg.seed, "preset": preset, "model": cfg.model.model}
-    _finish(mesh, out_path, preview, extras)
-    return {"out": str(out_path), "faces": int(len(mesh.faces)), "vertices": int(len(mesh.verts)),
-            "seconds": timings, "config": to_dict(cfg)}

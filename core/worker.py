@@ -126,7 +126,7 @@ def parse_job(data: dict[str, Any]) -> Job:
 
 def job_overrides(job: Job) -> dict[str, Any]:
     """The config overrides of ``job``: its ``config`` plus seed, models, network consent and cache folder."""
-    if job.command in ("retexture", "edit"):
+    if job.command == "retexture":
         from .retexture import prior_overrides
 
         return prior_overrides(dict(job.config, seed=job.seed), job.model, job.allow_network, job.cache_dir)
@@ -298,7 +298,8 @@ def run_job(job: Job, emit: Emitter, stopper: Stopper) -> dict[str, Any]:
 
             summary = run_generate(job.prompt, out, generate_config(job.preset, job_overrides(job)), **common)
         else:
-            from .retexture import edit_config, retexture_config, run_edit, run_retexture
+            from .edit import edit_config, run_edit
+            from .retexture import retexture_config, run_retexture
 
             make, run = (retexture_config, run_retexture) if job.command == "retexture" else (edit_config, run_edit)
             summary = run(job.mesh, job.prompt, out, make(job.preset, job_overrides(job)), **common)

@@ -151,3 +151,19 @@ def test_exp_activation_and_no_bias():
     f = make_field(density_activation="exp", density_bias="none")
     d = f.density(torch.zeros(3, 3))
     assert (d > 0).all() and (d < 1.0).all()  # exp(~0 - 1) without the blob
+
+
+def test_density_prior_grid_shapes_the_start_and_is_indexed_x_y_z():
+    field = NeRFField(FieldConfig(density_bias="none"), torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
+    n = 21
+    axis = torch.linspace(-1, 1, n)
+    x, y, z = torch.meshgrid(axis, axis, axis, indexing="ij")
+    # a slab that is dense only where x > 0.3 (so a swapped axis would show)
+    field.set_density_prior(torch.where(x > 0.3, 8.0, -8.0) + 0 * y + 0 * z)
+    pts = torch.tensor([[0.7, 0.0, 0.0], [-0.7, 0.0, 0.0], [0.0, 0.7, 0.0], [0.0, 0.0, 0.7]])
+    d = field.density(pts)
+    assert d[0] > 5.0 and (d[1:] < 0.1).all()
+    field.set_density_prior(None)
+    assert field.density(pts).max() < 2.0
+    with pytest.raises(InputError):
+        field.set_density_prior(torch.zeros(4, 4))
