@@ -114,7 +114,9 @@ class SDSGuidance:
         x = rgb.permute(0, 3, 1, 2).float()  # [B, 3, H, W]
         size = self.prior.image_size
         if x.shape[-2:] != (size, size):
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
+            # antialias when shrinking: every rendered pixel gets its share of the gradient (no aliasing noise)
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                              antialias=bool(x.shape[-1] > size))
         x = 2.0 * x - 1.0
         vae = self.prior.vae
         if vae is None:

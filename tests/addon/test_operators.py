@@ -346,6 +346,7 @@ bpy.ops.wm.read_factory_settings(use_empty=True)
 addon_utils.enable("dreamsmith", default_set=True)
 bpy.context.preferences.addons["dreamsmith"].preferences.device = "cpu"
 tiny = json.dumps(ARGS["config"])
+edit_tiny = json.dumps(ARGS["edit_config"])
 
 def verts(obj):
     a = np.zeros(len(obj.data.vertices) * 3, np.float32)
@@ -409,7 +410,8 @@ bpy.ops.object.camera_add()
 cam = bpy.context.active_object
 before = counts()
 REPORT["camera"] = call(bpy.ops.dreamsmith.retexture, prompt="a green cube", model=ARGS["model"], config_json=tiny)
-REPORT["camera_edit"] = call(bpy.ops.dreamsmith.edit, prompt="a green cube", model=ARGS["model"], config_json=tiny)
+REPORT["camera_edit"] = call(bpy.ops.dreamsmith.edit, prompt="a green cube", model=ARGS["model"],
+                             config_json=edit_tiny)
 for o in bpy.context.view_layer.objects:
     o.select_set(False)
 REPORT["empty"] = call(bpy.ops.dreamsmith.retexture, prompt="a green cube", model=ARGS["model"], config_json=tiny)
@@ -421,7 +423,8 @@ pts.select_set(True)
 bpy.context.view_layer.objects.active = pts
 before = counts()
 REPORT["no_faces"] = call(bpy.ops.dreamsmith.retexture, prompt="a green cube", model=ARGS["model"], config_json=tiny)
-REPORT["no_faces_edit"] = call(bpy.ops.dreamsmith.edit, prompt="a green cube", model=ARGS["model"], config_json=tiny)
+REPORT["no_faces_edit"] = call(bpy.ops.dreamsmith.edit, prompt="a green cube", model=ARGS["model"],
+                               config_json=edit_tiny)
 REPORT["bad_unchanged"] = counts() == before
 REPORT["job_dirs"] = job_dirs()
 
@@ -431,25 +434,26 @@ sphere = bpy.context.active_object
 old_mesh = sphere.data.name
 n_obj = len(bpy.data.objects)
 REPORT["edit"] = call(bpy.ops.dreamsmith.edit, prompt="a blue cube", preset="draft", model=ARGS["model"],
-                      config_json=tiny)
+                      config_json=edit_tiny)
 REPORT["edit_new_data"] = sphere.data.name != old_mesh and old_mesh in bpy.data.meshes
 REPORT["edit_old_fake"] = bpy.data.meshes[old_mesh].use_fake_user
 REPORT["edit_same_count"] = len(bpy.data.objects) == n_obj
 bb = np.array([sphere.matrix_world @ v.co for v in sphere.data.vertices])
 REPORT["edit_centre"] = ((bb.min(0) + bb.max(0)) / 2).round(2).tolist()
 REPORT["edit_new_obj"] = call(bpy.ops.dreamsmith.edit, prompt="a blue cube", preset="draft", model=ARGS["model"],
-                              config_json=tiny, as_new_object=True)
+                              config_json=edit_tiny, as_new_object=True)
 REPORT["edit_added"] = len(bpy.data.objects) - n_obj
 REPORT["job_dirs_end"] = job_dirs()
 print("REPORT " + json.dumps(REPORT))
 """
 
 RETEX_TINY = {"stage": {"steps": 40}, "bake": {"texture_size": 64}}
+EDIT_TINY = {"coarse": {"steps": 40}, "mesh": {"steps": 10}, "bake": {"texture_size": 64}}
 
 
 def test_retexture_and_edit_operators_on_artist_objects(tmp_path):
     toy = REPO / "tests" / "assets" / "toy_prior"
-    rep = _run(RETEXTURE, {"model": str(toy), "config": RETEX_TINY}, timeout=900)
+    rep = _run(RETEXTURE, {"model": str(toy), "config": RETEX_TINY, "edit_config": EDIT_TINY}, timeout=900)
     assert rep["ok"] == "['FINISHED']", rep["ok"]
     assert rep["verts_same"] and rep["uv_same"] and rep["old_kept"] and rep["packed"]
     assert rep["new_material"].startswith("Dreamsmith: a green cube") and rep["uv_node"] == "UVMap"
