@@ -471,3 +471,45 @@ def test_retexture_and_edit_operators_on_artist_objects(tmp_path):
     assert rep["edit"] == "['FINISHED']" and rep["edit_new_data"] and rep["edit_old_fake"] and rep["edit_same_count"]
     assert np.allclose(rep["edit_centre"], [0, 4, 0], atol=0.3)
     assert rep["edit_new_obj"] == "['FINISHED']" and rep["edit_added"] == 1 and rep["job_dirs_end"] == []
+
+
+UNDO = COMMON + r"""
+addon_utils.enable("dreamsmith", default_set=True)
+bpy.context.preferences.addons["dreamsmith"].preferences.device = "cpu"
+from dreamsmith.addon import operators
+
+def run_interactive(**kw):
+    operators.start_job(bpy.context, {"prompt": kw.pop("prompt"), "negative_prompt": "", "preset": "draft",
+                                      "seed": 0}, ARGS["model"], kw.pop("config"), interactive=True, **kw)
+    deadline = time.monotonic() + 300
+    while operators.job_timer() is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if bpy.app.timers.is_registered(operators.job_timer):
+        bpy.app.timers.unregister(operators.job_timer)
+    return bpy.context.scene.dreamsmith.message
+
+bpy.ops.mesh.primitive_cube_add()
+cube = bpy.context.active_object
+cube.data.materials.append(bpy.data.materials.new("Artist material"))
+name = cube.name  # "Cube.001" beside the startup file's cube (undo makes Python references stale)
+bpy.ops.ed.undo_push(message="before")
+n = len(bpy.data.objects)
+REPORT["generate"] = run_interactive(prompt="a red cube", config=ARGS["tiny"])
+REPORT["added"] = len(bpy.data.objects) - n
+bpy.ops.ed.undo()
+REPORT["after_undo_generate"] = len(bpy.data.objects) - n
+REPORT["retexture"] = run_interactive(prompt="a green cube", config=ARGS["retex"], command="retexture",
+                                      targets=[name])
+REPORT["material"] = bpy.data.objects[name].material_slots[0].material.name
+bpy.ops.ed.undo()
+REPORT["after_undo_material"] = bpy.data.objects[name].material_slots[0].material.name
+print("REPORT " + json.dumps(REPORT))
+"""
+
+
+def test_each_result_is_one_undo_step(prior):
+    rep = _run(UNDO, {"model": str(REPO / "tests" / "assets" / "toy_prior"), "tiny": TINY,
+                      "retex": {"stage": {"steps": 5}, "bake": {"texture_size": 32}}})
+    assert rep["generate"] == "Added 'a red cube'." and rep["added"] == 1 and rep["after_undo_generate"] == 0
+    assert rep["retexture"] == "Re-textured 'Cube.001'." and rep["material"].startswith("Dreamsmith: a green cube")
+    assert rep["after_undo_material"] == "Artist material"
