@@ -19,9 +19,9 @@ from torch import Tensor
 from .. import __version__
 from .config import from_dict, to_dict
 from .export import TexturedMesh
-from .generate import GenerateConfig, generate_mesh
+from .generate import GenerateConfig, check_inputs, generate_mesh
 from .presets import EDIT_PRESETS, preset_overrides
-from .retexture import Frame, prepare, read_input, write_outputs
+from .retexture import Frame, read_input, write_outputs
 
 
 @dataclass
@@ -88,7 +88,7 @@ def run_edit(mesh_path: str | os.PathLike, prompt: str, out: str | os.PathLike, 
     Returns:
         A summary: output path, counts, seconds per stage.
     """
-    prompt, negative_prompt, out_path, dev, _ = prepare(prompt, negative_prompt, out, preview, cfg, device)
+    prompt, negative_prompt, out_path, dev = check_inputs(prompt, negative_prompt, out, preview, device)
     verts, faces, _ = read_input(mesh_path)
     frame = Frame.fit(verts, cfg.fit_radius)
     start = density_prior(frame.to_prior(verts), faces, cfg)

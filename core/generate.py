@@ -8,6 +8,7 @@ import gc
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -106,6 +107,14 @@ def check_prompt(prompt: str, what: str = "prompt") -> str:
     return prompt.strip()
 
 
+def check_inputs(prompt: str, negative_prompt: str, out, preview, device: str) -> tuple[str, str, Path, torch.device]:
+    """The checks every prompt-driven job does before loading anything: prompt, negative prompt, output and
+    preview paths, device. Returns them cleaned up."""
+    prompt = check_prompt(prompt)
+    negative_prompt = check_prompt(negative_prompt, "negative prompt") if negative_prompt.strip() else ""
+    return prompt, negative_prompt, check_output_path(out, preview), resolve_device(device)
+
+
 def make_guidance(prior, prompt: str, negative: str, prompt_cfg: PromptConfig, sds_cfg: SDSConfig) -> SDSGuidance:
     """Embed the prompt (view-dependent), release the text encoder, and wrap the prior for SDS."""
     prompts = PromptProcessor(prior, prompt, negative, prompt_cfg)
@@ -174,10 +183,8 @@ def run_generate(prompt: str, out: str | os.PathLike, cfg: GenerateConfig, negat
     Returns:
         A summary: output path, face and vertex counts, seconds per stage.
     """
-    prompt = check_prompt(prompt)
-    negative_prompt = check_prompt(negative_prompt, "negative prompt") if negative_prompt.strip() else ""
-    out_path = check_output_path(out, preview)
-    mesh, timings = generate_mesh(prompt, negative_prompt, cfg, resolve_device(device), callback, cancel)
+    prompt, negative_prompt, out_path, dev = check_inputs(prompt, negative_prompt, out, preview, device)
+    mesh, timings = generate_mesh(prompt, negative_prompt, cfg, dev, callback, cancel)
     extras = {"generator": f"Dreamsmith {__version__}", "command": "generate", "prompt": prompt,
               "negative_prompt": negative_prompt, "seed": cfg.seed, "preset": preset,
               "coarse_model": cfg.coarse_model.model, "fine_model": cfg.fine_model.model or cfg.coarse_model.model}

@@ -21,17 +21,16 @@ from torch import Tensor
 from .. import __version__
 from .bake import BakeConfig, bake_texture, unwrap
 from .config import from_dict, to_dict
-from .device import resolve_device
 from .errors import ConfigError, InputError
 from .events import CancelToken, ProgressCallback, StageReporter
 from .export import TexturedMesh, read_mesh
 from .field import FieldConfig, HashGridConfig, NeRFField
-from .generate import check_prompt, make_guidance
+from .generate import check_inputs, make_guidance
 from .guidance.sds import SDSConfig
 from .live_preview import mesh_preview
 from .mesh_stage import MeshSDSConfig, MeshStageConfig, train_mesh_sds
 from .models import PriorConfig, load_prior
-from .pipeline import check_output_path, write_result
+from .pipeline import write_result
 from .presets import RETEXTURE_PRESETS, preset_overrides
 from .preview import write_preview
 from .prompts import PromptConfig
@@ -179,16 +178,6 @@ def read_input(mesh_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np
     return verts, faces, uvs
 
 
-def prepare(prompt: str, negative_prompt: str, out, preview, cfg: RetextureConfig, device: str):
-    prompt = check_prompt(prompt)
-    negative_prompt = check_prompt(negative_prompt, "negative prompt") if negative_prompt.strip() else ""
-    out_path = check_output_path(out, preview)
-    dev = resolve_device(device)
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    return prompt, negative_prompt, out_path, dev, gen
-
-
 def _color_field(cfg: RetextureConfig, dev: torch.device) -> NeRFField:
     r = cfg.fit_radius * 1.05
     bbox = torch.tensor([[-r, -r, -r], [r, r, r]], dtype=torch.float32, device=dev)
@@ -213,7 +202,9 @@ def run_retexture(mesh_path: str | os.PathLike, prompt: str, out: str | os.PathL
     Returns:
         A summary: output path, counts, whether the input's UVs were used (and why not), seconds per stage.
     """
-    prompt, negative_prompt, out_path, dev, gen = prepare(prompt, negative_prompt, out, preview, cfg, device)
+    prompt, negative_prompt, out_path, dev = check_inputs(prompt, negative_prompt, out, preview, device)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
     verts, faces, uvs = read_input(mesh_path)
     timings: dict[str, float] = {}
     why_not = uv_problems(verts, faces, uvs, cfg.uv_check)
