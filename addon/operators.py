@@ -190,7 +190,7 @@ def job_timer() -> float | None:
         queue = list((_state.meta or {}).get("queue", []))
         request = (_state.meta or {}).get("request")
         ok, message = _finish(job.outcome, undo=True)
-        if queue and job.outcome.kind != "Cancelled":  # re-texture several objects: one job after the other
+        if queue and ok:  # re-texture several objects: one job after the other (a failure stops the rest)
             try:
                 start_job(bpy.context, request["values"], request["model"], request["config"], interactive=True,
                           command=request["command"], targets=queue)
