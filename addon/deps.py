@@ -39,6 +39,13 @@ def deps_dir(create: bool = False) -> Path:
     return path
 
 
+def states_dir(prefs) -> Path:
+    """Where generated objects' engine states are kept for later edits (the cache folder, else the user folder)."""
+    if getattr(prefs, "cache_dir", ""):
+        return Path(bpy.path.abspath(prefs.cache_dir)) / "dreamsmith-states"
+    return deps_dir().parent / "states"
+
+
 def engine_paths(prefs) -> list[str]:
     """Folders the worker needs on ``PYTHONPATH``: the installed dependencies when Blender's own Python runs it."""
     if getattr(prefs, "python_path", ""):

@@ -66,9 +66,11 @@ def make_work_dir(base: str | os.PathLike | None) -> Path:
 def build_job(prompt: str, out: Path, *, negative_prompt: str = "", preset: str = "draft", seed: int = 0,
               model: str = "", fine_model: str = "", device: str = "auto", preview: Path | None = None,
               config: dict | None = None, allow_network: bool = False, cache_dir: str = "",
-              command: str = "generate", mesh: Path | None = None) -> dict[str, Any]:
+              command: str = "generate", mesh: Path | None = None, state: str = "", state_out: str = "",
+              world: list[float] | None = None) -> dict[str, Any]:
     """The worker's job dict (see ``core/worker.py``: :class:`Job`)."""
-    return {"command": command, "mesh": str(mesh) if mesh else "", "prompt": prompt,
+    return {"command": command, "mesh": str(mesh) if mesh else "", "state": state or None,
+            "state_out": state_out or None, "world": world, "prompt": prompt,
             "negative_prompt": negative_prompt, "preset": preset,
             "seed": int(seed), "model": model or None, "fine_model": fine_model or None, "device": device,
             "out": str(out), "preview": str(preview) if preview else None, "config": dict(config or {}),

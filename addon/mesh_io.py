@@ -159,6 +159,8 @@ def apply_edit(obj, result_glb: str, props: dict, as_new_object: bool = False):
     obj.data = mesh
     for key in list(new_obj.keys()):
         obj[key] = new_obj[key]
+    if PROP_PREFIX + "state" in obj:  # the saved state no longer matches the object's mesh
+        del obj[PROP_PREFIX + "state"]
     bpy.data.objects.remove(new_obj, do_unlink=True)
     for o in bpy.context.view_layer.objects:
         o.select_set(False)

@@ -15,10 +15,11 @@ import sys
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
-from .deps import engine_paths
+from .deps import engine_paths, states_dir
 from .job import Outcome, WorkerJob, build_job, make_work_dir
 from .preferences import get_preferences, interpreter, online_access
 from .properties import PRESET_ITEMS, apply_message, reset_progress
+from .scene_io import PROP_PREFIX
 
 TIMER_INTERVAL = 0.2
 PREVIEW_IMAGE = "Dreamsmith Preview"
@@ -114,7 +115,7 @@ def _import(outcome: Outcome, meta: dict) -> tuple[object, str]:
     if command == "generate":
         coarse = (cfg.get("coarse_model") or {}).get("model", meta["model"])
         fine = (cfg.get("fine_model") or {}).get("model") or coarse
-        props = dict(meta["props"], coarse_model=coarse, fine_model=fine)
+        props = dict(meta["props"], coarse_model=coarse, fine_model=fine, state=summary.get("state") or "")
         return import_result(outcome.out, name=meta["name"], props=props), "Added"
     target = bpy.data.objects.get(meta["target"])
     if target is None:
@@ -266,11 +267,20 @@ def start_job(context, values: dict, model: str, config: dict, interactive: bool
         if command == "retexture" and not info.same_topology:
             config["allow_new_uvs"] = False  # new UVs could not be put on the base mesh
     out = work_dir / ("result.obj" if command == "retexture" else "result.glb")
+    state, state_out, world = "", "", None
+    if command == "generate":
+        state_out = str(states_dir(prefs) / f"{work_dir.name.removeprefix('dreamsmith-job-')}.safetensors")
+    elif command == "edit":
+        saved = str(bpy.data.objects[target].get(PROP_PREFIX + "state", ""))
+        if saved and os.path.isfile(saved):  # generated here and still on disk: fine-tune that state
+            state = saved
+            world = [v for row in bpy.data.objects[target].matrix_world for v in row]
     job = WorkerJob(build_job(
         values["prompt"], out, negative_prompt=values["negative_prompt"], preset=values["preset"],
         seed=values["seed"], model=model, fine_model=prefs.fine_model if command == "generate" else "",
         device=prefs.device, preview=work_dir / "preview.png" if interactive else None, config=config,
-        allow_network=online_access(prefs), cache_dir=cache_dir, command=command, mesh=mesh_path),
+        allow_network=online_access(prefs), cache_dir=cache_dir, command=command, mesh=mesh_path, state=state,
+        state_out=state_out, world=world),
         interpreter(prefs), work_dir, python_paths=engine_paths(prefs))
     try:
         job.start()

@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--fine-model", help="mesh-stage prior (default: the preset's; with --model only: the same)")
     gen.add_argument("--allow-network", action="store_true", help="download models that are not cached locally")
     gen.add_argument("--preview", help="also write a preview PNG (four shaded views) here")
+    gen.add_argument("--save-state", help="also save the engine state (.safetensors) for later edits")
     _common(gen)
     for name, text in (("retexture", "paint a new texture on a mesh from a prompt (its geometry is kept)"),
                        ("edit", "change a mesh's shape and texture towards a prompt")):
@@ -80,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--model", help="the prior: Hugging Face id or local diffusers folder")
         cmd.add_argument("--allow-network", action="store_true", help="download models that are not cached locally")
         cmd.add_argument("--preview", help="also write a preview PNG (four shaded views) here")
+        if name == "edit":
+            cmd.add_argument("--state", help="a generate's saved engine state (--save-state) to fine-tune instead")
         _common(cmd)
     return parser
 
@@ -114,7 +117,7 @@ def run(args: argparse.Namespace) -> dict:
                                    args.allow_network)
             cfg = generate_config(args.preset, over)
             return run_generate(args.prompt, args.out, cfg, negative_prompt=args.negative, device=args.device,
-                                callback=bar, preset=args.preset, preview=args.preview)
+                                callback=bar, preset=args.preset, preview=args.preview, state_out=args.save_state)
         if args.command in ("retexture", "edit"):
             from .edit import edit_config, run_edit
             from .generate import model_overrides
@@ -125,8 +128,9 @@ def run(args: argparse.Namespace) -> dict:
                 over, make, job = prior_overrides(over, args.model, args.allow_network), retexture_config, run_retexture
             else:
                 over, make, job = model_overrides(over, args.model, None, args.allow_network), edit_config, run_edit
+            extra = {"state": args.state} if args.command == "edit" else {}
             return job(args.mesh, args.prompt, args.out, make(args.preset, over), negative_prompt=args.negative,
-                       device=args.device, callback=bar, preset=args.preset, preview=args.preview)
+                       device=args.device, callback=bar, preset=args.preset, preview=args.preview, **extra)
         raise DreamsmithError(f"Unknown command {args.command!r}.")
     finally:
         bar.close()

@@ -9,7 +9,9 @@ turned into the coarse field's starting density; the result goes back to the inp
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,10 +20,17 @@ from torch import Tensor
 
 from .. import __version__
 from .config import from_dict, to_dict
+from .errors import InputError
+from .events import StageReporter
 from .export import TexturedMesh
-from .generate import GenerateConfig, check_inputs, generate_mesh
+from .generate import GenerateConfig, check_inputs, generate_mesh, make_guidance
+from .live_preview import mesh_preview
+from .mesh_stage import train_mesh_sds
+from .models import load_prior
+from .pipeline import finish_mesh
 from .presets import EDIT_PRESETS, preset_overrides
 from .retexture import Frame, read_input, write_outputs
+from .state import load_state
 
 
 @dataclass
@@ -79,25 +88,70 @@ def density_prior(verts: np.ndarray, faces: np.ndarray, cfg: EditConfig) -> Tens
     return (-sdf * cfg.prior_sharpness).clamp(-cfg.prior_clamp, cfg.prior_clamp).reshape(n, n, n)
 
 
-def run_edit(mesh_path: str | os.PathLike, prompt: str, out: str | os.PathLike, cfg: EditConfig,
+def run_edit(mesh_path: str | os.PathLike | None, prompt: str, out: str | os.PathLike, cfg: EditConfig,
              negative_prompt: str = "", device: str = "auto", callback=None, cancel=None, preset: str = "custom",
-             preview: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Edit the mesh in ``mesh_path`` towards ``prompt`` and write the result (GLB or OBJ), atomically, at the
-    input's position and scale.
+             preview: str | os.PathLike | None = None, state: str | os.PathLike | None = None,
+             world: list[float] | None = None) -> dict[str, Any]:
+    """Edit an object towards ``prompt`` and write the result (GLB or OBJ), atomically.
+
+    From ``state`` (a generate's saved field and geometry, when given and still on disk) only the mesh stage runs,
+    fine-tuning that state with the new prompt, and ``world`` (a row-major 4x4, the object's transform) places the
+    result; otherwise the mesh in ``mesh_path`` starts both stages and the result keeps its position and scale.
 
     Returns:
-        A summary: output path, counts, seconds per stage.
+        A summary: output path, counts, seconds per stage, and what the edit started from.
     """
     prompt, negative_prompt, out_path, dev = check_inputs(prompt, negative_prompt, out, preview, device)
-    verts, faces, _ = read_input(mesh_path)
-    frame = Frame.fit(verts, cfg.fit_radius)
-    start = density_prior(frame.to_prior(verts), faces, cfg)
-    mesh, timings = generate_mesh(prompt, negative_prompt, cfg, dev, callback, cancel, density_prior=start)
-    mesh = TexturedMesh(verts=frame.from_prior(mesh.verts), faces=mesh.faces, uvs=mesh.uvs, normals=mesh.normals,
-                        texture=mesh.texture, name=mesh.name)
+    if state is not None and Path(state).is_file():
+        mesh, timings = _edit_state(Path(state), prompt, negative_prompt, cfg, dev, callback, cancel)
+        if world is not None:
+            m = np.asarray(world, dtype=np.float64).reshape(4, 4)
+            v = np.asarray(mesh.verts, dtype=np.float64)
+            mesh = _moved(mesh, (v @ m[:3, :3].T + m[:3, 3]).astype(np.float32))
+        source = "state"
+    else:
+        if mesh_path is None:
+            raise InputError("Nothing to edit: give a mesh (the saved engine state is gone).")
+        verts, faces, _ = read_input(mesh_path)
+        frame = Frame.fit(verts, cfg.fit_radius)
+        start = density_prior(frame.to_prior(verts), faces, cfg)
+        mesh, timings = generate_mesh(prompt, negative_prompt, cfg, dev, callback, cancel, density_prior=start)
+        mesh = _moved(mesh, frame.from_prior(mesh.verts))
+        source = "mesh"
     extras = {"generator": f"Dreamsmith {__version__}", "command": "edit", "prompt": prompt,
-              "negative_prompt": negative_prompt, "seed": cfg.seed, "preset": preset,
+              "negative_prompt": negative_prompt, "seed": cfg.seed, "preset": preset, "edited_from": source,
               "coarse_model": cfg.coarse_model.model, "fine_model": cfg.fine_model.model or cfg.coarse_model.model}
     write_outputs(mesh, out_path, preview, extras)
     return {"out": str(out_path), "faces": int(len(mesh.faces)), "vertices": int(len(mesh.verts)),
-            "seconds": timings, "config": to_dict(cfg)}
+            "seconds": timings, "config": to_dict(cfg), "source": source}
+
+
+def _moved(mesh: TexturedMesh, verts: np.ndarray) -> TexturedMesh:
+    return TexturedMesh(verts=verts, faces=mesh.faces, uvs=mesh.uvs, normals=None, texture=mesh.texture,
+                        name=mesh.name)
+
+
+def _edit_state(state: Path, prompt: str, negative_prompt: str, cfg: EditConfig, dev: torch.device, callback,
+                cancel) -> tuple[TexturedMesh, dict[str, float]]:
+    """Magic3D's edit of a generated object: the saved field and geometry, the mesh stage with the new prompt."""
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    field, geo, _ = load_state(state, dev)
+    model_cfg = cfg.fine_model if cfg.fine_model.model else cfg.coarse_model
+    sds_cfg = cfg.fine_guidance
+    guidance = make_guidance(load_prior(model_cfg, dev), prompt, negative_prompt, cfg.prompt, sds_cfg)
+    timings["load"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    live = callback is not None
+    train_mesh_sds(cfg.mesh, cfg.mesh_sds, guidance, field, geo, gen,
+                   StageReporter("edit", cfg.mesh.steps, callback, cancel, every=5),
+                   preview_fn=mesh_preview(cfg.scene_radius, background=cfg.mesh_sds.background) if live else None)
+    timings["mesh"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    mesh = finish_mesh(geo, field.albedo, cfg.bake, cfg.mesh.min_component_fraction, prompt[:60])
+    timings["bake"] = time.perf_counter() - t0
+    if cancel is not None:
+        cancel.check()
+    return mesh, timings

@@ -124,11 +124,13 @@ def make_guidance(prior, prompt: str, negative: str, prompt_cfg: PromptConfig, s
 
 def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: torch.device,
                   callback: ProgressCallback | None = None, cancel: CancelToken | None = None,
-                  density_prior: torch.Tensor | None = None) -> tuple[TexturedMesh, dict[str, float]]:
+                  density_prior: torch.Tensor | None = None,
+                  state_out: str | os.PathLike | None = None) -> tuple[TexturedMesh, dict[str, float]]:
     """The two stages and the bake, for checked inputs: the textured mesh (scene frame) and seconds per stage.
 
     ``density_prior`` (a ``[R, R, R]`` raw-density grid over the scene box) starts the coarse field from an
-    existing shape instead of the blob: that is how an edit begins.
+    existing shape instead of the blob: that is how an edit begins. ``state_out``: also save the field and the
+    geometry there (:mod:`.state`), for later edits.
     """
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -172,19 +174,27 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
     timings["bake"] = time.perf_counter() - t0
     if cancel is not None:
         cancel.check()
+    if state_out is not None:
+        from .state import save_state
+
+        save_state(state_out, model, geo, to_dict(cfg))
     return mesh, timings
 
 
 def run_generate(prompt: str, out: str | os.PathLike, cfg: GenerateConfig, negative_prompt: str = "",
                  device: str = "auto", callback: ProgressCallback | None = None, cancel: CancelToken | None = None,
-                 preset: str = "custom", preview: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Generate a textured mesh from ``prompt`` and write it to ``out`` (GLB or OBJ), atomically.
+                 preset: str = "custom", preview: str | os.PathLike | None = None,
+                 state_out: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Generate a textured mesh from ``prompt`` and write it to ``out`` (GLB or OBJ), atomically; with
+    ``state_out``, also the engine's state for later edits.
 
     Returns:
         A summary: output path, face and vertex counts, seconds per stage.
     """
     prompt, negative_prompt, out_path, dev = check_inputs(prompt, negative_prompt, out, preview, device)
-    mesh, timings = generate_mesh(prompt, negative_prompt, cfg, dev, callback, cancel)
+    if state_out is not None and Path(state_out).suffix != ".safetensors":
+        raise InputError(f"The state file {str(state_out)!r} must end in .safetensors.")
+    mesh, timings = generate_mesh(prompt, negative_prompt, cfg, dev, callback, cancel, state_out=state_out)
     extras = {"generator": f"Dreamsmith {__version__}", "command": "generate", "prompt": prompt,
               "negative_prompt": negative_prompt, "seed": cfg.seed, "preset": preset,
               "coarse_model": cfg.coarse_model.model, "fine_model": cfg.fine_model.model or cfg.coarse_model.model}
@@ -192,4 +202,4 @@ def run_generate(prompt: str, out: str | os.PathLike, cfg: GenerateConfig, negat
     if preview is not None:
         write_preview(mesh, preview)
     return {"out": str(out_path), "faces": int(len(mesh.faces)), "vertices": int(len(mesh.verts)),
-            "seconds": timings, "config": to_dict(cfg)}
+            "seconds": timings, "config": to_dict(cfg), "state": str(state_out) if state_out else None}

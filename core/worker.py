@@ -62,6 +62,9 @@ class Job:
         seed: Seed of every random choice.
         model: Coarse-stage prior (Hub id or local diffusers folder); ``None`` or empty: the preset's.
         mesh: The input mesh (``.glb``/``.gltf``/``.obj``) of ``retexture`` and ``edit``.
+        state: ``edit``: a generate's saved engine state to start from (used when the file exists).
+        state_out: ``generate``: also save the engine state here, for later edits.
+        world: ``edit`` from ``state``: the object's row-major 4x4 transform, applied to the result.
         fine_model: Mesh-stage prior; ``None`` or empty: the preset's (with ``model`` only: the same as ``model``).
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
         out: The result file (``.glb`` or ``.obj``), written atomically.
@@ -74,6 +77,9 @@ class Job:
 
     command: Literal["generate", "retexture", "edit"] = "generate"
     mesh: str = ""
+    state: str | None = None
+    state_out: str | None = None
+    world: list[float] | None = None
     prompt: str = ""
     negative_prompt: str = ""
     preset: str = "draft"
@@ -288,7 +294,8 @@ def run_job(job: Job, emit: Emitter, stopper: Stopper) -> dict[str, Any]:
 
     out = Path(job.out)
     preview = Path(job.preview) if job.preview else None
-    existed = {p: p.exists() for p in (out, preview) if p is not None}
+    state_out = Path(job.state_out) if job.state_out else None
+    existed = {p: p.exists() for p in (out, preview, state_out) if p is not None}
     forward = Forwarder(emit, out)
     try:
         common = {"negative_prompt": job.negative_prompt, "device": job.device, "callback": forward,
@@ -296,13 +303,18 @@ def run_job(job: Job, emit: Emitter, stopper: Stopper) -> dict[str, Any]:
         if job.command == "generate":
             from .generate import generate_config, run_generate
 
-            summary = run_generate(job.prompt, out, generate_config(job.preset, job_overrides(job)), **common)
+            summary = run_generate(job.prompt, out, generate_config(job.preset, job_overrides(job)),
+                                   state_out=state_out, **common)
         else:
             from .edit import edit_config, run_edit
             from .retexture import retexture_config, run_retexture
 
-            make, run = (retexture_config, run_retexture) if job.command == "retexture" else (edit_config, run_edit)
-            summary = run(job.mesh, job.prompt, out, make(job.preset, job_overrides(job)), **common)
+            if job.command == "retexture":
+                summary = run_retexture(job.mesh, job.prompt, out, retexture_config(job.preset, job_overrides(job)),
+                                        **common)
+            else:
+                summary = run_edit(job.mesh, job.prompt, out, edit_config(job.preset, job_overrides(job)),
+                                   state=job.state, world=job.world, **common)
         stopper.cancel.check()
         stopper.finish()
     except BaseException:

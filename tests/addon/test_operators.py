@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -112,6 +113,19 @@ REPORT["location"] = list(obj.location)
 REPORT["active"] = bpy.context.view_layer.objects.active == obj and obj.select_get()
 REPORT["job_dirs"] = job_dirs()
 REPORT["idle_again"] = bpy.ops.dreamsmith.generate.poll() and not bpy.context.scene.dreamsmith.running
+state = obj.get("dreamsmith_state", "")
+REPORT["state_kept"] = bool(state) and os.path.isfile(state) and state.startswith(os.environ["BLENDER_USER_RESOURCES"])
+from dreamsmith.addon import operators
+seen = {}
+run_job = operators.WorkerJob.start
+def spy(job):
+    seen.update(job.job)
+    return run_job(job)
+operators.WorkerJob.start = spy
+REPORT["edit"] = bpy.ops.dreamsmith.edit(prompt="a blue cube", model=ARGS["model"],
+                                         config_json=json.dumps(ARGS["edit"])) == {"FINISHED"}
+REPORT["edit_from_state"] = seen.get("state") == state and len(seen.get("world") or []) == 16
+REPORT["state_prop_dropped"] = "dreamsmith_state" not in obj
 print("REPORT " + json.dumps(REPORT))
 """
 
@@ -227,9 +241,15 @@ def prior(tmp_path_factory) -> Path:
 
 
 def _run(script: str, args: dict, timeout: float = 300) -> dict:
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    proc = subprocess.run([sys.executable, "-c", script, json.dumps(args)], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    import tempfile
+
+    user = tempfile.mkdtemp(prefix="dreamsmith-test-user-")  # Blender's user folders (states, prefs) stay here
+    env = dict(os.environ, HF_HUB_OFFLINE="1", BLENDER_USER_RESOURCES=user)
+    try:
+        proc = subprocess.run([sys.executable, "-c", script, json.dumps(args)], capture_output=True, text=True,
+                              timeout=timeout, env=env)
+    finally:
+        shutil.rmtree(user, ignore_errors=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("REPORT ")]
     assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(lines[-1][len("REPORT "):])
@@ -251,7 +271,8 @@ def test_register_unregister_is_symmetric_and_panel_draws():
 
 
 def test_background_generate_adds_one_textured_object(prior):
-    rep = _run(BACKGROUND, {"model": str(prior), "tiny": TINY})
+    edit = {"coarse": {"steps": 2}, "mesh": {"steps": 2}, "bake": {"texture_size": 32}}
+    rep = _run(BACKGROUND, {"model": str(prior), "tiny": TINY, "edit": edit})
     assert rep["result"] == "{'FINISHED'}", rep["result"]
     assert rep["delta"] == [1, 1, 1, 1] and rep["mesh"] and rep["uv"] == ["UVMap"] and rep["packed"] == [True]
     props = rep["props"]
@@ -260,6 +281,7 @@ def test_background_generate_adds_one_textured_object(prior):
     assert props["dreamsmith_fine_model"] == str(prior) and props["dreamsmith_negative_prompt"] == ""
     assert rep["location"] == [1.0, 2.0, 3.0] and rep["active"]
     assert rep["job_dirs"] == [] and rep["idle_again"]
+    assert rep["state_kept"] and rep["edit"] and rep["edit_from_state"] and rep["state_prop_dropped"]
 
 
 @pytest.mark.skipif(os.name != "posix", reason="the dying fake interpreter is a shell script")
@@ -307,7 +329,8 @@ def test_batch_script_writes_one_object_per_prompt_and_reports_failures(prior, t
     cmd = [sys.executable, str(REPO / "scripts" / "batch_generate.py"), "--prompts", str(prompts), "--out", str(blend),
            "--model", str(prior), "--config", json.dumps(TINY), "--python", sys.executable, "--device", "cpu",
            "--spacing", "3"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", BLENDER_USER_RESOURCES=str(tmp_path / "user"))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]  # one prompt failed
     assert "FAILED 'xxxx" in proc.stderr and "under 1000" in proc.stderr
     summary = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("SUMMARY ")][-1][8:])

@@ -128,3 +128,30 @@ def test_model_overrides_are_the_same_for_cli_and_worker():
     assert job_overrides(job) == dict(got, seed=7)
     with pytest.raises(ConfigError):
         model_overrides({"fine_model": "b"}, "a")
+
+
+def test_saved_state_round_trips_and_an_edit_fine_tunes_it(priors, tmp_path):
+    import torch
+
+    from dreamsmith.core.config import merge
+    from dreamsmith.core.edit import edit_config, run_edit
+    from dreamsmith.core.state import load_state
+
+    pixel, _, _ = priors
+    state = tmp_path / "obj.safetensors"
+    assert _generate(priors, tmp_path / "obj.glb", "--save-state", str(state), "--seed", "2") == 0
+    field, geo, cfg = load_state(state, torch.device("cpu"))
+    assert cfg["seed"] == 2 and geo.sdf.shape[0] == (TINY["mesh"]["dmtet"]["resolution"] + 1) ** 3
+    verts, faces = geo()
+    assert len(faces) > 0 and torch.isfinite(field.density(verts)).all()
+    world = [2.0, 0, 0, 10.0, 0, 2.0, 0, 0, 0, 0, 2.0, 0, 0, 0, 0, 1]  # scale 2, move +10 in x
+    over = merge(TINY, {"coarse_model": {"model": str(pixel)}, "mesh": {"steps": 0}})  # 0: the state as saved
+    s = run_edit(None, "a blue cube", tmp_path / "edited.glb", edit_config("draft", over), device="cpu",
+                 state=state, world=world)
+    assert s["source"] == "state"
+    v, *_ = read_mesh(tmp_path / "edited.glb")
+    v0, *_ = read_mesh(tmp_path / "obj.glb")
+    np.testing.assert_allclose(np.sort(v[:, 2]), np.sort(2 * v0[:, 2]), atol=1e-4)  # same surface, placed
+    np.testing.assert_allclose(np.sort(v[:, 0]), np.sort(2 * v0[:, 0] + 10.0), atol=1e-4)
+    assert _generate(priors, tmp_path / "x.glb", "--save-state", str(tmp_path / "x.pt")) == 2
+    assert not (tmp_path / "x.glb").exists()

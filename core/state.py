@@ -1,0 +1,77 @@
+"""The engine's state after a generate (colour/density field and DMTet geometry), kept so that a later edit can
+start from it: one safetensors file (never pickle) with the job's config in its metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .config import from_dict
+from .dmtet import DMTetConfig, DMTetGeometry
+from .errors import InputError
+from .field import FieldConfig, NeRFField
+
+FORMAT = "dreamsmith-state-1"
+
+
+def save_state(path: str | os.PathLike, field: NeRFField, geo: DMTetGeometry, config: dict[str, Any]) -> Path:
+    """Write ``field`` and ``geo`` (and ``config``, the job's config as a dict) to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {f"field.{k}": v.detach().cpu().contiguous() for k, v in field.state_dict().items()}
+    tensors["geo.sdf"] = geo.sdf.detach().cpu().contiguous()
+    tensors["geo.deform"] = geo.deform.detach().cpu().contiguous()
+    meta = {"format": FORMAT, "config": json.dumps(config), "field": json.dumps(_field_cfg(config)),
+            "dmtet": json.dumps(config["mesh"]["dmtet"]), "scene_radius": str(config["scene_radius"])}
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _field_cfg(config: dict[str, Any]) -> dict[str, Any]:
+    return config["coarse"]["field"]
+
+
+def load_state(path: str | os.PathLike, device: torch.device) -> tuple[NeRFField, DMTetGeometry, dict[str, Any]]:
+    """The field, the geometry and the config saved by :func:`save_state`.
+
+    Raises:
+        InputError: The file is missing or is not a Dreamsmith state.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"No saved engine state at {path}; edit from the mesh instead.")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise InputError(f"{path} is not a readable engine state ({exc}).") from None
+    if meta.get("format") != FORMAT:
+        raise InputError(f"{path} is not a Dreamsmith engine state.")
+    r = float(meta["scene_radius"])
+    bbox = torch.tensor([[-r, -r, -r], [r, r, r]], dtype=torch.float32, device=device)
+    field = NeRFField(from_dict(FieldConfig, json.loads(meta["field"])), bbox).to(device)
+    weights = {k[len("field."):]: v for k, v in tensors.items() if k.startswith("field.")}
+    prior = weights.pop("density_prior", None)  # [1, 1, z, y, x] when the field started from a mesh
+    if prior is not None:
+        field.set_density_prior(prior[0, 0].permute(2, 1, 0))
+    field.load_state_dict(weights)
+    geo = DMTetGeometry(from_dict(DMTetConfig, json.loads(meta["dmtet"])), bbox).to(device)
+    with torch.no_grad():
+        geo.sdf.copy_(tensors["geo.sdf"])
+        geo.deform.copy_(tensors["geo.deform"])
+    return field, geo, json.loads(meta["config"])
