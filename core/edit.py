@@ -21,13 +21,9 @@ from torch import Tensor
 from .. import __version__
 from .config import from_dict, to_dict
 from .errors import InputError
-from .events import StageReporter
 from .export import TexturedMesh
-from .generate import GenerateConfig, check_inputs, generate_mesh, make_guidance
-from .live_preview import mesh_preview
-from .mesh_stage import train_mesh_sds
+from .generate import GenerateConfig, check_inputs, fine_stage, generate_mesh, make_guidance
 from .models import load_prior
-from .pipeline import finish_mesh
 from .presets import EDIT_PRESETS, preset_overrides
 from .retexture import Frame, read_input, write_outputs
 from .state import load_state
@@ -143,15 +139,4 @@ def _edit_state(state: Path, prompt: str, negative_prompt: str, cfg: EditConfig,
     sds_cfg = cfg.fine_guidance
     guidance = make_guidance(load_prior(model_cfg, dev), prompt, negative_prompt, cfg.prompt, sds_cfg)
     timings["load"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    live = callback is not None
-    train_mesh_sds(cfg.mesh, cfg.mesh_sds, guidance, field, geo, gen,
-                   StageReporter("edit", cfg.mesh.steps, callback, cancel, every=5),
-                   preview_fn=mesh_preview(cfg.scene_radius, background=cfg.mesh_sds.background) if live else None)
-    timings["mesh"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    mesh = finish_mesh(geo, field.albedo, cfg.bake, cfg.mesh.min_component_fraction, prompt[:60])
-    timings["bake"] = time.perf_counter() - t0
-    if cancel is not None:
-        cancel.check()
-    return mesh, timings
+    return fine_stage(cfg, guidance, field, geo, gen, prompt, callback, cancel, timings, stage="edit"), timings

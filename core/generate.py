@@ -164,21 +164,31 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
     res = cfg.mesh.dmtet.resolution + 1
     geo.init_from_sdf(initial_sdf(model.density, geo.grid_verts, (res, res, res), bbox, cfg.mesh.iso_density,
                                   None, cfg.mesh.min_component_fraction))
-    train_mesh_sds(cfg.mesh, cfg.mesh_sds, fine_guidance, model, geo, gen,
-                   StageReporter("mesh", cfg.mesh.steps, callback, cancel, every=5),
-                   preview_fn=mesh_preview(r, background=cfg.mesh_sds.background) if live else None)
-    timings["mesh"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    mesh = finish_mesh(geo, model.albedo, cfg.bake, cfg.mesh.min_component_fraction, prompt[:60])
-    timings["bake"] = time.perf_counter() - t0
-    if cancel is not None:
-        cancel.check()
+    timings["mesh"] = time.perf_counter() - t0  # loading the fine prior, initialising DMTet
+    mesh = fine_stage(cfg, fine_guidance, model, geo, gen, prompt, callback, cancel, timings)
     if state_out is not None:
         from .state import save_state
 
         save_state(state_out, model, geo, to_dict(cfg))
     return mesh, timings
+
+
+def fine_stage(cfg: GenerateConfig, guidance: SDSGuidance, field, geo: DMTetGeometry, gen: torch.Generator,
+               prompt: str, callback: ProgressCallback | None, cancel: CancelToken | None,
+               timings: dict[str, float], stage: str = "mesh") -> TexturedMesh:
+    """Magic3D's second half: the mesh stage on ``geo`` with ``field``'s colours, then unwrap and bake."""
+    t0 = time.perf_counter()
+    live = callback is not None  # live previews only for someone who listens
+    train_mesh_sds(cfg.mesh, cfg.mesh_sds, guidance, field, geo, gen,
+                   StageReporter(stage, cfg.mesh.steps, callback, cancel, every=5),
+                   preview_fn=mesh_preview(cfg.scene_radius, background=cfg.mesh_sds.background) if live else None)
+    timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - t0
+    t0 = time.perf_counter()
+    mesh = finish_mesh(geo, field.albedo, cfg.bake, cfg.mesh.min_component_fraction, prompt[:60])
+    timings["bake"] = time.perf_counter() - t0
+    if cancel is not None:
+        cancel.check()
+    return mesh
 
 
 def run_generate(prompt: str, out: str | os.PathLike, cfg: GenerateConfig, negative_prompt: str = "",
