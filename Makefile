@@ -25,7 +25,7 @@ demo: $(STAMP)
 
 test: $(STAMP) $(VALIDATOR)
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=12
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
