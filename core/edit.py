@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +103,7 @@ def run_edit(mesh_path: str | os.PathLike | None, prompt: str, out: str | os.Pat
         if world is not None:
             m = np.asarray(world, dtype=np.float64).reshape(4, 4)
             v = np.asarray(mesh.verts, dtype=np.float64)
-            mesh = _moved(mesh, (v @ m[:3, :3].T + m[:3, 3]).astype(np.float32))
+            mesh = replace(mesh, verts=(v @ m[:3, :3].T + m[:3, 3]).astype(np.float32), normals=None)
         source = "state"
     else:
         if mesh_path is None:
@@ -112,7 +112,7 @@ def run_edit(mesh_path: str | os.PathLike | None, prompt: str, out: str | os.Pat
         frame = Frame.fit(verts, cfg.fit_radius)
         start = density_prior(frame.to_prior(verts), faces, cfg)
         mesh, timings = generate_mesh(prompt, negative_prompt, cfg, dev, callback, cancel, density_prior=start)
-        mesh = _moved(mesh, frame.from_prior(mesh.verts))
+        mesh = replace(mesh, verts=frame.from_prior(mesh.verts), normals=None)
         source = "mesh"
     extras = {"generator": f"Dreamsmith {__version__}", "command": "edit", "prompt": prompt,
               "negative_prompt": negative_prompt, "seed": cfg.seed, "preset": preset, "edited_from": source,
@@ -120,11 +120,6 @@ def run_edit(mesh_path: str | os.PathLike | None, prompt: str, out: str | os.Pat
     write_outputs(mesh, out_path, preview, extras)
     return {"out": str(out_path), "faces": int(len(mesh.faces)), "vertices": int(len(mesh.verts)),
             "seconds": timings, "config": to_dict(cfg), "source": source}
-
-
-def _moved(mesh: TexturedMesh, verts: np.ndarray) -> TexturedMesh:
-    return TexturedMesh(verts=verts, faces=mesh.faces, uvs=mesh.uvs, normals=None, texture=mesh.texture,
-                        name=mesh.name)
 
 
 def _edit_state(state: Path, prompt: str, negative_prompt: str, cfg: EditConfig, dev: torch.device, callback,
