@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
+	# The C++ CPU kernels (kernels/csrc), built once into ~/.cache/dreamsmith; without a compiler the
+	# PyTorch references run instead.
+	$(PY) -m dreamsmith.kernels.cpu_build || true
 	touch $(STAMP)
 
 # The Khronos glTF validator is used by the tests when node/npm are present.

@@ -117,6 +117,17 @@ class Cameras:
         return torch.stack([u, v], dim=-1), depth
 
 
+def camera_light(cams: Cameras, offset: tuple[float, float]) -> Tensor:
+    """Unit directions ``[B, 3]`` towards a light fixed to each camera: ``(right, up, 1)`` in the camera's frame.
+
+    ``offset = (0, 0)`` is a headlight; ``(-0.5, 0.6)`` lights from the upper left, which shades the faces of a box
+    in distinct flat tones (a headlight lights every face turned to the camera alike).
+    """
+    rot = cams.c2w[:, :3, :3]
+    d = rot[:, :, 2] + offset[0] * rot[:, :, 0] + offset[1] * rot[:, :, 1]
+    return d / d.norm(dim=-1, keepdim=True)
+
+
 def look_at(eye: Tensor, target: Tensor, up: tuple[float, float, float] = (0.0, 0.0, 1.0)) -> Tensor:
     """Camera-to-world matrices ``[B, 4, 4]`` for cameras at ``eye [B, 3]`` looking at ``target [B, 3]``."""
     fwd = target - eye

@@ -13,7 +13,7 @@ from scipy import ndimage
 from torch import Tensor
 
 from ..kernels.raster import antialias, interpolate, rasterize
-from .cameras import Cameras
+from .cameras import Cameras, camera_light
 from .dmtet import DMTetConfig, DMTetGeometry
 from .errors import InputError, NumericalError
 from .events import StageReporter
@@ -119,7 +119,8 @@ def initial_sdf(density_fn, grid_verts: Tensor, grid_shape: tuple[int, int, int]
 
 
 def render_mesh(verts: Tensor, faces: Tensor, cams: Cameras, color_fn, bg: Tensor, shading: str = "albedo",
-                ambient: float = 0.35, diffuse: float = 0.65) -> dict[str, Tensor]:
+                ambient: float = 0.35, diffuse: float = 0.65,
+                light_offset: tuple[float, float] = (0.0, 0.0)) -> dict[str, Tensor]:
     """Rasterise a mesh, colour its surface points with ``color_fn`` and antialias the silhouette.
 
     Args:
@@ -130,6 +131,8 @@ def render_mesh(verts: Tensor, faces: Tensor, cams: Cameras, color_fn, bg: Tenso
         shading: ``albedo`` (flat), ``lambertian`` (albedo times ambient + diffuse with a headlight) or
             ``textureless`` (white, lit the same way).
         ambient, diffuse: Lighting terms of the lit modes.
+        light_offset: ``(0, 0)``: a point light at each camera; otherwise a directional light fixed to the camera
+            (:func:`~dreamsmith.core.cameras.camera_light`).
 
     Returns:
         ``rgb [B, H, W, 3]`` composited over ``bg``, ``alpha [B, H, W]``, ``rast``.
@@ -147,9 +150,12 @@ def render_mesh(verts: Tensor, faces: Tensor, cams: Cameras, color_fn, bg: Tenso
         if shading != "albedo":
             normals = interpolate(vertex_normals(verts, faces), rast, faces)[mask]
             normals = normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-            centres = cams.centers.to(verts.device)[:, None, None, :].expand_as(pts)[mask]
-            light = centres - pts[mask]
-            light = light / light.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+            if any(light_offset):
+                light = camera_light(cams, light_offset).to(pts)[:, None, None, :].expand_as(pts)[mask]
+            else:
+                centres = cams.centers.to(verts.device)[:, None, None, :].expand_as(pts)[mask]
+                light = centres - pts[mask]
+                light = light / light.norm(dim=-1, keepdim=True).clamp_min(1e-8)
             albedo = albedo * (ambient + diffuse * (normals * light).sum(-1, keepdim=True).clamp_min(0))
         col = col.index_put((mask,), albedo)
     rgba = antialias(torch.cat([col, mask[..., None].to(col.dtype)], dim=-1), rast, clip, faces)
@@ -225,11 +231,13 @@ class MeshSDSConfig:
     Attributes:
         shading: Shading of the renders (``albedo`` | ``lambertian`` | ``textureless``).
         background: Grey level of the background the renders are composited on (the toy prior saw white).
+        light_offset: Light of the lit modes, as in :func:`render_mesh`.
         views: The camera distribution.
     """
 
     shading: str = "lambertian"
     background: float = 1.0
+    light_offset: tuple[float, float] = (0.0, 0.0)
     views: ViewSamplerConfig = field(default_factory=ViewSamplerConfig)
 
 
@@ -267,7 +275,8 @@ def train_mesh_sds(cfg: MeshStageConfig, sds_cfg: MeshSDSConfig, guidance, color
         verts, faces = frozen if frozen is not None else geo()
         if faces.shape[0] == 0:
             raise NumericalError("The mesh stage lost the surface (no faces); lower lr_sdf or the guidance scale.")
-        out = render_mesh(verts, faces, cams, color_field.albedo, bg, shading=sds_cfg.shading)
+        out = render_mesh(verts, faces, cams, color_field.albedo, bg, shading=sds_cfg.shading,
+                          light_offset=sds_cfg.light_offset)
         loss = guidance(out["rgb"], az.to(dev), el.to(dev), step, cfg.steps, generator)["loss_sds"]
         if frozen is None:
             loss = loss + geometry_regularizers(cfg, geo, verts, faces)

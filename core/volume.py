@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .cameras import Cameras
+from ..kernels.march import composite, march_samples
+from .cameras import Cameras, camera_light
 from .errors import ConfigError, InputError
 from .occupancy import OccupancyGrid
 
@@ -59,6 +60,8 @@ class VolumeConfig:
         diffuse: Diffuse term of the lambertian / textureless shading.
         light_jitter: Standard deviation of the random perturbation added to the default light direction (from the
             camera) in :meth:`VolumeRenderer.render_image` when ``perturb`` is on; 0 disables it.
+        light_offset: ``(right, up)`` offset of the default light in the camera's frame (see
+            :func:`~dreamsmith.core.cameras.camera_light`); ``(0, 0)`` is a headlight from the box centre's side.
         normal_min_weight: Normals (6 density queries each) are evaluated only for samples whose compositing
             weight exceeds this; the others are shaded with the ambient term alone (their weight is negligible).
     """
@@ -75,6 +78,7 @@ class VolumeConfig:
     ambient: float = 0.3
     diffuse: float = 0.7
     light_jitter: float = 0.0
+    light_offset: tuple[float, float] = (0.0, 0.0)
     normal_min_weight: float = 1e-3
 
     def __post_init__(self) -> None:
@@ -227,23 +231,22 @@ def _render_chunk(cfg: VolumeConfig, field, rays_o: Tensor, rays_d: Tensor, occu
     rh, n_s = hit.numel(), cfg.n_samples_per_ray
     step = float((bbox[1] - bbox[0]).norm()) / n_s
 
-    # Sample distances [Rh, S] and positions [Rh, S, 3]; dropped samples are masked out of `valid`.
-    k = torch.arange(n_s, device=dev, dtype=dt)
-    u = _rand((rh, n_s), dev, dt, generator) if perturb else 0.5
-    t = near[:, None] + (k + u) * step
-    valid = t < far[:, None]
-    x = o[:, None] + t[..., None] * d[:, None]
-    if occupancy is not None:
-        valid &= occupancy.is_occupied(x)
+    # Packed samples (ray-major, increasing t) in the box and in occupied cells.
+    u = _rand((rh, n_s), dev, dt, generator) if perturb else None
+    ray, k, t, x = march_samples(o, d, near, far, u, step, n_s, occupancy.mask if occupancy is not None else None,
+                                 occupancy.bbox if occupancy is not None else bbox)
 
     n_prepass = 0
     block = cfg.march_block if cfg.early_stop == "blocks" else n_s
-    if cfg.early_stop == "prepass" and bool(valid.any()):
+    if cfg.early_stop == "prepass" and ray.numel() > 0:
         with torch.no_grad():
-            tau = torch.zeros(rh, n_s, device=dev, dtype=dt)
-            tau[valid] = field.density(x[valid]).to(dt) * step
-            n_prepass = int(valid.sum())
-            valid &= (tau.cumsum(1) - tau) < -math.log(cfg.termination_eps)
+            tau = field.density(x).to(torch.float64) * step
+            n_prepass = ray.numel()
+            _, inverse, counts = torch.unique_consecutive(ray, return_inverse=True, return_counts=True)
+            before = tau.cumsum(0) - tau  # optical depth before each sample, then per ray
+            before = before - before[torch.cumsum(counts, 0) - counts][inverse]
+            keep = before < -math.log(cfg.termination_eps)
+            ray, k, t, x = ray[keep], k[keep], t[keep], x[keep]
 
     acc = torch.zeros(rh, device=dev, dtype=dt)  # optical depth accumulated so far
     rgb = torch.zeros(rh, 3, device=dev, dtype=dt)
@@ -254,30 +257,24 @@ def _render_chunk(cfg: VolumeConfig, field, rays_o: Tensor, rays_d: Tensor, occu
     stop_depth = -math.log(cfg.termination_eps)
     n_eval = 0
     for b0 in range(0, n_s, block):
-        vb = valid[:, b0:b0 + block] & active[:, None]  # [Rh, Sb]
-        rows = vb.any(dim=1).nonzero().squeeze(1)  # [Rb] rays with samples in this block
-        if rows.numel() == 0:
+        in_block = (k >= b0) & (k < b0 + block) if block < n_s else torch.ones_like(k, dtype=torch.bool)
+        sel = (in_block & active[ray]).nonzero().squeeze(1)  # packed samples of this block on live rays
+        if sel.numel() == 0:
             if not bool(active.any()):
                 break
             continue
-        vb = vb[rows]
-        xs = x[rows, b0:b0 + block][vb]  # [N, 3] packed samples
-        ts = t[rows, b0:b0 + block][vb]  # [N]
-        ray_of = rows[:, None].expand_as(vb)[vb]  # [N] index into the hit rays
+        xs, ts, ray_of = x[sel], t[sel], ray[sel]
         sigma, albedo = field(xs)
         sigma, albedo = sigma.to(dt), albedo.to(dt)
         n_eval += xs.shape[0]
-        tau = torch.zeros(vb.shape, device=dev, dtype=dt).masked_scatter(vb, sigma * step)  # [Rb, Sb]
-        cum = tau.cumsum(dim=1)
-        trans = torch.exp(-(acc[rows, None] + cum - tau))
-        w = ((1.0 - torch.exp(-tau)) * trans)[vb]  # [N]
+        w, acc = composite(sigma * step, ray_of, acc)
         n = None
         if want_normals:
             # Normals cost 6 density queries each: only evaluate them where the sample is visible at all.
-            sel = (w.detach() > cfg.normal_min_weight).nonzero().squeeze(1)
+            nsel = (w.detach() > cfg.normal_min_weight).nonzero().squeeze(1)
             n = torch.zeros_like(xs)
-            if sel.numel() > 0:
-                n = n.index_put((sel,), field.normals(xs[sel]).to(dt))
+            if nsel.numel() > 0:
+                n = n.index_put((nsel,), field.normals(xs[nsel]).to(dt))
         c = _shade(albedo, n, light[ray_of] if want_normals else None, shading, cfg.ambient, cfg.diffuse)
         rgb = rgb.index_add(0, ray_of, w[:, None] * c)
         wt = wt.index_add(0, ray_of, w * ts)
@@ -285,7 +282,6 @@ def _render_chunk(cfg: VolumeConfig, field, rays_o: Tensor, rays_d: Tensor, occu
             nrm = nrm.index_add(0, ray_of, w[:, None] * n)
             facing = (n * d[ray_of]).sum(-1).clamp_min(0.0)
             orient = orient.index_add(0, ray_of, w.detach() * facing.square())
-        acc = acc.index_add(0, rows, cum[:, -1])
         active = acc.detach() < stop_depth
 
     opac = 1.0 - torch.exp(-acc)
@@ -334,8 +330,11 @@ def render_image(field, cameras: Cameras, config: VolumeConfig | None = None, oc
     o, d = cams.rays()  # [B, H, W, 3]
     if shading != "albedo":
         if light_dir is None:
-            centre = field.bbox.to(cams.c2w).mean(dim=0)
-            light_dir = cams.centers - centre  # [B, 3]
+            if any(config.light_offset):
+                light_dir = camera_light(cams, config.light_offset)
+            else:
+                centre = field.bbox.to(cams.c2w).mean(dim=0)
+                light_dir = cams.centers - centre  # [B, 3]
             if perturb and config.light_jitter > 0:
                 light_dir = F.normalize(light_dir, dim=-1) + config.light_jitter * _randn_like(light_dir, generator)
         light_dir = F.normalize(light_dir.to(o).expand(b, 3), dim=-1)

@@ -19,6 +19,9 @@ Implementations:
 - :class:`_HashEncodeFunction`: the same forward, chunked over points, with a hand-written backward for the
   table (an ``index_add_`` scatter) that recomputes indices instead of storing them. It returns no gradient
   for ``x``. This is what :func:`hash_encode` runs when ``x`` does not require grad.
+- :class:`_HashEncodeCPU`: the C++ kernel (``kernels/csrc/hashgrid_cpu.cpp``, :mod:`.cpu_build`): forward and
+  table gradient fused per point and level, multi-threaded (the backward one level per thread, so it is
+  deterministic). The default on CPU for float32/float64 when it can be built and ``x`` does not require grad.
 - tiny-cuda-nn: probed lazily by :func:`available`. Its encoding owns a differently laid-out parameter
   vector and uses another vertex convention (half-cell offset, float per-level scales), so it cannot read
   the ``[L, T, F]`` table; :func:`tcnn_encoding` builds one for callers that choose it as a whole module.
@@ -33,6 +36,9 @@ import torch
 from torch import Tensor
 
 from ..core.errors import InputError, ResourceError
+from ._backend import force_reference, warn_fallback_once
+from .cpu_build import cpu_ops
+from .cpu_build import reason as cpu_reason
 
 # Spatial-hash primes 1, 2654435761, 805459861 (instant-ngp), 2654435761 as the int32 with the same low 32 bits.
 _PRIMES_I32 = (1, 2654435761 - 2**32, 805459861)
@@ -248,11 +254,38 @@ class _HashEncodeFunction(torch.autograd.Function):
         return None, grad_table, None, None
 
 
+class _HashEncodeCPU(torch.autograd.Function):
+    """The C++ CPU kernel: fused forward, fused table gradient (no gradient for ``x``)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, table: Tensor, res: list[int], log2_table: int, ops) -> Tensor:
+        ctx.save_for_backward(x)
+        ctx.res, ctx.log2_table, ctx.ops, ctx.table_shape = res, log2_table, ops, list(table.shape)
+        return ops.hash_forward(x, table, res, log2_table)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        (x,) = ctx.saved_tensors
+        grad_table = None
+        if ctx.needs_input_grad[1]:
+            grad_table = ctx.ops.hash_backward_table(x, grad_out, ctx.table_shape, ctx.res, ctx.log2_table)
+        return None, grad_table, None, None, None
+
+
+def hash_encode_chunked(x: Tensor, table: Tensor, resolutions: Tensor, log2_table: int) -> Tensor:
+    """The chunked PyTorch path (hand-written table gradient, none for ``x``); any device. For benchmarks."""
+    res = _check_inputs(x, table, resolutions, log2_table)
+    return _HashEncodeFunction.apply(x.detach(), table, _levels(res, log2_table, x.device), log2_table)
+
+
 def hash_encode(x: Tensor, table: Tensor, resolutions: Tensor, log2_table: int) -> Tensor:
     """Encode 3-D points with a multiresolution hash grid (see the module docstring for the convention).
 
     Gradients reach ``table``. When ``x`` requires grad, the autograd reference runs instead of the fast
     path so that gradients (and second derivatives) reach ``x`` too; it uses several times more memory.
+    ``DREAMSMITH_KERNELS=reference`` runs the autograd reference always. Otherwise a float32/float64 CPU call
+    (points and table of one dtype) runs the C++ kernel when it could be built, any other call the chunked
+    PyTorch path.
 
     Args:
         x: ``[N, 3]`` points in ``[0, 1]`` (values outside are clamped).
@@ -267,8 +300,13 @@ def hash_encode(x: Tensor, table: Tensor, resolutions: Tensor, log2_table: int) 
         InputError: For mismatched shapes, dtypes or devices.
     """
     res = _check_inputs(x, table, resolutions, log2_table)
-    if x.requires_grad and torch.is_grad_enabled():
+    if (x.requires_grad and torch.is_grad_enabled()) or force_reference():
         return hash_encode_reference(x, table, resolutions, log2_table)
+    if x.device.type == "cpu" and x.dtype == table.dtype and table.dtype in (torch.float32, torch.float64):
+        ops = cpu_ops()
+        if ops is not None:
+            return _HashEncodeCPU.apply(x.detach(), table, res, log2_table, ops)
+        warn_fallback_once("hash_encode", cpu_reason())
     return _HashEncodeFunction.apply(x.detach(), table, _levels(res, log2_table, x.device), log2_table)
 
 
@@ -338,5 +376,5 @@ def level_resolutions(n_levels: int, base_resolution: int, finest_resolution: in
     return torch.tensor([round(base_resolution * b**lvl) for lvl in range(n_levels)], dtype=torch.int64)
 
 
-__all__ = ["available", "hash_encode", "hash_encode_reference", "level_resolutions", "tcnn_encoding",
-           "unavailable_reason"]
+__all__ = ["available", "hash_encode", "hash_encode_chunked", "hash_encode_reference", "level_resolutions",
+           "tcnn_encoding", "unavailable_reason"]

@@ -1,7 +1,9 @@
 """Differentiable triangle rasterisation: rasterise, interpolate, antialias, texture.
 
 The public functions follow nvdiffrast's conventions, so that nvdiffrast (CUDA context only, never
-OpenGL) is a drop-in fast path on CUDA tensors; everywhere else a pure-PyTorch reference runs
+OpenGL) is a drop-in fast path on CUDA tensors; on the CPU the visibility pass (which triangle is
+nearest at each pixel) runs in C++ (``kernels/csrc/raster_cpu.cpp``, the same arithmetic, the same
+result) and the differentiable part stays in PyTorch; everywhere else a pure-PyTorch reference runs
 (CPU, CUDA, Apple MPS).
 
 Conventions:
@@ -26,6 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._backend import force_reference, warn_fallback_once
+from .cpu_build import cpu_ops
+from .cpu_build import reason as cpu_reason
 
 _KERNEL = "raster"
 _MAX_KEY = torch.iinfo(torch.int64).max
@@ -59,6 +63,16 @@ def _use_fast(*tensors: Tensor) -> bool:
         warn_fallback_once(_KERNEL, "nvdiffrast is not installed")
         return False
     return all(t.dtype == torch.float32 for t in tensors if t.is_floating_point())
+
+
+def _use_cpu(pos_clip: Tensor) -> bool:
+    """Whether the C++ CPU visibility pass runs for these positions (float32/float64 on the CPU)."""
+    if force_reference() or pos_clip.device.type != "cpu" or pos_clip.dtype not in (torch.float32, torch.float64):
+        return False
+    if cpu_ops() is None:
+        warn_fallback_once("raster (CPU)", cpu_reason())
+        return False
+    return True
 
 
 def _context(device: torch.device):
@@ -129,6 +143,8 @@ def rasterize(pos_clip: Tensor, tri: Tensor, resolution: tuple[int, int]) -> Ten
     if _use_fast(pos_clip):
         rast, _ = _nvdr.rasterize(_context(pos_clip.device), pos_clip.contiguous(), tri.int().contiguous(), res)
         return rast
+    if _use_cpu(pos_clip):
+        return rasterize_cpu(pos_clip, tri, res)
     return rasterize_reference(pos_clip, tri, res)
 
 
@@ -211,27 +227,31 @@ def _chunk_keys(params: Tensor, tids: Tensor, x0: Tensor, y0: Tensor, bw: Tensor
     return pix, (q << _ID_BITS) | (tid - bidx * num_faces)
 
 
-def rasterize_reference(pos_clip: Tensor, tri: Tensor, resolution: tuple[int, int],
-                        max_pairs: int = 2**21) -> Tensor:
-    """Pure-PyTorch :func:`rasterize` (any device); ``max_pairs`` bounds the (triangle, pixel) pairs per chunk."""
-    if pos_clip.dim() == 2:
-        pos_clip = pos_clip[None]
-    height, width = resolution
+def _visibility_keys(pos_clip: Tensor, tri: Tensor, height: int, width: int, max_pairs: int = 2**21,
+                     ops=None) -> Tensor:
+    """Per-pixel smallest depth key ``[B * H * W]`` (``_MAX_KEY`` where uncovered); ``ops``: the C++ kernels."""
+    bsz, nfaces = pos_clip.shape[0], tri.shape[0]
+    keys = torch.full((bsz * height * width,), _MAX_KEY, dtype=torch.long, device=pos_clip.device)
+    if not nfaces:
+        return keys
+    with torch.no_grad():
+        active, params, x0, y0, bw, bh = _triangle_setup(pos_clip.detach(), tri, height, width)
+        if ops is not None:
+            return ops.raster_keys(params, active, x0, y0, bw, bh, bsz, nfaces, height, width)
+        count = bw * bh
+        start = torch.cumsum(count, 0) - count
+        total = int(count.sum()) if count.numel() else 0
+        for first in range(0, total, max_pairs):
+            pix, key = _chunk_keys(params, active, x0, y0, bw, start, first, min(first + max_pairs, total),
+                                   nfaces, height, width)
+            keys.scatter_reduce_(0, pix, key, reduce="amin", include_self=True)
+    return keys
+
+
+def _rast_from_keys(pos_clip: Tensor, tri: Tensor, keys: Tensor, height: int, width: int) -> Tensor:
+    """The differentiable ``rast`` buffer from the visibility keys: perspective-correct barycentrics and depth."""
     bsz, nverts, _ = pos_clip.shape
-    nfaces = tri.shape[0]
-    dev = pos_clip.device
-    keys = torch.full((bsz * height * width,), _MAX_KEY, dtype=torch.long, device=dev)
-    if nfaces:
-        with torch.no_grad():
-            active, params, x0, y0, bw, bh = _triangle_setup(pos_clip.detach(), tri, height, width)
-            count = bw * bh
-            start = torch.cumsum(count, 0) - count
-            total = int(count.sum()) if count.numel() else 0
-            for first in range(0, total, max_pairs):
-                pix, key = _chunk_keys(params, active, x0, y0, bw, start, first, min(first + max_pairs, total),
-                                       nfaces, height, width)
-                keys.scatter_reduce_(0, pix, key, reduce="amin", include_self=True)
-    rast = torch.zeros(bsz * height * width, 4, dtype=pos_clip.dtype, device=dev)
+    rast = torch.zeros(bsz * height * width, 4, dtype=pos_clip.dtype, device=pos_clip.device)
     idx = torch.nonzero(keys != _MAX_KEY).squeeze(1)  # [N] covered pixels
     if idx.numel() == 0:
         return rast.view(bsz, height, width, 4)
@@ -248,6 +268,28 @@ def rasterize_reference(pos_clip: Tensor, tri: Tensor, resolution: tuple[int, in
     z = (lam * verts[..., 2]).sum(1) / (lam * verts[..., 3]).sum(1)
     vals = torch.stack([lam[:, 0], lam[:, 1], z, (face + 1).to(pos_clip.dtype)], 1)
     return rast.index_put((idx,), vals).view(bsz, height, width, 4)
+
+
+def rasterize_reference(pos_clip: Tensor, tri: Tensor, resolution: tuple[int, int],
+                        max_pairs: int = 2**21) -> Tensor:
+    """Pure-PyTorch :func:`rasterize` (any device); ``max_pairs`` bounds the (triangle, pixel) pairs per chunk."""
+    if pos_clip.dim() == 2:
+        pos_clip = pos_clip[None]
+    height, width = resolution
+    keys = _visibility_keys(pos_clip, tri, height, width, max_pairs)
+    return _rast_from_keys(pos_clip, tri, keys, height, width)
+
+
+def rasterize_cpu(pos_clip: Tensor, tri: Tensor, resolution: tuple[int, int]) -> Tensor:
+    """:func:`rasterize` with the C++ visibility pass (CPU tensors); the same keys, hence the same buffer."""
+    if pos_clip.dim() == 2:
+        pos_clip = pos_clip[None]
+    ops = cpu_ops()
+    if ops is None:
+        raise RuntimeError(f"the C++ CPU kernels are not available: {cpu_reason()}")
+    height, width = resolution
+    keys = _visibility_keys(pos_clip, tri, height, width, ops=ops)
+    return _rast_from_keys(pos_clip, tri, keys, height, width)
 
 
 # --------------------------------------------------------------------------------------------- interpolate

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from dreamsmith.core.errors import InputError
-from dreamsmith.kernels.hashgrid import hash_encode, hash_encode_reference, level_resolutions
+from dreamsmith.kernels.cpu_build import cpu_ops
+from dreamsmith.kernels.hashgrid import hash_encode, hash_encode_chunked, hash_encode_reference, level_resolutions
 
 PRIMES = (1, 2654435761, 805459861)
 
@@ -88,7 +89,7 @@ def test_chunked_fast_path_matches_reference(monkeypatch):
     table = torch.randn(4, 2**10, 2, requires_grad=True)
     x = _points(1000, 3)
     up = torch.randn(1000, 8)
-    out = hash_encode(x, table, res, 10)
+    out = hash_encode_chunked(x, table, res, 10)
     (out * up).sum().backward()
     grad = table.grad.clone()
     table.grad = None
@@ -96,6 +97,39 @@ def test_chunked_fast_path_matches_reference(monkeypatch):
     (ref * up).sum().backward()
     torch.testing.assert_close(out, ref)
     torch.testing.assert_close(grad, table.grad)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cpp_kernel_matches_both_pytorch_paths_and_is_deterministic(dtype):
+    if cpu_ops() is None:
+        pytest.skip("no C++ CPU kernels here")
+    g = torch.Generator().manual_seed(7)
+    res = level_resolutions(8, 8, 512)  # dense coarse levels, hashed fine ones
+    table = (torch.randn(8, 2**12, 2, generator=g) * 0.1).to(dtype)
+    x = _points(20000, 8).to(dtype)
+    up = torch.randn(20000, 16, generator=g).to(dtype)
+    outs = {}
+    for name, fn in (("cpp", hash_encode), ("chunked", hash_encode_chunked), ("reference", hash_encode_reference)):
+        t = table.clone().requires_grad_()
+        out = fn(x, t, res, 12)
+        (out * up).sum().backward()
+        outs[name] = (out.detach(), t.grad)
+    assert type(hash_encode(x, table.clone().requires_grad_(), res, 12).grad_fn).__name__ == "_HashEncodeCPUBackward"
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    for name in ("chunked", "reference"):
+        torch.testing.assert_close(outs["cpp"][0], outs[name][0], atol=tol, rtol=tol)
+        torch.testing.assert_close(outs["cpp"][1], outs[name][1], atol=tol * 10, rtol=tol * 10)
+    threads = torch.get_num_threads()
+    try:  # one level per thread in the backward: the same bits whatever the thread count
+        results = []
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            t = table.clone().requires_grad_()
+            (hash_encode(x, t, res, 12) * up).sum().backward()
+            results.append(t.grad)
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(results[0], r) for r in results[1:])
 
 
 def test_encoding_is_continuous_across_cells():
