@@ -41,6 +41,9 @@ def preset_overrides(table: dict[str, dict[str, Any]], name: str, extra: dict[st
 
 # Text to 3D. draft runs on a CPU (made for the toy prior: one pixel prior for both stages, 32-64 px renders);
 # standard and high are the Magic3D recipe (IF stage I at 64 px, then Stable Diffusion at 512 px) for one GPU.
+# The light the toy prior was trained with (scripts/toy_prior_data.py LIGHT_OFFSET): fixed to the camera, from the
+# upper left. The draft presets render their lit SDS views with it.
+TOY_PRIOR_LIGHT = (-0.5, 0.6)
 _VIEWS_GPU = {"distance_min": 1.5, "distance_max": 2.0, "fov_min": 40.0, "fov_max": 70.0}
 _MAGIC3D: dict[str, Any] = {
     "coarse": {"occupancy": {"resolution": 128}, "volume": {"background": "learned"}},
@@ -59,7 +62,8 @@ GENERATE_PRESETS: dict[str, dict[str, Any]] = {
             "field": {"grid": {"n_levels": 6, "log2_hashmap_size": 14, "base_resolution": 8,
                                "finest_resolution": 96}, "blob_density": 5.0, "blob_radius": 0.4},
             "occupancy": {"resolution": 32},
-            "volume": {"n_samples_per_ray": 64, "background": "white", "ambient": 0.35, "diffuse": 0.65},
+            "volume": {"n_samples_per_ray": 64, "background": "white", "ambient": 0.35, "diffuse": 0.65,
+                       "light_offset": TOY_PRIOR_LIGHT},
         },
         "coarse_sds": {"render_size": 32, "shading": "lambertian", "opacity_weight": 0.1,
                        "views": {"views_per_step": 4}},
@@ -67,7 +71,7 @@ GENERATE_PRESETS: dict[str, dict[str, Any]] = {
                             "anneal": "linear"},
         "mesh": {"steps": 120, "render_size": 64, "lr_sdf": 0.05, "lr_deform": 0.005, "lr_color": 5e-3,
                  "iso_density": 10.0, "dmtet": {"resolution": 32}},
-        "mesh_sds": {"shading": "lambertian", "views": {"views_per_step": 4}},
+        "mesh_sds": {"shading": "lambertian", "light_offset": TOY_PRIOR_LIGHT, "views": {"views_per_step": 4}},
         "fine_guidance": {"guidance_scale": 20.0, "max_step_percent": 0.5, "max_step_percent_end": 0.5},
         "bake": {"texture_size": 256},
     },
@@ -83,7 +87,7 @@ _RETEX_DRAFT: dict[str, Any] = {
     "color_field": {"grid": {"n_levels": 6, "log2_hashmap_size": 14, "base_resolution": 8, "finest_resolution": 128}},
     "guidance": {"guidance_scale": 20.0, "max_step_percent": 0.8, "max_step_percent_end": 0.3, "anneal": "linear"},
     "stage": {"steps": 150, "render_size": 64, "lr_color": 1e-2, "preview_every": 25},
-    "stage_sds": {"shading": "lambertian", "views": {"views_per_step": 4}},
+    "stage_sds": {"shading": "lambertian", "light_offset": TOY_PRIOR_LIGHT, "views": {"views_per_step": 4}},
     "bake": {"texture_size": 256},
 }
 _RETEX_GPU: dict[str, Any] = {

@@ -130,11 +130,11 @@ def _format(row: dict) -> str:
 
     (tf, mf), (tr, mr) = row["fast"], row["reference"]
     extra = "".join(f"  [{k}: {v[0] * 1e3:.1f} ms]" for k, v in row.items() if k not in ("name", "fast", "reference"))
-    return (f"{row["name"]:<62} {tf * 1e3:10.1f} {tr * 1e3:10.1f} {tr / tf:7.2f}x {mem(mf):>9} {mem(mr):>9}"
+    return (f"{row['name']:<62} {tf * 1e3:10.1f} {tr * 1e3:10.1f} {tr / tf:7.2f}x {mem(mf):>9} {mem(mr):>9}"
             + extra)
 
 
-HEADER = (f"{"measurement":<62} {'fast ms':>10} {'ref ms':>10} {'ref/fast':>8} {'fast MB':>9} {'ref MB':>9}")
+HEADER = (f"{'measurement':<62} {'fast ms':>10} {'ref ms':>10} {'ref/fast':>8} {'fast MB':>9} {'ref MB':>9}")
 
 
 # ------------------------------------------------------------------------------------------------ kernels

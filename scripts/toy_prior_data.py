@@ -4,7 +4,9 @@ Objects are ``a {colour} {shape}`` for shapes cube / sphere / cone / torus and c
 each about one unit across, centred at the origin (Blender's frame, Z up). Views come from
 :func:`dreamsmith.core.cameras.orbit_cameras` with the engine's SDS camera model (distance 2.0, 40-degree field of
 view, elevation -10..60 degrees, random azimuth) plus a few overhead views (elevation 60..85). Shading is
-ambient 0.35 + Lambertian 0.65 with the light at the camera, on a white background. Images are ray-marched at twice
+ambient 0.35 + Lambertian 0.65 with a directional light fixed to the camera, from the upper left
+(:data:`LIGHT_OFFSET`, see :func:`dreamsmith.core.cameras.camera_light`), on a white background: it shades a
+cube's faces in distinct flat tones, which a headlight does not. Images are ray-marched at twice
 the output size and box-downsampled (antialiasing).
 
 The view suffixes follow the engine's view-dependent prompting: azimuth within 45 degrees of 0 = ``front`` (camera on
@@ -22,7 +24,7 @@ import torch
 from synth_objects import SynthObject, sd_cone, sd_round_box, sd_sphere, sd_torus, sphere_trace
 from torch import Tensor
 
-from dreamsmith.core.cameras import orbit_cameras
+from dreamsmith.core.cameras import camera_light, orbit_cameras
 
 SHAPES = ("cube", "sphere", "cone", "torus")
 COLOURS = {
@@ -36,6 +38,7 @@ DISTANCE, FOV_DEG = 2.0, 40.0
 ELEVATION_RANGE = (-10.0, 60.0)
 OVERHEAD_RANGE = (60.0, 85.0)
 AMBIENT, DIFFUSE = 0.35, 0.65
+LIGHT_OFFSET = (-0.5, 0.6)  # (right, up) in the camera frame; the draft presets render with the same light
 
 # ------------------------------------------------------------------------------------------- shapes (Z up)
 
@@ -121,11 +124,12 @@ def render_shape(shape: str, colour: tuple[float, float, float], azimuth_deg: Te
     o, d = cams.rays()  # [B, H, W, 3]
     b = o.shape[0]
     o, d = o.reshape(-1, 3), d.reshape(-1, 3)
+    light = camera_light(cams, LIGHT_OFFSET)[:, None, None, :].expand(b, hi, hi, 3).reshape(-1, 3)
     hit, pts = sphere_trace(obj, o, d, steps=96)
     img = torch.ones(o.shape[0], 3)
     if hit.any():
         n = _normals(obj, pts[hit])
-        lam = (n * -d[hit]).sum(-1).clamp_min(0)  # light at the camera
+        lam = (n * light[hit]).sum(-1).clamp_min(0)
         img[hit] = (AMBIENT + DIFFUSE * lam)[:, None] * torch.tensor(colour)
     img = img.reshape(b, hi, hi, 3).permute(0, 3, 1, 2)
     return torch.nn.functional.avg_pool2d(img, supersample) if supersample > 1 else img
