@@ -250,11 +250,12 @@ def _step_config(size: str, model: str):
     return generate_config("draft", over)
 
 
-def bench_coarse_step(size: str, device: torch.device, repeats: int, model: str, steps: int = 4) -> dict:
+def bench_coarse_step(size: str, device: torch.device, repeats: int, model: str, steps: int = 0) -> dict:
     from dreamsmith.core.coarse import train_coarse_sds
     from dreamsmith.core.events import StageReporter
 
     cfg = _step_config(size, model)
+    steps = steps or (4 if size == "draft" else 1)
     cfg.coarse.steps = steps
     guidance = _prior(model, device)
     r = cfg.scene_radius
@@ -271,13 +272,14 @@ def bench_coarse_step(size: str, device: torch.device, repeats: int, model: str,
     return row
 
 
-def bench_fine_step(size: str, device: torch.device, repeats: int, model: str, steps: int = 4) -> dict:
+def bench_fine_step(size: str, device: torch.device, repeats: int, model: str, steps: int = 0) -> dict:
     from dreamsmith.core.dmtet import DMTetGeometry
     from dreamsmith.core.events import StageReporter
     from dreamsmith.core.field import NeRFField
     from dreamsmith.core.mesh_stage import train_mesh_sds
 
     cfg = _step_config(size, model)
+    steps = steps or (4 if size == "draft" else 1)
     cfg.mesh.steps = steps
     guidance = _prior(model, device)
     r = cfg.scene_radius

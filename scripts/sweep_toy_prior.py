@@ -94,7 +94,11 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="keep the GLBs and previews here")
     parser.add_argument("--config", help="JSON overrides merged over the draft preset")
+    parser.add_argument("--model", default=str(TOY), help="the prior (default: the committed toy prior)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.set_grad_enabled(True)
     over = json.loads(Path(args.config).read_text()) if args.config else {}
     prims = {s: normalised(ground_truth_mesh(shape_object(s), resolution=96)[0]) for s in SHAPES}
@@ -105,7 +109,7 @@ def main() -> int:
         for colour in args.colours:
             for shape in args.shapes:
                 prompt = f"a {colour} {shape}"
-                cfg = generate_config("draft", over | {"seed": args.seed, "coarse_model": {"model": str(TOY)}})
+                cfg = generate_config("draft", over | {"seed": args.seed, "coarse_model": {"model": args.model}})
                 glb = out_dir / f"{colour}_{shape}.glb"
                 t0 = time.perf_counter()
                 run_generate(prompt, glb, cfg, device="cpu", preset="draft", preview=out_dir / f"{colour}_{shape}.png")
