@@ -41,9 +41,9 @@ def preset_overrides(table: dict[str, dict[str, Any]], name: str, extra: dict[st
 
 # Text to 3D. draft runs on a CPU (made for the toy prior: one pixel prior for both stages, 32-64 px renders);
 # standard and high are the Magic3D recipe (IF stage I at 64 px, then Stable Diffusion at 512 px) for one GPU.
-# The light the toy prior was trained with (scripts/toy_prior_data.py LIGHT_OFFSET): fixed to the camera, from the
-# upper left. The draft presets render their lit SDS views with it.
-TOY_PRIOR_LIGHT = (-0.5, 0.6)
+# The light the toy prior was trained with (scripts/toy_prior_data.py LIGHT_OFFSET): (0, 0) is a headlight; an
+# offset fixes a directional light to the camera. The draft presets render their lit SDS views with it.
+TOY_PRIOR_LIGHT = (0.0, 0.0)
 _VIEWS_GPU = {"distance_min": 1.5, "distance_max": 2.0, "fov_min": 40.0, "fov_max": 70.0}
 _MAGIC3D: dict[str, Any] = {
     "coarse": {"occupancy": {"resolution": 128}, "volume": {"background": "learned"}},

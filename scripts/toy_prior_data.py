@@ -4,9 +4,9 @@ Objects are ``a {colour} {shape}`` for shapes cube / sphere / cone / torus and c
 each about one unit across, centred at the origin (Blender's frame, Z up). Views come from
 :func:`dreamsmith.core.cameras.orbit_cameras` with the engine's SDS camera model (distance 2.0, 40-degree field of
 view, elevation -10..60 degrees, random azimuth) plus a few overhead views (elevation 60..85). Shading is
-ambient 0.35 + Lambertian 0.65 with a directional light fixed to the camera, from the upper left
-(:data:`LIGHT_OFFSET`, see :func:`dreamsmith.core.cameras.camera_light`), on a white background: it shades a
-cube's faces in distinct flat tones, which a headlight does not. Images are ray-marched at twice
+ambient 0.35 + Lambertian 0.65 with the light at the camera, on a white background (:data:`LIGHT_OFFSET` moves
+it: a directional light fixed to the camera, see :func:`dreamsmith.core.cameras.camera_light`; the engine's draft
+presets must use the same, ``presets.TOY_PRIOR_LIGHT``). Images are ray-marched at twice
 the output size and box-downsampled (antialiasing).
 
 The view suffixes follow the engine's view-dependent prompting: azimuth within 45 degrees of 0 = ``front`` (camera on
@@ -38,7 +38,9 @@ DISTANCE, FOV_DEG = 2.0, 40.0
 ELEVATION_RANGE = (-10.0, 60.0)
 OVERHEAD_RANGE = (60.0, 85.0)
 AMBIENT, DIFFUSE = 0.35, 0.65
-LIGHT_OFFSET = (-0.5, 0.6)  # (right, up) in the camera frame; the draft presets render with the same light
+# (right, up) offset of the light in the camera frame; (0, 0): at the camera. (-0.5, 0.6), from the upper left,
+# was tried (45 min of training): the prior drew boxier cubes, but SDS still gave no cube and bumpier surfaces.
+LIGHT_OFFSET = (0.0, 0.0)
 
 # ------------------------------------------------------------------------------------------- shapes (Z up)
 
@@ -124,7 +126,10 @@ def render_shape(shape: str, colour: tuple[float, float, float], azimuth_deg: Te
     o, d = cams.rays()  # [B, H, W, 3]
     b = o.shape[0]
     o, d = o.reshape(-1, 3), d.reshape(-1, 3)
-    light = camera_light(cams, LIGHT_OFFSET)[:, None, None, :].expand(b, hi, hi, 3).reshape(-1, 3)
+    if any(LIGHT_OFFSET):
+        light = camera_light(cams, LIGHT_OFFSET)[:, None, None, :].expand(b, hi, hi, 3).reshape(-1, 3)
+    else:
+        light = -d  # a point light at the camera
     hit, pts = sphere_trace(obj, o, d, steps=96)
     img = torch.ones(o.shape[0], 3)
     if hit.any():
