@@ -250,16 +250,20 @@ def _step_config(size: str, model: str):
     return generate_config("draft", over)
 
 
+def _stage_setup(size: str, model: str, device: torch.device, steps: int):
+    """Config, step count (4 at draft, 1 at standard unless given), guidance and scene box of a whole-step row."""
+    cfg = _step_config(size, model)
+    steps = steps or (4 if size == "draft" else 1)
+    cfg.coarse.steps = cfg.mesh.steps = steps
+    r = cfg.scene_radius
+    return cfg, steps, _prior(model, device), torch.tensor([[-r] * 3, [r] * 3])
+
+
 def bench_coarse_step(size: str, device: torch.device, repeats: int, model: str, steps: int = 0) -> dict:
     from dreamsmith.core.coarse import train_coarse_sds
     from dreamsmith.core.events import StageReporter
 
-    cfg = _step_config(size, model)
-    steps = steps or (4 if size == "draft" else 1)
-    cfg.coarse.steps = steps
-    guidance = _prior(model, device)
-    r = cfg.scene_radius
-    bbox = torch.tensor([[-r] * 3, [r] * 3])
+    cfg, steps, guidance, bbox = _stage_setup(size, model, device, steps)
 
     def make():
         def run():
@@ -268,8 +272,7 @@ def bench_coarse_step(size: str, device: torch.device, repeats: int, model: str,
                              StageReporter("coarse", steps, None, None))
         return run
 
-    row = side_by_side(f"coarse SDS, {steps} whole steps, {size}", make, device, repeats)
-    return row
+    return side_by_side(f"coarse SDS, {steps} whole steps, {size}", make, device, repeats)
 
 
 def bench_fine_step(size: str, device: torch.device, repeats: int, model: str, steps: int = 0) -> dict:
@@ -278,12 +281,8 @@ def bench_fine_step(size: str, device: torch.device, repeats: int, model: str, s
     from dreamsmith.core.field import NeRFField
     from dreamsmith.core.mesh_stage import train_mesh_sds
 
-    cfg = _step_config(size, model)
-    steps = steps or (4 if size == "draft" else 1)
-    cfg.mesh.steps = steps
-    guidance = _prior(model, device)
+    cfg, steps, guidance, bbox = _stage_setup(size, model, device, steps)
     r = cfg.scene_radius
-    bbox = torch.tensor([[-r] * 3, [r] * 3])
 
     def make():
         torch.manual_seed(0)
