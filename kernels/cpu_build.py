@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ._backend import force_reference
+from ._backend import force_reference, warn_fallback_once
 
 SOURCES = ("bindings.cpp", "hashgrid_cpu.cpp", "march_cpu.cpp", "raster_cpu.cpp")
 _NAME = "dreamsmith_cpu_kernels"
@@ -62,6 +62,22 @@ def cpu_ops():
                     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                     _error = f"the C++ CPU kernels could not be built ({type(exc).__name__}: {first})"
     return _ops
+
+
+def cpu_ops_for(kernel: str, *tensors: torch.Tensor, dtypes=(torch.float32, torch.float64)):
+    """The compiled kernels for one call of ``kernel`` on ``tensors``, or None for the reference.
+
+    None when the references are forced, a tensor is not on the CPU, a floating-point tensor's dtype is not in
+    ``dtypes``, or the kernels cannot be built (then warned once per ``kernel``, with :func:`reason`).
+    """
+    if force_reference() or not all(t.device.type == "cpu" for t in tensors):
+        return None
+    if not all(t.dtype in dtypes for t in tensors if t.is_floating_point()):
+        return None
+    ops = cpu_ops()
+    if ops is None:
+        warn_fallback_once(kernel, reason())
+    return ops
 
 
 def reason() -> str:

@@ -36,9 +36,8 @@ import torch
 from torch import Tensor
 
 from ..core.errors import InputError, ResourceError
-from ._backend import force_reference, warn_fallback_once
-from .cpu_build import cpu_ops
-from .cpu_build import reason as cpu_reason
+from ._backend import force_reference
+from .cpu_build import cpu_ops_for
 
 # Spatial-hash primes 1, 2654435761, 805459861 (instant-ngp), 2654435761 as the int32 with the same low 32 bits.
 _PRIMES_I32 = (1, 2654435761 - 2**32, 805459861)
@@ -302,11 +301,9 @@ def hash_encode(x: Tensor, table: Tensor, resolutions: Tensor, log2_table: int) 
     res = _check_inputs(x, table, resolutions, log2_table)
     if (x.requires_grad and torch.is_grad_enabled()) or force_reference():
         return hash_encode_reference(x, table, resolutions, log2_table)
-    if x.device.type == "cpu" and x.dtype == table.dtype and table.dtype in (torch.float32, torch.float64):
-        ops = cpu_ops()
-        if ops is not None:
-            return _HashEncodeCPU.apply(x.detach(), table, res, log2_table, ops)
-        warn_fallback_once("hash_encode", cpu_reason())
+    ops = cpu_ops_for("hash_encode", x, table) if x.dtype == table.dtype else None
+    if ops is not None:
+        return _HashEncodeCPU.apply(x.detach(), table, res, log2_table, ops)
     return _HashEncodeFunction.apply(x.detach(), table, _levels(res, log2_table, x.device), log2_table)
 
 

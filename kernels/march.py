@@ -21,22 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._backend import force_reference, warn_fallback_once
-from .cpu_build import cpu_ops
-from .cpu_build import reason as cpu_reason
-
-
-def _ops_for(*tensors: Tensor, dtypes=(torch.float32,)):
-    """The compiled CPU kernels when every tensor is on the CPU with a supported dtype, else None."""
-    if force_reference() or not all(t.device.type == "cpu" for t in tensors):
-        return None
-    if not all(t.dtype in dtypes for t in tensors if t.is_floating_point()):
-        return None
-    ops = cpu_ops()
-    if ops is None:
-        warn_fallback_once("march", cpu_reason())
-    return ops
-
+from .cpu_build import cpu_ops_for
 
 # ------------------------------------------------------------------------------------------------- marching
 
@@ -74,7 +59,7 @@ def march_samples(o: Tensor, d: Tensor, near: Tensor, far: Tensor, u: Tensor | N
     Returns:
         Packed ``ray [N]`` and ``k [N]`` (int64), ``t [N]`` and ``x [N, 3]`` (no gradient).
     """
-    ops = _ops_for(o, d, near, far, *(t for t in (u,) if t is not None))
+    ops = cpu_ops_for("march", o, d, near, far, *(t for t in (u,) if t is not None), dtypes=(torch.float32,))
     if ops is None:
         return march_samples_reference(o, d, near, far, u, step, n_samples, mask, bbox)
     empty = o.new_empty(0)
@@ -127,7 +112,7 @@ def composite(tau: Tensor, ray: Tensor, acc: Tensor) -> tuple[Tensor, Tensor]:
         ray: ``[N]`` int64 ray of each sample, ray-major (non-decreasing).
         acc: ``[R]`` optical depth of each ray before these samples.
     """
-    ops = _ops_for(tau, acc, dtypes=(torch.float32, torch.float64))
+    ops = cpu_ops_for("march", tau, acc)
     if ops is None or tau.dtype != acc.dtype:
         return composite_reference(tau, ray, acc)
     return _CompositeCPU.apply(tau, ray.contiguous(), acc, ops)

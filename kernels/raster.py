@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._backend import force_reference, warn_fallback_once
-from .cpu_build import cpu_ops
+from .cpu_build import cpu_ops, cpu_ops_for
 from .cpu_build import reason as cpu_reason
 
 _KERNEL = "raster"
@@ -63,16 +63,6 @@ def _use_fast(*tensors: Tensor) -> bool:
         warn_fallback_once(_KERNEL, "nvdiffrast is not installed")
         return False
     return all(t.dtype == torch.float32 for t in tensors if t.is_floating_point())
-
-
-def _use_cpu(pos_clip: Tensor) -> bool:
-    """Whether the C++ CPU visibility pass runs for these positions (float32/float64 on the CPU)."""
-    if force_reference() or pos_clip.device.type != "cpu" or pos_clip.dtype not in (torch.float32, torch.float64):
-        return False
-    if cpu_ops() is None:
-        warn_fallback_once("raster (CPU)", cpu_reason())
-        return False
-    return True
 
 
 def _context(device: torch.device):
@@ -143,7 +133,7 @@ def rasterize(pos_clip: Tensor, tri: Tensor, resolution: tuple[int, int]) -> Ten
     if _use_fast(pos_clip):
         rast, _ = _nvdr.rasterize(_context(pos_clip.device), pos_clip.contiguous(), tri.int().contiguous(), res)
         return rast
-    if _use_cpu(pos_clip):
+    if cpu_ops_for("raster (CPU)", pos_clip) is not None:
         return rasterize_cpu(pos_clip, tri, res)
     return rasterize_reference(pos_clip, tri, res)
 
