@@ -44,6 +44,9 @@ class SDSConfig:
         half_precision: On CUDA, run the UNet and VAE under fp16 autocast (even with fp32 weights). Ignored elsewhere.
         vae_grad_checkpointing: Recompute the VAE encoder's activations in the backward pass (latent priors;
             saves memory at 512x512, costs one more encoder pass).
+        score: The gradient: ``"sds"`` = ``w(t) (eps_hat - eps)`` (DreamFusion); ``"csd"`` = ``w(t) s (eps_c - eps_u)``,
+            the classifier part alone (Classifier Score Distillation, Yu et al. 2023): no noise residual, so a
+            far less noisy gradient, and no pull towards the prior's unconditional mode.
     """
 
     guidance_scale: float = 100.0
@@ -57,6 +60,7 @@ class SDSConfig:
     grad_clip_mode: Literal["value", "norm"] = "value"
     half_precision: bool = True
     vae_grad_checkpointing: bool = False
+    score: Literal["sds", "csd"] = "sds"
 
 
 def max_step_percent(cfg: SDSConfig, step: int, total_steps: int) -> float:
@@ -84,6 +88,8 @@ class SDSGuidance:
         self.prompts = prompts
         self.cfg = cfg or SDSConfig()
         c = self.cfg
+        if c.score not in ("sds", "csd"):
+            raise ConfigError(f"SDS score must be 'sds' or 'csd', got {c.score!r}.")
         if not (0.0 <= c.min_step_percent <= c.max_step_percent <= 1.0
                 and c.min_step_percent <= c.max_step_percent_end <= 1.0):
             raise ConfigError("SDS step fractions must satisfy 0 <= min_step_percent <= max_step_percent(_end) <= 1.")
@@ -140,6 +146,12 @@ class SDSGuidance:
     @torch.no_grad()
     def predict_noise(self, x_t: Tensor, t: Tensor, uncond: Tensor, cond: Tensor) -> Tensor:
         """Classifier-free-guided noise prediction ``[B, C, S, S]`` from one batched UNet pass (fp32 result)."""
+        eps_u, eps_c = self.predict_noise_pair(x_t, t, uncond, cond)
+        return eps_u + self.cfg.guidance_scale * (eps_c - eps_u)
+
+    @torch.no_grad()
+    def predict_noise_pair(self, x_t: Tensor, t: Tensor, uncond: Tensor, cond: Tensor) -> tuple[Tensor, Tensor]:
+        """Unconditional and conditional noise predictions (each ``[B, C, S, S]``, fp32) from one UNet pass."""
         unet = self.prior.unet
         b, ch = x_t.shape[:2]
         x_in = torch.cat([x_t, x_t]).to(unet.dtype)
@@ -154,8 +166,7 @@ class SDSGuidance:
             out = a.sqrt() * out + (1.0 - a).sqrt() * x2
         elif self.prediction_type == "sample":
             out = (x2 - a.sqrt() * out) / (1.0 - a).sqrt().clamp_min(1e-8)
-        eps_u, eps_c = out[:b], out[b:]
-        return eps_u + self.cfg.guidance_scale * (eps_c - eps_u)
+        return out[:b], out[b:]
 
     def __call__(self, rgb: Tensor, azimuth: Tensor, elevation: Tensor, step: int, total_steps: int,
                  generator: torch.Generator | None = None) -> dict[str, Tensor]:
@@ -193,8 +204,12 @@ class SDSGuidance:
         with torch.no_grad():
             a = self.alphas_cumprod[t].view(-1, 1, 1, 1)
             x_t = a.sqrt() * latents.detach() + (1.0 - a).sqrt() * noise
-            eps = self.predict_noise(x_t, t, uncond, cond)
-            grad = self.weight(t).view(-1, 1, 1, 1) * (eps - noise)
+            eps_u, eps_c = self.predict_noise_pair(x_t, t, uncond, cond)
+            if self.cfg.score == "csd":
+                residual = self.cfg.guidance_scale * (eps_c - eps_u)
+            else:
+                residual = eps_u + self.cfg.guidance_scale * (eps_c - eps_u) - noise
+            grad = self.weight(t).view(-1, 1, 1, 1) * residual
             finite = torch.isfinite(grad)
             nonfinite = 1.0 - finite.float().mean()
             grad = torch.where(finite, grad, torch.zeros_like(grad))

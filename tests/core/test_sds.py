@@ -9,7 +9,7 @@ import pytest
 import torch
 from test_models import build_latent_prior, build_pixel_prior  # tests/core is on sys.path under pytest
 
-from dreamsmith.core.errors import InputError, ModelError
+from dreamsmith.core.errors import ConfigError, InputError, ModelError
 from dreamsmith.core.guidance import GUIDANCE
 from dreamsmith.core.guidance.reference import ReferenceGuidance
 from dreamsmith.core.guidance.sds import SDSConfig, SDSGuidance, max_step_percent
@@ -152,10 +152,12 @@ def test_one_sds_step_changes_the_image_and_not_the_models(which, request):
     assert out["t"].shape == (2,) and out["views"].tolist() == [0, 2] and float(out["nonfinite"]) == 0.0
 
 
-def test_pixel_sds_gradient_matches_the_formula(pixel):
-    """d loss / d rgb = 2 * w(t) * (eps_u + s (eps_c - eps_u) - noise) / B, with IF's 6-channel output split."""
+@pytest.mark.parametrize("score", ["sds", "csd"])
+def test_pixel_sds_gradient_matches_the_formula(pixel, score):
+    """d loss / d rgb = 2 * w(t) * (eps_u + s (eps_c - eps_u) - noise) / B, with IF's 6-channel output split;
+    with the classifier score (csd) the residual is s (eps_c - eps_u) alone."""
     proc = PromptProcessor(pixel, "a blue torus")
-    sds = SDSGuidance(pixel, proc, SDSConfig(guidance_scale=7.0))
+    sds = SDSGuidance(pixel, proc, SDSConfig(guidance_scale=7.0, score=score))
     rgb = torch.rand(2, 16, 16, 3, generator=torch.Generator().manual_seed(5)).requires_grad_()
     out = sds(rgb, torch.tensor([90.0, 0.0]), torch.tensor([0.0, 70.0]), 3, 10, torch.Generator().manual_seed(3))
     out["loss_sds"].backward()
@@ -170,7 +172,8 @@ def test_pixel_sds_gradient_matches_the_formula(pixel):
     with torch.no_grad():
         eps_u = pixel.unet(x_t, t, encoder_hidden_states=proc.uncond[views]).sample[:, :3]
         eps_c = pixel.unet(x_t, t, encoder_hidden_states=proc.cond[views]).sample[:, :3]
-    g = (1 - a) * (eps_u + 7.0 * (eps_c - eps_u) - noise)
+    residual = 7.0 * (eps_c - eps_u) if score == "csd" else eps_u + 7.0 * (eps_c - eps_u) - noise
+    g = (1 - a) * residual
     torch.testing.assert_close(rgb.grad, (2 * g / 2).permute(0, 2, 3, 1), atol=1e-5, rtol=1e-4)
 
 
@@ -217,11 +220,17 @@ def test_gradient_clipping_bounds_the_gradient(pixel, mode):
 
 def test_nonfinite_predictions_give_zero_gradient_and_are_reported(pixel, monkeypatch):
     sds = SDSGuidance(pixel, PromptProcessor(pixel, "a red cube"))
-    monkeypatch.setattr(sds, "predict_noise", lambda x_t, *a: torch.full_like(x_t, float("nan")))
+    nan = float("nan")
+    monkeypatch.setattr(sds, "predict_noise_pair", lambda x_t, *a: (torch.full_like(x_t, nan),) * 2)
     rgb = torch.full((1, 16, 16, 3), 0.5, requires_grad=True)
     out = sds(rgb, torch.zeros(1), torch.zeros(1), 0, 10, torch.Generator().manual_seed(0))
     out["loss_sds"].backward()
     assert float(out["nonfinite"]) == 1.0 and torch.equal(rgb.grad, torch.zeros_like(rgb))
+
+
+def test_unknown_score_is_a_config_error(pixel):
+    with pytest.raises(ConfigError, match="score"):
+        SDSGuidance(pixel, PromptProcessor(pixel, "a red cube"), SDSConfig(score="vsd"))
 
 
 def test_guidance_registry_names_both_kinds():
