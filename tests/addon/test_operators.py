@@ -21,7 +21,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("bpy") is None, reason="bpy is not installed")
 
-TINY = {"coarse": {"steps": 2, "field": {"grid": {"n_levels": 4, "log2_hashmap_size": 12, "finest_resolution": 32}},
+# A few steps only: a strong start blob, so that there is an object to mesh (the draft's weak blob needs its
+# 400 steps to grow one).
+TINY = {"coarse": {"steps": 2, "field": {"grid": {"n_levels": 4, "log2_hashmap_size": 12, "finest_resolution": 32},
+                                         "blob_density": 5.0, "blob_radius": 0.4},
                    "occupancy": {"resolution": 16}, "volume": {"n_samples_per_ray": 48}},
         "coarse_sds": {"render_size": 16, "views": {"views_per_step": 2}},
         "mesh": {"steps": 1, "render_size": 16, "dmtet": {"resolution": 16}},

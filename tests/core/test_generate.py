@@ -16,7 +16,10 @@ from test_models import build_latent_prior, build_pixel_prior
 from dreamsmith.core.cli import main
 from dreamsmith.core.export import read_mesh
 
-TINY = {"coarse": {"steps": 6, "field": {"grid": {"n_levels": 4, "log2_hashmap_size": 12, "finest_resolution": 32}},
+# A few steps only: a strong start blob, so that there is an object to mesh (the draft's weak blob needs its
+# 400 steps to grow one).
+TINY = {"coarse": {"steps": 6, "field": {"grid": {"n_levels": 4, "log2_hashmap_size": 12, "finest_resolution": 32},
+                                         "blob_density": 5.0, "blob_radius": 0.4},
                    "occupancy": {"resolution": 16}, "volume": {"n_samples_per_ray": 48}},
         "coarse_sds": {"render_size": 16, "views": {"views_per_step": 2}},
         "mesh": {"steps": 3, "render_size": 16, "dmtet": {"resolution": 16}},
