@@ -144,12 +144,6 @@ class SDSGuidance:
         return a.sqrt() * (1.0 - a)
 
     @torch.no_grad()
-    def predict_noise(self, x_t: Tensor, t: Tensor, uncond: Tensor, cond: Tensor) -> Tensor:
-        """Classifier-free-guided noise prediction ``[B, C, S, S]`` from one batched UNet pass (fp32 result)."""
-        eps_u, eps_c = self.predict_noise_pair(x_t, t, uncond, cond)
-        return eps_u + self.cfg.guidance_scale * (eps_c - eps_u)
-
-    @torch.no_grad()
     def predict_noise_pair(self, x_t: Tensor, t: Tensor, uncond: Tensor, cond: Tensor) -> tuple[Tensor, Tensor]:
         """Unconditional and conditional noise predictions (each ``[B, C, S, S]``, fp32) from one UNet pass."""
         unet = self.prior.unet
