@@ -20,7 +20,6 @@ from torch import Tensor
 
 from .. import __version__
 from .config import from_dict, to_dict
-from .device import seed_job
 from .errors import InputError
 from .export import TexturedMesh
 from .generate import GenerateConfig, check_inputs, fine_stage, generate_mesh, make_guidance
@@ -126,7 +125,8 @@ def run_edit(mesh_path: str | os.PathLike | None, prompt: str, out: str | os.Pat
 def _edit_state(state: Path, prompt: str, negative_prompt: str, cfg: EditConfig, dev: torch.device, callback,
                 cancel) -> tuple[TexturedMesh, dict[str, float]]:
     """Magic3D's edit of a generated object: the saved field and geometry, the mesh stage with the new prompt."""
-    gen = seed_job(cfg.seed, dev)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     field, geo, _ = load_state(state, dev)

@@ -17,7 +17,7 @@ from .. import __version__
 from .bake import BakeConfig
 from .coarse import CoarseConfig, CoarseSDSConfig, train_coarse_sds
 from .config import from_dict, to_dict
-from .device import resolve_device, seed_job
+from .device import resolve_device
 from .dmtet import DMTetGeometry
 from .errors import ConfigError, InputError
 from .events import CancelToken, ProgressCallback, StageReporter
@@ -132,7 +132,8 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
     existing shape instead of the blob: that is how an edit begins. ``state_out``: also save the field and the
     geometry there (:mod:`.state`), for later edits.
     """
-    gen = seed_job(cfg.seed, dev)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
     timings: dict[str, float] = {}
     r = cfg.scene_radius
     bbox = torch.tensor([[-r, -r, -r], [r, r, r]], dtype=torch.float32)

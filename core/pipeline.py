@@ -15,7 +15,7 @@ from .bake import BakeConfig, bake_mesh
 from .coarse import CoarseConfig, train_coarse_reference
 from .config import from_dict, to_dict
 from .datasets import load_posed_images
-from .device import resolve_device, seed_job
+from .device import resolve_device
 from .errors import InputError
 from .events import CancelToken, ProgressCallback, StageReporter
 from .export import TexturedMesh, write_glb, write_obj
@@ -98,7 +98,8 @@ def run_reconstruct(images: str | os.PathLike, out: str | os.PathLike, cfg: Reco
     out_path = check_output_path(out, preview)
     dev = resolve_device(device)
     data = load_posed_images(images, split="train", max_size=cfg.max_image_size or None)
-    gen = seed_job(cfg.seed, dev)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
     timings: dict[str, float] = {}
     guidance = ReferenceGuidance(data, cfg.reference, dev)
     bbox = guidance.scene_box()

@@ -21,7 +21,6 @@ from torch import Tensor
 from .. import __version__
 from .bake import BakeConfig, bake_texture, unwrap
 from .config import from_dict, to_dict
-from .device import seed_job
 from .errors import ConfigError, InputError
 from .events import CancelToken, ProgressCallback, StageReporter
 from .export import TexturedMesh, read_mesh
@@ -204,7 +203,8 @@ def run_retexture(mesh_path: str | os.PathLike, prompt: str, out: str | os.PathL
         A summary: output path, counts, whether the input's UVs were used (and why not), seconds per stage.
     """
     prompt, negative_prompt, out_path, dev = check_inputs(prompt, negative_prompt, out, preview, device)
-    gen = seed_job(cfg.seed, dev)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
     verts, faces, uvs = read_input(mesh_path)
     timings: dict[str, float] = {}
     why_not = uv_problems(verts, faces, uvs, cfg.uv_check)
