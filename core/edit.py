@@ -20,6 +20,7 @@ from torch import Tensor
 
 from .. import __version__
 from .config import from_dict, to_dict
+from .device import seeded_job
 from .errors import InputError
 from .export import TexturedMesh
 from .generate import GenerateConfig, check_inputs, fine_stage, generate_mesh, make_guidance
@@ -125,13 +126,12 @@ def run_edit(mesh_path: str | os.PathLike | None, prompt: str, out: str | os.Pat
 def _edit_state(state: Path, prompt: str, negative_prompt: str, cfg: EditConfig, dev: torch.device, callback,
                 cancel) -> tuple[TexturedMesh, dict[str, float]]:
     """Magic3D's edit of a generated object: the saved field and geometry, the mesh stage with the new prompt."""
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    field, geo, _ = load_state(state, dev)
-    model_cfg = cfg.fine_model if cfg.fine_model.model else cfg.coarse_model
-    sds_cfg = cfg.fine_guidance
-    guidance = make_guidance(load_prior(model_cfg, dev), prompt, negative_prompt, cfg.prompt, sds_cfg)
-    timings["load"] = time.perf_counter() - t0
-    return fine_stage(cfg, guidance, field, geo, gen, prompt, callback, cancel, timings, stage="edit"), timings
+    with seeded_job(cfg.seed, dev) as gen:
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        field, geo, _ = load_state(state, dev)
+        model_cfg = cfg.fine_model if cfg.fine_model.model else cfg.coarse_model
+        sds_cfg = cfg.fine_guidance
+        guidance = make_guidance(load_prior(model_cfg, dev), prompt, negative_prompt, cfg.prompt, sds_cfg)
+        timings["load"] = time.perf_counter() - t0
+        return fine_stage(cfg, guidance, field, geo, gen, prompt, callback, cancel, timings, stage="edit"), timings

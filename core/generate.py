@@ -17,7 +17,7 @@ from .. import __version__
 from .bake import BakeConfig
 from .coarse import CoarseConfig, CoarseSDSConfig, train_coarse_sds
 from .config import from_dict, to_dict
-from .device import resolve_device
+from .device import resolve_device, seeded_job
 from .dmtet import DMTetGeometry
 from .errors import ConfigError, InputError
 from .events import CancelToken, ProgressCallback, StageReporter
@@ -132,45 +132,44 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
     existing shape instead of the blob: that is how an edit begins. ``state_out``: also save the field and the
     geometry there (:mod:`.state`), for later edits.
     """
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    timings: dict[str, float] = {}
-    r = cfg.scene_radius
-    bbox = torch.tensor([[-r, -r, -r], [r, r, r]], dtype=torch.float32)
+    with seeded_job(cfg.seed, dev) as gen:
+        timings: dict[str, float] = {}
+        r = cfg.scene_radius
+        bbox = torch.tensor([[-r, -r, -r], [r, r, r]], dtype=torch.float32)
 
-    t0 = time.perf_counter()
-    coarse_prior = load_prior(cfg.coarse_model, dev)
-    guidance = make_guidance(coarse_prior, prompt, negative_prompt, cfg.prompt, cfg.coarse_guidance)
-    timings["load"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        coarse_prior = load_prior(cfg.coarse_model, dev)
+        guidance = make_guidance(coarse_prior, prompt, negative_prompt, cfg.prompt, cfg.coarse_guidance)
+        timings["load"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    live = callback is not None  # live previews only for someone who listens
-    model, _ = train_coarse_sds(cfg.coarse, cfg.coarse_sds, guidance, bbox, dev, gen,
-                                StageReporter("coarse", cfg.coarse.steps, callback, cancel, every=5),
-                                preview_fn=field_preview(cfg.coarse.volume, r) if live else None,
-                                density_prior=density_prior)
-    timings["coarse"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        live = callback is not None  # live previews only for someone who listens
+        model, _ = train_coarse_sds(cfg.coarse, cfg.coarse_sds, guidance, bbox, dev, gen,
+                                    StageReporter("coarse", cfg.coarse.steps, callback, cancel, every=5),
+                                    preview_fn=field_preview(cfg.coarse.volume, r) if live else None,
+                                    density_prior=density_prior)
+        timings["coarse"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    same_model = not cfg.fine_model.model or cfg.fine_model.model == cfg.coarse_model.model
-    if same_model:
-        fine_guidance = SDSGuidance(coarse_prior, guidance.prompts, cfg.fine_guidance)
-    else:
-        del guidance, coarse_prior
-        gc.collect()
-        fine_guidance = make_guidance(load_prior(cfg.fine_model, dev), prompt, negative_prompt, cfg.prompt,
-                                      cfg.fine_guidance)
-    geo = DMTetGeometry(cfg.mesh.dmtet, bbox.to(dev)).to(dev)
-    res = cfg.mesh.dmtet.resolution + 1
-    geo.init_from_sdf(initial_sdf(model.density, geo.grid_verts, (res, res, res), bbox, cfg.mesh.iso_density,
-                                  None, cfg.mesh.min_component_fraction))
-    timings["mesh"] = time.perf_counter() - t0  # loading the fine prior, initialising DMTet
-    mesh = fine_stage(cfg, fine_guidance, model, geo, gen, prompt, callback, cancel, timings)
-    if state_out is not None:
-        from .state import save_state
+        t0 = time.perf_counter()
+        same_model = not cfg.fine_model.model or cfg.fine_model.model == cfg.coarse_model.model
+        if same_model:
+            fine_guidance = SDSGuidance(coarse_prior, guidance.prompts, cfg.fine_guidance)
+        else:
+            del guidance, coarse_prior
+            gc.collect()
+            fine_guidance = make_guidance(load_prior(cfg.fine_model, dev), prompt, negative_prompt, cfg.prompt,
+                                          cfg.fine_guidance)
+        geo = DMTetGeometry(cfg.mesh.dmtet, bbox.to(dev)).to(dev)
+        res = cfg.mesh.dmtet.resolution + 1
+        geo.init_from_sdf(initial_sdf(model.density, geo.grid_verts, (res, res, res), bbox, cfg.mesh.iso_density,
+                                      None, cfg.mesh.min_component_fraction))
+        timings["mesh"] = time.perf_counter() - t0  # loading the fine prior, initialising DMTet
+        mesh = fine_stage(cfg, fine_guidance, model, geo, gen, prompt, callback, cancel, timings)
+        if state_out is not None:
+            from .state import save_state
 
-        save_state(state_out, model, geo, to_dict(cfg))
-    return mesh, timings
+            save_state(state_out, model, geo, to_dict(cfg))
+        return mesh, timings
 
 
 def fine_stage(cfg: GenerateConfig, guidance: SDSGuidance, field, geo: DMTetGeometry, gen: torch.Generator,

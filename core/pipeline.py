@@ -15,7 +15,7 @@ from .bake import BakeConfig, bake_mesh
 from .coarse import CoarseConfig, train_coarse_reference
 from .config import from_dict, to_dict
 from .datasets import load_posed_images
-from .device import resolve_device
+from .device import resolve_device, seeded_job
 from .errors import InputError
 from .events import CancelToken, ProgressCallback, StageReporter
 from .export import TexturedMesh, write_glb, write_obj
@@ -98,34 +98,33 @@ def run_reconstruct(images: str | os.PathLike, out: str | os.PathLike, cfg: Reco
     out_path = check_output_path(out, preview)
     dev = resolve_device(device)
     data = load_posed_images(images, split="train", max_size=cfg.max_image_size or None)
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    timings: dict[str, float] = {}
-    guidance = ReferenceGuidance(data, cfg.reference, dev)
-    bbox = guidance.scene_box()
+    with seeded_job(cfg.seed, dev) as gen:
+        timings: dict[str, float] = {}
+        guidance = ReferenceGuidance(data, cfg.reference, dev)
+        bbox = guidance.scene_box()
 
-    t0 = time.perf_counter()
-    model, _ = train_coarse_reference(cfg.coarse, guidance, bbox, gen,
-                                      StageReporter("coarse", cfg.coarse.steps, callback, cancel, every=10))
-    timings["coarse"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        model, _ = train_coarse_reference(cfg.coarse, guidance, bbox, gen,
+                                          StageReporter("coarse", cfg.coarse.steps, callback, cancel, every=10))
+        timings["coarse"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    geo = train_mesh_reference(cfg.mesh, guidance, model, bbox, gen,
-                               StageReporter("mesh", cfg.mesh.steps, callback, cancel, every=5))
-    timings["mesh"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        geo = train_mesh_reference(cfg.mesh, guidance, model, bbox, gen,
+                                   StageReporter("mesh", cfg.mesh.steps, callback, cancel, every=5))
+        timings["mesh"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    bake_rep = StageReporter("bake", 1, callback, cancel)
-    mesh = finish_mesh(geo, model.albedo, cfg.bake, cfg.mesh.min_component_fraction, Path(images).name or "object")
-    bake_rep.step(1)
-    timings["bake"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        bake_rep = StageReporter("bake", 1, callback, cancel)
+        mesh = finish_mesh(geo, model.albedo, cfg.bake, cfg.mesh.min_component_fraction, Path(images).name or "object")
+        bake_rep.step(1)
+        timings["bake"] = time.perf_counter() - t0
 
-    extras = {"generator": f"Dreamsmith {__version__}", "command": "reconstruct", "preset": preset,
-              "seed": cfg.seed}
-    if cancel is not None:
-        cancel.check()
-    write_result(mesh, out_path, extras)
-    if preview is not None:
-        write_preview(mesh, preview)
-    return {"out": str(out_path), "faces": int(len(mesh.faces)), "vertices": int(len(mesh.verts)),
-            "seconds": timings, "bbox": bbox.tolist(), "config": to_dict(cfg)}
+        extras = {"generator": f"Dreamsmith {__version__}", "command": "reconstruct", "preset": preset,
+                  "seed": cfg.seed}
+        if cancel is not None:
+            cancel.check()
+        write_result(mesh, out_path, extras)
+        if preview is not None:
+            write_preview(mesh, preview)
+        return {"out": str(out_path), "faces": int(len(mesh.faces)), "vertices": int(len(mesh.verts)),
+                "seconds": timings, "bbox": bbox.tolist(), "config": to_dict(cfg)}

@@ -21,6 +21,7 @@ from torch import Tensor
 from .. import __version__
 from .bake import BakeConfig, bake_texture, unwrap
 from .config import from_dict, to_dict
+from .device import seeded_job
 from .errors import ConfigError, InputError
 from .events import CancelToken, ProgressCallback, StageReporter
 from .export import TexturedMesh, read_mesh
@@ -203,45 +204,45 @@ def run_retexture(mesh_path: str | os.PathLike, prompt: str, out: str | os.PathL
         A summary: output path, counts, whether the input's UVs were used (and why not), seconds per stage.
     """
     prompt, negative_prompt, out_path, dev = check_inputs(prompt, negative_prompt, out, preview, device)
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    verts, faces, uvs = read_input(mesh_path)
-    timings: dict[str, float] = {}
-    why_not = uv_problems(verts, faces, uvs, cfg.uv_check)
-    if why_not:
-        if not cfg.allow_new_uvs:
-            raise InputError(f"The mesh cannot be re-textured on its UVs ({why_not}), and new UVs cannot be added "
-                             "to it here: add or fix a UV map (or apply the modifiers), then try again.")
-        if len(faces) > cfg.bake.max_faces_for_unwrap:
-            raise InputError(f"The mesh needs new UVs ({why_not}) but has {len(faces):,} faces; unwrapping is "
-                             f"limited to {cfg.bake.max_faces_for_unwrap:,}. Give it a UV map or decimate it.")
-        verts, faces, uvs, _ = unwrap(verts, faces, cfg.bake)  # positions copied, not recomputed
-    frame = Frame.fit(verts, cfg.fit_radius)
+    with seeded_job(cfg.seed, dev) as gen:
+        verts, faces, uvs = read_input(mesh_path)
+        timings: dict[str, float] = {}
+        why_not = uv_problems(verts, faces, uvs, cfg.uv_check)
+        if why_not:
+            if not cfg.allow_new_uvs:
+                raise InputError(f"The mesh cannot be re-textured on its UVs ({why_not}), and new UVs cannot be added "
+                                 "to it here: add or fix a UV map (or apply the modifiers), then try again.")
+            if len(faces) > cfg.bake.max_faces_for_unwrap:
+                raise InputError(f"The mesh needs new UVs ({why_not}) but has {len(faces):,} faces; unwrapping is "
+                                 f"limited to {cfg.bake.max_faces_for_unwrap:,}. Give it a UV map or decimate it.")
+            verts, faces, uvs, _ = unwrap(verts, faces, cfg.bake)  # positions copied, not recomputed
+        frame = Frame.fit(verts, cfg.fit_radius)
 
-    t0 = time.perf_counter()
-    guidance = make_guidance(load_prior(cfg.model, dev), prompt, negative_prompt, cfg.prompt, cfg.guidance)
-    timings["load"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        guidance = make_guidance(load_prior(cfg.model, dev), prompt, negative_prompt, cfg.prompt, cfg.guidance)
+        timings["load"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    colour = _color_field(cfg, dev)
-    fixed = FixedMesh(torch.from_numpy(frame.to_prior(verts)).to(dev), torch.from_numpy(faces.astype(np.int64)).to(dev))
-    live = callback is not None
-    train_mesh_sds(cfg.stage, cfg.stage_sds, guidance, colour, fixed, gen,
-                   StageReporter("texture", cfg.stage.steps, callback, cancel, every=5), freeze_geometry=True,
-                   preview_fn=mesh_preview(cfg.fit_radius * 1.3, background=cfg.stage_sds.background) if live
-                   else None)
-    timings["texture"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        colour = _color_field(cfg, dev)
+        fixed = FixedMesh(torch.from_numpy(frame.to_prior(verts)).to(dev),
+                          torch.from_numpy(faces.astype(np.int64)).to(dev))
+        live = callback is not None
+        train_mesh_sds(cfg.stage, cfg.stage_sds, guidance, colour, fixed, gen,
+                       StageReporter("texture", cfg.stage.steps, callback, cancel, every=5), freeze_geometry=True,
+                       preview_fn=mesh_preview(cfg.fit_radius * 1.3, background=cfg.stage_sds.background) if live
+                       else None)
+        timings["texture"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    texture, _ = bake_texture(fixed.verts, fixed.faces, uvs, lambda p: colour.albedo(p).clamp(0, 1),
-                              cfg.bake.texture_size, cfg.bake.padding, chunk=cfg.bake.chunk, device=dev)
-    mesh = TexturedMesh(verts=verts, faces=faces, uvs=uvs, normals=None, texture=texture, name=prompt[:60])
-    timings["bake"] = time.perf_counter() - t0
-    if cancel is not None:
-        cancel.check()
-    extras = {"generator": f"Dreamsmith {__version__}", "command": "retexture", "prompt": prompt,
-              "negative_prompt": negative_prompt, "seed": cfg.seed, "preset": preset, "model": cfg.model.model,
-              "source_uvs": "kept" if not why_not else f"new unwrap ({why_not})"}
-    write_outputs(mesh, out_path, preview, extras)
-    return {"out": str(out_path), "faces": int(len(faces)), "vertices": int(len(verts)), "uvs_kept": not why_not,
-            "uv_problem": why_not, "seconds": timings, "config": to_dict(cfg)}
+        t0 = time.perf_counter()
+        texture, _ = bake_texture(fixed.verts, fixed.faces, uvs, lambda p: colour.albedo(p).clamp(0, 1),
+                                  cfg.bake.texture_size, cfg.bake.padding, chunk=cfg.bake.chunk, device=dev)
+        mesh = TexturedMesh(verts=verts, faces=faces, uvs=uvs, normals=None, texture=texture, name=prompt[:60])
+        timings["bake"] = time.perf_counter() - t0
+        if cancel is not None:
+            cancel.check()
+        extras = {"generator": f"Dreamsmith {__version__}", "command": "retexture", "prompt": prompt,
+                  "negative_prompt": negative_prompt, "seed": cfg.seed, "preset": preset, "model": cfg.model.model,
+                  "source_uvs": "kept" if not why_not else f"new unwrap ({why_not})"}
+        write_outputs(mesh, out_path, preview, extras)
+        return {"out": str(out_path), "faces": int(len(faces)), "vertices": int(len(verts)), "uvs_kept": not why_not,
+                "uv_problem": why_not, "seconds": timings, "config": to_dict(cfg)}

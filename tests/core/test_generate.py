@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from test_models import build_latent_prior, build_pixel_prior
 
 from dreamsmith.core.cli import main
@@ -100,9 +101,14 @@ def test_live_previews_arrive_from_both_stages_and_do_not_change_the_result(prio
     pixel, _, _ = priors
     over = merge(TINY, {"seed": 3, "coarse_model": {"model": str(pixel)}, "coarse": {"preview_every": 3},
                         "mesh": {"preview_every": 2}})
-    events = []
-    run_generate("a red cube", tmp_path / "live.glb", generate_config("draft", over), device="cpu",
-                 callback=events.append)
+    events, deterministic = [], set()
+
+    def listen(event):
+        events.append(event)
+        deterministic.add(torch.are_deterministic_algorithms_enabled())
+
+    run_generate("a red cube", tmp_path / "live.glb", generate_config("draft", over), device="cpu", callback=listen)
+    assert deterministic == {True}  # a CPU job runs with torch's deterministic algorithms (see test_device.py)
     run_generate("a red cube", tmp_path / "quiet.glb", generate_config("draft", over), device="cpu")
     shown = [(e.stage, e.step, e.preview) for e in events if e.preview is not None]
     assert [(s, n) for s, n, _ in shown] == [("coarse", 3), ("coarse", 6), ("mesh", 2), ("mesh", 3)]
