@@ -96,6 +96,7 @@ def main() -> int:
     parser.add_argument("--config", help="JSON overrides merged over the draft preset")
     parser.add_argument("--model", default=str(TOY), help="the prior (default: the committed toy prior)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--device", default="cpu", help="where generate runs (the goals are for the CPU)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -112,7 +113,8 @@ def main() -> int:
                 cfg = generate_config("draft", over | {"seed": args.seed, "coarse_model": {"model": args.model}})
                 glb = out_dir / f"{colour}_{shape}.glb"
                 t0 = time.perf_counter()
-                run_generate(prompt, glb, cfg, device="cpu", preset="draft", preview=out_dir / f"{colour}_{shape}.png")
+                run_generate(prompt, glb, cfg, device=args.device, preset="draft",
+                             preview=out_dir / f"{colour}_{shape}.png")
                 seconds = time.perf_counter() - t0
                 v, f, uv, tex = read_mesh(glb)
                 mesh = TexturedMesh(v, f, uv, None, tex)
