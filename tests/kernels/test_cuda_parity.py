@@ -102,7 +102,11 @@ def test_raster_interpolate_texture_antialias_with_gradients():
     (a, ia), (b, ib) = _both(run, verts.requires_grad_(), uv.requires_grad_(), tex.requires_grad_(), mvp, tri)
     cover_a, cover_b = a[0][..., 3] > 0, b[0][..., 3].cpu() > 0
     assert cover_a.float().mean() > 0.2
-    assert (cover_a != cover_b).float().mean() < 1e-3  # pixel centres on an edge may go either way
-    torch.testing.assert_close(b[1].detach().cpu(), a[1].detach(), atol=1e-2, rtol=0)
+    # A pixel centre within rounding of an edge may be covered on one device and not on the other (seen on an
+    # H200: 3 of 16384 pixels); such a pixel differs fully, and antialiasing spreads it to a neighbour.
+    assert (cover_a != cover_b).float().mean() < 1e-3
+    off = (b[1].detach().cpu() - a[1].detach()).abs().amax(-1) > 1e-4
+    assert off.float().mean() < 2e-3
     for x_cpu, x_gpu in zip(ia[:3], ib[:3], strict=True):
-        torch.testing.assert_close(x_gpu.grad.cpu(), x_cpu.grad, atol=1e-2, rtol=1e-2)
+        err = (x_gpu.grad.cpu() - x_cpu.grad).norm() / x_cpu.grad.norm()
+        assert x_cpu.grad.abs().sum() > 0 and err < 2e-2, err
