@@ -1,0 +1,92 @@
+"""Edit sweep with the toy prior: ``edit --preset draft`` of flat-coloured primitives towards other prompts.
+
+For each edit it prints the Chamfer distance (% of the unit diagonal, as in ``sweep_toy_prior.py``) from the
+input and from the result to the prompt's primitive, their ratio (below 1: the edit moved towards it), the
+nearest primitive, the dominant colour and the time. The inputs sit at an odd scale and offset, as an artist's
+object would; the edit must hand the result back in that frame.
+
+    python scripts/sweep_edits.py [--edits sphere:a_blue_cube cube:a_red_sphere ...] [--seed 0] [--config JSON]
+        [--out DIR] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from sweep_toy_prior import TOY, dominant_colour, normalised, shape_distance  # noqa: E402
+from synth_objects import ground_truth_mesh  # noqa: E402
+from toy_prior_data import COLOURS, SHAPES, shape_object  # noqa: E402
+
+from dreamsmith.core.bake import unwrap  # noqa: E402
+from dreamsmith.core.edit import edit_config, run_edit  # noqa: E402
+from dreamsmith.core.export import TexturedMesh, read_mesh, write_glb  # noqa: E402
+
+EDITS = ["sphere:a blue cube", "sphere:a green cone", "cube:a red sphere", "cone:a yellow cube"]
+
+
+def source_mesh(shape: str, colour: str = "red") -> TexturedMesh:
+    """The primitive at scale 3 and offset (5, -2, 1), unwrapped, in one flat colour."""
+    v, f = ground_truth_mesh(shape_object(shape), resolution=40)[:2]
+    v = (v * 3.0 + np.array([5.0, -2.0, 1.0])).astype(np.float32)
+    v2, f2, uv, _ = unwrap(v, f)
+    tex = np.empty((64, 64, 3), np.uint8)
+    tex[...] = np.round(np.asarray(COLOURS[colour]) * 255)
+    return TexturedMesh(v2, f2, uv, None, tex)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--edits", nargs="+", default=EDITS, help="SHAPE:PROMPT (underscores read as spaces)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--config", help="JSON overrides merged over the edit draft preset")
+    parser.add_argument("--out", help="keep the inputs, results and previews here")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    over = json.loads(Path(args.config).read_text()) if args.config else {}
+    prims = {s: ground_truth_mesh(shape_object(s), resolution=96)[:2] for s in SHAPES}
+    prims = {s: (normalised(v), f) for s, (v, f) in prims.items()}
+    ratios = []
+    print("| edit | target before -> after (ratio) | nearest | colour | s |\n|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        out_dir = Path(args.out or tmp)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for spec in args.edits:
+            shape, prompt = spec.split(":", 1)
+            prompt = prompt.replace("_", " ")
+            target = next((s for s in SHAPES if prompt.endswith(s)), None)
+            if shape not in SHAPES or target is None:
+                parser.error(f"{spec!r}: expected SHAPE:'a COLOUR SHAPE' with shapes from {', '.join(SHAPES)}")
+            src = out_dir / f"{shape}.glb"
+            write_glb(source_mesh(shape), src)
+            v0, f0, *_ = read_mesh(src)
+            before = shape_distance(v0, f0, prims[target], target)
+            cfg = edit_config("draft", over | {"seed": args.seed, "coarse_model": {"model": str(TOY)}})
+            name = f"{shape}_to_{prompt.replace(' ', '_')}"
+            t0 = time.perf_counter()
+            run_edit(src, prompt, out_dir / f"{name}.glb", cfg, device="cpu", preset="draft",
+                     preview=out_dir / f"{name}.png")
+            seconds = time.perf_counter() - t0
+            v, f, uv, tex = read_mesh(out_dir / f"{name}.glb")
+            dist = {s: shape_distance(v, f, prims[s], s) for s in SHAPES}
+            colour, _ = dominant_colour(TexturedMesh(v, f, uv, None, tex))
+            ratios.append(dist[target] / before)
+            print(f"| {shape} -> {prompt} | {before:.2f} -> {dist[target]:.2f} ({ratios[-1]:.2f}) | "
+                  f"{min(dist, key=dist.get)} | {colour} | {seconds:.0f} |", flush=True)
+    print(f"\nmean ratio {np.mean(ratios):.3f}; moved towards the target in {sum(r < 1 for r in ratios)}/{len(ratios)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
