@@ -61,3 +61,6 @@ def test_unknown_or_missing_devices_are_clear_errors():
     assert resolve_device("cpu") == torch.device("cpu")
     with pytest.raises(ResourceError, match="Unknown device"):
         resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ResourceError, match="no CUDA GPU is available; use --device cpu"):
+            resolve_device("cuda")

@@ -12,7 +12,6 @@ from dreamsmith.kernels.march import composite, march_samples
 from dreamsmith.kernels.raster import antialias, interpolate, rasterize, texture
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
-CUDA = torch.device("cuda")
 
 
 def _both(fn, *inputs: torch.Tensor):
