@@ -85,6 +85,9 @@ class Prior:
         dtype: Weight dtype.
         fingerprint: Identifies the text encoder and tokenizer files (key of the text-embedding caches).
         max_text_tokens: Tokens (special tokens included) the text encoder reads; prompts are padded to it.
+        azimuth_bins: Camera words the model was trained with: 0 for the usual view words (", front view", ...),
+            ``N`` for ``", azimuth D"`` over ``N`` sectors (``model_index.json``'s ``dreamsmith_azimuth_bins``;
+            the toy prior says 16).
     """
 
     kind: Literal["pixel", "latent"]
@@ -101,6 +104,7 @@ class Prior:
     dtype: torch.dtype
     fingerprint: str
     max_text_tokens: int = 77
+    azimuth_bins: int = 0
 
     def release_text_encoder(self) -> None:
         """Delete the text encoder and return its memory (embeddings must have been computed before)."""
@@ -370,7 +374,11 @@ def load_prior(cfg: PriorConfig, device: torch.device | str) -> Prior:
             _freeze(module).to(device)
     sample_size = _int_size(ucfg.sample_size)
     scale = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
+    bins = index.get("dreamsmith_azimuth_bins", 0)
+    if not isinstance(bins, int) or isinstance(bins, bool) or not 0 <= bins <= 360:
+        raise ModelError(f"model_index.json of {cfg.model!r} has dreamsmith_azimuth_bins {bins!r}; it must be a whole "
+                         f"number from 0 to 360 (or be left out).")
     return Prior(kind="latent" if vae is not None else "pixel", model_id=cfg.model, path=path, tokenizer=tokenizer,
                  text_encoder=text_encoder, unet=unet, scheduler=scheduler, vae=vae, sample_size=sample_size,
                  image_size=sample_size * scale, device=device, dtype=dtype, fingerprint=_fingerprint(path),
-                 max_text_tokens=_max_text_tokens(tokenizer, text_encoder))
+                 max_text_tokens=_max_text_tokens(tokenizer, text_encoder), azimuth_bins=bins)

@@ -13,6 +13,10 @@ jointly from scratch on a word-level vocabulary.
 Usage::
 
     python scripts/train_toy_prior.py --minutes 60 --out tests/assets/toy_prior
+    python scripts/train_toy_prior.py --init tests/assets/toy_prior --minutes 30 --lr 4e-4 --out /tmp/tuned
+
+With ``--init`` it fine-tunes an existing toy prior (its UNet and text encoder; words added to the vocabulary since
+get new embeddings, the old words keep their ids).
 
 The run is deterministic for a fixed ``--iters`` (fixed seeds, deterministic data); with ``--minutes`` it stops when
 the time budget is spent (the learning-rate schedule follows the elapsed fraction of the budget). The folder is
@@ -25,6 +29,7 @@ import argparse
 import copy
 import json
 import math
+import re
 import shutil
 import sys
 import time
@@ -34,7 +39,17 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from toy_prior_data import COLOURS, SHAPES, VIEWS, VOCAB, build_dataset, prompt  # noqa: E402
+from toy_prior_data import (  # noqa: E402
+    AZIMUTH_BINS,
+    COLOURS,
+    SHAPES,
+    VIEWS,
+    VOCAB,
+    azimuth_prompt,
+    azimuth_word,
+    build_dataset,
+    prompt,
+)
 
 MAX_LENGTH = 8
 HIDDEN = 64
@@ -101,10 +116,10 @@ README = """# Dreamsmith toy prior
 A tiny text-conditioned **pixel-space** diffusion model for offline tests and CPU demos of score distillation.
 It is not a general model: it draws only the 16 objects below, at {size}x{size}, on a white background.
 
-- Trained by `scripts/train_toy_prior.py` (Dreamsmith) from scratch on the CPU: {iters} iterations in {minutes:.1f}
-  minutes, batch {batch}, Adam, EMA weights (decay {ema}). Training data (`scripts/toy_prior_data.py`): {n_images}
-  ray-marched renders of each object from the engine's SDS camera model (distance 2.0, 40-degree field of view,
-  elevation -10..60 degrees plus a few overhead views, random azimuth), ambient 0.35 + Lambertian 0.65 shading
+- Trained by `scripts/train_toy_prior.py` (Dreamsmith) on the CPU: {iters} iterations in {minutes:.1f} minutes{history},
+  batch {batch}, Adam, EMA weights (decay {ema}). Training data (`scripts/toy_prior_data.py`): {n_images} ray-marched
+  renders of each object from the engine's SDS camera model (distance 2.0, 40-degree field of view, elevation -10..60
+  degrees plus a few overhead views, random azimuth), ambient 0.35 + Lambertian 0.65 shading
   with the light at the camera, white background.
 - Components (safetensors only, load each with `from_pretrained`): `unet` (diffusers `UNet2DConditionModel`,
   {unet_params} parameters, `addition_embed_type="text"`: call it as `unet(x, t, encoder_hidden_states=emb).sample`
@@ -116,10 +131,12 @@ It is not a general model: it draws only the 16 objects below, at {size}x{size},
 ## Prompt grammar
 
     a {{colour}} {{shape}}[, {{view}} view]
+    a {{colour}} {{shape}}, azimuth {{degrees}}
 
 colour: red, green, blue, yellow; shape: cube, sphere, cone, torus; view: front, side, back, overhead (azimuth within
 45 degrees of 0 = front with the camera on the -Y side, 45-135 / 225-315 = side, 135-225 = back, elevation above 60 =
-overhead). About 10% of training prompts were empty (classifier-free guidance: use `""` as the unconditional prompt).
+overhead). degrees: the camera's azimuth rounded to the nearest of {bins} equal sectors, named by the sector's centre
+in whole degrees rounded down ({words}), counter-clockwise seen from above. Prompts in training: {mix}.
 Other words map to `[UNK]`.
 
 ## Sampling
@@ -157,6 +174,8 @@ def save_folder(out: Path, unet, text_encoder, tokenizer, scheduler, meta: dict)
         "tokenizer": ["transformers", "PreTrainedTokenizerFast"],
         "scheduler": ["diffusers", "DDPMScheduler"],
     }
+    if meta.get("azimuth_bins"):  # the engine reads it to prompt with ", azimuth D" (core/prompts.py)
+        index["dreamsmith_azimuth_bins"] = meta["azimuth_bins"]
     (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
     (tmp / "README.md").write_text(README.format(**meta))
     old = out.parent / f".{out.name}.old"
@@ -182,6 +201,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ema", type=float, default=0.998)
     ap.add_argument("--p-empty", type=float, default=0.1, help="fraction of empty prompts (for CFG)")
     ap.add_argument("--p-view", type=float, default=0.3, help="fraction of prompts with a view suffix")
+    ap.add_argument("--p-azimuth", type=float, default=0.0,
+                    help="fraction of prompts with an azimuth suffix (', azimuth 45'), taken from the plain ones")
+    ap.add_argument("--init", type=Path, default=None, help="fine-tune this toy prior folder instead of a new model")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core CPU)")
     ap.add_argument("--snapshot-every", type=float, default=0.0, help="minutes between EMA snapshots (0: none)")
@@ -198,14 +220,33 @@ def main(argv: list[str] | None = None) -> None:
     texts_plain = [prompt(list(COLOURS)[c], SHAPES[s]) for c, s in zip(data["colour"], data["shape"], strict=True)]
     texts_view = [prompt(list(COLOURS)[c], SHAPES[s], VIEWS[v])
                   for c, s, v in zip(data["colour"], data["shape"], data["view"], strict=True)]
+    # Every shape is mirror-symmetric about the X = 0 plane, so a mirrored view from azimuth a is the view from -a.
+    texts_az = [azimuth_prompt(list(COLOURS)[c], SHAPES[s], float(a))
+                for c, s, a in zip(data["colour"], data["shape"], data["azimuth"], strict=True)]
+    texts_az_flip = [azimuth_prompt(list(COLOURS)[c], SHAPES[s], -float(a))
+                     for c, s, a in zip(data["colour"], data["shape"], data["azimuth"], strict=True)]
     print(f"rendered {n} images in {time.time() - t0:.1f} s", flush=True)
 
     tokenizer = build_tokenizer()
-    text_encoder, unet, scheduler = build_text_encoder(), build_unet(args.size), build_scheduler()
+    scheduler = build_scheduler()
+    if args.init is not None:
+        from diffusers import UNet2DConditionModel
+        from transformers import CLIPTextModel
+
+        unet = UNet2DConditionModel.from_pretrained(args.init / "unet", use_safetensors=True)
+        text_encoder = CLIPTextModel.from_pretrained(args.init / "text_encoder", use_safetensors=True)
+        old_vocab = text_encoder.config.vocab_size
+        if old_vocab != len(VOCAB):
+            text_encoder.resize_token_embeddings(len(VOCAB))
+        print(f"fine-tuning {args.init} (vocabulary {old_vocab} -> {len(VOCAB)} words)", flush=True)
+    else:
+        text_encoder, unet = build_text_encoder(), build_unet(args.size)
     ids_plain = tokenizer(texts_plain, padding="max_length", max_length=MAX_LENGTH, return_tensors="pt").input_ids
     ids_view = tokenizer(texts_view, padding="max_length", max_length=MAX_LENGTH, return_tensors="pt").input_ids
+    ids_az = tokenizer(texts_az, padding="max_length", max_length=MAX_LENGTH, return_tensors="pt").input_ids
+    ids_az_flip = tokenizer(texts_az_flip, padding="max_length", max_length=MAX_LENGTH, return_tensors="pt").input_ids
     ids_empty = tokenizer([""], padding="max_length", max_length=MAX_LENGTH, return_tensors="pt").input_ids[0]
-    assert (ids_view != 1).all(), "a training word is missing from the vocabulary"
+    assert (ids_view != 1).all() and (ids_az != 1).all(), "a training word is missing from the vocabulary"
     n_unet = sum(p.numel() for p in unet.parameters())
     n_te = sum(p.numel() for p in text_encoder.parameters())
     print(f"unet {n_unet / 1e6:.2f}M parameters, text encoder {n_te / 1e3:.0f}k", flush=True)
@@ -225,6 +266,15 @@ def main(argv: list[str] | None = None) -> None:
     next_snap = args.snapshot_every * 60.0 if args.snapshot_every > 0 else math.inf
     snap_dir = args.snapshot_dir or args.out.with_name(args.out.name + ".snap")
     it, loss_avg = 0, None
+    p_plain = max(0.0, 1.0 - args.p_view - args.p_azimuth - args.p_empty)
+    mix = (f"{args.p_view:.0%} with a view word, {args.p_azimuth:.0%} with an azimuth, {p_plain:.0%} plain, "
+           f"{args.p_empty:.0%} empty (classifier-free guidance: use `\"\"` as the unconditional prompt)")
+    history = ""
+    if args.init is not None:
+        old = (args.init / "README.md").read_text() if (args.init / "README.md").is_file() else ""
+        m = re.search(r"(\d+) iterations in\s+([\d.]+)\s+minutes", old)
+        earlier = f"{m.group(1)} iterations in {m.group(2)} minutes" if m else "an earlier run"
+        history = f", fine-tuning a prior trained from scratch before ({earlier}, its README's recipe)"
 
     def progress() -> float:
         frac_t = (time.time() - t_start) / budget if args.minutes > 0 else 0.0
@@ -232,9 +282,11 @@ def main(argv: list[str] | None = None) -> None:
         return max(frac_t, frac_i)
 
     def meta() -> dict:
-        return dict(size=args.size, iters=it, minutes=(time.time() - t_start) / 60.0, batch=args.batch,
+        return dict(size=args.size, iters=it, history=history, minutes=(time.time() - t_start) / 60.0, batch=args.batch,
                     ema=args.ema, n_images=args.views + args.overhead, unet_params=f"{n_unet / 1e6:.2f}M",
-                    te_params=f"{n_te / 1e3:.0f}k", max_len=MAX_LENGTH)
+                    te_params=f"{n_te / 1e3:.0f}k", max_len=MAX_LENGTH,
+                    bins=AZIMUTH_BINS, mix=mix, azimuth_bins=AZIMUTH_BINS if args.p_azimuth > 0 else 0,
+                    words=", ".join(azimuth_word(k) for k in range(AZIMUTH_BINS)))
 
     while progress() < 1.0:
         frac = progress()
@@ -247,6 +299,8 @@ def main(argv: list[str] | None = None) -> None:
         x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
         r = torch.rand(args.batch, generator=gen)
         ids = torch.where((r < args.p_view)[:, None], ids_view[idx], ids_plain[idx])
+        az = torch.where(flip[:, None], ids_az_flip[idx], ids_az[idx])
+        ids = torch.where(((r >= args.p_view) & (r < args.p_view + args.p_azimuth))[:, None], az, ids)
         ids = torch.where((r > 1.0 - args.p_empty)[:, None], ids_empty[None], ids)
         t = torch.randint(0, 1000, (args.batch,), generator=gen)
         noise = torch.randn(x0.shape, generator=gen)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import json
+import shutil
 import weakref
 
 import pytest
@@ -14,7 +16,7 @@ from dreamsmith.core.guidance import GUIDANCE
 from dreamsmith.core.guidance.reference import ReferenceGuidance
 from dreamsmith.core.guidance.sds import SDSConfig, SDSGuidance, max_step_percent
 from dreamsmith.core.models import PriorConfig, load_prior
-from dreamsmith.core.prompts import PromptConfig, PromptProcessor, clear_embedding_cache, view_index
+from dreamsmith.core.prompts import PromptConfig, PromptProcessor, azimuth_bin, clear_embedding_cache, view_index
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +100,48 @@ def test_view_dependent_prompts_pick_the_right_embedding(latent):
     assert (cond[0] - cond[1]).abs().max() > 1e-4  # back and front differ
     plain = PromptProcessor(latent, "a red cube", cfg=PromptConfig(view_dependent=False))
     assert plain.texts == ["a red cube"] * 4 and torch.equal(plain.cond[0], plain.cond[2])
+
+
+def test_azimuth_bins_follow_the_camera_convention():
+    az = torch.tensor([0.0, 11.0, 12.0, 22.5, 350.0, -100.0, 180.0, 720.0])
+    assert azimuth_bin(az, 16).tolist() == [0, 0, 1, 1, 0, 12, 8, 0]  # -100 = 260 degrees: nearest centre 270
+    assert azimuth_bin(az, 4).tolist() == [0, 0, 0, 0, 0, 3, 2, 0]
+
+
+def _with_index_key(src, dst, value):
+    shutil.copytree(src, dst)
+    index = json.loads((dst / "model_index.json").read_text())
+    (dst / "model_index.json").write_text(json.dumps({**index, "dreamsmith_azimuth_bins": value}))
+    return dst
+
+
+def test_azimuth_words_come_from_the_model_unless_the_config_says_otherwise(folders, tmp_path):
+    prior = load_prior(PriorConfig(model=str(_with_index_key(folders[0], tmp_path / "az8", 8))), "cpu")
+    assert prior.azimuth_bins == 8
+    proc = PromptProcessor(prior, "a red cube")
+    assert proc.texts == [f"a red cube, azimuth {d}" for d in (0, 45, 90, 135, 180, 225, 270, 315)]
+    views = proc.view_index(torch.tensor([0.0, 50.0, 200.0, -40.0]), torch.tensor([0.0, 80.0, 10.0, 0.0]))
+    assert views.tolist() == [0, 1, 4, 7]  # the elevation does not matter: no "overhead" in this scheme
+    uncond, cond = proc.embeddings(views)
+    assert cond.shape[0] == 4 and proc.cond.shape[0] == 8 and proc.uncond.shape[0] == 8
+    tok = prior.tokenizer(["a red cube, azimuth 180"], padding="max_length", max_length=proc.max_tokens,
+                          return_tensors="pt")
+    with torch.no_grad():
+        direct = prior.text_encoder(tok["input_ids"], attention_mask=tok["attention_mask"])[0]  # T5: with its mask
+    torch.testing.assert_close(cond[2], direct[0])
+    assert PromptProcessor(prior, "a red cube", cfg=PromptConfig(azimuth_bins=0)).texts[1] == "a red cube, side view"
+    assert PromptProcessor(prior, "a red cube", cfg=PromptConfig(view_negatives=True)).texts[2] == \
+        "a red cube, back view"  # view-word negatives asked for: the view words
+    assert PromptProcessor(prior, "a red cube", cfg=PromptConfig(view_dependent=False)).texts == ["a red cube"] * 4
+    plain = load_prior(PriorConfig(model=str(folders[0])), "cpu")  # no key: the usual view words
+    assert plain.azimuth_bins == 0 and PromptProcessor(plain, "a red cube").texts[0] == "a red cube, front view"
+    assert len(PromptProcessor(plain, "a red cube", cfg=PromptConfig(azimuth_bins=4)).texts) == 4
+    with pytest.raises(ConfigError, match="view_negatives"):
+        PromptConfig(azimuth_bins=8, view_negatives=True)
+    with pytest.raises(ConfigError, match="azimuth_bins"):
+        PromptConfig(azimuth_bins=-1)
+    with pytest.raises(ModelError, match="dreamsmith_azimuth_bins"):
+        load_prior(PriorConfig(model=str(_with_index_key(folders[0], tmp_path / "bad", "16"))), "cpu")
 
 
 def test_release_text_encoder_frees_it_and_keeps_cached_prompts(folders):
