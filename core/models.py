@@ -85,9 +85,8 @@ class Prior:
         dtype: Weight dtype.
         fingerprint: Identifies the text encoder and tokenizer files (key of the text-embedding caches).
         max_text_tokens: Tokens (special tokens included) the text encoder reads; prompts are padded to it.
-        azimuth_bins: Camera words the model was trained with: 0 for the usual view words (", front view", ...),
-            ``N`` for ``", azimuth D"`` over ``N`` sectors (``model_index.json``'s ``dreamsmith_azimuth_bins``;
-            the toy prior says 16).
+        camera_features: For a prior that takes the camera as an input (``model_index.json``'s
+            ``dreamsmith_camera_features``, see :mod:`.guidance.camera`), which features; else ``None``.
     """
 
     kind: Literal["pixel", "latent"]
@@ -104,7 +103,7 @@ class Prior:
     dtype: torch.dtype
     fingerprint: str
     max_text_tokens: int = 77
-    azimuth_bins: int = 0
+    camera_features: str | None = None
 
     def release_text_encoder(self) -> None:
         """Delete the text encoder and return its memory (embeddings must have been computed before)."""
@@ -328,6 +327,20 @@ def _int_size(value: Any) -> int:
     return int(value[0] if isinstance(value, (list, tuple)) else value)
 
 
+def _check_camera_input(model: str, camera: Any, ucfg: Any) -> None:
+    """A declared camera input must be one Dreamsmith computes and fit the UNet's class embedding."""
+    from .guidance.camera import CAMERA_FEATURES
+
+    if camera not in CAMERA_FEATURES:
+        raise ModelError(f"model_index.json of {model!r} asks for camera features {camera!r}; this Dreamsmith "
+                         f"computes {', '.join(CAMERA_FEATURES)}. Update Dreamsmith or use another model.")
+    want = CAMERA_FEATURES[camera]
+    if getattr(ucfg, "class_embed_type", None) != "projection" or \
+            getattr(ucfg, "projection_class_embeddings_input_dim", None) != want:
+        raise ModelError(f"model_index.json of {model!r} asks for camera features {camera!r} ({want} numbers), but "
+                         f"its UNet has no 'projection' class embedding of that width; the folder is inconsistent.")
+
+
 def load_prior(cfg: PriorConfig, device: torch.device | str) -> Prior:
     """Load the diffusion prior named by ``cfg`` onto ``device``, frozen.
 
@@ -353,7 +366,11 @@ def load_prior(cfg: PriorConfig, device: torch.device | str) -> Prior:
 
     unet = _load_model(*parts["unet"], path, "unet", dtype, cfg.variant)
     ucfg = unet.config
-    if getattr(ucfg, "addition_embed_type", None) not in (None, "text") or getattr(ucfg, "class_embed_type", None):
+    camera = index.get("dreamsmith_camera_features")
+    if camera is not None:
+        _check_camera_input(cfg.model, camera, ucfg)
+    if getattr(ucfg, "addition_embed_type", None) not in (None, "text") or (
+            getattr(ucfg, "class_embed_type", None) and camera is None):
         raise ModelError(f"The UNet of {cfg.model!r} needs extra conditioning inputs (SDXL-style or class labels); "
                          f"Dreamsmith supports Stable Diffusion 1.x/2.x and DeepFloyd IF stage I models.")
     vae = None
@@ -374,11 +391,8 @@ def load_prior(cfg: PriorConfig, device: torch.device | str) -> Prior:
             _freeze(module).to(device)
     sample_size = _int_size(ucfg.sample_size)
     scale = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
-    bins = index.get("dreamsmith_azimuth_bins", 0)
-    if not isinstance(bins, int) or isinstance(bins, bool) or not 0 <= bins <= 360:
-        raise ModelError(f"model_index.json of {cfg.model!r} has dreamsmith_azimuth_bins {bins!r}; it must be a whole "
-                         f"number from 0 to 360 (or be left out).")
     return Prior(kind="latent" if vae is not None else "pixel", model_id=cfg.model, path=path, tokenizer=tokenizer,
                  text_encoder=text_encoder, unet=unet, scheduler=scheduler, vae=vae, sample_size=sample_size,
                  image_size=sample_size * scale, device=device, dtype=dtype, fingerprint=_fingerprint(path),
-                 max_text_tokens=_max_text_tokens(tokenizer, text_encoder), azimuth_bins=bins)
+                 max_text_tokens=_max_text_tokens(tokenizer, text_encoder),
+                 camera_features=camera)

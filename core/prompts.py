@@ -7,10 +7,6 @@ twice and the text encoder can be released as soon as the prompts are embedded.
 View convention (as :func:`dreamsmith.core.cameras.orbit_cameras`): azimuth 0 is the front (camera on
 the -Y side), counter-clockwise seen from above. ``|az| <= 45``: front, ``45 < az < 135``: side,
 ``135 <= az <= 225``: back, ``225 < az < 315``: side; elevation above 60 degrees: overhead.
-
-Priors trained with finer camera words (the toy prior's ``", azimuth 45"``) can be given those instead
-(:attr:`PromptConfig.azimuth_bins`): four words of 90 degrees each say nothing about which way an object with a
-four-fold symmetry (a cube) is turned, so score distillation averages its corners away.
 """
 
 from __future__ import annotations
@@ -23,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .errors import ConfigError, InputError, ModelError
+from .errors import InputError, ModelError
 from .models import Prior
 
 VIEWS = ("front", "side", "back", "overhead")
@@ -59,17 +55,6 @@ def view_index(azimuth_deg: Tensor, elevation_deg: Tensor, front_half_width: flo
     return idx
 
 
-def azimuth_bin(azimuth_deg: Tensor, bins: int) -> Tensor:
-    """``[B]`` long: the nearest of ``bins`` equal azimuth sectors centred at ``k * 360 / bins`` degrees."""
-    az = torch.remainder(azimuth_deg.double(), 360.0)
-    return torch.remainder(torch.round(az / (360.0 / bins)), bins).long()
-
-
-def azimuth_suffix(k: int, bins: int) -> str:
-    """``", azimuth D"`` for sector ``k`` of ``bins``: D its centre in whole degrees, rounded down."""
-    return f", azimuth {int(k * 360.0 / bins)}"
-
-
 @dataclass
 class PromptConfig:
     """How a prompt becomes text embeddings.
@@ -79,10 +64,6 @@ class PromptConfig:
         view_negatives: Also put the other views' words into each view's negative prompt (fights multi-face results).
         front_half_width: Half-width in degrees of the front and back azimuth sectors.
         overhead_elevation: Elevation in degrees above which a view is "overhead".
-        azimuth_bins: 0 for the four view words; ``N > 0`` appends ``", azimuth D"`` instead, ``D`` the centre (whole
-            degrees, rounded down) of the nearest of ``N`` equal azimuth sectors, at every elevation; ``None`` (the
-            default): what the model says it was trained with (:attr:`Prior.azimuth_bins`: 16 for the toy prior,
-            0 for real text-to-image models, which know the view words).
         cache_dir: Folder for on-disk embedding caches (safetensors); ``None`` keeps them in memory only.
     """
 
@@ -90,20 +71,11 @@ class PromptConfig:
     view_negatives: bool = False
     front_half_width: float = 45.0
     overhead_elevation: float = 60.0
-    azimuth_bins: int | None = None
     cache_dir: str | None = None
-
-    def __post_init__(self) -> None:
-        b = self.azimuth_bins
-        if b is not None and (not isinstance(b, int) or isinstance(b, bool) or not 0 <= b <= 360):
-            raise ConfigError(f"prompt.azimuth_bins must be a whole number from 0 to 360 (or null), not {b!r}.")
-        if b and self.view_negatives:
-            raise ConfigError("prompt.view_negatives works with the four view words only; set prompt.azimuth_bins to "
-                              "0 or turn view_negatives off.")
 
 
 class PromptProcessor:
-    """Text embeddings of one prompt (and its negative prompt) for each view (the four words or the azimuth sectors).
+    """Text embeddings of one prompt (and its negative prompt) for each of the four views.
 
     Args:
         prior: The loaded prior (its tokenizer and, for prompts not yet cached, its text encoder).
@@ -124,10 +96,6 @@ class PromptProcessor:
         self.negative_prompt = (negative_prompt or "").strip()
         if not isinstance(self.prompt, str) or not self.prompt:
             raise InputError("The prompt is empty; describe the object to make, e.g. 'a red cube'.")
-        bins = self.cfg.azimuth_bins if self.cfg.azimuth_bins is not None else prior.azimuth_bins
-        if bins and self.cfg.view_negatives:
-            bins = 0  # the model's default gives way to an explicit choice of the view-word negatives
-        self.azimuth_bins = bins if self.cfg.view_dependent else 0
         self.texts = self._view_texts()
         self.negative_texts = self._negative_texts()
         for text in self.texts:
@@ -135,26 +103,18 @@ class PromptProcessor:
         for text in self.negative_texts:
             self.validate(text, "negative prompt")
         emb = self.embed([*self.texts, *self.negative_texts])
-        n = len(self.texts)
-        self.cond = torch.stack(emb[:n]).to(prior.device)  # [V, L, D]
-        self.uncond = torch.stack(emb[n:]).to(prior.device)  # [V, L, D]
+        self.cond = torch.stack(emb[:4]).to(prior.device)  # [4, L, D]
+        self.uncond = torch.stack(emb[4:]).to(prior.device)  # [4, L, D]
 
     # ------------------------------------------------------------------ texts
-    @property
-    def n_views(self) -> int:
-        """How many view embeddings there are: 4, or ``azimuth_bins`` when set."""
-        return self.azimuth_bins or 4
-
     def _view_texts(self) -> list[str]:
         if not self.cfg.view_dependent:
             return [self.prompt] * 4
-        if self.azimuth_bins:
-            return [self.prompt + azimuth_suffix(k, self.azimuth_bins) for k in range(self.azimuth_bins)]
         return [self.prompt + suffix for suffix in VIEW_SUFFIXES]
 
     def _negative_texts(self) -> list[str]:
         if not (self.cfg.view_dependent and self.cfg.view_negatives):
-            return [self.negative_prompt] * self.n_views
+            return [self.negative_prompt] * 4
         out = []
         for v in range(4):
             others = ", ".join(f"{VIEWS[o]} view" for o in range(4) if o != v)
@@ -232,9 +192,7 @@ class PromptProcessor:
         return self.uncond[views], self.cond[views]
 
     def view_index(self, azimuth_deg: Tensor, elevation_deg: Tensor) -> Tensor:
-        """``[B]`` view of each camera (:func:`view_index`, or :func:`azimuth_bin` with ``azimuth_bins`` set)."""
-        if self.azimuth_bins:
-            return azimuth_bin(azimuth_deg, self.azimuth_bins)
+        """``[B]`` view of each camera (see :func:`view_index`), with this processor's thresholds."""
         return view_index(azimuth_deg, elevation_deg, self.cfg.front_half_width, self.cfg.overhead_elevation)
 
     def release_text_encoder(self) -> None:

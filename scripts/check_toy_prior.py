@@ -70,10 +70,20 @@ def sample(unet, te, tok, sched, prompts: list[str], steps: int = 25, guidance: 
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 3, s, s, generator=gen)
     for t in ddim.timesteps:
-        eps = unet(torch.cat([x, x]), t, encoder_hidden_states=torch.cat([cond, unc])).sample
+        eps = unet(torch.cat([x, x]), t, encoder_hidden_states=torch.cat([cond, unc]),
+                   **camera_input(unet, torch.full((2 * n,), 30.0), torch.full((2 * n,), 20.0))).sample
         e_c, e_u = eps.chunk(2)
         x = ddim.step(e_u + guidance * (e_c - e_u), t, x, eta=eta, generator=gen).prev_sample
     return ((x + 1) / 2).clamp(0, 1)
+
+
+def camera_input(unet, azimuth: torch.Tensor, elevation: torch.Tensor) -> dict:
+    """``class_labels`` for a toy prior with the camera input (samples are drawn from azimuth 30, elevation 20)."""
+    if unet.config.class_embed_type is None:
+        return {}
+    from dreamsmith.core.guidance.camera import camera_features
+
+    return {"class_labels": camera_features(azimuth, elevation)}
 
 
 def foreground(img: np.ndarray) -> np.ndarray:
@@ -155,18 +165,21 @@ def denoising_confusion(unet, te, tok, sched, timesteps=(300, 600, 850), views: 
               return_tensors="pt").input_ids
     emb = te(ids).last_hidden_state  # [16, L, D]
     g = torch.Generator().manual_seed(seed)
-    x0 = []
+    x0, cams = [], []
     for c, s in pairs:
         az, el = torch.rand(views, generator=g) * 360, torch.rand(views, generator=g) * 70 - 10
         x0.append(render_shape(s, COLOURS[c], az, el, unet.config.sample_size) * 2 - 1)
+        cams.append((az, el))
     x0 = torch.cat(x0)  # [16 V, 3, S, S]
+    cam = camera_input(unet, torch.cat([a for a, _ in cams]), torch.cat([e for _, e in cams]))
     out = {}
     for t in timesteps:
         ab = sched.alphas_cumprod[t]
         noise = torch.randn(x0.shape, generator=g)
         xt = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
         tt = torch.full((xt.shape[0],), t)
-        err = torch.stack([((unet(xt, tt, encoder_hidden_states=emb[k].expand(xt.shape[0], -1, -1)).sample - noise)
+        err = torch.stack([((unet(xt, tt, encoder_hidden_states=emb[k].expand(xt.shape[0], -1, -1), **cam).sample
+                             - noise)
                             ** 2).mean(dim=(1, 2, 3)) for k in range(16)], dim=1)  # [16 V, 16]
         chosen = err.argmin(dim=1)
         cc, sc = np.zeros((4, 4), int), np.zeros((4, 4), int)

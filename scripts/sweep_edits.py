@@ -6,7 +6,7 @@ nearest primitive, the dominant colour and the time. The inputs sit at an odd sc
 object would; the edit must hand the result back in that frame.
 
     python scripts/sweep_edits.py [--edits sphere:a_blue_cube cube:a_red_sphere ...] [--seed 0] [--config JSON]
-        [--out DIR] [--threads 2]
+        [--out DIR] [--model DIR] [--threads 2]
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--config", help="JSON overrides merged over the edit draft preset")
     parser.add_argument("--out", help="keep the inputs, results and previews here")
+    parser.add_argument("--model", default=str(TOY), help="the prior (default: the committed toy prior)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
     if args.threads:
@@ -72,7 +73,7 @@ def main() -> int:
             write_glb(source_mesh(shape), src)
             v0, f0, *_ = read_mesh(src)
             before = shape_distance(v0, f0, prims[target], target)
-            cfg = edit_config("draft", over | {"seed": args.seed, "coarse_model": {"model": str(TOY)}})
+            cfg = edit_config("draft", over | {"seed": args.seed, "coarse_model": {"model": args.model}})
             name = f"{shape}_to_{prompt.replace(' ', '_')}"
             t0 = time.perf_counter()
             run_edit(src, prompt, out_dir / f"{name}.glb", cfg, device="cpu", preset="draft",

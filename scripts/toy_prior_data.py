@@ -10,10 +10,7 @@ presets must use the same, ``presets.TOY_PRIOR_LIGHT``). Images are ray-marched 
 the output size and box-downsampled (antialiasing).
 
 The view suffixes follow the engine's view-dependent prompting: azimuth within 45 degrees of 0 = ``front`` (camera on
-the -Y side), 45-135 or 225-315 = ``side``, 135-225 = ``back``, elevation above 60 = ``overhead``. A second, finer
-suffix names the azimuth itself, ``", azimuth {deg}"`` with ``deg`` the centre of one of :data:`AZIMUTH_BINS` equal
-sectors (0, 22, 45, ...): the four view words cover 90 degrees each, as much as a cube's own symmetry, so a prior that
-knows only those cannot tell score distillation which way a cube's corners point.
+the -Y side), 45-135 or 225-315 = ``side``, 135-225 = ``back``, elevation above 60 = ``overhead``.
 
 Importable as ``toy_prior_data`` (with scripts/ on ``sys.path``, as when running a script from scripts/).
 """
@@ -89,28 +86,10 @@ def view_word(azimuth_deg: float, elevation_deg: float) -> str:
     return "side"
 
 
-AZIMUTH_BINS = 16
-
-
-def azimuth_bin(azimuth_deg: float, bins: int = AZIMUTH_BINS) -> int:
-    """The sector (0 .. bins - 1) whose centre ``k * 360 / bins`` is nearest to ``azimuth_deg``."""
-    return int(round((azimuth_deg % 360.0) / (360.0 / bins))) % bins
-
-
-def azimuth_word(k: int, bins: int = AZIMUTH_BINS) -> str:
-    """The word for sector ``k``: its centre in whole degrees, rounded down (``"22"`` for 22.5)."""
-    return str(int(k * 360.0 / bins))
-
-
 def prompt(colour: str, shape: str, view: str | None = None) -> str:
     """``"a {colour} {shape}"``, with ``", {view} view"`` appended when ``view`` is given."""
     base = f"a {colour} {shape}"
     return f"{base}, {view} view" if view else base
-
-
-def azimuth_prompt(colour: str, shape: str, azimuth_deg: float) -> str:
-    """``"a {colour} {shape}, azimuth {deg}"`` for the sector of ``azimuth_deg`` (see :func:`azimuth_bin`)."""
-    return f"{prompt(colour, shape)}, azimuth {azimuth_word(azimuth_bin(azimuth_deg))}"
 
 
 def all_prompts() -> list[str]:
@@ -118,9 +97,7 @@ def all_prompts() -> list[str]:
     return [prompt(c, s) for c in COLOURS for s in SHAPES]
 
 
-# New words go at the end: a prior fine-tuned from an older one keeps the old words' ids.
-VOCAB = ("[PAD]", "[UNK]", "a", *COLOURS, *SHAPES, ",", *VIEWS, "view",
-         "azimuth", *(azimuth_word(k) for k in range(AZIMUTH_BINS)))
+VOCAB = ("[PAD]", "[UNK]", "a", *COLOURS, *SHAPES, ",", *VIEWS, "view")
 
 # ------------------------------------------------------------------------------------------- rendering
 

@@ -15,8 +15,9 @@ Usage::
     python scripts/train_toy_prior.py --minutes 60 --out tests/assets/toy_prior
     python scripts/train_toy_prior.py --init tests/assets/toy_prior --minutes 30 --lr 4e-4 --out /tmp/tuned
 
-With ``--init`` it fine-tunes an existing toy prior (its UNet and text encoder; words added to the vocabulary since
-get new embeddings, the old words keep their ids).
+With ``--init`` it fine-tunes an existing toy prior (its UNet and text encoder). ``--camera-features`` gives the UNet
+the camera's angles as an input (:mod:`dreamsmith.core.guidance.camera`): a fine-tuned prior gets a new, zeroed
+camera embedding, so it starts out drawing what it drew before.
 
 The run is deterministic for a fixed ``--iters`` (fixed seeds, deterministic data); with ``--minutes`` it stops when
 the time budget is spent (the learning-rate schedule follows the elapsed fraction of the budget). The folder is
@@ -40,16 +41,15 @@ import torch.nn.functional as F  # noqa: N812
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from toy_prior_data import (  # noqa: E402
-    AZIMUTH_BINS,
     COLOURS,
     SHAPES,
     VIEWS,
     VOCAB,
-    azimuth_prompt,
-    azimuth_word,
     build_dataset,
     prompt,
 )
+
+from dreamsmith.core.guidance.camera import CAMERA_FEATURES, camera_features, mirrored_azimuth  # noqa: E402
 
 MAX_LENGTH = 8
 HIDDEN = 64
@@ -77,11 +77,16 @@ def build_text_encoder():
     return CLIPTextModel(cfg)
 
 
-def build_unet(size: int):
-    """The ~1M-parameter ``UNet2DConditionModel``: channels (16, 32, 64), cross-attention at the lowest level only."""
+def build_unet(size: int, camera_dim: int = 0):
+    """The ~1M-parameter ``UNet2DConditionModel``: channels (16, 32, 64), cross-attention at the lowest level only.
+
+    ``camera_dim > 0`` adds a ``"projection"`` class embedding of that many camera features (added to the timestep
+    embedding, so the view reaches every resnet block).
+    """
     from diffusers import UNet2DConditionModel
 
-    return UNet2DConditionModel(
+    camera = dict(class_embed_type="projection", projection_class_embeddings_input_dim=camera_dim) if camera_dim else {}
+    return UNet2DConditionModel(**camera,
         sample_size=size, in_channels=3, out_channels=3,
         down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
@@ -90,6 +95,21 @@ def build_unet(size: int):
         cross_attention_dim=HIDDEN, attention_head_dim=4, time_embedding_dim=128,
         addition_embed_type="text", addition_embed_type_num_heads=4,
     )
+
+
+def with_camera_input(unet, camera_dim: int):
+    """``unet`` rebuilt with a camera class embedding: every old weight kept, the new embedding's output layer zero,
+    so the model starts out drawing exactly what it drew before."""
+    from diffusers import UNet2DConditionModel
+
+    cfg = {k: v for k, v in unet.config.items() if not k.startswith("_")}
+    new = UNet2DConditionModel(**{**cfg, "class_embed_type": "projection",
+                                  "projection_class_embeddings_input_dim": camera_dim})
+    missing, unexpected = new.load_state_dict(unet.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("class_embedding.") for k in missing), (missing, unexpected)
+    torch.nn.init.zeros_(new.class_embedding.linear_2.weight)
+    torch.nn.init.zeros_(new.class_embedding.linear_2.bias)
+    return new
 
 
 def build_scheduler():
@@ -111,13 +131,25 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         pe.lerp_(pm, 1.0 - decay)
 
 
+CAMERA_NOTE = """
+
+## Camera input
+
+The UNet also takes the camera: it has a `"projection"` class embedding, so call it as
+`unet(x, t, encoder_hidden_states=emb, class_labels=cam).sample` with `cam [B, 10]` from
+`dreamsmith.core.guidance.camera.camera_features(azimuth, elevation)` (cos and sin of k x azimuth for k = 1..4, then
+of the elevation; degrees, azimuth 0 = camera on the -Y side, counter-clockwise seen from above). The unconditional
+(empty-prompt) pass gets the same camera. `model_index.json` says so in `dreamsmith_camera_features`. Without it the
+four view words cover 90 degrees each, as much as a cube's own symmetry, and score distillation cannot tell which way
+a cube's corners point."""
+
 README = """# Dreamsmith toy prior
 
 A tiny text-conditioned **pixel-space** diffusion model for offline tests and CPU demos of score distillation.
 It is not a general model: it draws only the 16 objects below, at {size}x{size}, on a white background.
 
-- Trained by `scripts/train_toy_prior.py` (Dreamsmith) on the CPU: {iters} iterations in {minutes:.1f} minutes{history},
-  batch {batch}, Adam, EMA weights (decay {ema}). Training data (`scripts/toy_prior_data.py`): {n_images} ray-marched
+- Trained by `scripts/train_toy_prior.py` (Dreamsmith) on the CPU, batch {batch}, Adam, EMA weights (decay {ema}):
+  {history}. Training data (`scripts/toy_prior_data.py`): {n_images} ray-marched
   renders of each object from the engine's SDS camera model (distance 2.0, 40-degree field of view, elevation -10..60
   degrees plus a few overhead views, random azimuth), ambient 0.35 + Lambertian 0.65 shading
   with the light at the camera, white background.
@@ -131,13 +163,10 @@ It is not a general model: it draws only the 16 objects below, at {size}x{size},
 ## Prompt grammar
 
     a {{colour}} {{shape}}[, {{view}} view]
-    a {{colour}} {{shape}}, azimuth {{degrees}}
 
 colour: red, green, blue, yellow; shape: cube, sphere, cone, torus; view: front, side, back, overhead (azimuth within
 45 degrees of 0 = front with the camera on the -Y side, 45-135 / 225-315 = side, 135-225 = back, elevation above 60 =
-overhead). degrees: the camera's azimuth rounded to the nearest of {bins} equal sectors, named by the sector's centre
-in whole degrees rounded down ({words}), counter-clockwise seen from above. Prompts in training: {mix}.
-Other words map to `[UNK]`.
+overhead). Prompts in training (last stage): {mix}. Other words map to `[UNK]`.{camera}
 
 ## Sampling
 
@@ -145,6 +174,16 @@ Use a stochastic sampler: DDIM with `eta=1` (25 steps) or DDPM ancestral samplin
 DDIM (`eta=0`) leaves visible noise and colour casts with this small model; guidance 7 and above breaks samples.
 Score distillation queries single noise levels and is not affected by the sampler.
 """
+
+
+def earlier_stages(folder: Path) -> list[str]:
+    """The training stages of an existing toy prior (``training.json``; for a folder without one, its README)."""
+    record = folder / "training.json"
+    if record.is_file():
+        return json.loads(record.read_text())["stages"]
+    old = (folder / "README.md").read_text() if (folder / "README.md").is_file() else ""
+    m = re.search(r"(\d+) iterations in\s+([\d.]+)\s+minutes", old)
+    return [f"{m.group(1)} iterations in {m.group(2)} minutes (from scratch)" if m else "an earlier run"]
 
 
 def save_folder(out: Path, unet, text_encoder, tokenizer, scheduler, meta: dict) -> None:
@@ -174,10 +213,11 @@ def save_folder(out: Path, unet, text_encoder, tokenizer, scheduler, meta: dict)
         "tokenizer": ["transformers", "PreTrainedTokenizerFast"],
         "scheduler": ["diffusers", "DDPMScheduler"],
     }
-    if meta.get("azimuth_bins"):  # the engine reads it to prompt with ", azimuth D" (core/prompts.py)
-        index["dreamsmith_azimuth_bins"] = meta["azimuth_bins"]
+    if meta.get("camera_features"):  # the engine feeds these as class_labels (core/guidance/camera.py)
+        index["dreamsmith_camera_features"] = meta["camera_features"]
     (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
     (tmp / "README.md").write_text(README.format(**meta))
+    (tmp / "training.json").write_text(json.dumps({"stages": meta["stages"]}, indent=2) + "\n")
     old = out.parent / f".{out.name}.old"
     if old.exists():
         shutil.rmtree(old)
@@ -201,8 +241,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ema", type=float, default=0.998)
     ap.add_argument("--p-empty", type=float, default=0.1, help="fraction of empty prompts (for CFG)")
     ap.add_argument("--p-view", type=float, default=0.3, help="fraction of prompts with a view suffix")
-    ap.add_argument("--p-azimuth", type=float, default=0.0,
-                    help="fraction of prompts with an azimuth suffix (', azimuth 45'), taken from the plain ones")
+    ap.add_argument("--camera-features", default="", choices=["", *CAMERA_FEATURES],
+                    help="give the UNet the camera angles as an input (dreamsmith.core.guidance.camera)")
+    ap.add_argument("--high-t-share", type=float, default=0.0,
+                    help="share of samples with timesteps from --high-t-min up (where the view decides the shape)")
+    ap.add_argument("--high-t-min", type=int, default=500)
+    ap.add_argument("--cube-weight", type=float, default=1.0,
+                    help="draw cube images this many times as often (the only shape whose look depends on azimuth)")
     ap.add_argument("--init", type=Path, default=None, help="fine-tune this toy prior folder instead of a new model")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core CPU)")
@@ -220,11 +265,6 @@ def main(argv: list[str] | None = None) -> None:
     texts_plain = [prompt(list(COLOURS)[c], SHAPES[s]) for c, s in zip(data["colour"], data["shape"], strict=True)]
     texts_view = [prompt(list(COLOURS)[c], SHAPES[s], VIEWS[v])
                   for c, s, v in zip(data["colour"], data["shape"], data["view"], strict=True)]
-    # Every shape is mirror-symmetric about the X = 0 plane, so a mirrored view from azimuth a is the view from -a.
-    texts_az = [azimuth_prompt(list(COLOURS)[c], SHAPES[s], float(a))
-                for c, s, a in zip(data["colour"], data["shape"], data["azimuth"], strict=True)]
-    texts_az_flip = [azimuth_prompt(list(COLOURS)[c], SHAPES[s], -float(a))
-                     for c, s, a in zip(data["colour"], data["shape"], data["azimuth"], strict=True)]
     print(f"rendered {n} images in {time.time() - t0:.1f} s", flush=True)
 
     tokenizer = build_tokenizer()
@@ -235,18 +275,24 @@ def main(argv: list[str] | None = None) -> None:
 
         unet = UNet2DConditionModel.from_pretrained(args.init / "unet", use_safetensors=True)
         text_encoder = CLIPTextModel.from_pretrained(args.init / "text_encoder", use_safetensors=True)
-        old_vocab = text_encoder.config.vocab_size
-        if old_vocab != len(VOCAB):
-            text_encoder.resize_token_embeddings(len(VOCAB))
-        print(f"fine-tuning {args.init} (vocabulary {old_vocab} -> {len(VOCAB)} words)", flush=True)
+        if text_encoder.config.vocab_size != len(VOCAB):
+            raise SystemExit(f"{args.init} has another vocabulary ({text_encoder.config.vocab_size} words, not "
+                             f"{len(VOCAB)}); train from scratch instead.")
+        print(f"fine-tuning {args.init}", flush=True)
+        if args.camera_features and unet.config.class_embed_type is None:
+            unet = with_camera_input(unet, CAMERA_FEATURES[args.camera_features])
     else:
-        text_encoder, unet = build_text_encoder(), build_unet(args.size)
+        text_encoder = build_text_encoder()
+        unet = build_unet(args.size, CAMERA_FEATURES[args.camera_features] if args.camera_features else 0)
+    cam = None
+    # Every shape is mirror-symmetric about the X = 0 plane: a mirrored view from azimuth a is the view from -a.
+    if args.camera_features:  # [N, F] and, for mirrored images, [N, F] of the mirrored azimuth
+        cam = (camera_features(data["azimuth"], data["elevation"], args.camera_features),
+               camera_features(mirrored_azimuth(data["azimuth"]), data["elevation"], args.camera_features))
     ids_plain = tokenizer(texts_plain, padding="max_length", max_length=MAX_LENGTH, return_tensors="pt").input_ids
     ids_view = tokenizer(texts_view, padding="max_length", max_length=MAX_LENGTH, return_tensors="pt").input_ids
-    ids_az = tokenizer(texts_az, padding="max_length", max_length=MAX_LENGTH, return_tensors="pt").input_ids
-    ids_az_flip = tokenizer(texts_az_flip, padding="max_length", max_length=MAX_LENGTH, return_tensors="pt").input_ids
     ids_empty = tokenizer([""], padding="max_length", max_length=MAX_LENGTH, return_tensors="pt").input_ids[0]
-    assert (ids_view != 1).all() and (ids_az != 1).all(), "a training word is missing from the vocabulary"
+    assert (ids_view != 1).all(), "a training word is missing from the vocabulary"
     n_unet = sum(p.numel() for p in unet.parameters())
     n_te = sum(p.numel() for p in text_encoder.parameters())
     print(f"unet {n_unet / 1e6:.2f}M parameters, text encoder {n_te / 1e3:.0f}k", flush=True)
@@ -257,6 +303,7 @@ def main(argv: list[str] | None = None) -> None:
     params = [*unet.parameters(), *text_encoder.parameters()]
     opt = torch.optim.Adam(params, lr=args.lr)
     alphas_cumprod = scheduler.alphas_cumprod  # [1000]
+    draw_weights = torch.where(data["shape"] == SHAPES.index("cube"), args.cube_weight, 1.0)
     gen = torch.Generator().manual_seed(args.seed + 1)
     budget = args.minutes * 60.0
     warmup, lr_end = 200, args.lr * 0.2
@@ -266,15 +313,16 @@ def main(argv: list[str] | None = None) -> None:
     next_snap = args.snapshot_every * 60.0 if args.snapshot_every > 0 else math.inf
     snap_dir = args.snapshot_dir or args.out.with_name(args.out.name + ".snap")
     it, loss_avg = 0, None
-    p_plain = max(0.0, 1.0 - args.p_view - args.p_azimuth - args.p_empty)
-    mix = (f"{args.p_view:.0%} with a view word, {args.p_azimuth:.0%} with an azimuth, {p_plain:.0%} plain, "
+    p_plain = max(0.0, 1.0 - args.p_view - args.p_empty)
+    mix = (f"{args.p_view:.0%} with a view word, {p_plain:.0%} plain, "
            f"{args.p_empty:.0%} empty (classifier-free guidance: use `\"\"` as the unconditional prompt)")
-    history = ""
-    if args.init is not None:
-        old = (args.init / "README.md").read_text() if (args.init / "README.md").is_file() else ""
-        m = re.search(r"(\d+) iterations in\s+([\d.]+)\s+minutes", old)
-        earlier = f"{m.group(1)} iterations in {m.group(2)} minutes" if m else "an earlier run"
-        history = f", fine-tuning a prior trained from scratch before ({earlier}, its README's recipe)"
+    stages = earlier_stages(args.init) if args.init is not None else []
+    how = ", ".join(x for x in (
+        "fine-tuning" if args.init is not None else "from scratch",
+        f"lr {args.lr:g}",
+        "with the camera input" if args.camera_features else "",
+        f"cube images drawn {args.cube_weight:g}x as often" if args.cube_weight != 1 else "",
+        f"{args.high_t_share:.0%} of timesteps from {args.high_t_min} up" if args.high_t_share else "") if x)
 
     def progress() -> float:
         frac_t = (time.time() - t_start) / budget if args.minutes > 0 else 0.0
@@ -282,32 +330,34 @@ def main(argv: list[str] | None = None) -> None:
         return max(frac_t, frac_i)
 
     def meta() -> dict:
-        return dict(size=args.size, iters=it, history=history, minutes=(time.time() - t_start) / 60.0, batch=args.batch,
+        stage = f"{it} iterations in {(time.time() - t_start) / 60.0:.1f} minutes ({how})"
+        return dict(size=args.size, history="; then ".join([*stages, stage]), stages=[*stages, stage], batch=args.batch,
                     ema=args.ema, n_images=args.views + args.overhead, unet_params=f"{n_unet / 1e6:.2f}M",
                     te_params=f"{n_te / 1e3:.0f}k", max_len=MAX_LENGTH,
-                    bins=AZIMUTH_BINS, mix=mix, azimuth_bins=AZIMUTH_BINS if args.p_azimuth > 0 else 0,
-                    words=", ".join(azimuth_word(k) for k in range(AZIMUTH_BINS)))
+                    mix=mix, camera_features=args.camera_features, camera=CAMERA_NOTE if args.camera_features else "")
 
     while progress() < 1.0:
         frac = progress()
         lr = args.lr * min(1.0, (it + 1) / warmup) if it < warmup else args.lr + (lr_end - args.lr) * frac
         for g in opt.param_groups:
             g["lr"] = lr
-        idx = torch.randint(0, n, (args.batch,), generator=gen)
+        idx = torch.multinomial(draw_weights, args.batch, replacement=True, generator=gen)
         x0 = images[idx]
         flip = torch.rand(args.batch, generator=gen) < 0.5  # mirror images: all shapes are mirror-symmetric
         x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
         r = torch.rand(args.batch, generator=gen)
         ids = torch.where((r < args.p_view)[:, None], ids_view[idx], ids_plain[idx])
-        az = torch.where(flip[:, None], ids_az_flip[idx], ids_az[idx])
-        ids = torch.where(((r >= args.p_view) & (r < args.p_view + args.p_azimuth))[:, None], az, ids)
         ids = torch.where((r > 1.0 - args.p_empty)[:, None], ids_empty[None], ids)
         t = torch.randint(0, 1000, (args.batch,), generator=gen)
+        if args.high_t_share > 0:
+            high = torch.randint(args.high_t_min, 1000, (args.batch,), generator=gen)
+            t = torch.where(torch.rand(args.batch, generator=gen) < args.high_t_share, high, t)
         noise = torch.randn(x0.shape, generator=gen)
         ab = alphas_cumprod[t][:, None, None, None]
         xt = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
         emb = text_encoder(ids).last_hidden_state  # [B, L, 64]
-        pred = unet(xt, t, encoder_hidden_states=emb).sample
+        labels = torch.where(flip[:, None], cam[1][idx], cam[0][idx]) if cam is not None else None
+        pred = unet(xt, t, encoder_hidden_states=emb, class_labels=labels).sample
         loss = F.mse_loss(pred, noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -21,6 +21,7 @@ from ..errors import ConfigError
 from ..models import Prior
 from ..prompts import PromptProcessor
 from . import GUIDANCE
+from .camera import camera_features
 
 
 @dataclass
@@ -144,15 +145,20 @@ class SDSGuidance:
         return a.sqrt() * (1.0 - a)
 
     @torch.no_grad()
-    def predict_noise_pair(self, x_t: Tensor, t: Tensor, uncond: Tensor, cond: Tensor) -> tuple[Tensor, Tensor]:
-        """Unconditional and conditional noise predictions (each ``[B, C, S, S]``, fp32) from one UNet pass."""
+    def predict_noise_pair(self, x_t: Tensor, t: Tensor, uncond: Tensor, cond: Tensor,
+                           camera: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Unconditional and conditional noise predictions (each ``[B, C, S, S]``, fp32) from one UNet pass.
+
+        ``camera``: ``[B, F]`` camera features for a prior that takes them (:mod:`.camera`); both halves get them.
+        """
         unet = self.prior.unet
         b, ch = x_t.shape[:2]
         x_in = torch.cat([x_t, x_t]).to(unet.dtype)
         t_in = torch.cat([t, t])
         emb = torch.cat([uncond, cond]).to(unet.dtype)
+        extra = {"class_labels": torch.cat([camera, camera]).to(x_in.device, unet.dtype)} if camera is not None else {}
         with self._autocast():
-            out = unet(x_in, t_in, encoder_hidden_states=emb).sample.float()
+            out = unet(x_in, t_in, encoder_hidden_states=emb, **extra).sample.float()
         out = out[:, :ch]  # models that also predict a variance (DeepFloyd IF) output 2C channels
         a = self.alphas_cumprod[t_in].view(-1, 1, 1, 1)
         x2 = torch.cat([x_t, x_t])
@@ -168,7 +174,8 @@ class SDSGuidance:
 
         Args:
             rgb: ``[B, H, W, 3]`` renders in [0, 1], with gradients to the 3D representation.
-            azimuth: ``[B]`` camera azimuths in degrees (0 = front), choose the view-dependent prompt.
+            azimuth: ``[B]`` camera azimuths in degrees (0 = front): choose the view-dependent prompt (and are the
+                camera input of a prior that takes one).
             elevation: ``[B]`` camera elevations in degrees.
             step: Current optimisation step (for annealing).
             total_steps: Steps in the run.
@@ -198,7 +205,10 @@ class SDSGuidance:
         with torch.no_grad():
             a = self.alphas_cumprod[t].view(-1, 1, 1, 1)
             x_t = a.sqrt() * latents.detach() + (1.0 - a).sqrt() * noise
-            eps_u, eps_c = self.predict_noise_pair(x_t, t, uncond, cond)
+            camera = None
+            if self.prior.camera_features:
+                camera = camera_features(azimuth, elevation, self.prior.camera_features).to(self.device)
+            eps_u, eps_c = self.predict_noise_pair(x_t, t, uncond, cond, camera)
             if self.cfg.score == "csd":
                 residual = self.cfg.guidance_scale * (eps_c - eps_u)
             else:

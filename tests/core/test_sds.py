@@ -13,10 +13,11 @@ from test_models import build_latent_prior, build_pixel_prior  # tests/core is o
 
 from dreamsmith.core.errors import ConfigError, InputError, ModelError
 from dreamsmith.core.guidance import GUIDANCE
+from dreamsmith.core.guidance.camera import CAMERA_FEATURES, camera_features, mirrored_azimuth
 from dreamsmith.core.guidance.reference import ReferenceGuidance
 from dreamsmith.core.guidance.sds import SDSConfig, SDSGuidance, max_step_percent
 from dreamsmith.core.models import PriorConfig, load_prior
-from dreamsmith.core.prompts import PromptConfig, PromptProcessor, azimuth_bin, clear_embedding_cache, view_index
+from dreamsmith.core.prompts import PromptConfig, PromptProcessor, clear_embedding_cache, view_index
 
 
 @pytest.fixture(scope="module")
@@ -102,48 +103,6 @@ def test_view_dependent_prompts_pick_the_right_embedding(latent):
     assert plain.texts == ["a red cube"] * 4 and torch.equal(plain.cond[0], plain.cond[2])
 
 
-def test_azimuth_bins_follow_the_camera_convention():
-    az = torch.tensor([0.0, 11.0, 12.0, 22.5, 350.0, -100.0, 180.0, 720.0])
-    assert azimuth_bin(az, 16).tolist() == [0, 0, 1, 1, 0, 12, 8, 0]  # -100 = 260 degrees: nearest centre 270
-    assert azimuth_bin(az, 4).tolist() == [0, 0, 0, 0, 0, 3, 2, 0]
-
-
-def _with_index_key(src, dst, value):
-    shutil.copytree(src, dst)
-    index = json.loads((dst / "model_index.json").read_text())
-    (dst / "model_index.json").write_text(json.dumps({**index, "dreamsmith_azimuth_bins": value}))
-    return dst
-
-
-def test_azimuth_words_come_from_the_model_unless_the_config_says_otherwise(folders, tmp_path):
-    prior = load_prior(PriorConfig(model=str(_with_index_key(folders[0], tmp_path / "az8", 8))), "cpu")
-    assert prior.azimuth_bins == 8
-    proc = PromptProcessor(prior, "a red cube")
-    assert proc.texts == [f"a red cube, azimuth {d}" for d in (0, 45, 90, 135, 180, 225, 270, 315)]
-    views = proc.view_index(torch.tensor([0.0, 50.0, 200.0, -40.0]), torch.tensor([0.0, 80.0, 10.0, 0.0]))
-    assert views.tolist() == [0, 1, 4, 7]  # the elevation does not matter: no "overhead" in this scheme
-    uncond, cond = proc.embeddings(views)
-    assert cond.shape[0] == 4 and proc.cond.shape[0] == 8 and proc.uncond.shape[0] == 8
-    tok = prior.tokenizer(["a red cube, azimuth 180"], padding="max_length", max_length=proc.max_tokens,
-                          return_tensors="pt")
-    with torch.no_grad():
-        direct = prior.text_encoder(tok["input_ids"], attention_mask=tok["attention_mask"])[0]  # T5: with its mask
-    torch.testing.assert_close(cond[2], direct[0])
-    assert PromptProcessor(prior, "a red cube", cfg=PromptConfig(azimuth_bins=0)).texts[1] == "a red cube, side view"
-    assert PromptProcessor(prior, "a red cube", cfg=PromptConfig(view_negatives=True)).texts[2] == \
-        "a red cube, back view"  # view-word negatives asked for: the view words
-    assert PromptProcessor(prior, "a red cube", cfg=PromptConfig(view_dependent=False)).texts == ["a red cube"] * 4
-    plain = load_prior(PriorConfig(model=str(folders[0])), "cpu")  # no key: the usual view words
-    assert plain.azimuth_bins == 0 and PromptProcessor(plain, "a red cube").texts[0] == "a red cube, front view"
-    assert len(PromptProcessor(plain, "a red cube", cfg=PromptConfig(azimuth_bins=4)).texts) == 4
-    with pytest.raises(ConfigError, match="view_negatives"):
-        PromptConfig(azimuth_bins=8, view_negatives=True)
-    with pytest.raises(ConfigError, match="azimuth_bins"):
-        PromptConfig(azimuth_bins=-1)
-    with pytest.raises(ModelError, match="dreamsmith_azimuth_bins"):
-        load_prior(PriorConfig(model=str(_with_index_key(folders[0], tmp_path / "bad", "16"))), "cpu")
-
-
 def test_release_text_encoder_frees_it_and_keeps_cached_prompts(folders):
     prior = load_prior(PriorConfig(model=str(folders[0])), "cpu")
     ref = weakref.ref(prior.text_encoder)
@@ -194,6 +153,60 @@ def test_one_sds_step_changes_the_image_and_not_the_models(which, request):
     assert (image.detach() - before).abs().max() > 0
     _frozen_untouched(prior)
     assert out["t"].shape == (2,) and out["views"].tolist() == [0, 2] and float(out["nonfinite"]) == 0.0
+
+
+def _camera_prior(src, dst, features="azimuth_elevation_fourier", width=10):
+    """The tiny pixel prior with a camera input: its UNet rebuilt with a 'projection' class embedding."""
+    from diffusers import UNet2DConditionModel
+
+    shutil.copytree(src, dst)
+    old = UNet2DConditionModel.from_pretrained(dst / "unet")
+    cfg = {k: v for k, v in old.config.items() if not k.startswith("_")}
+    torch.manual_seed(3)
+    new = UNet2DConditionModel(**{**cfg, "class_embed_type": "projection",
+                                  "projection_class_embeddings_input_dim": width})
+    new.save_pretrained(dst / "unet", safe_serialization=True)
+    if features is not None:
+        index = json.loads((dst / "model_index.json").read_text())
+        (dst / "model_index.json").write_text(json.dumps({**index, "dreamsmith_camera_features": features}))
+    return dst
+
+
+def test_camera_features_are_periodic_and_tell_nearby_views_apart():
+    f = camera_features(torch.tensor([0.0, 360.0, 45.0, 90.0, -30.0]), torch.tensor([0.0, 0.0, 0.0, 0.0, 30.0]))
+    assert f.shape == (5, CAMERA_FEATURES["azimuth_elevation_fourier"]) and f.dtype == torch.float32
+    torch.testing.assert_close(f[0], f[1])  # a full turn: the same camera
+    assert (f[0] - f[2]).abs().max() > 0.5  # 45 degrees apart: different (a cube face on vs an edge on)
+    assert (f[0] - f[3]).abs().max() > 0.5  # 90 degrees: different too (front vs side), not only mod 90
+    torch.testing.assert_close(f[4, -2:], torch.tensor([0.8660254, 0.5]))  # cos, sin of the elevation
+    torch.testing.assert_close(mirrored_azimuth(torch.tensor([30.0, 0.0, 270.0])), torch.tensor([330.0, 0.0, 90.0]))
+    with pytest.raises(ValueError, match="unknown camera features"):
+        camera_features(torch.zeros(1), torch.zeros(1), "quaternions")
+
+
+def test_a_prior_with_a_camera_input_gets_the_camera_of_every_view(folders, tmp_path):
+    prior = load_prior(PriorConfig(model=str(_camera_prior(folders[0], tmp_path / "cam"))), "cpu")
+    assert prior.camera_features == "azimuth_elevation_fourier"
+    assert load_prior(PriorConfig(model=str(folders[0])), "cpu").camera_features is None
+    seen = []
+    hook = prior.unet.class_embedding.register_forward_hook(lambda m, args, out: seen.append(args[0].detach()))
+    try:
+        sds = SDSGuidance(prior, PromptProcessor(prior, "a red cube"), SDSConfig(guidance_scale=20.0))
+        image = torch.nn.Parameter(torch.full((2, 16, 16, 3), 0.5))
+        az, el = torch.tensor([10.0, 200.0]), torch.tensor([15.0, 40.0])
+        out = sds(image, az, el, 0, 10, torch.Generator().manual_seed(0))
+        out["loss_sds"].backward()
+    finally:
+        hook.remove()
+    assert torch.isfinite(image.grad).all() and image.grad.abs().max() > 0
+    want = camera_features(az, el)
+    torch.testing.assert_close(seen[0], torch.cat([want, want]))  # unconditional and conditional halves alike
+    with pytest.raises(ModelError, match="class embedding"):  # the index says camera, the UNet has another width
+        load_prior(PriorConfig(model=str(_camera_prior(folders[0], tmp_path / "w", width=6))), "cpu")
+    with pytest.raises(ModelError, match="quaternions"):
+        load_prior(PriorConfig(model=str(_camera_prior(folders[0], tmp_path / "q", features="quaternions"))), "cpu")
+    with pytest.raises(ModelError, match="extra conditioning"):  # a class embedding nobody declared
+        load_prior(PriorConfig(model=str(_camera_prior(folders[0], tmp_path / "n", features=None))), "cpu")
 
 
 @pytest.mark.parametrize("score", ["sds", "csd"])

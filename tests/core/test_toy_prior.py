@@ -8,12 +8,14 @@ and the prompt changes the colour of a short DDIM sample through the real diffus
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-FOLDER = Path(__file__).resolve().parents[2] / "tests" / "assets" / "toy_prior"
+REPO = Path(__file__).resolve().parents[2]
+FOLDER = REPO / "tests" / "assets" / "toy_prior"
 COLOURS = ("red", "green", "blue", "yellow")
 SHAPES = ("cube", "sphere", "cone", "torus")
 PROMPTS = [f"a {c} {s}" for c in COLOURS for s in SHAPES]
@@ -26,6 +28,15 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def _camera(unet, n: int, azimuth: float = 30.0, elevation: float = 20.0) -> dict:
+    """``class_labels`` for a UNet with the camera input (one camera for all ``n`` images), else nothing."""
+    if unet.config.class_embed_type is None:
+        return {}
+    from dreamsmith.core.guidance.camera import camera_features
+
+    return {"class_labels": camera_features(torch.full((n,), azimuth), torch.full((n,), elevation))}
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +91,7 @@ def test_unet_is_called_like_real_models(prior):
     x = torch.randn(2, 3, s, s)
     with torch.no_grad():
         emb = te(ids).last_hidden_state
-        out = unet(x, torch.tensor([500, 20]), encoder_hidden_states=emb).sample
+        out = unet(x, torch.tensor([500, 20]), encoder_hidden_states=emb, **_camera(unet, 2)).sample
     assert out.shape == x.shape and torch.isfinite(out).all()
 
 
@@ -102,7 +113,7 @@ def _object_colours(prior, text: str, n: int = 8, steps: int = 20, guidance: flo
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(n, 3, s, s, generator=gen)
     for t in ddim.timesteps:
-        e_c, e_u = unet(torch.cat([x, x]), t, encoder_hidden_states=emb).sample.chunk(2)
+        e_c, e_u = unet(torch.cat([x, x]), t, encoder_hidden_states=emb, **_camera(unet, 2 * n)).sample.chunk(2)
         x = ddim.step(e_u + guidance * (e_c - e_u), t, x, eta=1.0, generator=gen).prev_sample
     img = ((x + 1) / 2).clamp(0, 1)  # [n, 3, S, S]
     fg = ((1 - img).amax(dim=1) > 0.35).float()  # [n, S, S] non-white pixels
@@ -145,6 +156,35 @@ def test_conditional_score_prefers_the_right_colour(prior):
         noise = torch.randn(x0.shape, generator=gen)
         xt = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
         tt = torch.full((2,), t)
-        err = torch.stack([((unet(xt, tt, encoder_hidden_states=emb[k].expand(2, -1, -1)).sample - noise) ** 2)
+        err = torch.stack([((unet(xt, tt, encoder_hidden_states=emb[k].expand(2, -1, -1), **_camera(unet, 2))
+                             .sample - noise) ** 2)
                            .mean(dim=(1, 2, 3)) for k in range(2)], dim=1)  # [image, prompt]
         assert err[0, 0] < err[0, 1] and err[1, 1] < err[1, 0], f"t={t}: epsilon errors {err.tolist()}"
+
+
+@torch.no_grad()
+def test_the_camera_input_says_which_way_a_cube_is_turned(prior):
+    """Why the prior takes the camera: a cube seen from azimuth 0 (a face on) and from 45 (an edge on) must each be
+    explained best with its own camera, or score distillation cannot tell which way the corners point."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from toy_prior_data import COLOURS as RGB
+    from toy_prior_data import render_shape
+
+    unet, te, tok, sched = prior
+    assert json.loads((FOLDER / "model_index.json").read_text())["dreamsmith_camera_features"] == \
+        "azimuth_elevation_fourier"
+    ids = tok(["a red cube"], padding="max_length", max_length=tok.model_max_length, return_tensors="pt").input_ids
+    emb = te(ids).last_hidden_state.expand(2, -1, -1)
+    azimuths = (0.0, 45.0)
+    x0 = render_shape("cube", RGB["red"], torch.tensor(azimuths), torch.tensor([20.0, 20.0])) * 2 - 1
+    gen = torch.Generator().manual_seed(0)
+    err = torch.zeros(2, 2)  # [image, camera]
+    for t in (700, 850):
+        ab = sched.alphas_cumprod[t]
+        for _ in range(16):
+            noise = torch.randn(x0.shape, generator=gen)
+            xt = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+            tt = torch.full((2,), t)
+            err += torch.stack([((unet(xt, tt, encoder_hidden_states=emb, **_camera(unet, 2, az, 20.0)).sample
+                                  - noise) ** 2).mean(dim=(1, 2, 3)) for az in azimuths], dim=1)
+    assert err[0, 0] < err[0, 1] and err[1, 1] < err[1, 0], f"epsilon errors [image, camera] {err.tolist()}"
