@@ -139,8 +139,9 @@ def test_edit_turns_a_red_sphere_blue_in_place(tmp_path):
     before, after = read_mesh(src), read_mesh(out)
     assert _dominant(after[3]) == "blue"
     # Not asserted: "closer to a cube". With the toy prior the change of the Chamfer distance to a cube is noise-level
-    # (6.41 -> 6.19 % of the diagonal in one run, 6.41 -> 6.48 after a change of float summation order): the prior
-    # cannot make SDS produce cube corners (scripts/sweep_toy_prior.py), which is why that goal is still open.
+    # (6.41 -> 6.19 % of the diagonal in one run, 6.41 -> 6.48 after a change of float summation order): the prior's
+    # score rounds cubes off (an edit of a true cube with "a blue cube" ends at 6.03, nearest a sphere), which is why
+    # that goal is still open. A toy prior with the camera as an input got the sphere to 5.54 but lost the cone edits.
     # The geometry is new (the edit ran the coarse and mesh stages), not the input passed through.
     assert before[0].shape != after[0].shape or not np.allclose(before[0], after[0])
     # stays where it was, at its scale
