@@ -40,14 +40,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from toy_prior_data import (  # noqa: E402
-    COLOURS,
-    SHAPES,
-    VIEWS,
-    VOCAB,
-    build_dataset,
-    prompt,
-)
+from toy_prior_data import COLOURS, SHAPES, VIEWS, VOCAB, build_dataset, prompt  # noqa: E402
 
 from dreamsmith.core.guidance.camera import CAMERA_FEATURES, camera_features, mirrored_azimuth  # noqa: E402
 
@@ -341,7 +334,10 @@ def main(argv: list[str] | None = None) -> None:
         lr = args.lr * min(1.0, (it + 1) / warmup) if it < warmup else args.lr + (lr_end - args.lr) * frac
         for g in opt.param_groups:
             g["lr"] = lr
-        idx = torch.multinomial(draw_weights, args.batch, replacement=True, generator=gen)
+        if args.cube_weight == 1.0:  # the draws of the committed prior's recipe
+            idx = torch.randint(0, n, (args.batch,), generator=gen)
+        else:
+            idx = torch.multinomial(draw_weights, args.batch, replacement=True, generator=gen)
         x0 = images[idx]
         flip = torch.rand(args.batch, generator=gen) < 0.5  # mirror images: all shapes are mirror-symmetric
         x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
