@@ -34,6 +34,8 @@ from scipy import ndimage
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from toy_prior_data import COLOURS, SHAPES, prompt, render_shape  # noqa: E402
 
+from dreamsmith.core.guidance.camera import unet_camera_inputs  # noqa: E402
+
 FG_THRESHOLD = 0.35  # a pixel is foreground when some channel is this far below white
 MIN_IOU = 0.7  # a silhouette counts as a shape only when it overlaps some clean render this well
 
@@ -71,19 +73,10 @@ def sample(unet, te, tok, sched, prompts: list[str], steps: int = 25, guidance: 
     x = torch.randn(n, 3, s, s, generator=gen)
     for t in ddim.timesteps:
         eps = unet(torch.cat([x, x]), t, encoder_hidden_states=torch.cat([cond, unc]),
-                   **camera_input(unet, torch.full((2 * n,), 30.0), torch.full((2 * n,), 20.0))).sample
+                   **unet_camera_inputs(unet, torch.full((2 * n,), 30.0), torch.full((2 * n,), 20.0))).sample
         e_c, e_u = eps.chunk(2)
         x = ddim.step(e_u + guidance * (e_c - e_u), t, x, eta=eta, generator=gen).prev_sample
     return ((x + 1) / 2).clamp(0, 1)
-
-
-def camera_input(unet, azimuth: torch.Tensor, elevation: torch.Tensor) -> dict:
-    """``class_labels`` for a toy prior with the camera input (samples are drawn from azimuth 30, elevation 20)."""
-    if unet.config.class_embed_type is None:
-        return {}
-    from dreamsmith.core.guidance.camera import camera_features
-
-    return {"class_labels": camera_features(azimuth, elevation)}
 
 
 def foreground(img: np.ndarray) -> np.ndarray:
@@ -171,7 +164,7 @@ def denoising_confusion(unet, te, tok, sched, timesteps=(300, 600, 850), views: 
         x0.append(render_shape(s, COLOURS[c], az, el, unet.config.sample_size) * 2 - 1)
         cams.append((az, el))
     x0 = torch.cat(x0)  # [16 V, 3, S, S]
-    cam = camera_input(unet, torch.cat([a for a, _ in cams]), torch.cat([e for _, e in cams]))
+    cam = unet_camera_inputs(unet, torch.cat([a for a, _ in cams]), torch.cat([e for _, e in cams]))
     out = {}
     for t in timesteps:
         ab = sched.alphas_cumprod[t]

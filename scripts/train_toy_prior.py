@@ -70,6 +70,11 @@ def build_text_encoder():
     return CLIPTextModel(cfg)
 
 
+def camera_embedding(camera_dim: int) -> dict:
+    """The UNet config of a camera input: a ``"projection"`` class embedding of ``camera_dim`` features."""
+    return {"class_embed_type": "projection", "projection_class_embeddings_input_dim": camera_dim}
+
+
 def build_unet(size: int, camera_dim: int = 0):
     """The ~1M-parameter ``UNet2DConditionModel``: channels (16, 32, 64), cross-attention at the lowest level only.
 
@@ -78,8 +83,7 @@ def build_unet(size: int, camera_dim: int = 0):
     """
     from diffusers import UNet2DConditionModel
 
-    camera = dict(class_embed_type="projection", projection_class_embeddings_input_dim=camera_dim) if camera_dim else {}
-    return UNet2DConditionModel(**camera,
+    return UNet2DConditionModel(**(camera_embedding(camera_dim) if camera_dim else {}),
         sample_size=size, in_channels=3, out_channels=3,
         down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
@@ -96,8 +100,7 @@ def with_camera_input(unet, camera_dim: int):
     from diffusers import UNet2DConditionModel
 
     cfg = {k: v for k, v in unet.config.items() if not k.startswith("_")}
-    new = UNet2DConditionModel(**{**cfg, "class_embed_type": "projection",
-                                  "projection_class_embeddings_input_dim": camera_dim})
+    new = UNet2DConditionModel(**{**cfg, **camera_embedding(camera_dim)})
     missing, unexpected = new.load_state_dict(unet.state_dict(), strict=False)
     assert not unexpected and all(k.startswith("class_embedding.") for k in missing), (missing, unexpected)
     torch.nn.init.zeros_(new.class_embedding.linear_2.weight)

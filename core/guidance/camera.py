@@ -40,3 +40,11 @@ def camera_features(azimuth_deg: Tensor, elevation_deg: Tensor, kind: str = "azi
 def mirrored_azimuth(azimuth_deg: Tensor) -> Tensor:
     """The azimuth from which a left-right mirrored image of an object symmetric about X = 0 was seen."""
     return torch.remainder(-azimuth_deg, 360.0)
+
+
+def unet_camera_inputs(unet, azimuth_deg: Tensor, elevation_deg: Tensor) -> dict:
+    """Keyword arguments for calling a bare diffusers ``unet`` (scripts, tests) on ``[B]`` cameras: its
+    ``class_labels`` when it has the camera embedding, nothing when it has none."""
+    if unet.config.class_embed_type is None:
+        return {}
+    return {"class_labels": camera_features(azimuth_deg, elevation_deg)}

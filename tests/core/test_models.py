@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from dreamsmith.core.errors import ModelError
-from dreamsmith.core.guidance.camera import camera_features
+from dreamsmith.core.guidance.camera import unet_camera_inputs
 from dreamsmith.core.models import PriorConfig, load_prior
 
 REPO = Path(__file__).resolve().parents[2]
@@ -211,7 +211,6 @@ def test_toy_prior_loads_as_pixel_prior():
                           truncation=True, return_tensors="pt")["input_ids"]
     with torch.no_grad():
         emb = prior.text_encoder(ids)[0]
-        cam = {"class_labels": camera_features(torch.tensor([30.0]), torch.tensor([20.0]), prior.camera_features)
-               } if prior.camera_features else {}
+        cam = unet_camera_inputs(prior.unet, torch.tensor([30.0]), torch.tensor([20.0]))
         out = prior.unet(x, torch.tensor([500]), encoder_hidden_states=emb, **cam).sample
     assert out.shape[1] >= 3 and out.shape[-2:] == x.shape[-2:]

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from dreamsmith.core.guidance.camera import unet_camera_inputs
+
 FOLDER = Path(__file__).resolve().parents[2] / "tests" / "assets" / "toy_prior"
 COLOURS = ("red", "green", "blue", "yellow")
 SHAPES = ("cube", "sphere", "cone", "torus")
@@ -28,13 +30,9 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-def _camera(unet, n: int, azimuth: float = 30.0, elevation: float = 20.0) -> dict:
-    """``class_labels`` for a UNet with the camera input (one camera for all ``n`` images), else nothing."""
-    if unet.config.class_embed_type is None:
-        return {}
-    from dreamsmith.core.guidance.camera import camera_features
-
-    return {"class_labels": camera_features(torch.full((n,), azimuth), torch.full((n,), elevation))}
+def _cam(unet, n: int) -> dict:
+    """The camera input (azimuth 30, elevation 20, for all ``n`` images) of a UNet that takes one, else nothing."""
+    return unet_camera_inputs(unet, torch.full((n,), 30.0), torch.full((n,), 20.0))
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +87,7 @@ def test_unet_is_called_like_real_models(prior):
     x = torch.randn(2, 3, s, s)
     with torch.no_grad():
         emb = te(ids).last_hidden_state
-        out = unet(x, torch.tensor([500, 20]), encoder_hidden_states=emb, **_camera(unet, 2)).sample
+        out = unet(x, torch.tensor([500, 20]), encoder_hidden_states=emb, **_cam(unet, 2)).sample
     assert out.shape == x.shape and torch.isfinite(out).all()
 
 
@@ -111,7 +109,7 @@ def _object_colours(prior, text: str, n: int = 8, steps: int = 20, guidance: flo
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(n, 3, s, s, generator=gen)
     for t in ddim.timesteps:
-        e_c, e_u = unet(torch.cat([x, x]), t, encoder_hidden_states=emb, **_camera(unet, 2 * n)).sample.chunk(2)
+        e_c, e_u = unet(torch.cat([x, x]), t, encoder_hidden_states=emb, **_cam(unet, 2 * n)).sample.chunk(2)
         x = ddim.step(e_u + guidance * (e_c - e_u), t, x, eta=1.0, generator=gen).prev_sample
     img = ((x + 1) / 2).clamp(0, 1)  # [n, 3, S, S]
     fg = ((1 - img).amax(dim=1) > 0.35).float()  # [n, S, S] non-white pixels
@@ -154,7 +152,7 @@ def test_conditional_score_prefers_the_right_colour(prior):
         noise = torch.randn(x0.shape, generator=gen)
         xt = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
         tt = torch.full((2,), t)
-        err = torch.stack([((unet(xt, tt, encoder_hidden_states=emb[k].expand(2, -1, -1), **_camera(unet, 2))
+        err = torch.stack([((unet(xt, tt, encoder_hidden_states=emb[k].expand(2, -1, -1), **_cam(unet, 2))
                              .sample - noise) ** 2)
                            .mean(dim=(1, 2, 3)) for k in range(2)], dim=1)  # [image, prompt]
         assert err[0, 0] < err[0, 1] and err[1, 1] < err[1, 0], f"t={t}: epsilon errors {err.tolist()}"
