@@ -2,10 +2,10 @@
 
 A text-to-image model knows the view only from words (", side view"), which cover 90 degrees of azimuth each: as
 much as a cube's own symmetry, so under such a prior score distillation cannot tell which way a cube's corners
-point and averages them away. A prior trained with the camera as an input (``scripts/train_toy_prior.py
---camera-features`` makes one) is told the azimuth and elevation of every render: its UNet has a ``"projection"``
-class embedding (diffusers), fed the features below as ``class_labels``, and its ``model_index.json`` names the
-features in ``dreamsmith_camera_features``.
+point and averages them away. A prior trained with the camera as an input (the committed toy prior;
+``scripts/train_toy_prior.py --camera-features`` makes one) is told the azimuth and elevation of every render:
+its UNet has a ``"projection"`` class embedding (diffusers), fed the features below as ``class_labels``, and its
+``model_index.json`` names the features in ``dreamsmith_camera_features``.
 
 Angles follow :func:`dreamsmith.core.cameras.orbit_cameras`: azimuth 0 = the front (camera on the -Y side),
 counter-clockwise seen from above; elevation above the XY plane.

@@ -8,6 +8,7 @@ and the prompt changes the colour of a short DDIM sample through the real diffus
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,13 @@ import torch
 
 from dreamsmith.core.guidance.camera import unet_camera_inputs
 
-FOLDER = Path(__file__).resolve().parents[2] / "tests" / "assets" / "toy_prior"
+REPO = Path(__file__).resolve().parents[2]
+FOLDER = REPO / "tests" / "assets" / "toy_prior"
+sys.path.insert(0, str(REPO / "scripts"))
+
+from toy_prior_data import COLOURS as ALBEDO  # noqa: E402
+from toy_prior_data import render_shape  # noqa: E402
+
 COLOURS = ("red", "green", "blue", "yellow")
 SHAPES = ("cube", "sphere", "cone", "torus")
 PROMPTS = [f"a {c} {s}" for c in COLOURS for s in SHAPES]
@@ -127,16 +134,6 @@ def test_prompt_steers_sampled_colour(prior):
     assert share(red, 0) > share(blue, 0) + 0.15 and share(blue, 2) > share(red, 2) + 0.15
 
 
-def _disc(rgb: tuple[float, float, float], size: int) -> torch.Tensor:
-    """A shaded disc of albedo ``rgb`` on white, ``[3, size, size]`` in [-1, 1] (a sphere seen from the camera)."""
-    c = (torch.arange(size) + 0.5) / size * 2 - 1
-    y, x = torch.meshgrid(c, c, indexing="ij")
-    r2 = (x**2 + y**2) / 0.55**2
-    shade = 0.35 + 0.65 * (1 - r2).clamp_min(0).sqrt()  # ambient + Lambertian, light at the camera
-    img = torch.where(r2 < 1, shade * torch.tensor(rgb)[:, None, None], torch.ones(3, 1, 1))
-    return img * 2 - 1
-
-
 @torch.no_grad()
 def test_conditional_score_prefers_the_right_colour(prior):
     """What score distillation uses: at one noise level, the right prompt explains a noised image best."""
@@ -145,7 +142,10 @@ def test_conditional_score_prefers_the_right_colour(prior):
               return_tensors="pt").input_ids
     emb = te(ids).last_hidden_state  # [2, L, D]
     s = unet.config.sample_size
-    x0 = torch.stack([_disc((0.85, 0.12, 0.10), s), _disc((0.12, 0.25, 0.88), s)])  # [2, 3, S, S] red, blue
+    # A red and a blue sphere as the training renderer draws them from the camera _cam gives the UNet (a hand-drawn
+    # shaded disc is not what a camera-conditioned prior saw from that camera).
+    az, el = torch.tensor([30.0]), torch.tensor([20.0])
+    x0 = torch.cat([render_shape("sphere", ALBEDO[c], az, el, s) for c in ("red", "blue")]) * 2 - 1  # [2, 3, S, S]
     gen = torch.Generator().manual_seed(0)
     for t in (300, 600, 850):
         ab = sched.alphas_cumprod[t]
