@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sweep_toy_prior import TOY, dominant_colour, normalised, shape_distance  # noqa: E402
+from sweep_toy_prior import TOY, dominant_colour, reference_primitive, shape_distance  # noqa: E402
 from synth_objects import ground_truth_mesh  # noqa: E402
 from toy_prior_data import COLOURS, SHAPES, shape_object  # noqa: E402
 
@@ -56,8 +56,7 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     over = json.loads(Path(args.config).read_text()) if args.config else {}
-    prims = {s: ground_truth_mesh(shape_object(s), resolution=96)[:2] for s in SHAPES}
-    prims = {s: (normalised(v), f) for s, (v, f) in prims.items()}
+    prims = {s: reference_primitive(s) for s in SHAPES}
     ratios = []
     print("| edit | target before -> after (ratio) | nearest | colour | s |\n|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:

@@ -44,6 +44,12 @@ def normalised(verts: np.ndarray) -> np.ndarray:
     return (verts - (lo + hi) / 2) / max(float(np.linalg.norm(hi - lo)), 1e-9)
 
 
+def reference_primitive(shape: str) -> tuple[np.ndarray, np.ndarray]:
+    """The training primitive ``shape`` as a fine mesh (verts, faces), normalised like the results it is compared to."""
+    v, f = ground_truth_mesh(shape_object(shape), resolution=96)[:2]
+    return normalised(v), f
+
+
 def yaw_turns(shape: str, step_deg: float = 5.0) -> list[np.ndarray]:
     """Rotations about Z to try for ``shape``: its symmetry period about Z sampled every ``step_deg``."""
     period = 90.0 if shape == "cube" else step_deg  # sphere, cone and torus are symmetric about Z
@@ -102,8 +108,7 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     torch.set_grad_enabled(True)
     over = json.loads(Path(args.config).read_text()) if args.config else {}
-    prims = {s: normalised(ground_truth_mesh(shape_object(s), resolution=96)[0]) for s in SHAPES}
-    prim_faces = {s: ground_truth_mesh(shape_object(s), resolution=96)[1] for s in SHAPES}
+    prims = {s: reference_primitive(s) for s in SHAPES}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         out_dir = Path(args.out or tmp)
@@ -119,7 +124,7 @@ def main() -> int:
                 v, f, uv, tex = read_mesh(glb)
                 mesh = TexturedMesh(v, f, uv, None, tex)
                 got_colour, med = dominant_colour(mesh)
-                dist = {s: shape_distance(v, f, (prims[s], prim_faces[s]), s) for s in SHAPES}
+                dist = {s: shape_distance(v, f, prims[s], s) for s in SHAPES}
                 got_shape = min(dist, key=dist.get)
                 row = {"prompt": prompt, "seconds": round(seconds, 1), "colour": got_colour, "median_rgb": med,
                        "shape": got_shape, "chamfer_pct": {k: round(x, 2) for k, x in dist.items()},

@@ -23,7 +23,7 @@ TOY = REPO / "tests" / "assets" / "toy_prior"
 sys.path.insert(0, str(REPO / "scripts"))
 
 from sweep_edits import source_mesh  # noqa: E402
-from sweep_toy_prior import normalised, shape_distance  # noqa: E402
+from sweep_toy_prior import reference_primitive, shape_distance  # noqa: E402
 from synth_objects import ground_truth_mesh  # noqa: E402
 from toy_prior_data import COLOURS, shape_object  # noqa: E402
 
@@ -135,8 +135,7 @@ def test_edit_turns_a_red_sphere_blue_in_place(tmp_path):
     # Measurably closer to a cube: Chamfer % of the unit diagonal to a normalised cube, over turns about Z (the
     # prompt fixes no yaw). Run-to-run noise of this figure is ~0.3 (float summation order); the committed toy
     # prior (camera input) took the sphere from 6.41 to 3.47 in scripts/sweep_edits.py.
-    cube = ground_truth_mesh(shape_object("cube"), resolution=96)[:2]
-    cube = (normalised(cube[0]), cube[1])
+    cube = reference_primitive("cube")
     d0 = shape_distance(before[0], before[1], cube, "cube")
     d1 = shape_distance(after[0], after[1], cube, "cube")
     assert d1 < 0.85 * d0, (d0, d1)
