@@ -339,10 +339,7 @@ def main(argv: list[str] | None = None) -> None:
         lr = args.lr * min(1.0, (it + 1) / warmup) if it < warmup else args.lr + (lr_end - args.lr) * frac
         for g in opt.param_groups:
             g["lr"] = lr
-        if args.cube_weight == 1.0:  # the draws of the committed prior's recipe
-            idx = torch.randint(0, n, (args.batch,), generator=gen)
-        else:
-            idx = torch.multinomial(draw_weights, args.batch, replacement=True, generator=gen)
+        idx = torch.multinomial(draw_weights, args.batch, replacement=True, generator=gen)
         x0 = images[idx]
         flip = torch.rand(args.batch, generator=gen) < 0.5  # mirror images: all shapes are mirror-symmetric
         x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
