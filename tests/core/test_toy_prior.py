@@ -26,6 +26,7 @@ from toy_prior_data import render_shape  # noqa: E402
 COLOURS = ("red", "green", "blue", "yellow")
 SHAPES = ("cube", "sphere", "cone", "torus")
 PROMPTS = [f"a {c} {s}" for c in COLOURS for s in SHAPES]
+AZIMUTH, ELEVATION = 30.0, 20.0  # the camera every test here gives a UNet that takes one
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -38,8 +39,8 @@ def _one_thread():
 
 
 def _cam(unet, n: int) -> dict:
-    """The camera input (azimuth 30, elevation 20, for all ``n`` images) of a UNet that takes one, else nothing."""
-    return unet_camera_inputs(unet, torch.full((n,), 30.0), torch.full((n,), 20.0))
+    """The camera input (``AZIMUTH``, ``ELEVATION`` for all ``n`` images) of a UNet that takes one, else nothing."""
+    return unet_camera_inputs(unet, torch.full((n,), AZIMUTH), torch.full((n,), ELEVATION))
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +145,7 @@ def test_conditional_score_prefers_the_right_colour(prior):
     s = unet.config.sample_size
     # A red and a blue sphere as the training renderer draws them from the camera _cam gives the UNet (a hand-drawn
     # shaded disc is not what a camera-conditioned prior saw from that camera).
-    az, el = torch.tensor([30.0]), torch.tensor([20.0])
+    az, el = torch.tensor([AZIMUTH]), torch.tensor([ELEVATION])
     x0 = torch.cat([render_shape("sphere", ALBEDO[c], az, el, s) for c in ("red", "blue")]) * 2 - 1  # [2, 3, S, S]
     gen = torch.Generator().manual_seed(0)
     for t in (300, 600, 850):
