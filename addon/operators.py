@@ -76,14 +76,21 @@ def _redraw() -> None:
 
 def _load_preview(path: str, props) -> None:
     """Show a preview PNG from the worker in the sidebar (a packed image, so the job folder can go)."""
-    if not os.path.isfile(path):  # the worker keeps only its newest previews
+    # The worker keeps only its newest previews, so the file may go at any moment, even between the load and the
+    # pack: then this preview is skipped (the next one is on its way) and the one shown stays.
+    try:
+        img = bpy.data.images.load(path, check_existing=False)
+    except RuntimeError:
+        return
+    try:
+        img.pack()
+    except RuntimeError:
+        bpy.data.images.remove(img)
         return
     old = bpy.data.images.get(PREVIEW_IMAGE)
     if old is not None:
         bpy.data.images.remove(old)
-    img = bpy.data.images.load(path, check_existing=False)
     img.name = PREVIEW_IMAGE
-    img.pack()
     img.preview_ensure()
     props.preview_image = img.name
 
