@@ -78,7 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--mesh", required=True, help="the mesh to start from (.glb, .gltf or .obj)")
         cmd.add_argument("--prompt", required=True, help="what it should become, e.g. 'a green cube'")
         cmd.add_argument("--negative", default="", help="what to avoid")
-        cmd.add_argument("--model", help="the prior: Hugging Face id or local diffusers folder")
+        if name == "edit":
+            cmd.add_argument("--model", help="coarse-stage prior: Hugging Face id or local diffusers folder")
+            cmd.add_argument("--fine-model", help="mesh-stage prior (default: the preset's; with --model only: the "
+                                                  "same)")
+        else:
+            cmd.add_argument("--model", help="the prior: Hugging Face id or local diffusers folder")
         cmd.add_argument("--allow-network", action="store_true", help="download models that are not cached locally")
         cmd.add_argument("--preview", help="also write a preview PNG (four shaded views) here")
         if name == "edit":
@@ -127,7 +132,8 @@ def run(args: argparse.Namespace) -> dict:
             if args.command == "retexture":
                 over, make, job = prior_overrides(over, args.model, args.allow_network), retexture_config, run_retexture
             else:
-                over, make, job = model_overrides(over, args.model, None, args.allow_network), edit_config, run_edit
+                over = model_overrides(over, args.model, args.fine_model, args.allow_network)
+                make, job = edit_config, run_edit
             extra = {"state": args.state} if args.command == "edit" else {}
             return job(args.mesh, args.prompt, args.out, make(args.preset, over), negative_prompt=args.negative,
                        device=args.device, callback=bar, preset=args.preset, preview=args.preview, **extra)

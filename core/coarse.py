@@ -14,7 +14,7 @@ from .field import FieldConfig, NeRFField
 from .guidance.reference import ReferenceGuidance
 from .occupancy import OccupancyConfig, OccupancyGrid
 from .views import ViewSamplerConfig, sample_views
-from .volume import VolumeConfig, render_image, render_rays
+from .volume import VolumeConfig, VolumeRenderer, render_rays
 
 
 @dataclass
@@ -44,11 +44,13 @@ class CoarseConfig:
     preview_every: int = 50
 
 
-def make_optimizer(model: NeRFField, lr_grid: float, lr_mlp: float) -> torch.optim.Adam:
-    """Adam with separate learning rates for hash tables and MLP weights (instant-ngp style eps)."""
+def make_optimizer(model: NeRFField, lr_grid: float, lr_mlp: float, *others: torch.nn.Module) -> torch.optim.Adam:
+    """Adam with separate learning rates for hash tables and MLP weights (instant-ngp style eps); the parameters of
+    ``others`` (the learned background) train at the MLP rate."""
     grid, mlp = [], []
     for name, p in model.named_parameters():
         (grid if "encoding" in name or "table" in name else mlp).append(p)
+    mlp += [p for module in others for p in module.parameters()]
     groups = [{"params": grid, "lr": lr_grid}]
     if mlp:
         groups.append({"params": mlp, "lr": lr_mlp})
@@ -118,8 +120,12 @@ def pick_shading(cfg: CoarseSDSConfig, step: int, generator: torch.Generator) ->
 
 def train_coarse_sds(cfg: CoarseConfig, sds_cfg: CoarseSDSConfig, guidance, bbox: Tensor, device: torch.device,
                      generator: torch.Generator, reporter: StageReporter,
-                     preview_fn=None, density_prior: Tensor | None = None) -> tuple[NeRFField, OccupancyGrid]:
+                     preview_fn=None, density_prior: Tensor | None = None
+                     ) -> tuple[NeRFField, OccupancyGrid, VolumeRenderer]:
     """Optimise the coarse NeRF by score distillation.
+
+    The renderer is made here with the field: with ``cfg.volume.background == "learned"`` it owns the background
+    MLP, which trains in the same optimiser and is returned with the field (the engine state keeps it).
 
     Args:
         cfg: Field, occupancy, renderer and optimiser settings (shared with the reference path).
@@ -130,7 +136,8 @@ def train_coarse_sds(cfg: CoarseConfig, sds_cfg: CoarseSDSConfig, guidance, bbox
         device: Where to optimise.
         generator: The job's random generator (CPU).
         reporter: Progress and cancellation.
-        preview_fn: Optional ``(field, occupancy) -> uint8 image`` called every ``cfg.preview_every`` steps.
+        preview_fn: Optional ``(field, occupancy, renderer) -> uint8 image`` called every ``cfg.preview_every``
+            steps.
         density_prior: Optional ``[R, R, R]`` raw density over the box the field starts from (an edit's mesh;
             see :meth:`NeRFField.set_density_prior`).
     """
@@ -138,12 +145,13 @@ def train_coarse_sds(cfg: CoarseConfig, sds_cfg: CoarseSDSConfig, guidance, bbox
     if density_prior is not None:
         model.set_density_prior(density_prior.to(device))
     occ = OccupancyGrid(cfg.occupancy, bbox.to(device)).to(device)
-    opt = make_optimizer(model, cfg.lr, cfg.lr_mlp)
+    renderer = VolumeRenderer(cfg.volume).to(device)
+    opt = make_optimizer(model, cfg.lr, cfg.lr_mlp, renderer)
     for step in range(1, cfg.steps + 1):
         occ.update(model, step)
         cams, az, el = sample_views(sds_cfg.views, sds_cfg.render_size, generator)
         shading = pick_shading(sds_cfg, step, generator)
-        out = render_image(model, cams, cfg.volume, occupancy=occ, shading=shading, perturb=True, generator=generator)
+        out = renderer.render_image(model, cams, occ, shading=shading, perturb=True, generator=generator)
         g = guidance(out["rgb"], az.to(device), el.to(device), step, cfg.steps, generator)
         loss = g["loss_sds"]
         if sds_cfg.opacity_weight > 0:
@@ -155,6 +163,6 @@ def train_coarse_sds(cfg: CoarseConfig, sds_cfg: CoarseSDSConfig, guidance, bbox
         opt.step()
         preview = None
         if preview_fn is not None and cfg.preview_every and (step % cfg.preview_every == 0 or step == cfg.steps):
-            preview = preview_fn(model, occ)
+            preview = preview_fn(model, occ, renderer)
         reporter.step(step, loss.item(), preview=preview)
-    return model, occ
+    return model, occ, renderer

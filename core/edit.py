@@ -129,7 +129,7 @@ def _edit_state(state: Path, prompt: str, negative_prompt: str, cfg: EditConfig,
     with seeded_job(cfg.seed, dev) as gen:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        field, geo, _ = load_state(state, dev)
+        field, geo, *_ = load_state(state, dev)
         model_cfg = cfg.fine_model if cfg.fine_model.model else cfg.coarse_model
         sds_cfg = cfg.fine_guidance
         guidance = make_guidance(load_prior(model_cfg, dev), prompt, negative_prompt, cfg.prompt, sds_cfg)

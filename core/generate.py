@@ -144,10 +144,10 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
 
         t0 = time.perf_counter()
         live = callback is not None  # live previews only for someone who listens
-        model, _ = train_coarse_sds(cfg.coarse, cfg.coarse_sds, guidance, bbox, dev, gen,
-                                    StageReporter("coarse", cfg.coarse.steps, callback, cancel, every=5),
-                                    preview_fn=field_preview(cfg.coarse.volume, r) if live else None,
-                                    density_prior=density_prior)
+        model, _, renderer = train_coarse_sds(cfg.coarse, cfg.coarse_sds, guidance, bbox, dev, gen,
+                                              StageReporter("coarse", cfg.coarse.steps, callback, cancel, every=5),
+                                              preview_fn=field_preview(r) if live else None,
+                                              density_prior=density_prior)
         timings["coarse"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -162,13 +162,13 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
         geo = DMTetGeometry(cfg.mesh.dmtet, bbox.to(dev)).to(dev)
         res = cfg.mesh.dmtet.resolution + 1
         geo.init_from_sdf(initial_sdf(model.density, geo.grid_verts, (res, res, res), bbox, cfg.mesh.iso_density,
-                                      None, cfg.mesh.min_component_fraction))
+                                      None, cfg.mesh.min_component_fraction, source="text"))
         timings["mesh"] = time.perf_counter() - t0  # loading the fine prior, initialising DMTet
         mesh = fine_stage(cfg, fine_guidance, model, geo, gen, prompt, callback, cancel, timings)
         if state_out is not None:
             from .state import save_state
 
-            save_state(state_out, model, geo, to_dict(cfg))
+            save_state(state_out, model, geo, to_dict(cfg), background=renderer.background)
         return mesh, timings
 
 

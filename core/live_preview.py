@@ -14,7 +14,7 @@ from torch import Tensor
 
 from .cameras import Cameras, orbit_cameras
 from .mesh_stage import render_mesh
-from .volume import VolumeConfig, render_image
+from .volume import VolumeRenderer
 
 #: Views in a preview row, and their elevation (degrees).
 N_VIEWS, ELEVATION = 4, 20.0
@@ -33,13 +33,14 @@ def to_sheet(rgb: Tensor) -> np.ndarray:
     return (row.numpy() * 255.0 + 0.5).astype(np.uint8)
 
 
-def field_preview(volume: VolumeConfig, scene_radius: float, size: int = 96) -> Callable[..., np.ndarray]:
-    """A ``(field, occupancy) -> uint8 image`` for the coarse stage: lambertian renders from :func:`preview_views`."""
+def field_preview(scene_radius: float, size: int = 96) -> Callable[..., np.ndarray]:
+    """A ``(field, occupancy, renderer) -> uint8 image`` for the coarse stage: lambertian renders from
+    :func:`preview_views`, over the renderer's background (the learned one, when the stage learns one)."""
     cams = preview_views(scene_radius, size)
 
-    def render(field, occupancy) -> np.ndarray:
+    def render(field, occupancy, renderer: VolumeRenderer) -> np.ndarray:
         with torch.no_grad():
-            out = render_image(field, cams, volume, occupancy=occupancy, shading="lambertian", perturb=False)
+            out = renderer.render_image(field, cams, occupancy, shading="lambertian", perturb=False)
         return to_sheet(out["rgb"])
 
     return render

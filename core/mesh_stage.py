@@ -88,9 +88,43 @@ def clean_occupancy(occ: np.ndarray, min_fraction: float, close_gaps: int = 2) -
     return occ
 
 
+#: Below this fraction of the grid above the configured iso level, the level adapts to the field.
+MIN_OCCUPIED_FRACTION = 1e-4
+#: What to say when the coarse field holds no object, by the kind of job that made it.
+EMPTY_FIELD = {
+    "images": "The coarse stage found no object to turn into a mesh; check that the images show the object on a "
+              "transparent background, or use more steps (a larger preset).",
+    "text": "The coarse stage made no object to turn into a mesh (its density is empty everywhere); give it more "
+            "coarse steps or a larger preset, lower the guidance scale, or try another seed or a more concrete "
+            "prompt.",
+}
+
+
+def auto_iso_level(density: Tensor, eps: float = 1e-5) -> float:
+    """threestudio's automatic iso-surface threshold: the mean of the densities above ``eps`` (0 when none are)."""
+    positive = density[density > eps]
+    return float(positive.mean()) if positive.numel() else 0.0
+
+
+def iso_occupancy(density: Tensor, level: float) -> tuple[Tensor, float]:
+    """Where ``density`` exceeds ``level``, and the level used.
+
+    When too little of the grid (fewer than :data:`MIN_OCCUPIED_FRACTION` of its points) is above ``level`` (a short
+    or weak coarse run, a faint object), the level adapts to the field (:func:`auto_iso_level`), so that whatever
+    shape the field holds is meshed.
+    """
+    occ = density > level
+    if int(occ.sum()) >= max(1, MIN_OCCUPIED_FRACTION * density.numel()):
+        return occ, level
+    auto = auto_iso_level(density)
+    if auto > 0.0 and auto < level:
+        return density > auto, auto
+    return occ, level
+
+
 @torch.no_grad()
 def initial_sdf(density_fn, grid_verts: Tensor, grid_shape: tuple[int, int, int], bbox: Tensor, iso_density: float,
-                carve_fn=None, min_fraction: float = 0.05) -> Tensor:
+                carve_fn=None, min_fraction: float = 0.05, source: str = "images") -> Tensor:
     """SDF at the tet-grid vertices from the coarse density (and the visual hull, when given).
 
     Args:
@@ -98,13 +132,16 @@ def initial_sdf(density_fn, grid_verts: Tensor, grid_shape: tuple[int, int, int]
         grid_verts: ``[V, 3]`` tet-grid vertices, a regular ``grid_shape`` lattice in ``[x, y, z]`` order.
         grid_shape: Lattice size per axis.
         bbox: ``[2, 3]`` scene box.
-        iso_density: Surface density times the box diagonal.
+        iso_density: Surface density times the box diagonal; it adapts to the field when too little is above it
+            (:func:`iso_occupancy`).
         carve_fn: Optional ``x [N, 3] -> bool [N]`` that is False where images see background.
         min_fraction: See :class:`MeshStageConfig`.
+        source: What the coarse stage was fitted to, ``"images"`` or ``"text"``: the error for an empty field
+            speaks of that (:data:`EMPTY_FIELD`).
     """
     diag = float((bbox[1] - bbox[0]).norm())
     dens = torch.cat([density_fn(c) for c in grid_verts.split(1 << 18)])
-    occ = dens > iso_density / diag
+    occ, _ = iso_occupancy(dens, iso_density / diag)
     if carve_fn is not None:
         hull = torch.cat([carve_fn(c) for c in grid_verts.split(1 << 18)])
         # An under-trained field (tiny budgets) may have no density above the iso level yet: the hull still is a
@@ -112,8 +149,7 @@ def initial_sdf(density_fn, grid_verts: Tensor, grid_shape: tuple[int, int, int]
         occ = occ & hull if bool((occ & hull).any()) else hull
     occ_np = clean_occupancy(occ.reshape(grid_shape).cpu().numpy(), min_fraction)
     if not occ_np.any():
-        raise InputError("The coarse stage found no object to turn into a mesh; check that the images show the "
-                         "object on a transparent background, or use more steps (a larger preset).")
+        raise InputError(EMPTY_FIELD[source])
     cell = tuple(float(c) for c in (bbox[1] - bbox[0]) / (torch.tensor(grid_shape) - 1))
     return torch.from_numpy(occupancy_to_sdf(occ_np, cell)).reshape(-1).to(grid_verts.device)
 

@@ -341,6 +341,18 @@ def _check_camera_input(model: str, camera: Any, ucfg: Any) -> None:
                          f"its UNet has no 'projection' class embedding of that width; the folder is inconsistent.")
 
 
+def _check_text_width(model: str, text_cfg: Any, ucfg: Any) -> None:
+    """The text encoder's output width must be what the UNet reads: its ``encoder_hid_dim`` when it projects the
+    text first (DeepFloyd IF), else its ``cross_attention_dim``."""
+    width = getattr(text_cfg, "d_model", None) or getattr(text_cfg, "hidden_size", None)
+    wants = getattr(ucfg, "encoder_hid_dim", None) or ucfg.cross_attention_dim
+    if isinstance(wants, (list, tuple)):
+        wants = wants[0]
+    if width is not None and width != wants:
+        raise ModelError(f"The text encoder of {model!r} makes {width}-wide embeddings but its UNet reads {wants}; "
+                         f"the folder mixes parts of different models. Re-download it or use another model.")
+
+
 def load_prior(cfg: PriorConfig, device: torch.device | str) -> Prior:
     """Load the diffusion prior named by ``cfg`` onto ``device``, frozen.
 
@@ -382,7 +394,12 @@ def load_prior(cfg: PriorConfig, device: torch.device | str) -> Prior:
     elif ucfg.in_channels != 3:
         raise ModelError(f"The UNet of {cfg.model!r} takes {ucfg.in_channels} channels and the folder has no VAE; "
                          f"a pixel-space prior must take RGB (3 channels).")
+    if ucfg.out_channels not in (ucfg.in_channels, 2 * ucfg.in_channels):
+        raise ModelError(f"The UNet of {cfg.model!r} outputs {ucfg.out_channels} channels for {ucfg.in_channels} "
+                         f"input channels; score distillation needs the noise (the same count, or twice that with a "
+                         f"learned variance as in DeepFloyd IF). The folder is not a text-to-image prior.")
     text_encoder = _load_model(*parts["text_encoder"], path, "text_encoder", dtype, cfg.variant)
+    _check_text_width(cfg.model, text_encoder.config, ucfg)
     tokenizer = _load_tokenizer(parts["tokenizer"][1], path)
     scheduler = _load_scheduler(path)
 

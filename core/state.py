@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from safetensors import SafetensorError
@@ -17,15 +17,36 @@ from .config import from_dict
 from .dmtet import DMTetConfig, DMTetGeometry
 from .errors import InputError
 from .field import FieldConfig, NeRFField
+from .volume import BackgroundMLP
 
 FORMAT = "dreamsmith-state-1"
 
 
-def save_state(path: str | os.PathLike, field: NeRFField, geo: DMTetGeometry, config: dict[str, Any]) -> Path:
-    """Write ``field`` and ``geo`` (and ``config``, the job's config as a dict) to ``path`` atomically."""
+class EngineState(NamedTuple):
+    """What :func:`load_state` returns.
+
+    Attributes:
+        field: The coarse stage's density and colour field.
+        geo: The mesh stage's DMTet geometry.
+        config: The job's config, as a dict.
+        background: The coarse stage's learned background, when it learned one; else ``None``.
+    """
+
+    field: NeRFField
+    geo: DMTetGeometry
+    config: dict[str, Any]
+    background: BackgroundMLP | None
+
+
+def save_state(path: str | os.PathLike, field: NeRFField, geo: DMTetGeometry, config: dict[str, Any],
+               background: BackgroundMLP | None = None) -> Path:
+    """Write ``field``, ``geo``, the learned ``background`` (if any) and ``config`` (the job's config as a dict) to
+    ``path`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"field.{k}": v.detach().cpu().contiguous() for k, v in field.state_dict().items()}
+    if background is not None:
+        tensors.update({f"background.{k}": v.detach().cpu().contiguous() for k, v in background.state_dict().items()})
     tensors["geo.sdf"] = geo.sdf.detach().cpu().contiguous()
     tensors["geo.deform"] = geo.deform.detach().cpu().contiguous()
     meta = {"format": FORMAT, "config": json.dumps(config), "field": json.dumps(_field_cfg(config)),
@@ -43,8 +64,8 @@ def _field_cfg(config: dict[str, Any]) -> dict[str, Any]:
     return config["coarse"]["field"]
 
 
-def load_state(path: str | os.PathLike, device: torch.device) -> tuple[NeRFField, DMTetGeometry, dict[str, Any]]:
-    """The field, the geometry and the config saved by :func:`save_state`.
+def load_state(path: str | os.PathLike, device: torch.device) -> EngineState:
+    """The field, the geometry, the config and the learned background saved by :func:`save_state`.
 
     Raises:
         InputError: The file is missing or is not a Dreamsmith state.
@@ -74,4 +95,11 @@ def load_state(path: str | os.PathLike, device: torch.device) -> tuple[NeRFField
     with torch.no_grad():
         geo.sdf.copy_(tensors["geo.sdf"])
         geo.deform.copy_(tensors["geo.deform"])
-    return field, geo, json.loads(meta["config"])
+    config = json.loads(meta["config"])
+    background = None
+    bg_weights = {k[len("background."):]: v for k, v in tensors.items() if k.startswith("background.")}
+    if bg_weights:
+        volume = config["coarse"]["volume"]
+        background = BackgroundMLP(volume["bg_hidden"], volume["bg_freqs"]).to(device)
+        background.load_state_dict(bg_weights)
+    return EngineState(field, geo, config, background)

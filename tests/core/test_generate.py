@@ -159,7 +159,7 @@ def test_saved_state_round_trips_and_an_edit_fine_tunes_it(priors, tmp_path):
     pixel, _, _ = priors
     state = tmp_path / "obj.safetensors"
     assert _generate(priors, tmp_path / "obj.glb", "--save-state", str(state), "--seed", "2") == 0
-    field, geo, cfg = load_state(state, torch.device("cpu"))
+    field, geo, cfg, _ = load_state(state, torch.device("cpu"))
     assert cfg["seed"] == 2 and geo.sdf.shape[0] == (TINY["mesh"]["dmtet"]["resolution"] + 1) ** 3
     verts, faces = geo()
     assert len(faces) > 0 and torch.isfinite(field.density(verts)).all()
