@@ -1,0 +1,169 @@
+"""The coarse stage under score distillation: its learned background trains with the field, shows in the live
+preview and survives the engine state; the iso level finds a faint object; priors the engine cannot use are
+refused when they load, with what is wrong."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dreamsmith.core.config import to_dict
+from dreamsmith.core.errors import InputError, ModelError
+from dreamsmith.core.events import StageReporter
+from dreamsmith.core.models import PriorConfig, load_prior
+from dreamsmith.scripts.random_priors import unet_config, write_prior
+
+RED = torch.tensor([0.9, 0.1, 0.1])
+
+
+def _pull_to_red(rgb, azimuth, elevation, step, total, generator):
+    """A stand-in objective: every pixel should be red (the background can only get there by learning)."""
+    return {"loss_sds": (rgb - RED.to(rgb)).square().mean() * 100.0}
+
+
+def _standard_coarse(steps: int):
+    from dreamsmith.core.generate import generate_config
+
+    cfg = generate_config("standard", {"coarse": {"steps": steps, "occupancy": {"resolution": 16},
+                                                  "volume": {"n_samples_per_ray": 32}, "preview_every": steps},
+                                       "coarse_sds": {"render_size": 12}})
+    assert cfg.coarse.volume.background == "learned"
+    return cfg
+
+
+def test_learned_background_trains_shows_in_previews_and_is_kept_in_the_state(tmp_path):
+    from dreamsmith.core.coarse import train_coarse_sds
+    from dreamsmith.core.dmtet import DMTetGeometry
+    from dreamsmith.core.live_preview import field_preview
+    from dreamsmith.core.state import load_state, save_state
+
+    cfg = _standard_coarse(40)
+    cfg.coarse.preview_every = 1
+    bbox = torch.tensor([[-1.0] * 3, [1.0] * 3])
+    dirs = F.normalize(torch.randn(256, 3, generator=torch.Generator().manual_seed(1)), dim=-1)
+    previews, seen = [], []
+    preview = field_preview(1.0, size=16)
+
+    def record(field, occupancy, renderer):
+        with torch.no_grad():
+            seen.append(renderer.background(dirs).mean(0))
+        previews.append(preview(field, occupancy, renderer))
+        return previews[-1]
+
+    field, _, renderer = train_coarse_sds(cfg.coarse, cfg.coarse_sds, _pull_to_red, bbox, torch.device("cpu"),
+                                          torch.Generator().manual_seed(0), StageReporter("coarse", 40, None, None),
+                                          preview_fn=record)
+    first, last = seen[0], seen[-1]  # the background after the first step and after the last
+    assert last[0] > first[0] + 0.03 and (last[1:] < first[1:] - 0.03).all(), (first, last)
+    corner = [p[0, 0].astype(float) for p in (previews[0], previews[-1])]  # pixels that see only background
+    assert corner[1][0] > corner[0][0] + 5 and corner[1][1] < corner[0][1] - 5
+    with torch.no_grad():
+        bg = renderer.background(dirs)
+
+    cfg.mesh.dmtet.resolution = 8
+    geo = DMTetGeometry(cfg.mesh.dmtet, bbox)
+    save_state(tmp_path / "s.safetensors", field, geo, to_dict(cfg), background=renderer.background)
+    state = load_state(tmp_path / "s.safetensors", torch.device("cpu"))
+    with torch.no_grad():
+        torch.testing.assert_close(state.background(dirs), bg)
+
+
+def test_white_background_keeps_no_background_module(tmp_path):
+    from dreamsmith.core.coarse import train_coarse_sds
+    from dreamsmith.core.generate import generate_config
+
+    cfg = generate_config("draft", {"coarse": {"steps": 2, "occupancy": {"resolution": 16}}})
+    _, _, renderer = train_coarse_sds(cfg.coarse, cfg.coarse_sds, _pull_to_red, torch.tensor([[-1.0] * 3, [1.0] * 3]),
+                                      torch.device("cpu"), torch.Generator().manual_seed(0),
+                                      StageReporter("coarse", 2, None, None))
+    assert renderer.background is None
+
+
+def _grid(n: int = 17):
+    axis = torch.linspace(-1, 1, n)
+    return torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3), (n, n, n)
+
+
+def test_iso_level_adapts_to_a_faint_object():
+    from dreamsmith.core.mesh_stage import initial_sdf
+
+    verts, shape = _grid()
+    bbox = torch.tensor([[-1.0] * 3, [1.0] * 3])
+
+    def faint_blob(x):  # density at most 2, where the configured level asks for 50 / diagonal ~ 14
+        return (2.0 * (1.0 - x.norm(dim=-1) / 0.6)).clamp_min(0.0)
+
+    from dreamsmith.core.mesh_stage import auto_iso_level
+
+    sdf = initial_sdf(faint_blob, verts, shape, bbox, iso_density=50.0, source="text")
+    inside = sdf < 0
+    assert inside.any() and sdf[verts.norm(dim=-1).argmin()] < 0  # the blob, centre inside
+    assert torch.equal(inside, faint_blob(verts) > auto_iso_level(faint_blob(verts)))
+
+    def strong_blob(x):  # a field that reaches the configured level keeps that level
+        return 100.0 * faint_blob(x)
+
+    strong = initial_sdf(strong_blob, verts, shape, bbox, iso_density=50.0, source="text")
+    assert torch.equal(strong < 0, strong_blob(verts) > 50.0 / float((bbox[1] - bbox[0]).norm()))
+
+
+@pytest.mark.parametrize(("source", "words"), [("text", "prompt"), ("images", "transparent background")])
+def test_an_empty_field_says_what_to_change_for_its_job(source, words):
+    from dreamsmith.core.mesh_stage import initial_sdf
+
+    verts, shape = _grid()
+    with pytest.raises(InputError, match=words):
+        initial_sdf(lambda x: torch.zeros(len(x)), verts, shape, torch.tensor([[-1.0] * 3, [1.0] * 3]), 50.0,
+                    source=source)
+
+
+# ---------------------------------------------------------------------------------------------- unusable priors
+
+
+@pytest.fixture(scope="module")
+def if_like(tmp_path_factory):
+    return write_prior("if", tmp_path_factory.mktemp("if") / "if-like", "tiny")
+
+
+def test_the_real_structures_load(if_like, tmp_path):
+    prior = load_prior(PriorConfig(model=str(if_like)), "cpu")
+    assert prior.kind == "pixel" and prior.image_size == 64 and prior.unet.config.out_channels == 6
+    sd = load_prior(PriorConfig(model=str(write_prior("sd", tmp_path / "sd-like", "tiny"))), "cpu")
+    assert sd.kind == "latent" and sd.sample_size == 64 and sd.image_size == 512
+    assert sd.vae.config.scaling_factor == pytest.approx(0.18215)
+
+
+def _copy_with(src, dst, unet: dict | None = None, drop: str | None = None, t5_width: int | None = None):
+    shutil.copytree(src, dst)
+    if unet is not None:
+        from diffusers import UNet2DConditionModel
+
+        shutil.rmtree(dst / "unet")
+        UNet2DConditionModel(**{**unet_config("if", "tiny"), **unet}).save_pretrained(dst / "unet")
+    if t5_width is not None:
+        from transformers import T5Config, T5EncoderModel
+
+        shutil.rmtree(dst / "text_encoder")
+        T5EncoderModel(T5Config(vocab_size=100, d_model=t5_width, d_kv=8, d_ff=32, num_layers=1,
+                                num_heads=2)).save_pretrained(dst / "text_encoder")
+    if drop is not None:
+        index = json.loads((dst / "model_index.json").read_text())
+        del index[drop]
+        (dst / "model_index.json").write_text(json.dumps(index))
+    return dst
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    ({"unet": {"out_channels": 5}}, "outputs 5 channels"),
+    ({"unet": {"in_channels": 4, "out_channels": 8}}, "takes 4 channels and the folder has no VAE"),
+    ({"t5_width": 16}, "16-wide embeddings but its UNet reads 24"),
+    ({"drop": "text_encoder"}, "no 'text_encoder'"),
+])
+def test_a_prior_the_engine_cannot_use_is_refused_at_load(if_like, tmp_path, change, words):
+    bad = _copy_with(if_like, tmp_path / "bad", **change)
+    with pytest.raises(ModelError, match=words):
+        load_prior(PriorConfig(model=str(bad)), "cpu")
