@@ -284,7 +284,7 @@ def start_job(context, values: dict, model: str, config: dict, interactive: bool
             world = [v for row in bpy.data.objects[target].matrix_world for v in row]
     job = WorkerJob(build_job(
         values["prompt"], out, negative_prompt=values["negative_prompt"], preset=values["preset"],
-        seed=values["seed"], model=model, fine_model=prefs.fine_model if command == "generate" else "",
+        seed=values["seed"], model=model, fine_model=prefs.fine_model if command in ("generate", "edit") else "",
         device=prefs.device, preview=work_dir / "preview.png" if interactive else None, config=config,
         allow_network=online_access(prefs), cache_dir=cache_dir, command=command, mesh=mesh_path, state=state,
         state_out=state_out, world=world),

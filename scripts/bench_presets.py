@@ -1,0 +1,294 @@
+"""Time and memory of a GPU preset at its real sizes, with full-size random-weight priors.
+
+    python scripts/bench_presets.py --preset standard|high --device cpu|cuda --steps N [--pairing if+sd|sd|both]
+
+The priors are the public architectures (``scripts/random_priors.py``, ``full``): Stable Diffusion 2.1-base
+(UNet, x8 VAE) and DeepFloyd IF-I-XL stage I. Text embeddings have the real encoders' shapes (T5-XXL: 77 x 4096,
+OpenCLIP ViT-H: 77 x 1024) but are random: the engine embeds once and releases the text encoder before any stage,
+so the 4.7B-parameter T5 need not be built. Speed and memory do not depend on the weights.
+
+For each stage it runs ``N`` steps of the engine's own loop at the preset's exact sizes (render size, views per
+step, samples per ray, grids) and prints seconds per step, UNet calls per step, the projected stage time for the
+preset's step count, and peak memory (``torch.cuda.max_memory_allocated`` on CUDA, resident memory on the CPU);
+then the bake at the preset's texture size, and the projected total. The first coarse steps run before the
+occupancy grid prunes anything, so the coarse projection is an upper bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from dreamsmith.scripts.random_priors import (
+    IF_SCHEDULER,
+    SD_SCHEDULER,
+    build_tokenizer,
+    build_unet,
+    build_vae,
+    text_encoder_config,
+)
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+BYTES = {torch.float32: 4, torch.bfloat16: 2, torch.float16: 2}
+
+
+# ---------------------------------------------------------------------------------------------- memory
+
+
+class PeakMemory:
+    """Peak memory of a block: CUDA allocations, or the process's resident set sampled every 20 ms on the CPU."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.peak, self._stop = device, 0, threading.Event()
+
+    @staticmethod
+    def rss() -> int:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self.rss())
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            self.peak = self.rss()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated()
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self.peak, self.rss())
+
+
+def available_bytes(device: torch.device) -> int:
+    """Memory a new model may still take: free CUDA memory, or the kernel's MemAvailable."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info()[0]
+    with open("/proc/meminfo") as fh:
+        info = dict(line.split(":", 1) for line in fh)
+    return int(info["MemAvailable"].split()[0]) * 1024
+
+
+# ---------------------------------------------------------------------------------------------- priors
+
+
+def _n_params(builder) -> int:
+    with torch.device("meta"):
+        return sum(p.numel() for p in builder().parameters())
+
+
+class UNetCounter:
+    """Counts the UNet's forward calls (each is one batch: both halves of classifier-free guidance)."""
+
+    def __init__(self, unet) -> None:
+        self.calls, self.batch = 0, 0
+        self._forward = unet.forward
+
+        def counted(x, *args, **kwargs):
+            self.calls += 1
+            self.batch = x.shape[0]
+            return self._forward(x, *args, **kwargs)
+
+        unet.forward = counted
+
+
+def build_prior(kind: str, device: torch.device, dtype: torch.dtype, folder: Path):
+    """A full-size random-weight :class:`~dreamsmith.core.models.Prior` of ``kind``, or a reason it does not fit."""
+    from dreamsmith.core.models import Prior, _load_scheduler
+    from dreamsmith.core.prompts import _MEMORY_CACHE
+
+    n = _n_params(lambda: build_unet(kind, "full")) + (_n_params(lambda: build_vae("full")) if kind == "sd" else 0)
+    need, free = n * BYTES[dtype], available_bytes(device)
+    if need > 0.8 * free:
+        return None, (f"skipped: the {kind.upper()}-like prior needs {need / 2**30:.1f} GiB of weights in {dtype} and "
+                      f"only {free / 2**30:.1f} GiB is free on {device}")
+    torch.manual_seed(0)
+    unet = build_unet(kind, "full", dtype).to(device).requires_grad_(False).eval()
+    vae = build_vae("full", dtype).to(device).requires_grad_(False).eval() if kind == "sd" else None
+    sched = folder / kind / "scheduler"
+    sched.mkdir(parents=True, exist_ok=True)
+    (sched / "scheduler_config.json").write_text(json.dumps(IF_SCHEDULER if kind == "if" else SD_SCHEDULER))
+    width = text_encoder_config(kind, "full")["d_model" if kind == "if" else "hidden_size"]
+    prior = Prior(kind="latent" if vae is not None else "pixel", model_id=f"random {kind}-like", path=folder / kind,
+                  tokenizer=build_tokenizer(kind), text_encoder=None, unet=unet,
+                  scheduler=_load_scheduler(folder / kind),
+                  vae=vae, sample_size=64, image_size=512 if vae is not None else 64, device=device, dtype=dtype,
+                  fingerprint=f"bench-{kind}", max_text_tokens=77)
+    gen = torch.Generator().manual_seed(1)
+
+    class Embeddings(dict):  # every text the prompt processor asks for gets a random embedding of the real shape
+        def __missing__(self, key):
+            self[key] = torch.randn(77, width, generator=gen)
+            return self[key]
+
+    _MEMORY_CACHE.clear()
+    for view in ("", ", front view", ", side view", ", back view", ", overhead view"):
+        _MEMORY_CACHE[(prior.fingerprint, ("a red cube" + view) if view else "")] = Embeddings()[view]
+    return prior, f"{n / 1e9:.2f}B parameters in {dtype}"
+
+
+# ---------------------------------------------------------------------------------------------- stages
+
+
+@contextmanager
+def timed_steps(times: list[float]):
+    """A reporter callback that records the wall time of each step."""
+    from dreamsmith.core.events import ProgressEvent
+
+    last = [time.perf_counter()]
+
+    def on_event(ev: ProgressEvent) -> None:
+        now = time.perf_counter()
+        times.append(now - last[0])
+        last[0] = now
+
+    yield on_event
+
+
+def measure(name: str, steps_total: int, run, device: torch.device, counter: UNetCounter | None) -> dict:
+    """Run a stage's ``run(callback)``; its seconds per step (the first step dropped when there are three or more),
+    UNet calls per step, projection and peak memory."""
+    times: list[float] = []
+    calls0 = counter.calls if counter else 0
+    with timed_steps(times) as cb, PeakMemory(device) as mem:
+        result = run(cb)
+    measured = times[1:] if len(times) >= 3 else times
+    per_step = sum(measured) / max(len(measured), 1)
+    calls = (counter.calls - calls0) / max(len(times), 1) if counter else 0.0
+    row = {"stage": name, "s_per_step": per_step, "unet_calls_per_step": calls,
+           "unet_batch": counter.batch if counter else 0, "projected_s": per_step * steps_total,
+           "steps": steps_total, "peak_gib": mem.peak / 2**30}
+    print(f"| {name} | {per_step:.2f} | {calls:.0f} (batch {row['unet_batch']}) | {steps_total} | "
+          f"{row['projected_s'] / 60:.1f} min | {row['peak_gib']:.2f} GiB |", flush=True)
+    return {**row, "result": result}
+
+
+def run_pairing(pairing: str, preset: str, steps: int, device: torch.device, dtype: torch.dtype,
+                folder: Path) -> None:
+    from dreamsmith.core.coarse import train_coarse_sds
+    from dreamsmith.core.dmtet import DMTetGeometry
+    from dreamsmith.core.events import StageReporter
+    from dreamsmith.core.generate import generate_config
+    from dreamsmith.core.guidance.sds import SDSGuidance
+    from dreamsmith.core.mesh_stage import initial_sdf, train_mesh_sds
+    from dreamsmith.core.pipeline import finish_mesh
+    from dreamsmith.core.prompts import PromptProcessor
+
+    cfg = generate_config(preset)
+    coarse_kind, fine_kind = ("if", "sd") if pairing == "if+sd" else ("sd", "sd")
+    print(f"\n### {preset}, {pairing} ({coarse_kind.upper()}-like coarse prior, {fine_kind.upper()}-like fine prior), "
+          f"{device}, {dtype}, {steps} steps a stage\n")
+    print("| stage | s/step | UNet calls/step | preset steps | projected | peak memory |\n|---|---|---|---|---|---|")
+    r = cfg.scene_radius
+    bbox = torch.tensor([[-r] * 3, [r] * 3])
+    gen = torch.Generator().manual_seed(0)
+    rows = []
+
+    prior, note = build_prior(coarse_kind, device, dtype, folder)
+    if prior is None:
+        print(f"| coarse | {note} | | | | |")
+        return
+    counter = UNetCounter(prior.unet)
+    guidance = SDSGuidance(prior, PromptProcessor(prior, "a red cube", "", cfg.prompt), cfg.coarse_guidance)
+    cfg.coarse.steps = steps
+
+    def coarse(cb):
+        return train_coarse_sds(cfg.coarse, cfg.coarse_sds, guidance, bbox, device, gen,
+                                StageReporter("coarse", steps, cb, None))
+
+    row = measure("coarse", generate_config(preset).coarse.steps, coarse, device, counter)
+    field = row.pop("result")[0]
+    rows.append(row)
+
+    if fine_kind != coarse_kind:
+        del guidance, prior, counter
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        prior, note = build_prior(fine_kind, device, dtype, folder)
+        if prior is None:
+            print(f"| mesh | {note} | | | | |")
+            return
+        counter = UNetCounter(prior.unet)
+    fine_guidance = SDSGuidance(prior, PromptProcessor(prior, "a red cube", "", cfg.prompt), cfg.fine_guidance)
+    geo = DMTetGeometry(cfg.mesh.dmtet, bbox.to(device)).to(device)
+    res = cfg.mesh.dmtet.resolution + 1
+    geo.init_from_sdf(initial_sdf(field.density, geo.grid_verts, (res,) * 3, bbox, cfg.mesh.iso_density, None,
+                                  cfg.mesh.min_component_fraction, source="text"))
+    cfg.mesh.steps = steps
+
+    def mesh(cb):
+        return train_mesh_sds(cfg.mesh, cfg.mesh_sds, fine_guidance, field, geo, gen,
+                              StageReporter("mesh", steps, cb, None))
+
+    row = measure("mesh", generate_config(preset).mesh.steps, mesh, device, counter)
+    row.pop("result")
+    rows.append(row)
+    prior = counter = fine_guidance = None  # release the prior before the bake
+    gc.collect()
+
+    def bake(cb):
+        out = finish_mesh(geo, field.albedo, cfg.bake, cfg.mesh.min_component_fraction, "bench")
+        cb(None)
+        return out
+
+    row = measure("bake", 1, bake, device, None)
+    print(f"\nbake: {len(row.pop('result').faces)} faces at texture {cfg.bake.texture_size}")
+    rows.append(row)
+    total = sum(x["projected_s"] for x in rows)
+    print(f"projected total ({preset}, {pairing}): {total / 60:.1f} min; peak memory "
+          f"{max(x['peak_gib'] for x in rows):.2f} GiB (loading the priors not included)", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=("standard", "high"), default="standard")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--steps", type=int, default=5, help="steps of each stage to time (default 5)")
+    parser.add_argument("--pairing", choices=("if+sd", "sd", "both"), default="both")
+    parser.add_argument("--dtype", choices=("auto", *DTYPES), default="auto",
+                        help="weights: auto is fp16 on CUDA (as the engine), bf16 on the CPU (to fit in memory)")
+    args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.error("--steps must be at least 1")
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("no CUDA device here; use --device cpu")
+    dtype = DTYPES[args.dtype] if args.dtype != "auto" else (torch.float16 if device.type == "cuda"
+                                                               else torch.bfloat16)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"# bench_presets: {name}, torch {torch.__version__}")
+    from dreamsmith.kernels import hashgrid, raster
+
+    print(f"fast paths: tiny-cuda-nn {'yes' if hashgrid.available(device) else 'no'}, "
+          f"nvdiffrast {'yes' if raster.available() else 'no'}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for pairing in (("if+sd", "sd") if args.pairing == "both" else (args.pairing,)):
+            run_pairing(pairing, args.preset, args.steps, device, dtype, Path(tmp))
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
