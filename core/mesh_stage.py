@@ -132,8 +132,8 @@ def initial_sdf(density_fn, grid_verts: Tensor, grid_shape: tuple[int, int, int]
         grid_verts: ``[V, 3]`` tet-grid vertices, a regular ``grid_shape`` lattice in ``[x, y, z]`` order.
         grid_shape: Lattice size per axis.
         bbox: ``[2, 3]`` scene box.
-        iso_density: Surface density times the box diagonal; it adapts to the field when too little is above it
-            (:func:`iso_occupancy`).
+        iso_density: Surface density times the box diagonal. Without a visual hull it adapts to the field when too
+            little is above it (:func:`iso_occupancy`); with one, the hull is the fallback.
         carve_fn: Optional ``x [N, 3] -> bool [N]`` that is False where images see background.
         min_fraction: See :class:`MeshStageConfig`.
         source: What the coarse stage was fitted to, ``"images"`` or ``"text"``: the error for an empty field
@@ -141,8 +141,10 @@ def initial_sdf(density_fn, grid_verts: Tensor, grid_shape: tuple[int, int, int]
     """
     diag = float((bbox[1] - bbox[0]).norm())
     dens = torch.cat([density_fn(c) for c in grid_verts.split(1 << 18)])
-    occ, _ = iso_occupancy(dens, iso_density / diag)
-    if carve_fn is not None:
+    if carve_fn is None:
+        occ, _ = iso_occupancy(dens, iso_density / diag)
+    else:
+        occ = dens > iso_density / diag
         hull = torch.cat([carve_fn(c) for c in grid_verts.split(1 << 18)])
         # An under-trained field (tiny budgets) may have no density above the iso level yet: the hull still is a
         # valid start for the mesh stage, which refines it against the images.
