@@ -21,9 +21,10 @@ from pathlib import Path
 import bpy
 from bpy.props import StringProperty
 
+from ..protocol import DEPENDENCIES
+
 #: What the engine needs from PyPI (torch from PyPI is the CUDA build on Linux/Windows, MPS-capable on macOS).
-PACKAGES = ("torch>=2.1", "numpy", "scipy", "scikit-image", "xatlas", "pygltflib", "pillow", "tqdm", "safetensors",
-            "diffusers>=0.27", "transformers>=4.38", "huggingface_hub", "ninja")
+PACKAGES = tuple(requirement for _, requirement in DEPENDENCIES)
 LOG_NAME = "install-dependencies.log"
 TIMER_INTERVAL = 0.5
 ADDON_PACKAGE = __package__.rpartition(".")[0]  # "dreamsmith" or "bl_ext.<repo>.dreamsmith"

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..protocol import DONE, ERROR, Job
+
 #: The folder of the package (the extension root), whatever it is called on disk.
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 WORKER_MODULE = "dreamsmith.core.worker"
@@ -68,13 +70,12 @@ def build_job(prompt: str, out: Path, *, negative_prompt: str = "", preset: str 
               config: dict | None = None, allow_network: bool = False, cache_dir: str = "",
               command: str = "generate", mesh: Path | None = None, state: str = "", state_out: str = "",
               world: list[float] | None = None) -> dict[str, Any]:
-    """The worker's job dict (see ``core/worker.py``: :class:`Job`)."""
-    return {"command": command, "mesh": str(mesh) if mesh else "", "state": state or None,
-            "state_out": state_out or None, "world": world, "prompt": prompt,
-            "negative_prompt": negative_prompt, "preset": preset,
-            "seed": int(seed), "model": model or None, "fine_model": fine_model or None, "device": device,
-            "out": str(out), "preview": str(preview) if preview else None, "config": dict(config or {}),
-            "allow_network": bool(allow_network), "cache_dir": cache_dir or None, "watch_stdin": True}
+    """The worker's job (:class:`dreamsmith.protocol.Job`) as its JSON object."""
+    return Job(command=command, mesh=str(mesh) if mesh else "", state=state or None, state_out=state_out or None,
+               world=world, prompt=prompt, negative_prompt=negative_prompt, preset=preset, seed=int(seed),
+               model=model or None, fine_model=fine_model or None, device=device, out=str(out),
+               preview=str(preview) if preview else None, config=dict(config or {}),
+               allow_network=bool(allow_network), cache_dir=cache_dir or None, watch_stdin=True).to_json()
 
 
 @dataclass
@@ -205,7 +206,7 @@ class WorkerJob:
 
     def _handle(self, msg: dict[str, Any]) -> None:
         kind = msg.get("type")
-        if kind in ("done", "error"):
+        if kind in (DONE, ERROR):
             self._last = msg
         elif kind == "exit":
             self.outcome = self._resolve(int(msg["code"]))
@@ -214,13 +215,13 @@ class WorkerJob:
         last = self._last or {}
         if self.cancelled:
             return Outcome(False, message="Cancelled; nothing was added to the scene.", kind="Cancelled")
-        if last.get("type") == "done" and code == 0:
+        if last.get("type") == DONE and code == 0:
             out = str(last.get("out", ""))
             if out and Path(out).is_file():
                 return Outcome(True, out=out, summary=last.get("summary") or {})
             return Outcome(False, message=f"The engine reported a result at {out!r} but it is missing.",
                            kind="crash")
-        if last.get("type") == "error":
+        if last.get("type") == ERROR:
             message = str(last.get("message", "unknown error"))
             if code not in (0, 2):  # a bug: the traceback is in the log, which cleanup() removes
                 self._echo_log()

@@ -15,6 +15,7 @@ import sys
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
+from ..protocol import PREVIEW, result_models
 from .deps import engine_paths, states_dir
 from .job import Outcome, WorkerJob, build_job, make_work_dir
 from .preferences import get_preferences, interpreter, online_access
@@ -107,7 +108,7 @@ def _handle(msg: dict, props) -> None:
     if props is None:
         return
     apply_message(props, msg)
-    if msg.get("type") == "preview" and (_state.meta or {}).get("interactive"):  # scripts get no preview images
+    if msg.get("type") == PREVIEW and (_state.meta or {}).get("interactive"):  # scripts get no preview images
         _load_preview(str(msg.get("path", "")), props)
 
 
@@ -117,17 +118,17 @@ def _import(outcome: Outcome, meta: dict) -> tuple[object, str]:
     from .scene_io import import_result
 
     summary = outcome.summary or {}
-    cfg = summary.get("config") or {}
+    models = result_models(summary)
     command = meta.get("command", "generate")
     if command == "generate":
-        coarse = (cfg.get("coarse_model") or {}).get("model", meta["model"])
-        fine = (cfg.get("fine_model") or {}).get("model") or coarse
-        props = dict(meta["props"], coarse_model=coarse, fine_model=fine, state=summary.get("state") or "")
+        coarse = models.get("coarse") or meta["model"]
+        props = dict(meta["props"], coarse_model=coarse, fine_model=models.get("fine") or coarse,
+                     state=summary.get("state") or "")
         return import_result(outcome.out, name=meta["name"], props=props), "Added"
     target = bpy.data.objects.get(meta["target"])
     if target is None:
         raise RuntimeError(f"The object {meta['target']!r} was deleted while the job ran; nothing was changed.")
-    props = dict(meta["props"], model=(cfg.get("model") or {}).get("model", meta["model"]))
+    props = dict(meta["props"], model=models.get("model") or models.get("coarse") or meta["model"])
     if command == "retexture":
         apply_retexture(target, outcome.out, meta["info"], bool(summary.get("uvs_kept")), props)
         return target, "Re-textured"

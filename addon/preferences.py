@@ -9,20 +9,15 @@ from types import SimpleNamespace
 import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 
+from ..protocol import DEPENDENCIES, DEVICES
+
 #: The add-on's module name: "dreamsmith" as a plain add-on, "bl_ext.<repo>.dreamsmith" as an extension.
 ADDON_ID = __package__.rpartition(".")[0]
 
-DEVICE_ITEMS = (
-    ("auto", "Auto", "CUDA if available, then Apple MPS, then the CPU"),
-    ("cpu", "CPU", "Run on the CPU (slow; the draft preset is made for it)"),
-    ("cuda", "CUDA", "Run on an NVIDIA GPU"),
-    ("mps", "Apple MPS", "Run on an Apple-silicon GPU"),
-)
+DEVICE_ITEMS = DEVICES
 
-#: Modules the engine needs, as (import name, pip name).
-REQUIREMENTS = (("torch", "torch"), ("numpy", "numpy"), ("scipy", "scipy"), ("skimage", "scikit-image"),
-                ("xatlas", "xatlas"), ("pygltflib", "pygltflib"), ("PIL", "pillow"), ("tqdm", "tqdm"),
-                ("safetensors", "safetensors"), ("diffusers", "diffusers"), ("transformers", "transformers"))
+#: Modules the engine needs, as (import name, pip requirement).
+REQUIREMENTS = DEPENDENCIES
 CHECK_CODE = "; ".join((
     "import importlib, importlib.util, json, sys",
     "names = json.loads(sys.argv[1])",
@@ -135,7 +130,7 @@ class DREAMSMITH_OT_check_setup(bpy.types.Operator):
             return {"CANCELLED"}
         info = json.loads(lines[-1][len("DREAMSMITH "):])
         if info["missing"]:
-            pip = " ".join(p for n, p in REQUIREMENTS if n in info["missing"])
+            pip = " ".join(f'"{p}"' for n, p in REQUIREMENTS if n in info["missing"])
             how = ("use Install dependencies below" if not get_preferences(context).python_path
                    else f"install them with: \"{python}\" -m pip install {pip}")
             self.report({"ERROR"}, f"Missing in {python!r}: {', '.join(info['missing'])}; {how}.")

@@ -3,11 +3,9 @@
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
-PRESET_ITEMS = (
-    ("draft", "Draft", "Small grids and renders, few steps: minutes, runs on a CPU"),
-    ("standard", "Standard", "The Magic3D recipe for one consumer GPU"),
-    ("high", "High", "More steps, resolution and texture size; a large GPU"),
-)
+from ..protocol import PRESETS, PROGRESS
+
+PRESET_ITEMS = PRESETS
 
 
 class DreamsmithSceneProps(bpy.types.PropertyGroup):
@@ -35,7 +33,7 @@ def reset_progress(props) -> None:
 
 def apply_message(props, msg: dict) -> None:
     """Copy a worker progress message into ``props``."""
-    if msg.get("type") != "progress":
+    if msg.get("type") != PROGRESS:
         return
     props.stage = str(msg.get("stage", ""))
     props.step = max(0, int(msg.get("step") or 0))

@@ -11,11 +11,9 @@ import json
 import sys
 from collections.abc import Sequence
 
+from ..protocol import DEVICE_NAMES, PRESET_NAMES
 from .errors import DreamsmithError
 from .events import ProgressEvent
-
-PRESETS = ("draft", "standard", "high")
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 class ProgressBar:
@@ -47,9 +45,9 @@ class ProgressBar:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", choices=PRESETS, default="draft", help="quality preset (default: draft)")
+    p.add_argument("--preset", choices=PRESET_NAMES, default="draft", help="quality preset (default: draft)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--device", choices=DEVICES, default="auto", help="compute device (default: auto)")
+    p.add_argument("--device", choices=DEVICE_NAMES, default="auto", help="compute device (default: auto)")
     p.add_argument("--out", required=True, help="output file (.glb, or .obj with .mtl and .png beside it)")
     p.add_argument("--config", help="JSON file with config overrides merged over the preset")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

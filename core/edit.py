@@ -23,7 +23,7 @@ from .config import from_dict, to_dict
 from .device import seeded_job
 from .errors import InputError
 from .export import TexturedMesh
-from .generate import GenerateConfig, check_inputs, fine_stage, generate_mesh, make_guidance
+from .generate import GenerateConfig, check_inputs, fine_stage, generate_mesh, make_guidance, used_models
 from .models import load_prior
 from .presets import EDIT_PRESETS, preset_overrides
 from .retexture import Frame, read_input, write_outputs
@@ -117,10 +117,10 @@ def run_edit(mesh_path: str | os.PathLike | None, prompt: str, out: str | os.Pat
         source = "mesh"
     extras = {"generator": f"Dreamsmith {__version__}", "command": "edit", "prompt": prompt,
               "negative_prompt": negative_prompt, "seed": cfg.seed, "preset": preset, "edited_from": source,
-              "coarse_model": cfg.coarse_model.model, "fine_model": cfg.fine_model.model or cfg.coarse_model.model}
+              **{f"{k}_model": v for k, v in used_models(cfg).items()}}
     write_outputs(mesh, out_path, preview, extras)
     return {"out": str(out_path), "faces": int(len(mesh.faces)), "vertices": int(len(mesh.verts)),
-            "seconds": timings, "config": to_dict(cfg), "source": source}
+            "seconds": timings, "config": to_dict(cfg), "source": source, "models": used_models(cfg)}
 
 
 def _edit_state(state: Path, prompt: str, negative_prompt: str, cfg: EditConfig, dev: torch.device, callback,

@@ -16,8 +16,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..kernels import hashgrid
-from ..kernels._backend import force_reference, warn_fallback_once
-from .errors import ConfigError, InputError
+from ..kernels.backends import hash_grid_backend
+from ..kernels.errors import KernelUnavailable
+from .errors import ConfigError, InputError, ResourceError
 
 
 @dataclass
@@ -75,25 +76,16 @@ class HashGridEncoding(nn.Module):
         self.cfg = cfg
         # A plain CPU tensor, not a buffer: the kernel reads it on the host, so it never costs a device sync.
         self.resolutions = hashgrid.level_resolutions(cfg.n_levels, cfg.base_resolution, cfg.finest_resolution)
-        self.backend = self._choose_backend(cfg.backend)
+        self.backend = hash_grid_backend(cfg.backend)
         if self.backend == "tcnn":
-            self.tcnn = hashgrid.tcnn_encoding(cfg.n_levels, cfg.n_features_per_level, cfg.log2_hashmap_size,
-                                               cfg.base_resolution, cfg.per_level_scale)
+            try:
+                self.tcnn = hashgrid.tcnn_encoding(cfg.n_levels, cfg.n_features_per_level, cfg.log2_hashmap_size,
+                                                   cfg.base_resolution, cfg.per_level_scale)
+            except KernelUnavailable as exc:
+                raise ResourceError(str(exc)) from None
         else:
             shape = (cfg.n_levels, 2**cfg.log2_hashmap_size, cfg.n_features_per_level)
             self.table = nn.Parameter(torch.empty(shape).uniform_(-cfg.init_scale, cfg.init_scale))
-
-    @staticmethod
-    def _choose_backend(requested: str) -> str:
-        if requested == "reference" or (requested == "auto" and force_reference()):
-            return "reference"
-        if requested == "tcnn":
-            return "tcnn"  # tcnn_encoding raises a ResourceError that says what is missing
-        if hashgrid.available():
-            return "tcnn"
-        if torch.cuda.is_available():
-            warn_fallback_once("hash_encode", hashgrid.unavailable_reason())
-        return "reference"
 
     @property
     def output_dim(self) -> int:

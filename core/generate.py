@@ -98,6 +98,11 @@ def model_overrides(overrides: dict[str, Any], model: str | None = None, fine_mo
     return over
 
 
+def used_models(cfg: GenerateConfig) -> dict[str, str]:
+    """The priors of a generate or edit config, as a summary reports them (``protocol.result_models``)."""
+    return {"coarse": cfg.coarse_model.model, "fine": cfg.fine_model.model or cfg.coarse_model.model}
+
+
 def check_prompt(prompt: str, what: str = "prompt") -> str:
     """Cheap checks before anything is loaded (the tokenizer checks the length in tokens later)."""
     if not isinstance(prompt, str) or not prompt.strip():
@@ -206,9 +211,10 @@ def run_generate(prompt: str, out: str | os.PathLike, cfg: GenerateConfig, negat
     mesh, timings = generate_mesh(prompt, negative_prompt, cfg, dev, callback, cancel, state_out=state_out)
     extras = {"generator": f"Dreamsmith {__version__}", "command": "generate", "prompt": prompt,
               "negative_prompt": negative_prompt, "seed": cfg.seed, "preset": preset,
-              "coarse_model": cfg.coarse_model.model, "fine_model": cfg.fine_model.model or cfg.coarse_model.model}
+              **{f"{k}_model": v for k, v in used_models(cfg).items()}}
     write_result(mesh, out_path, extras)
     if preview is not None:
         write_preview(mesh, preview)
     return {"out": str(out_path), "faces": int(len(mesh.faces)), "vertices": int(len(mesh.verts)),
-            "seconds": timings, "config": to_dict(cfg), "state": str(state_out) if state_out else None}
+            "seconds": timings, "config": to_dict(cfg), "state": str(state_out) if state_out else None,
+            "models": used_models(cfg)}

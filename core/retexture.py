@@ -245,4 +245,5 @@ def run_retexture(mesh_path: str | os.PathLike, prompt: str, out: str | os.PathL
                   "source_uvs": "kept" if not why_not else f"new unwrap ({why_not})"}
         write_outputs(mesh, out_path, preview, extras)
         return {"out": str(out_path), "faces": int(len(faces)), "vertices": int(len(verts)), "uvs_kept": not why_not,
-                "uv_problem": why_not, "seconds": timings, "config": to_dict(cfg)}
+                "uv_problem": why_not, "seconds": timings, "config": to_dict(cfg),
+                "models": {"model": cfg.model.model}}

@@ -5,14 +5,14 @@
 The Blender add-on starts this module (see ``addon/job.py``) so that torch never runs inside
 Blender and a crash of the engine never takes Blender down. The protocol:
 
-* stdin: ONE JSON object (see :class:`Job`), on one line or several.
+* stdin: ONE JSON object (:class:`dreamsmith.protocol.Job`), on one line or several.
 * stdout: JSON lines, nothing else (anything a library prints goes to stderr):
 
-  - ``{"type": "progress", "stage", "step", "total", "loss", "eta"}``, throttled to a few a second
+  - ``{"type": protocol.PROGRESS, "stage", "step", "total", "loss", "eta"}``, throttled to a few a second
     (a stage's first and last step always get through);
-  - ``{"type": "preview", "path": png}``: a preview image written (atomically) beside the output;
-  - then exactly one of ``{"type": "done", "out": path, "summary": {...}}`` or
-    ``{"type": "error", "message": ..., "kind": "<error class>"}``.
+  - ``{"type": protocol.PREVIEW, "path": png}``: a preview image written (atomically) beside the output;
+  - then exactly one of ``{"type": protocol.DONE, "out": path, "summary": {...}}`` or
+    ``{"type": protocol.ERROR, "message": ..., "kind": "<error class>"}``.
 * exit code: 0 done, 2 a problem the user can fix (the message says what to do, nothing was written),
   1 a bug (traceback on stderr).
 
@@ -33,10 +33,11 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any
 
+from .. import protocol
+from ..protocol import Job
 from .config import from_dict
 from .errors import Cancelled, ConfigError, DreamsmithError, InputError
 from .events import CancelToken, ProgressEvent
@@ -47,52 +48,6 @@ PROGRESS_INTERVAL = 0.25
 PARENT_POLL = 0.5
 #: Seconds the job gets to stop by itself once its parent is gone, before the process exits hard.
 STOP_GRACE = 20.0
-
-
-@dataclass
-class Job:
-    """One job, as sent by the add-on.
-
-    Attributes:
-        command: What to do: ``"generate"``, ``"retexture"`` (new texture on ``mesh``) or ``"edit"`` (new shape
-            and texture from ``mesh``).
-        prompt: What to make, e.g. ``"a red cube"``.
-        negative_prompt: What to avoid.
-        preset: Quality preset (``draft``, ``standard``, ``high``).
-        seed: Seed of every random choice.
-        model: Coarse-stage prior (Hub id or local diffusers folder); ``None`` or empty: the preset's.
-        mesh: The input mesh (``.glb``/``.gltf``/``.obj``) of ``retexture`` and ``edit``.
-        state: ``edit``: a generate's saved engine state to start from (used when the file exists).
-        state_out: ``generate``: also save the engine state here, for later edits.
-        world: ``edit`` from ``state``: the object's row-major 4x4 transform, applied to the result.
-        fine_model: Mesh-stage prior; ``None`` or empty: the preset's (with ``model`` only: the same as ``model``).
-        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
-        out: The result file (``.glb`` or ``.obj``), written atomically.
-        preview: Optional PNG path for a contact sheet of the result, announced before ``done``.
-        config: Config overrides merged over the preset (unknown keys are errors).
-        allow_network: Download models that are not cached locally (only with the user's consent).
-        cache_dir: Hugging Face cache folder for both priors; ``None`` for the standard one.
-        watch_stdin: Treat end-of-file on stdin (after the job) as "the parent is gone": stop.
-    """
-
-    command: Literal["generate", "retexture", "edit"] = "generate"
-    mesh: str = ""
-    state: str | None = None
-    state_out: str | None = None
-    world: list[float] | None = None
-    prompt: str = ""
-    negative_prompt: str = ""
-    preset: str = "draft"
-    seed: int = 0
-    model: str | None = None
-    fine_model: str | None = None
-    device: str = "auto"
-    out: str = ""
-    preview: str | None = None
-    config: dict = field(default_factory=dict)
-    allow_network: bool = False
-    cache_dir: str | None = None
-    watch_stdin: bool = False
 
 
 def read_job(stream: IO[str]) -> dict[str, Any]:
@@ -125,6 +80,10 @@ def parse_job(data: dict[str, Any]) -> Job:
         raise ConfigError("The job's 'config' must be a JSON object of config overrides (or {}).")
     if not job.out:
         raise InputError("The job has no 'out' path; give the result file, ending in .glb or .obj.")
+    if job.preset not in protocol.PRESET_NAMES:
+        raise ConfigError(f"Unknown preset {job.preset!r}; choose one of: {', '.join(protocol.PRESET_NAMES)}.")
+    if job.device not in protocol.DEVICE_NAMES:
+        raise ConfigError(f"Unknown device {job.device!r}; choose one of: {', '.join(protocol.DEVICE_NAMES)}.")
     if job.command in ("retexture", "edit") and not job.mesh:
         raise InputError(f"A {job.command!r} job needs a 'mesh': the input .glb, .gltf or .obj file.")
     return job
@@ -178,13 +137,13 @@ class Forwarder:
     def __call__(self, ev: ProgressEvent) -> None:
         """Forward one event."""
         if ev.preview is not None:
-            self.emit({"type": "preview", "path": str(self._write_preview(ev.preview))})
+            self.emit({"type": protocol.PREVIEW, "path": str(self._write_preview(ev.preview))})
         now = time.monotonic()
         if ev.stage != self.stage or ev.step >= ev.total or now - self.last >= self.interval:
             self.stage, self.last = ev.stage, now
             loss = ev.loss if ev.loss is not None and math.isfinite(ev.loss) else None
             eta = ev.eta
-            self.emit({"type": "progress", "stage": ev.stage, "step": int(ev.step), "total": int(ev.total),
+            self.emit({"type": protocol.PROGRESS, "stage": ev.stage, "step": int(ev.step), "total": int(ev.total),
                        "loss": loss, "eta": None if eta is None else round(float(eta), 2)})
 
     def _write_preview(self, image) -> Path:
@@ -290,7 +249,7 @@ def run_job(job: Job, emit: Emitter, stopper: Stopper) -> dict[str, Any]:
 
     A stop before the result is in place removes what the job wrote; after that, stop requests are ignored.
     """
-    emit({"type": "progress", "stage": "load", "step": 0, "total": 0, "loss": None, "eta": None})
+    emit({"type": protocol.PROGRESS, "stage": "load", "step": 0, "total": 0, "loss": None, "eta": None})
 
     out = Path(job.out)
     preview = Path(job.preview) if job.preview else None
@@ -325,7 +284,7 @@ def run_job(job: Job, emit: Emitter, stopper: Stopper) -> dict[str, Any]:
     finally:
         forward.remove_previews()
     if preview is not None:
-        emit({"type": "preview", "path": str(preview)})
+        emit({"type": protocol.PREVIEW, "path": str(preview)})
     return summary
 
 
@@ -352,19 +311,19 @@ def main(stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> int:
             raise Cancelled("The job was interrupted; nothing was written.") from None
     except DreamsmithError as exc:
         stopper.finish()
-        emit({"type": "error", "message": str(exc), "kind": type(exc).__name__})
+        emit({"type": protocol.ERROR, "message": str(exc), "kind": type(exc).__name__})
         return 2
     except Exception as exc:
         stopper.finish()
         traceback.print_exc(file=sys.stderr)
-        emit({"type": "error", "kind": type(exc).__name__,
+        emit({"type": protocol.ERROR, "kind": type(exc).__name__,
               "message": f"Internal error in the engine ({type(exc).__name__}: {exc}); this is a bug, please "
                          "report it with the worker log."})
         return 1
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    emit({"type": "done", "out": summary["out"], "summary": summary})
+    emit({"type": protocol.DONE, "out": summary["out"], "summary": summary})
     return 0
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ._backend import force_reference, warn_fallback_once
+from .backends import force_reference, warn_fallback_once
 
 SOURCES = ("bindings.cpp", "hashgrid_cpu.cpp", "march_cpu.cpp", "raster_cpu.cpp")
 _NAME = "dreamsmith_cpu_kernels"

@@ -35,9 +35,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ..core.errors import InputError, ResourceError
-from ._backend import force_reference
+from .backends import force_reference
 from .cpu_build import cpu_ops_for
+from .errors import KernelInputError, KernelUnavailable
 
 # Spatial-hash primes 1, 2654435761, 805459861 (instant-ngp), 2654435761 as the int32 with the same low 32 bits.
 _PRIMES_I32 = (1, 2654435761 - 2**32, 805459861)
@@ -54,27 +54,27 @@ def _chunk_points(n_levels: int, device: torch.device) -> int:
 
 
 def _check_inputs(x: Tensor, table: Tensor, resolutions: Tensor, log2_table: int) -> list[int]:
-    """Raise :class:`InputError` for shapes or types that the encoding cannot take; the resolutions as ints."""
+    """Raise :class:`~.errors.KernelInputError` for shapes or types the encoding cannot take; the resolutions."""
     if x.dim() != 2 or x.shape[1] != 3:
-        raise InputError(f"hash_encode expects points of shape [N, 3], got {list(x.shape)}.")
+        raise KernelInputError(f"hash_encode expects points of shape [N, 3], got {list(x.shape)}.")
     if table.dim() != 3:
-        raise InputError(f"hash_encode expects a table of shape [L, T, F], got {list(table.shape)}.")
+        raise KernelInputError(f"hash_encode expects a table of shape [L, T, F], got {list(table.shape)}.")
     n_levels, t_size, _ = table.shape
     if not 0 < log2_table <= 30 or t_size != 2**log2_table:
-        raise InputError(f"The table has {t_size} rows per level but log2_table={log2_table}; they must agree "
+        raise KernelInputError(f"The table has {t_size} rows per level but log2_table={log2_table}; they must agree "
                          "(T = 2**log2_table, log2_table in 1..30).")
     if resolutions.dim() != 1 or resolutions.shape[0] != n_levels:
-        raise InputError(f"resolutions must have shape [{n_levels}] (one per table level), got "
+        raise KernelInputError(f"resolutions must have shape [{n_levels}] (one per table level), got "
                          f"{list(resolutions.shape)}.")
     if resolutions.dtype.is_floating_point or resolutions.dtype == torch.bool:
-        raise InputError("resolutions must be an integer tensor (cells per axis of each level).")
+        raise KernelInputError("resolutions must be an integer tensor (cells per axis of each level).")
     if not table.dtype.is_floating_point or not x.dtype.is_floating_point:
-        raise InputError("hash_encode expects floating-point points and table.")
+        raise KernelInputError("hash_encode expects floating-point points and table.")
     if x.device != table.device:
-        raise InputError(f"Points are on {x.device} but the table is on {table.device}; move them to one device.")
+        raise KernelInputError(f"Points are on {x.device} but the table is on {table.device}; move them to one device.")
     res = [int(r) for r in resolutions.tolist()]  # keep resolutions on the CPU: this is then free
     if min(res) < 1 or max(res) > 2**20:
-        raise InputError(f"Each level's resolution must be in 1..2**20 cells per axis, got {res}.")
+        raise KernelInputError(f"Each level's resolution must be in 1..2**20 cells per axis, got {res}.")
     return res
 
 
@@ -296,7 +296,7 @@ def hash_encode(x: Tensor, table: Tensor, resolutions: Tensor, log2_table: int) 
         ``[N, L * F]`` features in ``table``'s dtype.
 
     Raises:
-        InputError: For mismatched shapes, dtypes or devices.
+        KernelInputError: For mismatched shapes, dtypes or devices.
     """
     res = _check_inputs(x, table, resolutions, log2_table)
     if (x.requires_grad and torch.is_grad_enabled()) or force_reference():
@@ -353,10 +353,10 @@ def tcnn_encoding(n_levels: int, n_features_per_level: int, log2_hashmap_size: i
     interchangeable for one set of weights.
 
     Raises:
-        ResourceError: When tiny-cuda-nn or a CUDA device is not available.
+        KernelUnavailable: When tiny-cuda-nn or a CUDA device is not available.
     """
     if not available():
-        raise ResourceError(f"The tiny-cuda-nn hash grid was requested but cannot run: {unavailable_reason()}. "
+        raise KernelUnavailable(f"The tiny-cuda-nn hash grid was requested but cannot run: {unavailable_reason()}. "
                             "Install tinycudann for this CUDA setup or choose the 'reference' backend.")
     config = {"otype": "HashGrid", "n_levels": n_levels, "n_features_per_level": n_features_per_level,
               "log2_hashmap_size": log2_hashmap_size, "base_resolution": base_resolution,

@@ -27,9 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._backend import force_reference, warn_fallback_once
+from .backends import force_reference, warn_fallback_once
 from .cpu_build import cpu_ops, cpu_ops_for
 from .cpu_build import reason as cpu_reason
+from .errors import KernelInputError, KernelUnavailable
 
 _KERNEL = "raster"
 _MAX_KEY = torch.iinfo(torch.int64).max
@@ -78,25 +79,25 @@ def _context(device: torch.device):
 def _check_pos_tri(pos_clip: Tensor, tri: Tensor) -> Tensor:
     """Validate ``pos_clip [B, V, 4] | [V, 4]`` and ``tri [F, 3]``; returns ``pos_clip`` as ``[B, V, 4]``."""
     if not isinstance(pos_clip, Tensor) or not pos_clip.is_floating_point():
-        raise ValueError("pos_clip must be a floating-point tensor of clip-space positions [B, V, 4] or [V, 4].")
+        raise KernelInputError("pos_clip must be a floating-point tensor of clip-space positions [B, V, 4] or [V, 4].")
     if pos_clip.dim() == 2:
         pos_clip = pos_clip[None]
     if pos_clip.dim() != 3 or pos_clip.shape[-1] != 4:
-        raise ValueError(f"pos_clip must have shape [B, V, 4] or [V, 4], got {tuple(pos_clip.shape)}.")
+        raise KernelInputError(f"pos_clip must have shape [B, V, 4] or [V, 4], got {tuple(pos_clip.shape)}.")
     if not isinstance(tri, Tensor) or tri.dtype not in (torch.int32, torch.int64):
-        raise ValueError("tri must be an int32 or int64 tensor of vertex indices [F, 3].")
+        raise KernelInputError("tri must be an int32 or int64 tensor of vertex indices [F, 3].")
     if tri.dim() != 2 or tri.shape[1] != 3:
-        raise ValueError(f"tri must have shape [F, 3], got {tuple(tri.shape)}.")
+        raise KernelInputError(f"tri must have shape [F, 3], got {tuple(tri.shape)}.")
     if tri.device != pos_clip.device:
-        raise ValueError(f"tri is on {tri.device} but pos_clip is on {pos_clip.device}; put both on one device.")
+        raise KernelInputError(f"tri is on {tri.device} but pos_clip is on {pos_clip.device}; put both on one device.")
     if tri.numel() and (int(tri.min()) < 0 or int(tri.max()) >= pos_clip.shape[1]):
-        raise ValueError(f"tri holds vertex indices outside [0, {pos_clip.shape[1] - 1}].")
+        raise KernelInputError(f"tri holds vertex indices outside [0, {pos_clip.shape[1] - 1}].")
     return pos_clip
 
 
 def _check_rast(rast: Tensor, name: str = "rast") -> None:
     if not isinstance(rast, Tensor) or rast.dim() != 4 or rast.shape[-1] != 4 or not rast.is_floating_point():
-        raise ValueError(f"{name} must be the [B, H, W, 4] float output of rasterize().")
+        raise KernelInputError(f"{name} must be the [B, H, W, 4] float output of rasterize().")
 
 
 def _pixel_xy(pos: Tensor, height: int, width: int) -> Tensor:
@@ -128,7 +129,7 @@ def rasterize(pos_clip: Tensor, tri: Tensor, resolution: tuple[int, int]) -> Ten
     """
     pos_clip = _check_pos_tri(pos_clip, tri)
     if len(resolution) != 2 or int(resolution[0]) <= 0 or int(resolution[1]) <= 0:
-        raise ValueError(f"resolution must be two positive integers (H, W), got {resolution!r}.")
+        raise KernelInputError(f"resolution must be two positive integers (H, W), got {resolution!r}.")
     res = (int(resolution[0]), int(resolution[1]))
     if _use_fast(pos_clip):
         rast, _ = _nvdr.rasterize(_context(pos_clip.device), pos_clip.contiguous(), tri.int().contiguous(), res)
@@ -276,7 +277,7 @@ def rasterize_cpu(pos_clip: Tensor, tri: Tensor, resolution: tuple[int, int]) ->
         pos_clip = pos_clip[None]
     ops = cpu_ops()
     if ops is None:
-        raise RuntimeError(f"the C++ CPU kernels are not available: {cpu_reason()}")
+        raise KernelUnavailable(f"the C++ CPU kernels are not available: {cpu_reason()}")
     height, width = resolution
     keys = _visibility_keys(pos_clip, tri, height, width, ops=ops)
     return _rast_from_keys(pos_clip, tri, keys, height, width)
@@ -298,10 +299,10 @@ def interpolate(attr: Tensor, rast: Tensor, tri: Tensor) -> Tensor:
     """
     _check_rast(rast)
     if not isinstance(attr, Tensor) or not attr.is_floating_point() or attr.dim() not in (2, 3):
-        raise ValueError("attr must be a floating-point tensor of vertex attributes [B, V, C] or [V, C].")
+        raise KernelInputError("attr must be a floating-point tensor of vertex attributes [B, V, C] or [V, C].")
     attr = attr[None] if attr.dim() == 2 else attr
     if attr.shape[0] not in (1, rast.shape[0]):
-        raise ValueError(f"attr has batch {attr.shape[0]} but rast has batch {rast.shape[0]}; use 1 or the same.")
+        raise KernelInputError(f"attr has batch {attr.shape[0]} but rast has batch {rast.shape[0]}; use 1 or the same.")
     _check_pos_tri(attr.new_zeros(1, attr.shape[1], 4), tri)
     if _use_fast(attr, rast):
         return _nvdr.interpolate(attr.contiguous(), rast, tri.int().contiguous())[0]
@@ -344,11 +345,11 @@ def antialias(color: Tensor, rast: Tensor, pos_clip: Tensor, tri: Tensor) -> Ten
     _check_rast(rast)
     pos_clip = _check_pos_tri(pos_clip, tri)
     if not isinstance(color, Tensor) or color.dim() != 4 or not color.is_floating_point():
-        raise ValueError("color must be a floating-point image [B, H, W, C].")
+        raise KernelInputError("color must be a floating-point image [B, H, W, C].")
     if color.shape[:3] != rast.shape[:3]:
-        raise ValueError(f"color {tuple(color.shape)} and rast {tuple(rast.shape)} must share [B, H, W].")
+        raise KernelInputError(f"color {tuple(color.shape)} and rast {tuple(rast.shape)} must share [B, H, W].")
     if pos_clip.shape[0] not in (1, rast.shape[0]):
-        raise ValueError(f"pos_clip has batch {pos_clip.shape[0]} but rast has batch {rast.shape[0]}.")
+        raise KernelInputError(f"pos_clip has batch {pos_clip.shape[0]} but rast has batch {rast.shape[0]}.")
     if _use_fast(color, rast, pos_clip):
         pos = pos_clip.expand(rast.shape[0], -1, -1).contiguous()
         return _nvdr.antialias(color.contiguous(), rast, pos, tri.int().contiguous())
@@ -449,12 +450,12 @@ def texture(tex: Tensor, uv: Tensor) -> Tensor:
         ``[B, H, W, C]``, differentiable w.r.t. ``tex`` and ``uv``.
     """
     if not isinstance(tex, Tensor) or not tex.is_floating_point() or tex.dim() not in (3, 4):
-        raise ValueError("tex must be a floating-point texture [B, Ht, Wt, C] or [Ht, Wt, C].")
+        raise KernelInputError("tex must be a floating-point texture [B, Ht, Wt, C] or [Ht, Wt, C].")
     tex = tex[None] if tex.dim() == 3 else tex
     if not isinstance(uv, Tensor) or not uv.is_floating_point() or uv.dim() != 4 or uv.shape[-1] != 2:
-        raise ValueError("uv must be a floating-point tensor [B, H, W, 2].")
+        raise KernelInputError("uv must be a floating-point tensor [B, H, W, 2].")
     if tex.shape[0] not in (1, uv.shape[0]):
-        raise ValueError(f"tex has batch {tex.shape[0]} but uv has batch {uv.shape[0]}; use 1 or the same.")
+        raise KernelInputError(f"tex has batch {tex.shape[0]} but uv has batch {uv.shape[0]}; use 1 or the same.")
     if _use_fast(tex, uv):
         tex_b = tex.expand(uv.shape[0], -1, -1, -1).contiguous()
         return _nvdr.texture(tex_b, uv.contiguous(), filter_mode="linear", boundary_mode="clamp")

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from dreamsmith.core.errors import InputError
 from dreamsmith.kernels.cpu_build import cpu_ops
+from dreamsmith.kernels.errors import KernelInputError
 from dreamsmith.kernels.hashgrid import hash_encode, hash_encode_chunked, hash_encode_reference, level_resolutions
 
 PRIMES = (1, 2654435761, 805459861)
@@ -161,13 +161,13 @@ def test_gradient_reaches_points_when_they_require_grad():
 
 def test_bad_inputs_say_what_is_wrong():
     table = torch.zeros(2, 2**8, 2)
-    with pytest.raises(InputError, match=r"\[N, 3\]"):
+    with pytest.raises(KernelInputError, match=r"\[N, 3\]"):
         hash_encode(torch.rand(5, 2), table, torch.tensor([4, 8]), 8)
-    with pytest.raises(InputError, match="log2_table"):
+    with pytest.raises(KernelInputError, match="log2_table"):
         hash_encode(torch.rand(5, 3), table, torch.tensor([4, 8]), 9)
-    with pytest.raises(InputError, match="resolutions"):
+    with pytest.raises(KernelInputError, match="resolutions"):
         hash_encode(torch.rand(5, 3), table, torch.tensor([4, 8, 16]), 8)
-    with pytest.raises(InputError, match="integer"):
+    with pytest.raises(KernelInputError, match="integer"):
         hash_encode(torch.rand(5, 3), table, torch.tensor([4.0, 8.0]), 8)
 
 

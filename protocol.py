@@ -1,0 +1,106 @@
+"""The one vocabulary the add-on and the engine share: job commands, presets, devices, the dependency list, the job
+sent to the worker, the messages it sends back, and what a result's summary says.
+
+Standard library only: Blender imports this without torch, and the engine without bpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+#: What the worker runs. ``reconstruct`` (posed images) is a command-line job only.
+COMMANDS = ("generate", "retexture", "edit")
+
+#: Quality presets: (name, label, description).
+PRESETS = (
+    ("draft", "Draft", "Small grids and renders, few steps: minutes, runs on a CPU"),
+    ("standard", "Standard", "The Magic3D recipe for one consumer GPU"),
+    ("high", "High", "More steps, resolution and texture size; a large GPU"),
+)
+PRESET_NAMES = tuple(name for name, _, _ in PRESETS)
+
+#: Compute devices: (name, label, description).
+DEVICES = (
+    ("auto", "Auto", "CUDA if available, then Apple MPS, then the CPU"),
+    ("cpu", "CPU", "Run on the CPU (slow; the draft preset is made for it)"),
+    ("cuda", "CUDA", "Run on an NVIDIA GPU"),
+    ("mps", "Apple MPS", "Run on an Apple-silicon GPU"),
+)
+DEVICE_NAMES = tuple(name for name, _, _ in DEVICES)
+
+#: What the engine needs: (import name, pip requirement). ``pyproject.toml`` lists the same (a test checks).
+DEPENDENCIES = (
+    ("torch", "torch>=2.1"),
+    ("numpy", "numpy>=1.24"),
+    ("scipy", "scipy>=1.10"),
+    ("skimage", "scikit-image>=0.21"),
+    ("xatlas", "xatlas>=0.0.9"),
+    ("pygltflib", "pygltflib>=1.16"),
+    ("PIL", "pillow>=10"),
+    ("tqdm", "tqdm>=4.60"),
+    ("safetensors", "safetensors>=0.4"),
+    ("diffusers", "diffusers>=0.27"),
+    ("transformers", "transformers>=4.40"),
+    ("huggingface_hub", "huggingface_hub>=0.20"),
+    ("ninja", "ninja>=1.11"),
+)
+
+# Messages from the worker, one JSON object a line (see core/worker.py).
+PROGRESS, PREVIEW, DONE, ERROR = "progress", "preview", "done", "error"
+
+
+@dataclass
+class Job:
+    """One job for the worker, as the add-on sends it (one JSON object on the worker's stdin).
+
+    Attributes:
+        command: What to do: one of :data:`COMMANDS`.
+        prompt: What to make, e.g. ``"a red cube"``.
+        negative_prompt: What to avoid.
+        preset: Quality preset (:data:`PRESET_NAMES`).
+        seed: Seed of every random choice.
+        model: Coarse-stage prior (Hub id or local diffusers folder); ``None`` or empty: the preset's.
+        fine_model: Mesh-stage prior; ``None`` or empty: the preset's (with ``model`` only: the same as ``model``).
+            Re-texturing has one prior, ``model``.
+        mesh: The input mesh (``.glb``/``.gltf``/``.obj``) of ``retexture`` and ``edit``.
+        state: ``edit``: a generate's saved engine state to start from (used when the file exists).
+        state_out: ``generate``: also save the engine state here, for later edits.
+        world: ``edit`` from ``state``: the object's row-major 4x4 transform, applied to the result.
+        device: One of :data:`DEVICE_NAMES`.
+        out: The result file (``.glb`` or ``.obj``), written atomically.
+        preview: Optional PNG path for a contact sheet of the result, announced before ``done``.
+        config: Config overrides merged over the preset (unknown keys are errors).
+        allow_network: Download models that are not cached locally (only with the user's consent).
+        cache_dir: Hugging Face cache folder for the priors; ``None`` for the standard one.
+        watch_stdin: Treat end-of-file on stdin (after the job) as "the parent is gone": stop.
+    """
+
+    command: Literal["generate", "retexture", "edit"] = "generate"
+    mesh: str = ""
+    state: str | None = None
+    state_out: str | None = None
+    world: list[float] | None = None
+    prompt: str = ""
+    negative_prompt: str = ""
+    preset: str = "draft"
+    seed: int = 0
+    model: str | None = None
+    fine_model: str | None = None
+    device: str = "auto"
+    out: str = ""
+    preview: str | None = None
+    config: dict = field(default_factory=dict)
+    allow_network: bool = False
+    cache_dir: str | None = None
+    watch_stdin: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The job as the JSON object the worker reads."""
+        return asdict(self)
+
+
+def result_models(summary: dict[str, Any]) -> dict[str, str]:
+    """The priors a finished job used, from its summary: ``{"coarse": id, "fine": id}`` for generate and edit,
+    ``{"model": id}`` for retexture (empty when the job used none)."""
+    return dict(summary.get("models") or {})

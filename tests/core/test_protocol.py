@@ -1,0 +1,66 @@
+"""The shared vocabulary and the import arrows: addon -> protocol, core -> kernels, kernels -> nothing of ours;
+protocol is standard library only, and the lists that must agree are one list."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import tomllib
+
+from dreamsmith import protocol
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """(relative level, module) of every import in ``path``."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            out.append((node.level, node.module or ""))
+        elif isinstance(node, ast.Import):
+            out += [(0, alias.name) for alias in node.names]
+    return out
+
+
+def test_protocol_is_standard_library_only():
+    for level, module in _imports(REPO / "protocol.py"):
+        assert level == 0 and module.split(".")[0] in sys.stdlib_module_names, module
+
+
+def test_kernels_import_nothing_of_ours():
+    for path in (REPO / "kernels").glob("*.py"):
+        for level, module in _imports(path):
+            assert level <= 1 and not module.startswith("dreamsmith"), (path.name, level, module)
+
+
+def test_addon_reaches_outside_only_for_the_protocol():
+    for path in (REPO / "addon").glob("*.py"):
+        for level, module in _imports(path):
+            assert not module.startswith("dreamsmith"), (path.name, module)
+            if level >= 2:
+                assert module == "protocol", (path.name, module)
+
+
+def test_core_does_not_import_the_addon():
+    for path in (REPO / "core").rglob("*.py"):
+        for _level, module in _imports(path):
+            assert "addon" not in module.split("."), (path, module)
+
+
+def test_dependency_list_is_the_packages_own():
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert sorted(declared) == sorted(req for _, req in protocol.DEPENDENCIES)
+
+
+def test_cli_and_worker_take_the_protocol_names():
+    from dreamsmith.core.cli import build_parser
+    from dreamsmith.core.presets import GENERATE_PRESETS, RECONSTRUCT_PRESETS, RETEXTURE_PRESETS
+
+    for table in (GENERATE_PRESETS, RECONSTRUCT_PRESETS, RETEXTURE_PRESETS):
+        assert tuple(table) == protocol.PRESET_NAMES
+    gen = build_parser()._subparsers._group_actions[0].choices["generate"]
+    choices = {a.dest: a.choices for a in gen._actions if a.choices}
+    assert tuple(choices["preset"]) == protocol.PRESET_NAMES and tuple(choices["device"]) == protocol.DEVICE_NAMES
