@@ -102,5 +102,5 @@ class Job:
 
 def result_models(summary: dict[str, Any]) -> dict[str, str]:
     """The priors a finished job used, from its summary: ``{"coarse": id, "fine": id}`` for generate and edit,
-    ``{"model": id}`` for retexture (empty when the job used none)."""
+    ``{"fine": id}`` for retexture (empty when the job used none)."""
     return dict(summary.get("models") or {})

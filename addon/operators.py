@@ -128,7 +128,7 @@ def _import(outcome: Outcome, meta: dict) -> tuple[object, str]:
     target = bpy.data.objects.get(meta["target"])
     if target is None:
         raise RuntimeError(f"The object {meta['target']!r} was deleted while the job ran; nothing was changed.")
-    props = dict(meta["props"], model=models.get("model") or models.get("coarse") or meta["model"])
+    props = dict(meta["props"], model=models.get("fine") or meta["model"])
     if command == "retexture":
         apply_retexture(target, outcome.out, meta["info"], bool(summary.get("uvs_kept")), props)
         return target, "Re-textured"

@@ -7,6 +7,7 @@ Exit codes: 0 done, 2 a problem the user can fix (message on stderr, nothing wri
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -53,39 +54,42 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+#: The command-line option of each job input: (flags, keywords of ``add_argument``).
+INPUT_OPTIONS: dict[str, tuple[tuple[str, ...], dict]] = {
+    "images": (("--images",), {"required": True, "help": "folder with transforms.json or transforms_train.json"}),
+    "mesh": (("--mesh",), {"required": True, "help": "the mesh to start from (.glb, .gltf or .obj)"}),
+    "prompt": (("--prompt",), {"required": True, "help": "what to make, e.g. 'a red cube'"}),
+    "negative_prompt": (("--negative",), {"dest": "negative_prompt", "default": "", "help": "what to avoid"}),
+    "state_out": (("--save-state",), {"dest": "state_out",
+                                      "help": "also save the engine state (.safetensors) for later edits"}),
+    "state": (("--state",), {"help": "a generate's saved engine state (--save-state) to fine-tune instead"}),
+}
+
+
+def _model_options(p: argparse.ArgumentParser, two_stages: bool) -> None:
+    if two_stages:
+        p.add_argument("--model", help="coarse-stage prior: Hugging Face id or local diffusers folder")
+        p.add_argument("--fine-model", help="mesh-stage prior (default: the preset's; with --model only: the same)")
+    else:
+        p.add_argument("--model", help="the prior: Hugging Face id or local diffusers folder")
+    p.add_argument("--allow-network", action="store_true", help="download models that are not cached locally")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of all sub-commands."""
+    """The argument parser of all sub-commands, one per job in :data:`~.jobs.JOBS`."""
+    from .jobs import JOBS
+
     parser = argparse.ArgumentParser(prog="python -m dreamsmith", description="Dreamsmith engine: text/images to 3D.")
     sub = parser.add_subparsers(dest="command", required=True)
-    rec = sub.add_parser("reconstruct", help="fit a textured mesh to posed RGBA images (transforms.json)")
-    rec.add_argument("--images", required=True, help="folder with transforms.json or transforms_train.json")
-    rec.add_argument("--preview", help="also write a preview PNG (four shaded views) here")
-    _common(rec)
-    gen = sub.add_parser("generate", help="make a textured mesh from a text prompt (score distillation)")
-    gen.add_argument("--prompt", required=True, help="what to make, e.g. 'a red cube'")
-    gen.add_argument("--negative", default="", help="what to avoid")
-    gen.add_argument("--model", help="coarse-stage prior: Hugging Face id or local diffusers folder")
-    gen.add_argument("--fine-model", help="mesh-stage prior (default: the preset's; with --model only: the same)")
-    gen.add_argument("--allow-network", action="store_true", help="download models that are not cached locally")
-    gen.add_argument("--preview", help="also write a preview PNG (four shaded views) here")
-    gen.add_argument("--save-state", help="also save the engine state (.safetensors) for later edits")
-    _common(gen)
-    for name, text in (("retexture", "paint a new texture on a mesh from a prompt (its geometry is kept)"),
-                       ("edit", "change a mesh's shape and texture towards a prompt")):
-        cmd = sub.add_parser(name, help=text)
-        cmd.add_argument("--mesh", required=True, help="the mesh to start from (.glb, .gltf or .obj)")
-        cmd.add_argument("--prompt", required=True, help="what it should become, e.g. 'a green cube'")
-        cmd.add_argument("--negative", default="", help="what to avoid")
-        if name == "edit":
-            cmd.add_argument("--model", help="coarse-stage prior: Hugging Face id or local diffusers folder")
-            cmd.add_argument("--fine-model", help="mesh-stage prior (default: the preset's; with --model only: the "
-                                                  "same)")
-        else:
-            cmd.add_argument("--model", help="the prior: Hugging Face id or local diffusers folder")
-        cmd.add_argument("--allow-network", action="store_true", help="download models that are not cached locally")
+    for kind in JOBS.values():
+        cmd = sub.add_parser(kind.name, help=kind.help)
+        for name in (*kind.inputs, *kind.options):
+            if name in INPUT_OPTIONS:
+                flags, kwargs = INPUT_OPTIONS[name]
+                cmd.add_argument(*flags, **kwargs)
+        if kind.priors:
+            _model_options(cmd, "coarse_model" in {f.name for f in dataclasses.fields(kind.config_class)})
         cmd.add_argument("--preview", help="also write a preview PNG (four shaded views) here")
-        if name == "edit":
-            cmd.add_argument("--state", help="a generate's saved engine state (--save-state) to fine-tune instead")
         _common(cmd)
     return parser
 
@@ -105,37 +109,19 @@ def _overrides(path: str | None) -> dict:
 
 def run(args: argparse.Namespace) -> dict:
     """Run one parsed command; returns its summary."""
+    from .jobs import JOBS
+    from .jobs.io import merge_models
+
+    kind = JOBS[args.command]
     bar = ProgressBar(enabled=not args.quiet)
     try:
-        if args.command == "reconstruct":
-            from .pipeline import reconstruct_config, run_reconstruct
-
-            cfg = reconstruct_config(args.preset, _overrides(args.config) | {"seed": args.seed})
-            return run_reconstruct(args.images, args.out, cfg, device=args.device, callback=bar, preset=args.preset,
-                                   preview=args.preview)
-        if args.command == "generate":
-            from .generate import generate_config, model_overrides, run_generate
-
-            over = model_overrides(_overrides(args.config) | {"seed": args.seed}, args.model, args.fine_model,
-                                   args.allow_network)
-            cfg = generate_config(args.preset, over)
-            return run_generate(args.prompt, args.out, cfg, negative_prompt=args.negative, device=args.device,
-                                callback=bar, preset=args.preset, preview=args.preview, state_out=args.save_state)
-        if args.command in ("retexture", "edit"):
-            from .edit import edit_config, run_edit
-            from .generate import model_overrides
-            from .retexture import prior_overrides, retexture_config, run_retexture
-
-            over = _overrides(args.config) | {"seed": args.seed}
-            if args.command == "retexture":
-                over, make, job = prior_overrides(over, args.model, args.allow_network), retexture_config, run_retexture
-            else:
-                over = model_overrides(over, args.model, args.fine_model, args.allow_network)
-                make, job = edit_config, run_edit
-            extra = {"state": args.state} if args.command == "edit" else {}
-            return job(args.mesh, args.prompt, args.out, make(args.preset, over), negative_prompt=args.negative,
-                       device=args.device, callback=bar, preset=args.preset, preview=args.preview, **extra)
-        raise DreamsmithError(f"Unknown command {args.command!r}.")
+        over = _overrides(args.config) | {"seed": args.seed}
+        if kind.priors:
+            over = merge_models(over, kind.config_class, args.model, getattr(args, "fine_model", None),
+                                args.allow_network)
+        inputs = {name: getattr(args, name, None) for name in (*kind.inputs, *kind.options)}
+        return kind.run(inputs, args.out, kind.config(args.preset, over), device=args.device, callback=bar,
+                        preset=args.preset, preview=args.preview)
     finally:
         bar.close()
 

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from dataclasses import field as dc_field
+from typing import Literal
 
 import torch
 from torch import Tensor
 
+from .cameras import ViewSamplerConfig, sample_views
 from .errors import NumericalError
 from .events import StageReporter
 from .field import FieldConfig, NeRFField
 from .guidance.reference import ReferenceGuidance
 from .occupancy import OccupancyConfig, OccupancyGrid
-from .views import ViewSamplerConfig, sample_views
 from .volume import VolumeConfig, VolumeRenderer, render_rays
 
 
@@ -93,16 +94,16 @@ class CoarseSDSConfig:
         lambertian_prob: Probability of lambertian shading in ``mixed`` mode.
         textureless_prob: Probability of textureless shading in ``mixed`` mode.
         shading_warmup: Albedo-only steps before ``mixed`` shading starts.
-        opacity_weight: Weight of the mean-opacity (sparsity) penalty that clears haze.
+        sparsity_weight: Weight of the mean-opacity (sparsity) penalty that clears haze.
         views: The camera distribution.
     """
 
     render_size: int = 32
-    shading: str = "lambertian"
+    shading: Literal["albedo", "lambertian", "textureless", "mixed"] = "lambertian"
     lambertian_prob: float = 0.5
     textureless_prob: float = 0.2
     shading_warmup: int = 100
-    opacity_weight: float = 0.1
+    sparsity_weight: float = 0.1
     views: ViewSamplerConfig = dc_field(default_factory=ViewSamplerConfig)
 
 
@@ -154,8 +155,8 @@ def train_coarse_sds(cfg: CoarseConfig, sds_cfg: CoarseSDSConfig, guidance, bbox
         out = renderer.render_image(model, cams, occ, shading=shading, perturb=True, generator=generator)
         g = guidance(out["rgb"], az.to(device), el.to(device), step, cfg.steps, generator)
         loss = g["loss_sds"]
-        if sds_cfg.opacity_weight > 0:
-            loss = loss + sds_cfg.opacity_weight * out["opacity"].mean()
+        if sds_cfg.sparsity_weight > 0:
+            loss = loss + sds_cfg.sparsity_weight * out["opacity"].mean()
         if not torch.isfinite(loss):
             raise NumericalError("The coarse stage diverged (NaN loss); lower the guidance scale or learning rate.")
         opt.zero_grad(set_to_none=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
@@ -13,12 +14,11 @@ from scipy import ndimage
 from torch import Tensor
 
 from ..kernels.raster import antialias, interpolate, rasterize
-from .cameras import Cameras, camera_light
+from .cameras import Cameras, ViewSamplerConfig, camera_light, sample_views
 from .dmtet import DMTetConfig, DMTetGeometry
 from .errors import InputError, NumericalError
 from .events import StageReporter
 from .mesh_ops import laplacian_loss, normal_consistency_loss, vertex_normals
-from .views import ViewSamplerConfig, sample_views
 
 
 @dataclass
@@ -273,7 +273,7 @@ class MeshSDSConfig:
         views: The camera distribution.
     """
 
-    shading: str = "lambertian"
+    shading: Literal["albedo", "lambertian", "textureless"] = "lambertian"
     background: float = 1.0
     light_offset: tuple[float, float] = (0.0, 0.0)
     views: ViewSamplerConfig = field(default_factory=ViewSamplerConfig)

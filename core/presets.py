@@ -55,8 +55,7 @@ _MAGIC3D: dict[str, Any] = {
                       "vae_grad_checkpointing": True},
 }
 # The draft blob is weak (raw density +2 at the centre, 0 halfway to the box face): the blob is a bias that stays
-# in the field all along, and a strong one (5, radius 0.4) held every shape near a sphere: with it the red and
-# yellow cones came out as spheres; with this one all four cones are cones (scripts/sweep_toy_prior.py).
+# in the field all along, and a strong one holds every shape near a sphere.
 GENERATE_PRESETS: dict[str, dict[str, Any]] = {
     "draft": {
         "fine_model": {"model": ""},
@@ -68,7 +67,7 @@ GENERATE_PRESETS: dict[str, dict[str, Any]] = {
             "volume": {"n_samples_per_ray": 64, "background": "white", "ambient": 0.35, "diffuse": 0.65,
                        "light_offset": TOY_PRIOR_LIGHT},
         },
-        "coarse_sds": {"render_size": 32, "shading": "lambertian", "opacity_weight": 0.1,
+        "coarse_sds": {"render_size": 32, "shading": "lambertian", "sparsity_weight": 0.1,
                        "views": {"views_per_step": 4}},
         "coarse_guidance": {"guidance_scale": 20.0, "max_step_percent": 0.98, "max_step_percent_end": 0.5,
                             "anneal": "linear"},

@@ -1,9 +1,13 @@
-"""Preview images of a textured mesh: the same rasteriser and texture lookup the engine trains with."""
+"""Preview images: of a finished textured mesh (the same rasteriser and texture lookup the engine trains with),
+and live, while a stage trains (a row of fixed views of the current field or mesh, what the sidebar shows during a
+job; rendering them draws no random numbers and changes no parameter, so a job with previews gives the same result
+as one without)."""
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +18,8 @@ from torch import Tensor
 from ..kernels.raster import antialias, interpolate, rasterize, texture
 from .cameras import Cameras, orbit_cameras
 from .export import TexturedMesh
+from .mesh_stage import render_mesh
+from .volume import VolumeRenderer
 
 
 def render_textured(mesh: TexturedMesh, cams: Cameras, shaded: bool = False, bg: float = 1.0) -> Tensor:
@@ -74,3 +80,51 @@ def write_png_atomic(image: np.ndarray, path: str | os.PathLike) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+# ---------------------------------------------------------------------------------------------- live previews
+
+#: Views in a preview row, and their elevation (degrees).
+N_VIEWS, ELEVATION = 4, 20.0
+
+
+def preview_views(scene_radius: float, size: int, n_views: int = N_VIEWS, fov_deg: float = 40.0) -> Cameras:
+    """``n_views`` cameras around the scene box's centre, front (-Y) first, framing a sphere of ``scene_radius``."""
+    az = torch.arange(n_views, dtype=torch.float32) * (360.0 / n_views)
+    dist = 0.8 * scene_radius / float(np.sin(np.radians(fov_deg / 2)))
+    return orbit_cameras(az, torch.full((n_views,), ELEVATION), dist, fov_deg, size)
+
+
+def to_sheet(rgb: Tensor) -> np.ndarray:
+    """``[B, H, W, 3]`` in [0, 1] -> one uint8 ``[H, B*W, 3]`` row."""
+    row = torch.cat(list(rgb.detach().float().clamp(0, 1).cpu()), dim=1)
+    return (row.numpy() * 255.0 + 0.5).astype(np.uint8)
+
+
+def field_preview(scene_radius: float, size: int = 96) -> Callable[..., np.ndarray]:
+    """A ``(field, occupancy, renderer) -> uint8 image`` for the coarse stage: lambertian renders from
+    :func:`preview_views`, over the renderer's background (the learned one, when the stage learns one)."""
+    cams = preview_views(scene_radius, size)
+
+    def render(field, occupancy, renderer: VolumeRenderer) -> np.ndarray:
+        with torch.no_grad():
+            out = renderer.render_image(field, cams, occupancy, shading="lambertian", perturb=False)
+        return to_sheet(out["rgb"])
+
+    return render
+
+
+def mesh_preview(scene_radius: float, size: int = 96, background: float = 1.0) -> Callable[..., np.ndarray]:
+    """A ``(geometry, colour field) -> uint8 image`` for the mesh stage: lambertian renders of the current mesh."""
+    cams = preview_views(scene_radius, size)
+
+    def render(geo, color_field) -> np.ndarray:
+        with torch.no_grad():
+            verts, faces = geo()
+            if faces.shape[0] == 0:
+                return to_sheet(torch.full((len(cams), size, size, 3), background))
+            bg = torch.full((1, 1, 1, 3), background, device=verts.device)
+            out = render_mesh(verts, faces, cams.to(verts.device), color_field.albedo, bg, shading="lambertian")
+        return to_sheet(out["rgb"])
+
+    return render

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -48,8 +49,7 @@ class VolumeConfig:
         termination_eps: A ray stops once its transmittance falls below this.
         early_stop: How termination is batched: ``"blocks"`` marches ``march_block`` samples at a time and drops
             finished rays between blocks; ``"prepass"`` runs a no-grad density pass over all samples first;
-            ``"none"`` evaluates every sample. Measured (CPU, 4 x 64 x 64 rays, sphere-like grid + MLP field, with an
-            occupancy grid), one forward + backward step: blocks(64) 0.97 s, prepass 1.43 s, none 1.60 s.
+            ``"none"`` evaluates every sample (``scripts/bench.py`` compares them; ``"blocks"`` is the fastest).
         march_block: Samples per block in ``"blocks"`` mode.
         background: ``"white"``, ``"black"``, ``"random"`` (one random colour per call / per camera) or
             ``"learned"`` (a :class:`BackgroundMLP` on the ray direction).
@@ -71,7 +71,7 @@ class VolumeConfig:
     termination_eps: float = 1e-4
     early_stop: str = "blocks"
     march_block: int = 64
-    background: str = "white"
+    background: Literal["white", "black", "random", "learned"] = "white"
     bg_hidden: int = 32
     bg_freqs: int = 2
     chunk_rays: int = 16384

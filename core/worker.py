@@ -91,14 +91,11 @@ def parse_job(data: dict[str, Any]) -> Job:
 
 def job_overrides(job: Job) -> dict[str, Any]:
     """The config overrides of ``job``: its ``config`` plus seed, models, network consent and cache folder."""
-    if job.command == "retexture":
-        from .retexture import prior_overrides
+    from .jobs import JOBS
+    from .jobs.io import merge_models
 
-        return prior_overrides(dict(job.config, seed=job.seed), job.model, job.allow_network, job.cache_dir)
-    from .generate import model_overrides
-
-    return model_overrides(dict(job.config, seed=job.seed), job.model, job.fine_model, job.allow_network,
-                           job.cache_dir)
+    return merge_models(dict(job.config, seed=job.seed), JOBS[job.command].config_class, job.model, job.fine_model,
+                        job.allow_network, job.cache_dir)
 
 
 class Emitter:
@@ -257,23 +254,12 @@ def run_job(job: Job, emit: Emitter, stopper: Stopper) -> dict[str, Any]:
     existed = {p: p.exists() for p in (out, preview, state_out) if p is not None}
     forward = Forwarder(emit, out)
     try:
-        common = {"negative_prompt": job.negative_prompt, "device": job.device, "callback": forward,
-                  "cancel": stopper.cancel, "preset": job.preset, "preview": preview}
-        if job.command == "generate":
-            from .generate import generate_config, run_generate
+        from .jobs import JOBS
 
-            summary = run_generate(job.prompt, out, generate_config(job.preset, job_overrides(job)),
-                                   state_out=state_out, **common)
-        else:
-            from .edit import edit_config, run_edit
-            from .retexture import retexture_config, run_retexture
-
-            if job.command == "retexture":
-                summary = run_retexture(job.mesh, job.prompt, out, retexture_config(job.preset, job_overrides(job)),
-                                        **common)
-            else:
-                summary = run_edit(job.mesh, job.prompt, out, edit_config(job.preset, job_overrides(job)),
-                                   state=job.state, world=job.world, **common)
+        kind = JOBS[job.command]
+        inputs = {name: getattr(job, name) for name in (*kind.inputs, *kind.options)}
+        summary = kind.run(inputs, out, kind.config(job.preset, job_overrides(job)), device=job.device,
+                           callback=forward, cancel=stopper.cancel, preset=job.preset, preview=preview)
         stopper.cancel.check()
         stopper.finish()
     except BaseException:

@@ -227,7 +227,7 @@ def bench_raster(size: str, device: torch.device, repeats: int) -> dict:
 
 
 def _prior(model: str, device: torch.device):
-    from dreamsmith.core.generate import generate_config, make_guidance
+    from dreamsmith.core.jobs.generate import generate_config, make_guidance
     from dreamsmith.core.models import load_prior
 
     cfg = generate_config("draft", {"coarse_model": {"model": model}})
@@ -237,7 +237,7 @@ def _prior(model: str, device: torch.device):
 
 def _step_config(size: str, model: str):
     """The draft preset, or the draft preset with the standard preset's field, renders and grids."""
-    from dreamsmith.core.generate import generate_config
+    from dreamsmith.core.jobs.generate import generate_config
 
     over: dict = {"coarse_model": {"model": model}}
     if size == "standard":

@@ -187,10 +187,10 @@ def run_pairing(pairing: str, preset: str, steps: int, device: torch.device, dty
     from dreamsmith.core.coarse import train_coarse_sds
     from dreamsmith.core.dmtet import DMTetGeometry
     from dreamsmith.core.events import StageReporter
-    from dreamsmith.core.generate import generate_config
     from dreamsmith.core.guidance.sds import SDSGuidance
+    from dreamsmith.core.jobs.generate import generate_config
+    from dreamsmith.core.jobs.reconstruct import finish_mesh
     from dreamsmith.core.mesh_stage import initial_sdf, train_mesh_sds
-    from dreamsmith.core.pipeline import finish_mesh
     from dreamsmith.core.prompts import PromptProcessor
 
     cfg = generate_config(preset)

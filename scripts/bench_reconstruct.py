@@ -28,8 +28,8 @@ from synth_objects import ground_truth_mesh, write_dataset  # noqa: E402
 
 from dreamsmith.core.datasets import load_posed_images  # noqa: E402
 from dreamsmith.core.export import TexturedMesh, read_mesh  # noqa: E402
+from dreamsmith.core.jobs.reconstruct import reconstruct_config, run_reconstruct  # noqa: E402
 from dreamsmith.core.metrics import chamfer_meshes, psnr  # noqa: E402
-from dreamsmith.core.pipeline import reconstruct_config, run_reconstruct  # noqa: E402
 from dreamsmith.core.preview import render_textured  # noqa: E402
 
 

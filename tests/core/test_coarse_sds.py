@@ -26,7 +26,7 @@ def _pull_to_red(rgb, azimuth, elevation, step, total, generator):
 
 
 def _standard_coarse(steps: int):
-    from dreamsmith.core.generate import generate_config
+    from dreamsmith.core.jobs.generate import generate_config
 
     cfg = generate_config("standard", {"coarse": {"steps": steps, "occupancy": {"resolution": 16},
                                                   "volume": {"n_samples_per_ray": 32}, "preview_every": steps},
@@ -38,7 +38,7 @@ def _standard_coarse(steps: int):
 def test_learned_background_trains_shows_in_previews_and_is_kept_in_the_state(tmp_path):
     from dreamsmith.core.coarse import train_coarse_sds
     from dreamsmith.core.dmtet import DMTetGeometry
-    from dreamsmith.core.live_preview import field_preview
+    from dreamsmith.core.preview import field_preview
     from dreamsmith.core.state import load_state, save_state
 
     cfg = _standard_coarse(40)
@@ -74,7 +74,7 @@ def test_learned_background_trains_shows_in_previews_and_is_kept_in_the_state(tm
 
 def test_white_background_keeps_no_background_module(tmp_path):
     from dreamsmith.core.coarse import train_coarse_sds
-    from dreamsmith.core.generate import generate_config
+    from dreamsmith.core.jobs.generate import generate_config
 
     cfg = generate_config("draft", {"coarse": {"steps": 2, "occupancy": {"resolution": 16}}})
     _, _, renderer = train_coarse_sds(cfg.coarse, cfg.coarse_sds, _pull_to_red, torch.tensor([[-1.0] * 3, [1.0] * 3]),

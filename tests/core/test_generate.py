@@ -106,7 +106,7 @@ def test_error_messages_say_what_to_do(priors, tmp_path, capsys, monkeypatch):
 
 def test_live_previews_arrive_from_both_stages_and_do_not_change_the_result(priors, tmp_path):
     from dreamsmith.core.config import merge
-    from dreamsmith.core.generate import generate_config, run_generate
+    from dreamsmith.core.jobs.generate import generate_config, run_generate
 
     pixel, _, _ = priors
     over = merge(TINY, {"seed": 3, "coarse_model": {"model": str(pixel)}, "coarse": {"preview_every": 3},
@@ -130,30 +130,36 @@ def test_live_previews_arrive_from_both_stages_and_do_not_change_the_result(prio
         np.testing.assert_array_equal(a, b)
 
 
-def test_model_overrides_are_the_same_for_cli_and_worker():
+def test_model_choices_merge_the_same_for_cli_and_worker():
     from dreamsmith.core.errors import ConfigError
-    from dreamsmith.core.generate import model_overrides
+    from dreamsmith.core.jobs.generate import GenerateConfig
+    from dreamsmith.core.jobs.io import merge_models
+    from dreamsmith.core.jobs.retexture import RetextureConfig
     from dreamsmith.core.worker import Job, job_overrides
 
     base = {"coarse_model": {"revision": "main"}, "mesh": {"steps": 3}}
-    got = model_overrides(base, "a/coarse", None, True, "/cache")
+    got = merge_models(base, GenerateConfig, "a/coarse", None, True, "/cache")
     assert got == {"coarse_model": {"revision": "main", "model": "a/coarse", "allow_network": True,
                                     "cache_dir": "/cache"},
                    "fine_model": {"model": "", "allow_network": True, "cache_dir": "/cache"}, "mesh": {"steps": 3}}
     assert base == {"coarse_model": {"revision": "main"}, "mesh": {"steps": 3}}  # not changed
-    assert model_overrides({}, "a", "b")["fine_model"] == {"model": "b"}
-    assert model_overrides({}, None, "b") == {"fine_model": {"model": "b"}}
+    assert merge_models({}, GenerateConfig, "a", "b")["fine_model"] == {"model": "b"}
+    assert merge_models({}, GenerateConfig, None, "b") == {"fine_model": {"model": "b"}}
     job = Job(prompt="x", out="x.glb", seed=7, model="a/coarse", config=base, allow_network=True, cache_dir="/cache")
     assert job_overrides(job) == dict(got, seed=7)
     with pytest.raises(ConfigError):
-        model_overrides({"fine_model": "b"}, "a")
+        merge_models({"fine_model": "b"}, GenerateConfig, "a")
+    # a job with one (mesh-stage) prior takes --model for it, named like every other job's
+    assert merge_models({}, RetextureConfig, "a", None, True) == {"fine_model": {"model": "a", "allow_network": True}}
+    retex = Job(command="retexture", mesh="m.glb", prompt="x", out="x.glb", model="a")
+    assert job_overrides(retex) == {"seed": 0, "fine_model": {"model": "a"}}
 
 
 def test_saved_state_round_trips_and_an_edit_fine_tunes_it(priors, tmp_path):
     import torch
 
     from dreamsmith.core.config import merge
-    from dreamsmith.core.edit import edit_config, run_edit
+    from dreamsmith.core.jobs.edit import edit_config, run_edit
     from dreamsmith.core.state import load_state
 
     pixel, _, _ = priors

@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from dreamsmith.core.cameras import camera_light, orbit_cameras
-from dreamsmith.core.generate import generate_config
+from dreamsmith.core.jobs.generate import generate_config
+from dreamsmith.core.jobs.retexture import retexture_config
 from dreamsmith.core.mesh_stage import render_mesh
 from dreamsmith.core.presets import TOY_PRIOR_LIGHT
-from dreamsmith.core.retexture import retexture_config
 from dreamsmith.core.volume import VolumeConfig, VolumeRenderer
 
 REPO = Path(__file__).resolve().parents[2]

@@ -52,10 +52,10 @@ SCALED = {"steps", "render_size", "resolution", "n_samples_per_ray", "texture_si
 
 
 def _config(command: str, preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    from dreamsmith.core.edit import edit_config
-    from dreamsmith.core.generate import generate_config
-    from dreamsmith.core.pipeline import reconstruct_config
-    from dreamsmith.core.retexture import retexture_config
+    from dreamsmith.core.jobs.edit import edit_config
+    from dreamsmith.core.jobs.generate import generate_config
+    from dreamsmith.core.jobs.reconstruct import reconstruct_config
+    from dreamsmith.core.jobs.retexture import retexture_config
 
     make = {"generate": generate_config, "edit": edit_config, "retexture": retexture_config,
             "reconstruct": reconstruct_config}[command]

@@ -18,16 +18,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .. import __version__
-from .config import from_dict, to_dict
-from .device import seeded_job
-from .errors import InputError
-from .export import TexturedMesh
-from .generate import GenerateConfig, check_inputs, fine_stage, generate_mesh, make_guidance, used_models
-from .models import load_prior
-from .presets import EDIT_PRESETS, preset_overrides
-from .retexture import Frame, read_input, write_outputs
-from .state import load_state
+from ... import __version__
+from ..config import from_dict, to_dict
+from ..device import seeded_job
+from ..errors import InputError
+from ..export import TexturedMesh
+from ..models import load_prior
+from ..presets import EDIT_PRESETS, preset_overrides
+from ..state import load_state
+from .generate import GenerateConfig, fine_stage, generate_mesh, make_guidance, used_models
+from .io import check_inputs, read_input, write_outputs
+from .retexture import Frame
 
 
 @dataclass

@@ -8,7 +8,6 @@ unwrap. The output keeps the input's vertex positions and faces bit for bit.
 
 from __future__ import annotations
 
-import copy
 import os
 import time
 from dataclasses import dataclass, field
@@ -18,23 +17,22 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .. import __version__
-from .bake import BakeConfig, bake_texture, unwrap
-from .config import from_dict, to_dict
-from .device import seeded_job
-from .errors import ConfigError, InputError
-from .events import CancelToken, ProgressCallback, StageReporter
-from .export import TexturedMesh, read_mesh
-from .field import FieldConfig, HashGridConfig, NeRFField
-from .generate import check_inputs, make_guidance
-from .guidance.sds import SDSConfig
-from .live_preview import mesh_preview
-from .mesh_stage import MeshSDSConfig, MeshStageConfig, train_mesh_sds
-from .models import PriorConfig, load_prior
-from .pipeline import write_result
-from .presets import RETEXTURE_PRESETS, preset_overrides
-from .preview import write_preview
-from .prompts import PromptConfig
+from ... import __version__
+from ..bake import BakeConfig, bake_texture, unwrap
+from ..config import from_dict, to_dict
+from ..device import seeded_job
+from ..errors import InputError
+from ..events import CancelToken, ProgressCallback, StageReporter
+from ..export import TexturedMesh
+from ..field import FieldConfig, HashGridConfig, NeRFField
+from ..guidance.sds import SDSConfig
+from ..mesh_stage import MeshSDSConfig, MeshStageConfig, train_mesh_sds
+from ..models import PriorConfig, load_prior
+from ..presets import RETEXTURE_PRESETS, preset_overrides
+from ..preview import mesh_preview
+from ..prompts import PromptConfig
+from .generate import make_guidance
+from .io import check_inputs, read_input, write_outputs
 
 
 @dataclass
@@ -59,7 +57,8 @@ class RetextureConfig:
     Attributes:
         seed: Seed of every random choice.
         fit_radius: Radius of the bounding sphere the mesh is scaled to in the prior's frame.
-        model: The prior (pixel or latent).
+        fine_model: The prior (pixel or latent); a re-texture is a mesh stage, so its prior is the fine one (every
+            job names its priors ``coarse_model`` / ``fine_model``).
         prompt: View-dependent prompting.
         color_field: The colour field optimised on the surface (its density head is unused).
         guidance: SDS settings.
@@ -73,7 +72,8 @@ class RetextureConfig:
 
     seed: int = 0
     fit_radius: float = 0.6
-    model: PriorConfig = field(default_factory=lambda: PriorConfig(model="stabilityai/stable-diffusion-2-1-base"))
+    fine_model: PriorConfig = field(default_factory=lambda: PriorConfig(
+        model="stabilityai/stable-diffusion-2-1-base"))
     prompt: PromptConfig = field(default_factory=PromptConfig)
     color_field: FieldConfig = field(default_factory=lambda: FieldConfig(
         grid=HashGridConfig(n_levels=8, log2_hashmap_size=16, base_resolution=16, finest_resolution=512),
@@ -89,18 +89,6 @@ class RetextureConfig:
 def retexture_config(preset: str, overrides: dict[str, Any] | None = None) -> RetextureConfig:
     """The re-texture config of ``preset`` with ``overrides`` on top (unknown keys are errors)."""
     return from_dict(RetextureConfig, preset_overrides(RETEXTURE_PRESETS, preset, overrides))
-
-
-def prior_overrides(overrides: dict[str, Any], model: str | None = None, allow_network: bool = False,
-                    cache_dir: str | None = None) -> dict[str, Any]:
-    """``overrides`` (not changed) with the prior chosen on a command line or in a job merged into ``model``."""
-    over: dict[str, Any] = copy.deepcopy(overrides)
-    if "model" in over and not isinstance(over["model"], dict):
-        raise ConfigError(f"Config 'model' must be a mapping, got {type(over['model']).__name__}.")
-    for key, value in (("model", model), ("allow_network", allow_network or None), ("cache_dir", cache_dir)):
-        if value:
-            over.setdefault("model", {})[key] = value
-    return over
 
 
 # ------------------------------------------------------------------------------------------------ frames and UVs
@@ -130,7 +118,7 @@ class Frame:
 
 def uv_problems(verts: np.ndarray, faces: np.ndarray, uvs: np.ndarray | None, cfg: UVCheckConfig) -> str:
     """Why the mesh's UVs cannot take a baked texture ("" when they can)."""
-    from ..kernels.raster import rasterize
+    from ...kernels.raster import rasterize
 
     if uvs is None:
         return "the mesh has no UV map"
@@ -170,25 +158,10 @@ class FixedMesh(torch.nn.Module):
         return self.verts, self.faces
 
 
-def read_input(mesh_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    verts, faces, uvs, _ = read_mesh(mesh_path)
-    if len(faces) == 0:
-        raise InputError(f"{mesh_path} has no faces; give a mesh with polygons.")
-    if not np.isfinite(verts).all():
-        raise InputError(f"{mesh_path} has NaN or infinite vertex positions; fix the mesh first.")
-    return verts, faces, uvs
-
-
 def _color_field(cfg: RetextureConfig, dev: torch.device) -> NeRFField:
     r = cfg.fit_radius * 1.05
     bbox = torch.tensor([[-r, -r, -r], [r, r, r]], dtype=torch.float32, device=dev)
     return NeRFField(cfg.color_field, bbox).to(dev)
-
-
-def write_outputs(mesh: TexturedMesh, out_path, preview, extras: dict[str, Any]) -> None:
-    write_result(mesh, out_path, extras)
-    if preview is not None:
-        write_preview(mesh, preview)
 
 
 # ------------------------------------------------------------------------------------------------ re-texture
@@ -219,7 +192,7 @@ def run_retexture(mesh_path: str | os.PathLike, prompt: str, out: str | os.PathL
         frame = Frame.fit(verts, cfg.fit_radius)
 
         t0 = time.perf_counter()
-        guidance = make_guidance(load_prior(cfg.model, dev), prompt, negative_prompt, cfg.prompt, cfg.guidance)
+        guidance = make_guidance(load_prior(cfg.fine_model, dev), prompt, negative_prompt, cfg.prompt, cfg.guidance)
         timings["load"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -241,9 +214,9 @@ def run_retexture(mesh_path: str | os.PathLike, prompt: str, out: str | os.PathL
         if cancel is not None:
             cancel.check()
         extras = {"generator": f"Dreamsmith {__version__}", "command": "retexture", "prompt": prompt,
-                  "negative_prompt": negative_prompt, "seed": cfg.seed, "preset": preset, "model": cfg.model.model,
+                  "negative_prompt": negative_prompt, "seed": cfg.seed, "preset": preset, "model": cfg.fine_model.model,
                   "source_uvs": "kept" if not why_not else f"new unwrap ({why_not})"}
         write_outputs(mesh, out_path, preview, extras)
         return {"out": str(out_path), "faces": int(len(faces)), "vertices": int(len(verts)), "uvs_kept": not why_not,
                 "uv_problem": why_not, "seconds": timings, "config": to_dict(cfg),
-                "models": {"model": cfg.model.model}}
+                "models": {"fine": cfg.fine_model.model}}

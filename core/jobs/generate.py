@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import copy
 import gc
 import os
 import time
@@ -13,25 +12,22 @@ from typing import Any
 
 import torch
 
-from .. import __version__
-from .bake import BakeConfig
-from .coarse import CoarseConfig, CoarseSDSConfig, train_coarse_sds
-from .config import from_dict, to_dict
-from .device import resolve_device, seeded_job
-from .dmtet import DMTetGeometry
-from .errors import ConfigError, InputError
-from .events import CancelToken, ProgressCallback, StageReporter
-from .export import TexturedMesh
-from .guidance.sds import SDSConfig, SDSGuidance
-from .live_preview import field_preview, mesh_preview
-from .mesh_stage import MeshSDSConfig, MeshStageConfig, initial_sdf, train_mesh_sds
-from .models import PriorConfig, load_prior
-from .pipeline import check_output_path, finish_mesh, write_result
-from .presets import GENERATE_PRESETS, preset_overrides
-from .preview import write_preview
-from .prompts import PromptConfig, PromptProcessor
-
-MAX_PROMPT_CHARS = 1000
+from ... import __version__
+from ..bake import BakeConfig
+from ..coarse import CoarseConfig, CoarseSDSConfig, train_coarse_sds
+from ..config import from_dict, to_dict
+from ..device import seeded_job
+from ..dmtet import DMTetGeometry
+from ..errors import InputError
+from ..events import CancelToken, ProgressCallback, StageReporter
+from ..export import TexturedMesh
+from ..guidance.sds import SDSConfig, SDSGuidance
+from ..mesh_stage import MeshSDSConfig, MeshStageConfig, initial_sdf, train_mesh_sds
+from ..models import PriorConfig, load_prior
+from ..presets import GENERATE_PRESETS, preset_overrides
+from ..preview import field_preview, mesh_preview, write_preview
+from ..prompts import PromptConfig, PromptProcessor
+from .io import check_inputs, finish_mesh, write_result
 
 
 @dataclass
@@ -73,51 +69,9 @@ def generate_config(preset: str, overrides: dict[str, Any] | None = None) -> Gen
     return from_dict(GenerateConfig, preset_overrides(GENERATE_PRESETS, preset, overrides))
 
 
-def model_overrides(overrides: dict[str, Any], model: str | None = None, fine_model: str | None = None,
-                    allow_network: bool = False, cache_dir: str | None = None) -> dict[str, Any]:
-    """``overrides`` (not changed) with the models chosen on a command line or in a job merged in.
-
-    ``model`` sets the coarse prior and, unless ``fine_model`` or the overrides name one, the fine prior too (one
-    model for both stages); ``allow_network`` and ``cache_dir`` apply to both priors. The CLI and the worker both
-    come through here, so the same inputs give the same config.
-    """
-    over: dict[str, Any] = copy.deepcopy(overrides)
-    for key in ("coarse_model", "fine_model"):
-        if key in over and not isinstance(over[key], dict):
-            raise ConfigError(f"Config {key!r} must be a mapping, got {type(over[key]).__name__}.")
-    if model:
-        over.setdefault("coarse_model", {})["model"] = model
-        over.setdefault("fine_model", {}).setdefault("model", fine_model or "")
-    if fine_model:
-        over.setdefault("fine_model", {})["model"] = fine_model
-    for key in ("coarse_model", "fine_model"):
-        if allow_network:
-            over.setdefault(key, {})["allow_network"] = True
-        if cache_dir:
-            over.setdefault(key, {})["cache_dir"] = cache_dir
-    return over
-
-
 def used_models(cfg: GenerateConfig) -> dict[str, str]:
     """The priors of a generate or edit config, as a summary reports them (``protocol.result_models``)."""
     return {"coarse": cfg.coarse_model.model, "fine": cfg.fine_model.model or cfg.coarse_model.model}
-
-
-def check_prompt(prompt: str, what: str = "prompt") -> str:
-    """Cheap checks before anything is loaded (the tokenizer checks the length in tokens later)."""
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise InputError(f"The {what} is empty; describe the object to make, e.g. 'a red cube'.")
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise InputError(f"The {what} is {len(prompt)} characters long; keep it under {MAX_PROMPT_CHARS}.")
-    return prompt.strip()
-
-
-def check_inputs(prompt: str, negative_prompt: str, out, preview, device: str) -> tuple[str, str, Path, torch.device]:
-    """The checks every prompt-driven job does before loading anything: prompt, negative prompt, output and
-    preview paths, device. Returns them cleaned up."""
-    prompt = check_prompt(prompt)
-    negative_prompt = check_prompt(negative_prompt, "negative prompt") if negative_prompt.strip() else ""
-    return prompt, negative_prompt, check_output_path(out, preview), resolve_device(device)
 
 
 def make_guidance(prior, prompt: str, negative: str, prompt_cfg: PromptConfig, sds_cfg: SDSConfig) -> SDSGuidance:
@@ -171,7 +125,7 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
         timings["mesh"] = time.perf_counter() - t0  # loading the fine prior, initialising DMTet
         mesh = fine_stage(cfg, fine_guidance, model, geo, gen, prompt, callback, cancel, timings)
         if state_out is not None:
-            from .state import save_state
+            from ..state import save_state
 
             save_state(state_out, model, geo, to_dict(cfg), background=renderer.background)
         return mesh, timings

@@ -1,0 +1,67 @@
+"""The jobs the engine runs, one module each, and the one table that the CLI and the worker loop over.
+
+A job takes ``inputs`` (a dict: prompt, negative_prompt, mesh, images, state, state_out, world, as the job
+needs), an output path, its config and the common keywords (device, callback, cancel, preset, preview), and
+returns a summary. Modules are imported on first use, so that listing the jobs stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """One row of :data:`JOBS`.
+
+    Attributes:
+        name: The command (``python -m dreamsmith NAME``; the worker's ``command``).
+        help: One line for ``--help``.
+        module: The module under ``core/jobs`` with ``<name>_config(preset, overrides)``, ``run_<name>`` and
+            ``<Name>Config``.
+        inputs: The input names the job reads, in the order ``run_<name>`` takes them first.
+        options: Keyword inputs ``run_<name>`` takes by name.
+        priors: Whether the job loads diffusion priors (then its config names them ``coarse_model``/``fine_model``).
+    """
+
+    name: str
+    help: str
+    module: str
+    inputs: tuple[str, ...]
+    options: tuple[str, ...] = ()
+    priors: bool = True
+
+    def _mod(self):
+        return importlib.import_module(f"{__name__}.{self.module}")
+
+    @property
+    def config_class(self) -> type:
+        """The job's config dataclass."""
+        return getattr(self._mod(), f"{self.name.capitalize()}Config")
+
+    def config(self, preset: str, overrides: dict[str, Any] | None = None) -> Any:
+        """The config of ``preset`` with ``overrides`` merged on top (unknown keys are errors)."""
+        make: Callable[..., Any] = getattr(self._mod(), f"{self.name}_config")
+        return make(preset, overrides)
+
+    def run(self, inputs: dict[str, Any], out: Any, cfg: Any, **common: Any) -> dict[str, Any]:
+        """Run the job; ``common``: device, callback, cancel, preset, preview. Returns its summary."""
+        run: Callable[..., dict[str, Any]] = getattr(self._mod(), f"run_{self.name}")
+        args = [inputs.get(k) for k in self.inputs]
+        extra = {k: inputs[k] for k in self.options if inputs.get(k) is not None}
+        return run(*args, out, cfg, **extra, **common)
+
+
+JOBS: dict[str, JobKind] = {kind.name: kind for kind in (
+    JobKind("reconstruct", "fit a textured mesh to posed RGBA images (transforms.json)", "reconstruct", ("images",),
+            priors=False),
+    JobKind("generate", "make a textured mesh from a text prompt (score distillation)", "generate", ("prompt",),
+            ("negative_prompt", "state_out")),
+    JobKind("retexture", "paint a new texture on a mesh from a prompt (its geometry is kept)", "retexture",
+            ("mesh", "prompt"), ("negative_prompt",)),
+    JobKind("edit", "change a mesh's shape and texture towards a prompt", "edit", ("mesh", "prompt"),
+            ("negative_prompt", "state", "world")),
+)}
