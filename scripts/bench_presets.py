@@ -182,6 +182,15 @@ def measure(name: str, steps_total: int, run, device: torch.device, counter: UNe
     return {**row, "result": result}
 
 
+def _stage_prior(stage: str, kind: str, device: torch.device, dtype: torch.dtype, folder: Path):
+    """The prior of a stage and its UNet call counter, or ``(None, None)`` after a table row saying why not."""
+    prior, note = build_prior(kind, device, dtype, folder)
+    if prior is None:
+        print(f"| {stage} | {note} | | | | |")
+        return None, None
+    return prior, UNetCounter(prior.unet)
+
+
 def run_pairing(pairing: str, preset: str, steps: int, device: torch.device, dtype: torch.dtype,
                 folder: Path) -> None:
     from dreamsmith.core.coarse import train_coarse_sds
@@ -189,7 +198,7 @@ def run_pairing(pairing: str, preset: str, steps: int, device: torch.device, dty
     from dreamsmith.core.events import StageReporter
     from dreamsmith.core.guidance.sds import SDSGuidance
     from dreamsmith.core.jobs.generate import generate_config
-    from dreamsmith.core.jobs.reconstruct import finish_mesh
+    from dreamsmith.core.jobs.io import finish_mesh
     from dreamsmith.core.mesh_stage import initial_sdf, train_mesh_sds
     from dreamsmith.core.prompts import PromptProcessor
 
@@ -203,11 +212,9 @@ def run_pairing(pairing: str, preset: str, steps: int, device: torch.device, dty
     gen = torch.Generator().manual_seed(0)
     rows = []
 
-    prior, note = build_prior(coarse_kind, device, dtype, folder)
+    prior, counter = _stage_prior("coarse", coarse_kind, device, dtype, folder)
     if prior is None:
-        print(f"| coarse | {note} | | | | |")
         return
-    counter = UNetCounter(prior.unet)
     guidance = SDSGuidance(prior, PromptProcessor(prior, "a red cube", "", cfg.prompt), cfg.coarse_guidance)
     cfg.coarse.steps = steps
 
@@ -224,11 +231,9 @@ def run_pairing(pairing: str, preset: str, steps: int, device: torch.device, dty
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        prior, note = build_prior(fine_kind, device, dtype, folder)
+        prior, counter = _stage_prior("mesh", fine_kind, device, dtype, folder)
         if prior is None:
-            print(f"| mesh | {note} | | | | |")
             return
-        counter = UNetCounter(prior.unet)
     fine_guidance = SDSGuidance(prior, PromptProcessor(prior, "a red cube", "", cfg.prompt), cfg.fine_guidance)
     geo = DMTetGeometry(cfg.mesh.dmtet, bbox.to(device)).to(device)
     res = cfg.mesh.dmtet.resolution + 1
