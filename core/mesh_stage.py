@@ -28,7 +28,6 @@ class MeshStageConfig:
     Attributes:
         steps: Optimisation steps.
         render_size: Longer side of the rendered images (the targets are resized to it).
-        views_per_step: Views rendered per step.
         lr_sdf: Adam learning rate of the SDF values (in units of grid cells).
         lr_deform: Adam learning rate of the vertex offsets.
         lr_color: Adam learning rate of the colour field's hash table (its MLP uses a tenth).
@@ -43,7 +42,6 @@ class MeshStageConfig:
 
     steps: int = 400
     render_size: int = 128
-    views_per_step: int = 4
     lr_sdf: float = 0.05
     lr_deform: float = 0.01
     lr_color: float = 1e-2
@@ -227,8 +225,19 @@ def geometry_regularizers(cfg: MeshStageConfig, geo: DMTetGeometry, verts: Tenso
     return loss
 
 
-def train_mesh_reference(cfg: MeshStageConfig, guidance, color_field, bbox: Tensor, generator: torch.Generator,
-                         reporter: StageReporter) -> DMTetGeometry:
+@dataclass
+class MeshReferenceConfig:
+    """The mesh stage against posed images (reconstruction).
+
+    Attributes:
+        views_per_step: Posed images rendered and compared per step.
+    """
+
+    views_per_step: int = 4
+
+
+def train_mesh_reference(cfg: MeshStageConfig, ref_cfg: MeshReferenceConfig, guidance, color_field, bbox: Tensor,
+                         generator: torch.Generator, reporter: StageReporter) -> DMTetGeometry:
     """Optimise DMTet geometry and the colour field against posed images."""
     dev = guidance.device
     geo = DMTetGeometry(cfg.dmtet, bbox.to(dev)).to(dev)
@@ -243,7 +252,7 @@ def train_mesh_reference(cfg: MeshStageConfig, guidance, color_field, bbox: Tens
     opt = torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
     scale = cfg.render_size / max(guidance.h, guidance.w)
     for step in range(1, cfg.steps + 1):
-        cams, target = guidance.sample_views(cfg.views_per_step, generator)
+        cams, target = guidance.sample_views(ref_cfg.views_per_step, generator)
         if scale != 1:
             cams = cams.resized(round(cams.width * scale), round(cams.height * scale))
             target = resize_targets(target, cfg.render_size)
@@ -285,7 +294,8 @@ def train_mesh_sds(cfg: MeshStageConfig, sds_cfg: MeshSDSConfig, guidance, color
     """Optimise DMTet geometry (unless frozen) and the colour field by score distillation.
 
     Args:
-        cfg: Learning rates, render size and regularisers.
+        cfg: Steps, render size, learning rates, preview interval and, unless the geometry is frozen, its learning
+            rates and regularisers (a :class:`MeshStageConfig`, or any config with the colour's fields when frozen).
         sds_cfg: Views, shading and background of the SDS renders.
         guidance: Callable ``(rgb, azimuth, elevation, step, total, generator) -> dict`` with ``loss_sds``.
         color_field: Module with ``albedo(points) -> [N, 3]``; its non-density parameters are optimised.

@@ -17,17 +17,20 @@ RECONSTRUCT_PRESETS: dict[str, dict[str, Any]] = {
                                "finest_resolution": 256}},
             "occupancy": {"resolution": 64},
         },
-        "mesh": {"steps": 300, "render_size": 128, "views_per_step": 2, "dmtet": {"resolution": 64}},
+        "mesh": {"steps": 300, "render_size": 128, "dmtet": {"resolution": 64}},
+        "mesh_reference": {"views_per_step": 2},
         "bake": {"texture_size": 512},
     },
     "standard": {
         "coarse": {"steps": 3000, "rays_per_step": 8192, "occupancy": {"resolution": 128}},
-        "mesh": {"steps": 1000, "render_size": 512, "views_per_step": 4, "dmtet": {"resolution": 128}},
+        "mesh": {"steps": 1000, "render_size": 512, "dmtet": {"resolution": 128}},
+        "mesh_reference": {"views_per_step": 4},
         "bake": {"texture_size": 1024},
     },
     "high": {
         "coarse": {"steps": 6000, "rays_per_step": 16384, "occupancy": {"resolution": 128}},
-        "mesh": {"steps": 3000, "render_size": 512, "views_per_step": 8, "dmtet": {"resolution": 192}},
+        "mesh": {"steps": 3000, "render_size": 512, "dmtet": {"resolution": 192}},
+        "mesh_reference": {"views_per_step": 8},
         "bake": {"texture_size": 2048},
     },
 }

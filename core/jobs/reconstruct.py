@@ -16,7 +16,7 @@ from ..datasets import load_posed_images
 from ..device import resolve_device, seeded_job
 from ..events import CancelToken, ProgressCallback, StageReporter
 from ..guidance.reference import ReferenceConfig, ReferenceGuidance
-from ..mesh_stage import MeshStageConfig, train_mesh_reference
+from ..mesh_stage import MeshReferenceConfig, MeshStageConfig, train_mesh_reference
 from ..presets import RECONSTRUCT_PRESETS, preset_overrides
 from ..preview import write_preview
 from .io import check_output_path, finish_mesh, write_result
@@ -31,6 +31,7 @@ class ReconstructConfig:
         max_image_size: Downsample input images so their longer side is at most this (0: keep).
         coarse: The coarse NeRF stage.
         mesh: The mesh stage.
+        mesh_reference: How the mesh stage uses the posed images.
         bake: UV unwrapping and texture baking.
         reference: The posed-image guidance.
     """
@@ -39,6 +40,7 @@ class ReconstructConfig:
     max_image_size: int = 0
     coarse: CoarseConfig = field(default_factory=CoarseConfig)
     mesh: MeshStageConfig = field(default_factory=MeshStageConfig)
+    mesh_reference: MeshReferenceConfig = field(default_factory=MeshReferenceConfig)
     bake: BakeConfig = field(default_factory=BakeConfig)
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
 
@@ -70,7 +72,7 @@ def run_reconstruct(images: str | os.PathLike, out: str | os.PathLike, cfg: Reco
         timings["coarse"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        geo = train_mesh_reference(cfg.mesh, guidance, model, bbox, gen,
+        geo = train_mesh_reference(cfg.mesh, cfg.mesh_reference, guidance, model, bbox, gen,
                                    StageReporter("mesh", cfg.mesh.steps, callback, cancel, every=5))
         timings["mesh"] = time.perf_counter() - t0
 

@@ -26,7 +26,7 @@ from ..events import CancelToken, ProgressCallback, StageReporter
 from ..export import TexturedMesh
 from ..field import FieldConfig, HashGridConfig, NeRFField
 from ..guidance.sds import SDSConfig
-from ..mesh_stage import MeshSDSConfig, MeshStageConfig, train_mesh_sds
+from ..mesh_stage import MeshSDSConfig, train_mesh_sds
 from ..models import PriorConfig, load_prior
 from ..presets import RETEXTURE_PRESETS, preset_overrides
 from ..preview import mesh_preview
@@ -51,6 +51,23 @@ class UVCheckConfig:
 
 
 @dataclass
+class TextureStageConfig:
+    """The texture stage of a re-texture: the mesh stage with its geometry frozen, so only what the colour uses.
+
+    Attributes:
+        steps: Optimisation steps.
+        render_size: Side of the rendered images.
+        lr_color: Adam learning rate of the colour field.
+        preview_every: Steps between live preview images when the caller asks for them (0: none).
+    """
+
+    steps: int = 400
+    render_size: int = 128
+    lr_color: float = 1e-2
+    preview_every: int = 50
+
+
+@dataclass
 class RetextureConfig:
     """A re-texturing (or editing) job.
 
@@ -62,7 +79,7 @@ class RetextureConfig:
         prompt: View-dependent prompting.
         color_field: The colour field optimised on the surface (its density head is unused).
         guidance: SDS settings.
-        stage: Steps, render size, learning rates (and, for edits, the geometry's), preview interval.
+        stage: Steps, render size, the colour's learning rate, preview interval.
         stage_sds: Views, shading and background.
         bake: Texture size and padding (and unwrapping when the UVs are not usable).
         uv_check: When the mesh's UVs are used.
@@ -79,7 +96,7 @@ class RetextureConfig:
         grid=HashGridConfig(n_levels=8, log2_hashmap_size=16, base_resolution=16, finest_resolution=512),
         density_bias="none"))
     guidance: SDSConfig = field(default_factory=SDSConfig)
-    stage: MeshStageConfig = field(default_factory=MeshStageConfig)
+    stage: TextureStageConfig = field(default_factory=TextureStageConfig)
     stage_sds: MeshSDSConfig = field(default_factory=MeshSDSConfig)
     bake: BakeConfig = field(default_factory=BakeConfig)
     uv_check: UVCheckConfig = field(default_factory=UVCheckConfig)

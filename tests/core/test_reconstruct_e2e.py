@@ -17,8 +17,8 @@ from synth_objects import write_dataset  # noqa: E402
 
 TINY = ('{"coarse": {"steps": 80, "rays_per_step": 1024, "field": {"grid": {"n_levels": 4, "log2_hashmap_size": 12,'
         ' "finest_resolution": 64}}, "occupancy": {"resolution": 32}, "volume": {"n_samples_per_ray": 96}},'
-        ' "mesh": {"steps": 15, "render_size": 32, "views_per_step": 2, "dmtet": {"resolution": 24}},'
-        ' "bake": {"texture_size": 64}, "reference": {"hull_resolution": 32}}')
+        ' "mesh": {"steps": 15, "render_size": 32, "dmtet": {"resolution": 24}},'
+        ' "mesh_reference": {"views_per_step": 2}, "bake": {"texture_size": 64}, "reference": {"hull_resolution": 32}}')
 
 
 @pytest.fixture(scope="module")
