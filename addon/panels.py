@@ -7,8 +7,8 @@ from .operators import (
     DREAMSMITH_OT_edit,
     DREAMSMITH_OT_generate,
     DREAMSMITH_OT_retexture,
-    job_running,
 )
+from .running import job_running
 
 
 def _eta_text(seconds: float) -> str:

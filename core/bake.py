@@ -25,7 +25,7 @@ from torch import Tensor
 
 from ..kernels.raster import interpolate, rasterize
 from .errors import InputError, NumericalError
-from .export import TexturedMesh, vertex_normals
+from .meshio import TexturedMesh, vertex_normals
 
 ColorFn = Callable[[Tensor], Tensor]
 """``color_fn(points [N, 3]) -> rgb [N, 3]`` in ``[0, 1]``, called without grad."""

@@ -17,8 +17,8 @@ from torch import Tensor
 
 from ..kernels.raster import antialias, interpolate, rasterize, texture
 from .cameras import Cameras, orbit_cameras
-from .export import TexturedMesh
 from .mesh_stage import render_mesh
+from .meshio import TexturedMesh
 from .volume import VolumeRenderer
 
 

@@ -28,8 +28,8 @@ from synth_objects import ground_truth_mesh  # noqa: E402
 from toy_prior_data import COLOURS, SHAPES, shape_object  # noqa: E402
 
 from dreamsmith.core.bake import unwrap  # noqa: E402
-from dreamsmith.core.export import TexturedMesh, read_mesh, write_glb  # noqa: E402
 from dreamsmith.core.jobs.edit import edit_config, run_edit  # noqa: E402
+from dreamsmith.core.meshio import TexturedMesh, read_mesh, write_glb  # noqa: E402
 
 EDITS = ["sphere:a blue cube", "sphere:a green cone", "cube:a red sphere", "cone:a yellow cube"]
 

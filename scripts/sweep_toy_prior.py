@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synth_objects import ground_truth_mesh  # noqa: E402
 from toy_prior_data import COLOURS, SHAPES, shape_object  # noqa: E402
 
-from dreamsmith.core.export import TexturedMesh, read_mesh  # noqa: E402
 from dreamsmith.core.jobs.generate import generate_config, run_generate  # noqa: E402
+from dreamsmith.core.meshio import TexturedMesh, read_mesh  # noqa: E402
 from dreamsmith.core.metrics import chamfer_meshes  # noqa: E402
 from dreamsmith.core.preview import preview_cameras, render_textured  # noqa: E402
 

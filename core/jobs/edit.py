@@ -22,7 +22,7 @@ from ... import __version__
 from ..config import from_dict, to_dict
 from ..device import seeded_job
 from ..errors import InputError
-from ..export import TexturedMesh
+from ..meshio import TexturedMesh
 from ..models import load_prior
 from ..presets import EDIT_PRESETS, preset_overrides
 from ..state import load_state

@@ -20,9 +20,9 @@ from ..device import seeded_job
 from ..dmtet import DMTetGeometry
 from ..errors import InputError
 from ..events import CancelToken, ProgressCallback, StageReporter
-from ..export import TexturedMesh
 from ..guidance.sds import SDSConfig, SDSGuidance
 from ..mesh_stage import MeshSDSConfig, MeshStageConfig, initial_sdf, train_mesh_sds
+from ..meshio import TexturedMesh
 from ..models import PriorConfig, load_prior
 from ..presets import GENERATE_PRESETS, preset_overrides
 from ..preview import field_preview, mesh_preview, write_preview

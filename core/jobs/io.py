@@ -15,8 +15,8 @@ import torch
 from ..bake import BakeConfig, bake_mesh
 from ..device import resolve_device
 from ..errors import ConfigError, InputError
-from ..export import TexturedMesh, read_mesh, write_glb, write_obj
 from ..mesh_ops import largest_components
+from ..meshio import TexturedMesh, read_mesh, write_glb, write_obj
 from ..preview import write_preview
 
 MAX_PROMPT_CHARS = 1000

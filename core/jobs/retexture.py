@@ -23,10 +23,10 @@ from ..config import from_dict, to_dict
 from ..device import seeded_job
 from ..errors import InputError
 from ..events import CancelToken, ProgressCallback, StageReporter
-from ..export import TexturedMesh
 from ..field import FieldConfig, HashGridConfig, NeRFField
 from ..guidance.sds import SDSConfig
 from ..mesh_stage import MeshSDSConfig, train_mesh_sds
+from ..meshio import TexturedMesh
 from ..models import PriorConfig, load_prior
 from ..presets import RETEXTURE_PRESETS, preset_overrides
 from ..preview import mesh_preview

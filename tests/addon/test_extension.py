@@ -91,7 +91,7 @@ REPORT["operators"] = [hasattr(bpy.types, n) for n in ("DREAMSMITH_OT_generate",
 prefs = bpy.context.preferences.addons[MOD].preferences
 prefs.python_path = sys.executable  # the test's interpreter has torch; Blender's own would need the dependencies
 prefs.device = "cpu"
-ops_mod = sys.modules[MOD + ".addon.operators"]
+ops_mod = sys.modules[MOD + ".addon.running"]
 n_objects = len(bpy.data.objects)
 REPORT["result"] = sorted(bpy.ops.dreamsmith.generate(prompt="a red cube", preset="draft", model=ARGS["toy"]))
 obj = bpy.data.objects["a red cube"]

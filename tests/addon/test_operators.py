@@ -60,7 +60,7 @@ NAMES = ["DREAMSMITH_OT_generate", "DREAMSMITH_OT_cancel", "DREAMSMITH_OT_check_
          "DREAMSMITH_OT_install_dependencies", "DREAMSMITH_OT_retexture", "DREAMSMITH_OT_edit"]
 before = handlers()
 addon_utils.enable("dreamsmith", default_set=True)
-from dreamsmith.addon import CLASSES, operators, panels
+from dreamsmith.addon import CLASSES, panels, running
 REPORT["registered"] = [hasattr(bpy.types, n) for n in NAMES] + [c.is_registered for c in CLASSES]
 REPORT["prefs"] = bpy.context.preferences.addons["dreamsmith"].preferences.python_path
 REPORT["scene_prop"] = bpy.context.scene.dreamsmith.preset
@@ -84,15 +84,15 @@ def draw():
 REPORT["idle"] = draw()
 props = bpy.context.scene.dreamsmith
 props.stage, props.step, props.total, props.eta = "coarse", 30, 120, 75.0
-operators._state.job = object()  # what the panel sees while a job runs
+running.job_state.job = object()  # what the panel sees while a job runs
 REPORT["running"] = draw()
 REPORT["generate_poll_running"] = bpy.ops.dreamsmith.generate.poll()
-operators._state.job = None
-bpy.app.timers.register(operators.job_timer, first_interval=100.0)  # as a running job leaves it
+running.job_state.job = None
+bpy.app.timers.register(running.job_timer, first_interval=100.0)  # as a running job leaves it
 REPORT["during"] = handlers() == before
 addon_utils.disable("dreamsmith", default_set=True)
 REPORT["unregistered"] = [hasattr(bpy.types, n) for n in NAMES] + [c.is_registered for c in CLASSES]
-REPORT["timer"] = bpy.app.timers.is_registered(operators.job_timer)
+REPORT["timer"] = bpy.app.timers.is_registered(running.job_timer)
 REPORT["handlers_same"] = handlers() == before
 REPORT["scene_prop_gone"] = not hasattr(bpy.types.Scene, "dreamsmith")
 print("REPORT " + json.dumps(REPORT))
@@ -118,13 +118,13 @@ REPORT["job_dirs"] = job_dirs()
 REPORT["idle_again"] = bpy.ops.dreamsmith.generate.poll() and not bpy.context.scene.dreamsmith.running
 state = obj.get("dreamsmith_state", "")
 REPORT["state_kept"] = bool(state) and os.path.isfile(state) and state.startswith(os.environ["BLENDER_USER_RESOURCES"])
-from dreamsmith.addon import operators
+from dreamsmith.addon import running
 seen = {}
-run_job = operators.WorkerJob.start
+run_job = running.WorkerJob.start
 def spy(job):
     seen.update(job.job)
     return run_job(job)
-operators.WorkerJob.start = spy
+running.WorkerJob.start = spy
 REPORT["edit"] = bpy.ops.dreamsmith.edit(prompt="a blue cube", model=ARGS["model"],
                                          config_json=json.dumps(ARGS["edit"])) == {"FINISHED"}
 REPORT["edit_from_state"] = seen.get("state") == state and len(seen.get("world") or []) == 16
@@ -155,57 +155,57 @@ print("REPORT " + json.dumps(REPORT))
 INTERACTIVE = COMMON + r"""
 addon_utils.enable("dreamsmith", default_set=True)
 bpy.context.preferences.addons["dreamsmith"].preferences.device = "cpu"
-from dreamsmith.addon import operators
+from dreamsmith.addon import running
 seen = []
-handle = operators._handle
-operators._handle = lambda msg, props: (seen.append(msg), handle(msg, props))
+handle = running.handle_message
+running.handle_message = lambda msg, props: (seen.append(msg), handle(msg, props))
 values = {"prompt": "a blue torus", "negative_prompt": "blurry", "preset": "draft", "seed": 1}
 before = counts()
-job = operators.start_job(bpy.context, values, ARGS["model"], ARGS["tiny"], interactive=True)
-REPORT["timer_registered"] = bpy.app.timers.is_registered(operators.job_timer)
+job = running.start_job(bpy.context, values, ARGS["model"], ARGS["tiny"], interactive=True)
+REPORT["timer_registered"] = bpy.app.timers.is_registered(running.job_timer)
 REPORT["poll_while_running"] = bpy.ops.dreamsmith.generate.poll()
 deadline = time.monotonic() + 240
-while operators.job_timer() is not None and time.monotonic() < deadline:  # what Blender's timer loop does
+while running.job_timer() is not None and time.monotonic() < deadline:  # what Blender's timer loop does
     time.sleep(0.1)
-if bpy.app.timers.is_registered(operators.job_timer):  # timers do not fire in module mode: it stays registered
-    bpy.app.timers.unregister(operators.job_timer)
+if bpy.app.timers.is_registered(running.job_timer):  # timers do not fire in module mode: it stays registered
+    bpy.app.timers.unregister(running.job_timer)
 obj = bpy.data.objects.get("a blue torus")
 REPORT["stages"] = sorted({m.get("stage") for m in seen if m["type"] == "progress"})
 REPORT["imported"] = obj is not None and obj.get("dreamsmith_negative_prompt") == "blurry"
-preview = bpy.data.images.get(operators.PREVIEW_IMAGE)
+preview = bpy.data.images.get(running.PREVIEW_IMAGE)
 REPORT["preview"] = preview is not None and preview.packed_file is not None and preview.size[0] > 0
 REPORT["message"] = bpy.context.scene.dreamsmith.message
-REPORT["job_gone"] = operators.current_job() is None and not job.work_dir.exists()
+REPORT["job_gone"] = running.current_job() is None and not job.work_dir.exists()
 
 # a long job cancelled with the Cancel operator after its first live preview: nothing added, nothing left
 after_first = counts()
 long = dict(ARGS["tiny"], coarse=dict(ARGS["tiny"]["coarse"], steps=100000, preview_every=5))
-bpy.data.images.remove(bpy.data.images[operators.PREVIEW_IMAGE])
+bpy.data.images.remove(bpy.data.images[running.PREVIEW_IMAGE])
 after_first = counts()
-job = operators.start_job(bpy.context, values, ARGS["model"], long, interactive=True)
-while not bpy.data.images.get(operators.PREVIEW_IMAGE):
-    if operators.job_timer() is None or time.monotonic() > deadline:
+job = running.start_job(bpy.context, values, ARGS["model"], long, interactive=True)
+while not bpy.data.images.get(running.PREVIEW_IMAGE):
+    if running.job_timer() is None or time.monotonic() > deadline:
         break
     time.sleep(0.1)
-REPORT["cancel_saw_preview"] = bpy.data.images.get(operators.PREVIEW_IMAGE) is not None
+REPORT["cancel_saw_preview"] = bpy.data.images.get(running.PREVIEW_IMAGE) is not None
 REPORT["cancel_result"] = str(sorted(bpy.ops.dreamsmith.cancel()))
 REPORT["cancel_worker_ended"] = job.proc.poll() is not None and not job.work_dir.exists()
 REPORT["cancel_unchanged"] = counts() == after_first
 REPORT["cancel_message"] = bpy.context.scene.dreamsmith.message
-REPORT["cancel_idle"] = bpy.ops.dreamsmith.generate.poll() and not bpy.app.timers.is_registered(operators.job_timer)
+REPORT["cancel_idle"] = bpy.ops.dreamsmith.generate.poll() and not bpy.app.timers.is_registered(running.job_timer)
 
 # a long job, then the add-on is disabled while it runs: worker ended, folder removed, scene unchanged
 seen.clear()
-job = operators.start_job(bpy.context, values, ARGS["model"], long, interactive=True)
+job = running.start_job(bpy.context, values, ARGS["model"], long, interactive=True)
 while not seen or seen[-1].get("stage") != "coarse":
-    if operators.job_timer() is None or time.monotonic() > deadline:
+    if running.job_timer() is None or time.monotonic() > deadline:
         break
     time.sleep(0.1)
 REPORT["was_training"] = job.proc.poll() is None and seen[-1].get("stage") == "coarse"
 addon_utils.disable("dreamsmith", default_set=True)
 REPORT["worker_ended"] = job.proc.poll() is not None
 REPORT["folder_removed"] = not job.work_dir.exists()
-REPORT["timer_after"] = bpy.app.timers.is_registered(operators.job_timer)
+REPORT["timer_after"] = bpy.app.timers.is_registered(running.job_timer)
 REPORT["unchanged"] = counts() == after_first and after_first[0] == before[0] + 1
 print("REPORT " + json.dumps(REPORT))
 """
@@ -213,13 +213,13 @@ print("REPORT " + json.dumps(REPORT))
 EXIT = COMMON + r"""
 addon_utils.enable("dreamsmith", default_set=True)
 bpy.context.preferences.addons["dreamsmith"].preferences.device = "cpu"
-from dreamsmith.addon import operators
+from dreamsmith.addon import running
 long = dict(ARGS["tiny"], coarse=dict(ARGS["tiny"]["coarse"], steps=100000))
 values = {"prompt": "a red cube", "negative_prompt": "", "preset": "draft", "seed": 0}
-job = operators.start_job(bpy.context, values, ARGS["model"], long, interactive=True)
+job = running.start_job(bpy.context, values, ARGS["model"], long, interactive=True)
 deadline = time.monotonic() + 120
 while bpy.context.scene.dreamsmith.stage != "coarse" and time.monotonic() < deadline:
-    if operators.job_timer() is None:
+    if running.job_timer() is None:
         break
     time.sleep(0.1)
 print("WORKER " + json.dumps({"pid": job.proc.pid, "dir": str(job.work_dir),
@@ -502,16 +502,16 @@ def test_retexture_and_edit_operators_on_artist_objects(tmp_path):
 UNDO = COMMON + r"""
 addon_utils.enable("dreamsmith", default_set=True)
 bpy.context.preferences.addons["dreamsmith"].preferences.device = "cpu"
-from dreamsmith.addon import operators
+from dreamsmith.addon import running
 
 def run_interactive(**kw):
-    operators.start_job(bpy.context, {"prompt": kw.pop("prompt"), "negative_prompt": "", "preset": "draft",
+    running.start_job(bpy.context, {"prompt": kw.pop("prompt"), "negative_prompt": "", "preset": "draft",
                                       "seed": 0}, ARGS["model"], kw.pop("config"), interactive=True, **kw)
     deadline = time.monotonic() + 300
-    while operators.job_timer() is not None and time.monotonic() < deadline:
+    while running.job_timer() is not None and time.monotonic() < deadline:
         time.sleep(0.1)
-    if bpy.app.timers.is_registered(operators.job_timer):
-        bpy.app.timers.unregister(operators.job_timer)
+    if bpy.app.timers.is_registered(running.job_timer):
+        bpy.app.timers.unregister(running.job_timer)
     return bpy.context.scene.dreamsmith.message
 
 bpy.ops.mesh.primitive_cube_add()

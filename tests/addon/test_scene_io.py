@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dreamsmith.core.export import TexturedMesh, write_glb
+from dreamsmith.core.meshio import TexturedMesh, write_glb
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ from skimage.measure import marching_cubes
 
 from dreamsmith.core.bake import BakeConfig, bake_mesh, bake_texture, dilate, sample_texture, unwrap
 from dreamsmith.core.errors import InputError, NumericalError
-from dreamsmith.core.export import read_mesh, write_glb
+from dreamsmith.core.meshio import read_mesh, write_glb
 
 SIZE = 256
 

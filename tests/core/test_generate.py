@@ -15,7 +15,7 @@ import torch
 from test_models import build_latent_prior, build_pixel_prior
 
 from dreamsmith.core.cli import main
-from dreamsmith.core.export import read_mesh
+from dreamsmith.core.meshio import read_mesh
 
 # A few steps only: a strong start blob, so that there is an object to mesh (the draft's weak blob needs its
 # 400 steps to grow one).

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from dreamsmith.core.cli import main
-from dreamsmith.core.export import TexturedMesh, read_mesh, write_glb
+from dreamsmith.core.meshio import TexturedMesh, read_mesh, write_glb
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 RECORD = ASSETS / "golden_draft.json"

@@ -11,7 +11,8 @@ import importlib, pkgutil, sys
 sys.modules["bpy"] = None  # any `import bpy` now raises ImportError
 import dreamsmith
 names = []
-for pkg in ("dreamsmith.core", "dreamsmith.core.guidance", "dreamsmith.core.jobs", "dreamsmith.kernels"):
+for pkg in ("dreamsmith.core", "dreamsmith.core.guidance", "dreamsmith.core.jobs", "dreamsmith.core.meshio",
+            "dreamsmith.kernels"):
     mod = importlib.import_module(pkg)
     for info in pkgutil.iter_modules(mod.__path__):
         names.append(f"{pkg}.{info.name}")

@@ -19,7 +19,7 @@ import pytest
 
 from dreamsmith.core.cli import main
 from dreamsmith.core.config import to_dict
-from dreamsmith.core.export import TexturedMesh, read_mesh, write_glb
+from dreamsmith.core.meshio import TexturedMesh, read_mesh, write_glb
 from dreamsmith.scripts.random_priors import write_prior
 from dreamsmith.scripts.synth_objects import write_dataset
 

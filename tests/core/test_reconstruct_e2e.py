@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dreamsmith.core.cli import main
-from dreamsmith.core.export import read_mesh
+from dreamsmith.core.meshio import read_mesh
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from synth_objects import write_dataset  # noqa: E402

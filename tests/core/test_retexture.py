@@ -14,9 +14,9 @@ import torch
 
 from dreamsmith.core.bake import unwrap
 from dreamsmith.core.cli import main
-from dreamsmith.core.export import read_mesh, write_glb
 from dreamsmith.core.jobs.edit import mesh_sdf
 from dreamsmith.core.jobs.retexture import UVCheckConfig, uv_problems
+from dreamsmith.core.meshio import read_mesh, write_glb
 
 REPO = Path(__file__).resolve().parents[2]
 TOY = REPO / "tests" / "assets" / "toy_prior"

@@ -18,7 +18,7 @@ import pytest
 from test_generate import TINY
 from test_models import build_pixel_prior
 
-from dreamsmith.core.export import read_mesh
+from dreamsmith.core.meshio import read_mesh
 
 WORKER = [sys.executable, "-m", "dreamsmith.core.worker"]
 POSIX = pytest.mark.skipif(os.name != "posix", reason="signals and re-parenting are POSIX behaviour")

@@ -10,9 +10,10 @@ import numpy as np
 import pygltflib as gl
 import pytest
 
-from dreamsmith.core import export
 from dreamsmith.core.errors import InputError
-from dreamsmith.core.export import TexturedMesh, read_mesh, write_glb, write_obj
+from dreamsmith.core.meshio import TexturedMesh, read_mesh, write_glb, write_obj
+from dreamsmith.core.meshio import mesh as meshio_mesh
+from dreamsmith.core.meshio import write as meshio_write
 
 REPO = Path(__file__).resolve().parents[2]
 ASSETS = REPO / "tests" / "assets"
@@ -120,7 +121,7 @@ def test_failed_png_encoding_leaves_nothing(tmp_path, monkeypatch):
     def broken(_texture):
         raise OSError("simulated PNG encoder failure")
 
-    monkeypatch.setattr(export, "_encode_png", broken)
+    monkeypatch.setattr(meshio_write, "_encode_png", broken)
     with pytest.raises(OSError, match="simulated"):
         write_glb(_box(), tmp_path / "out.glb")
     with pytest.raises(OSError, match="simulated"):
@@ -138,7 +139,7 @@ def test_failure_mid_write_removes_temp_and_partial_files(tmp_path, monkeypatch)
             raise OSError("simulated disk failure")
         real_replace(src, dst)
 
-    monkeypatch.setattr(export.os, "replace", flaky_replace)
+    monkeypatch.setattr(meshio_mesh.os, "replace", flaky_replace)
     with pytest.raises(OSError, match="simulated"):
         write_obj(_box(), tmp_path / "out.obj")
     assert _dir_listing(tmp_path) == []

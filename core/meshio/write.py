@@ -1,0 +1,163 @@
+"""Writers: GLB with an embedded PNG, and OBJ + MTL + PNG (see the package docstring for the conventions)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pygltflib as gl
+from PIL import Image
+
+from ..errors import InputError
+from .mesh import TexturedMesh, atomic_write, checked, to_gltf
+
+_FLOAT, _UINT = 5126, 5125
+_ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
+_LINEAR, _LINEAR_MIPMAP_LINEAR, _REPEAT = 9729, 9987, 10497
+def _version() -> str:
+    try:
+        from .. import __version__
+    except ImportError:  # pragma: no cover - only when the module is loaded outside its package
+        return "unknown"
+    return __version__
+
+
+def _encode_png(texture: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(texture, "RGBA" if texture.shape[2] == 4 else "RGB").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _json_extras(extras: dict | None) -> dict:
+    if not extras:
+        return {}
+    try:
+        return json.loads(json.dumps(extras))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"GLB extras must be JSON-serialisable (strings, numbers, lists, dicts): {exc}") from exc
+
+
+def _glb_bytes(mesh: TexturedMesh, extras: dict | None) -> bytes:
+    verts, faces, uvs, normals, tex = checked(mesh)
+    node_extras = _json_extras(extras)
+    pos = to_gltf(verts)
+    nrm = to_gltf(normals)
+    png = _encode_png(tex)
+
+    blob = bytearray()
+    views: list[gl.BufferView] = []
+
+    def add_view(data: bytes, target: int | None) -> int:
+        blob.extend(b"\0" * (-len(blob) % 4))
+        views.append(gl.BufferView(buffer=0, byteOffset=len(blob), byteLength=len(data), target=target))
+        blob.extend(data)
+        return len(views) - 1
+
+    accessors = [
+        gl.Accessor(bufferView=add_view(pos.tobytes(), _ARRAY_BUFFER), componentType=_FLOAT, count=len(pos),
+                    type="VEC3", min=pos.min(0).tolist(), max=pos.max(0).tolist()),
+        gl.Accessor(bufferView=add_view(nrm.tobytes(), _ARRAY_BUFFER), componentType=_FLOAT, count=len(nrm),
+                    type="VEC3"),
+        gl.Accessor(bufferView=add_view(uvs.tobytes(), _ARRAY_BUFFER), componentType=_FLOAT, count=len(uvs),
+                    type="VEC2"),
+        gl.Accessor(bufferView=add_view(faces.reshape(-1).tobytes(), _ELEMENT_ARRAY_BUFFER), componentType=_UINT,
+                    count=faces.size, type="SCALAR"),
+    ]
+    image_view = add_view(png, None)
+    blob.extend(b"\0" * (-len(blob) % 4))
+
+    has_alpha = tex.shape[2] == 4 and bool((tex[..., 3] < 255).any())
+    material = gl.Material(
+        name=f"{mesh.name}_material",
+        pbrMetallicRoughness=gl.PbrMetallicRoughness(baseColorTexture=gl.TextureInfo(index=0, texCoord=0),
+                                                     metallicFactor=0.0, roughnessFactor=0.8),
+        alphaMode="BLEND" if has_alpha else "OPAQUE",
+        doubleSided=False,
+    )
+    gltf = gl.GLTF2(
+        asset=gl.Asset(generator=f"Dreamsmith {_version()}", version="2.0"),
+        scene=0,
+        scenes=[gl.Scene(name=mesh.name, nodes=[0])],
+        nodes=[gl.Node(name=mesh.name, mesh=0, extras=node_extras)],
+        meshes=[gl.Mesh(name=mesh.name, primitives=[gl.Primitive(
+            attributes=gl.Attributes(POSITION=0, NORMAL=1, TEXCOORD_0=2), indices=3, material=0, mode=4)])],
+        accessors=accessors,
+        bufferViews=views,
+        buffers=[gl.Buffer(byteLength=len(blob))],
+        materials=[material],
+        textures=[gl.Texture(name=f"{mesh.name}_basecolor", sampler=0, source=0)],
+        images=[gl.Image(name=f"{mesh.name}_basecolor", bufferView=image_view, mimeType="image/png")],
+        samplers=[gl.Sampler(magFilter=_LINEAR, minFilter=_LINEAR_MIPMAP_LINEAR, wrapS=_REPEAT, wrapT=_REPEAT)],
+    )
+    gltf.set_binary_blob(bytes(blob))
+    return b"".join(gltf.save_to_bytes())
+
+
+def write_glb(mesh: TexturedMesh, path: str | os.PathLike, extras: dict | None = None) -> Path:
+    """Write ``mesh`` as a single-mesh GLB with an embedded PNG base-colour texture, atomically.
+
+    Args:
+        mesh: The mesh in the engine's Z-up frame (converted to glTF's +Y up on write).
+        path: Target ``.glb`` path; its directory is created if missing.
+        extras: Optional JSON-serialisable metadata stored on the node (prompt, seed, preset...); Blender's
+            importer turns it into custom properties on the object.
+
+    Returns:
+        The written path.
+
+    Raises:
+        InputError: The mesh is empty or malformed, or ``extras`` is not JSON-serialisable.
+    """
+    path = Path(path)
+    data = _glb_bytes(mesh, extras)
+    atomic_write([path], [lambda p: p.write_bytes(data)])
+    return path
+
+
+def _obj_text(name: str, mtl_name: str, verts: np.ndarray, uvs: np.ndarray, normals: np.ndarray,
+              faces: np.ndarray) -> str:
+    v = to_gltf(verts)
+    n = to_gltf(normals)
+    vt = np.stack([uvs[:, 0], 1.0 - uvs[:, 1]], axis=1)
+    f = faces.astype(np.int64) + 1
+    lines = [f"# Dreamsmith {_version()}: Y-up (x, z, -y) of the Z-up engine frame; Blender's default OBJ import "
+             "restores Z-up.", f"mtllib {mtl_name}", f"o {name}"]
+    lines += [f"v {a:.9g} {b:.9g} {c:.9g}" for a, b, c in v.tolist()]  # 9 digits: float32 round-trips
+    lines += [f"vt {a:.9g} {b:.9g}" for a, b in vt.tolist()]
+    lines += [f"vn {a:.6g} {b:.6g} {c:.6g}" for a, b, c in n.tolist()]
+    lines += ["usemtl material0", "s 1"]
+    lines += [f"f {a}/{a}/{a} {b}/{b}/{b} {c}/{c}/{c}" for a, b, c in f.tolist()]
+    return "\n".join(lines) + "\n"
+
+
+def write_obj(mesh: TexturedMesh, path: str | os.PathLike) -> tuple[Path, Path, Path]:
+    """Write ``mesh`` as ``NAME.obj`` + ``NAME.mtl`` + ``NAME.png`` side by side, atomically (all three or none).
+
+    The MTL references the PNG by its bare file name (``map_Kd NAME.png``) and the OBJ the MTL by its bare
+    name, so the set can be moved or zipped together. Positions and normals are written Y-up ``(x, z, -y)``
+    (see the module docstring); ``vt`` stores ``1 - v``.
+
+    Args:
+        mesh: The mesh in the engine's Z-up frame.
+        path: Target ``.obj`` path; the ``.mtl`` and ``.png`` share its stem.
+
+    Returns:
+        ``(obj_path, mtl_path, png_path)``.
+
+    Raises:
+        InputError: The mesh is empty or malformed.
+    """
+    obj_path = Path(path)
+    mtl_path, png_path = obj_path.with_suffix(".mtl"), obj_path.with_suffix(".png")
+    verts, faces, uvs, normals, tex = checked(mesh)
+    obj_text = _obj_text(mesh.name, mtl_path.name, verts, uvs, normals, faces)
+    mtl_text = (f"# Dreamsmith {_version()}\nnewmtl material0\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nNs 10\nd 1\nillum 1\n"
+                f"map_Kd {png_path.name}\n")
+    png = _encode_png(tex)
+    atomic_write([png_path, mtl_path, obj_path], [lambda p: p.write_bytes(png),
+                                                   lambda p: p.write_text(mtl_text, encoding="utf-8"),
+                                                   lambda p: p.write_text(obj_text, encoding="utf-8")])
+    return obj_path, mtl_path, png_path
