@@ -1,0 +1,75 @@
+"""Finding a prior on disk: a local diffusers folder, or a Hugging Face Hub id resolved through the local cache and
+downloaded only when the user allows it (only the files score distillation needs, safetensors weights only)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ModelError
+
+if TYPE_CHECKING:
+    from .models import PriorConfig
+
+#: The folder parts whose files a download fetches (the VAE only when the model has one).
+NEEDED_PARTS = ("unet", "text_encoder", "tokenizer", "scheduler", "vae")
+
+
+def _download_hint(model: str) -> str:
+    return (f"download it with `huggingface-cli download {model}` (or `hf download {model}`), allow online access "
+            f"(Blender: Preferences > System > Network, and the Dreamsmith preference), or give the path of a local "
+            f"diffusers folder instead")
+
+
+def _hub_patterns(index: dict[str, Any], variant: str | None) -> list[str]:
+    """File patterns to fetch from the Hub: configs, tokenizer files and the safetensors weights of needed parts."""
+    pats = ["model_index.json"]
+    for name in NEEDED_PARTS:
+        if not isinstance(index.get(name), list) or index[name][0] is None:
+            continue
+        pats += [f"{name}/*.json", f"{name}/*.txt", f"{name}/*.model"]
+        if variant:
+            pats += [f"{name}/*.{variant}.safetensors", f"{name}/*.{variant}-*-of-*.safetensors"]
+        else:
+            pats += [f"{name}/diffusion_pytorch_model.safetensors", f"{name}/model.safetensors",
+                     f"{name}/diffusion_pytorch_model-*-of-*.safetensors", f"{name}/model-*-of-*.safetensors"]
+    return pats
+
+
+def resolve_model_path(cfg: PriorConfig) -> Path:
+    """The local folder of ``cfg.model``: the folder itself, or the Hub cache snapshot (downloading only if allowed).
+
+    Raises:
+        ModelError: The model is neither a folder nor in the cache (and downloading is not allowed or failed).
+    """
+    model = (cfg.model or "").strip()
+    if not model:
+        raise ModelError("No diffusion model was given; set it to a Hugging Face id or a local diffusers folder.")
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    looks_like_path = model.startswith((".", "/", "~", "\\")) or model.count("/") > 1 or ":" in model or "\\" in model
+    if looks_like_path:
+        if path.is_file():
+            raise ModelError(f"{model!r} is a single file; Dreamsmith needs a diffusers folder (with model_index.json)."
+                             f" Convert the checkpoint with diffusers' conversion script.")
+        raise ModelError(f"The model folder {model!r} does not exist; check the path or give a Hugging Face id.")
+
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    try:
+        return Path(snapshot_download(model, revision=cfg.revision, cache_dir=cfg.cache_dir, local_files_only=True))
+    except Exception as exc:  # huggingface_hub raises several types (not cached, offline, invalid id)
+        if not cfg.allow_network:
+            raise ModelError(f"The model {model!r} was not found locally; {_download_hint(model)}.") from exc
+    try:
+        index_file = hf_hub_download(model, "model_index.json", revision=cfg.revision, cache_dir=cfg.cache_dir)
+        index = json.loads(Path(index_file).read_text())
+        folder = snapshot_download(model, revision=cfg.revision, cache_dir=cfg.cache_dir,
+                                   allow_patterns=_hub_patterns(index, cfg.variant))
+    except Exception as exc:
+        raise ModelError(f"Downloading {model!r} failed ({type(exc).__name__}: {exc}); check the id, your network "
+                         f"and, for gated models (DeepFloyd IF), that you accepted the licence and logged in with "
+                         f"`huggingface-cli login`.") from exc
+    return Path(folder)
