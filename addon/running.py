@@ -296,12 +296,12 @@ def start_job(context, values: dict, model: str, config: dict, interactive: bool
                       "preferences and use Check setup.") from exc
     job_state.job = job
     job_state.meta = {"name": values["prompt"][:60], "scene": context.scene.name, "model": model,
-                   "interactive": interactive, "had_preview": PREVIEW_IMAGE in bpy.data.images,
-                   "command": command, "target": target, "info": info, "as_new_object": as_new_object,
-                   "queue": list(targets[1:]) if targets else [],
-                   "request": request,
-                   "props": {"prompt": values["prompt"], "negative_prompt": values["negative_prompt"],
-                             "seed": int(values["seed"]), "preset": values["preset"]}}
+                      "interactive": interactive, "had_preview": PREVIEW_IMAGE in bpy.data.images,
+                      "command": command, "target": target, "info": info, "as_new_object": as_new_object,
+                      "queue": list(targets[1:]) if targets else [],
+                      "request": request,
+                      "props": {"prompt": values["prompt"], "negative_prompt": values["negative_prompt"],
+                                "seed": int(values["seed"]), "preset": values["preset"]}}
     props = context.scene.dreamsmith
     props.running, props.message, props.message_is_error = True, "", False
     reset_progress(props)

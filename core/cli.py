@@ -7,7 +7,6 @@ Exit codes: 0 done, 2 a problem the user can fix (message on stderr, nothing wri
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -88,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                 flags, kwargs = INPUT_OPTIONS[name]
                 cmd.add_argument(*flags, **kwargs)
         if kind.priors:
-            _model_options(cmd, "coarse_model" in {f.name for f in dataclasses.fields(kind.config_class)})
+            _model_options(cmd, "coarse_model" in kind.priors)
         cmd.add_argument("--preview", help="also write a preview PNG (four shaded views) here")
         _common(cmd)
     return parser
@@ -117,7 +116,7 @@ def run(args: argparse.Namespace) -> dict:
     try:
         over = _overrides(args.config) | {"seed": args.seed}
         if kind.priors:
-            over = merge_models(over, kind.config_class, args.model, getattr(args, "fine_model", None),
+            over = merge_models(over, kind.priors, args.model, getattr(args, "fine_model", None),
                                 args.allow_network)
         inputs = {name: getattr(args, name, None) for name in (*kind.inputs, *kind.options)}
         return kind.run(inputs, args.out, kind.config(args.preset, over), device=args.device, callback=bar,

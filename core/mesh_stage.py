@@ -104,8 +104,8 @@ def auto_iso_level(density: Tensor, eps: float = 1e-5) -> float:
     return float(positive.mean()) if positive.numel() else 0.0
 
 
-def iso_occupancy(density: Tensor, level: float) -> tuple[Tensor, float]:
-    """Where ``density`` exceeds ``level``, and the level used.
+def iso_occupancy(density: Tensor, level: float) -> Tensor:
+    """Where ``density`` exceeds ``level``.
 
     When too little of the grid (fewer than :data:`MIN_OCCUPIED_FRACTION` of its points) is above ``level`` (a short
     or weak coarse run, a faint object), the level adapts to the field (:func:`auto_iso_level`), so that whatever
@@ -113,11 +113,9 @@ def iso_occupancy(density: Tensor, level: float) -> tuple[Tensor, float]:
     """
     occ = density > level
     if int(occ.sum()) >= max(1, MIN_OCCUPIED_FRACTION * density.numel()):
-        return occ, level
+        return occ
     auto = auto_iso_level(density)
-    if auto > 0.0 and auto < level:
-        return density > auto, auto
-    return occ, level
+    return density > auto if 0.0 < auto < level else occ
 
 
 @torch.no_grad()
@@ -140,7 +138,7 @@ def initial_sdf(density_fn, grid_verts: Tensor, grid_shape: tuple[int, int, int]
     diag = float((bbox[1] - bbox[0]).norm())
     dens = torch.cat([density_fn(c) for c in grid_verts.split(1 << 18)])
     if carve_fn is None:
-        occ, _ = iso_occupancy(dens, iso_density / diag)
+        occ = iso_occupancy(dens, iso_density / diag)
     else:
         occ = dens > iso_density / diag
         hull = torch.cat([carve_fn(c) for c in grid_verts.split(1 << 18)])

@@ -8,11 +8,13 @@ Blender and a crash of the engine never takes Blender down. The protocol:
 * stdin: ONE JSON object (:class:`dreamsmith.protocol.Job`), on one line or several.
 * stdout: JSON lines, nothing else (anything a library prints goes to stderr):
 
-  - ``{"type": protocol.PROGRESS, "stage", "step", "total", "loss", "eta"}``, throttled to a few a second
+  - ``{"type": "progress", "stage", "step", "total", "loss", "eta"}``, throttled to a few a second
     (a stage's first and last step always get through);
-  - ``{"type": protocol.PREVIEW, "path": png}``: a preview image written (atomically) beside the output;
-  - then exactly one of ``{"type": protocol.DONE, "out": path, "summary": {...}}`` or
-    ``{"type": protocol.ERROR, "message": ..., "kind": "<error class>"}``.
+  - ``{"type": "preview", "path": png}``: a preview image written (atomically) beside the output;
+  - then exactly one of ``{"type": "done", "out": path, "summary": {...}}`` or
+    ``{"type": "error", "message": ..., "kind": "<error class>"}``.
+
+  (The type names are :mod:`dreamsmith.protocol`'s ``PROGRESS``, ``PREVIEW``, ``DONE`` and ``ERROR``.)
 * exit code: 0 done, 2 a problem the user can fix (the message says what to do, nothing was written),
   1 a bug (traceback on stderr).
 
@@ -80,10 +82,6 @@ def parse_job(data: dict[str, Any]) -> Job:
         raise ConfigError("The job's 'config' must be a JSON object of config overrides (or {}).")
     if not job.out:
         raise InputError("The job has no 'out' path; give the result file, ending in .glb or .obj.")
-    if job.preset not in protocol.PRESET_NAMES:
-        raise ConfigError(f"Unknown preset {job.preset!r}; choose one of: {', '.join(protocol.PRESET_NAMES)}.")
-    if job.device not in protocol.DEVICE_NAMES:
-        raise ConfigError(f"Unknown device {job.device!r}; choose one of: {', '.join(protocol.DEVICE_NAMES)}.")
     if job.command in ("retexture", "edit") and not job.mesh:
         raise InputError(f"A {job.command!r} job needs a 'mesh': the input .glb, .gltf or .obj file.")
     return job
@@ -94,7 +92,7 @@ def job_overrides(job: Job) -> dict[str, Any]:
     from .jobs import JOBS
     from .jobs.io import merge_models
 
-    return merge_models(dict(job.config, seed=job.seed), JOBS[job.command].config_class, job.model, job.fine_model,
+    return merge_models(dict(job.config, seed=job.seed), JOBS[job.command].priors, job.model, job.fine_model,
                         job.allow_network, job.cache_dir)
 
 

@@ -11,7 +11,7 @@ Conventions:
       An attribute interpolates as ``u * a0 + v * a1 + (1 - u - v) * a2`` with ``a_k`` the attribute
       of vertex ``tri[f, k]``. ``u, v`` are perspective-correct and differentiable w.r.t. ``pos_clip``.
     * Pixel ``(row i, col j)`` has its centre at NDC ``x = (2 j + 1) / W - 1``, ``y = (2 i + 1) / H - 1``
-      (row 0 is NDC ``y = -1``; :mod:`dreamsmith.core.cameras` flips ``y`` so images are top-row-first).
+      (row 0 is NDC ``y = -1``; the engine's cameras flip ``y`` so images are top-row-first).
     * Visibility: the smallest ``z_ndc`` wins, ties go to the lower triangle id. Triangles with a vertex
       at ``w <= 0`` are skipped, samples with ``z_ndc`` outside ``[-1, 1]`` are culled, no back-face culling.
     * Texture ``uv`` in ``[0, 1]``, ``(0, 0)`` = top-left corner of the image (glTF), bilinear, clamped.

@@ -24,7 +24,8 @@ class JobKind:
             ``<Name>Config``.
         inputs: The input names the job reads, in the order ``run_<name>`` takes them first.
         options: Keyword inputs ``run_<name>`` takes by name.
-        priors: Whether the job loads diffusion priors (then its config names them ``coarse_model``/``fine_model``).
+        priors: The config fields that name the job's diffusion priors, in stage order (``coarse_model`` and/or
+            ``fine_model``; none for a job without priors).
     """
 
     name: str
@@ -32,7 +33,7 @@ class JobKind:
     module: str
     inputs: tuple[str, ...]
     options: tuple[str, ...] = ()
-    priors: bool = True
+    priors: tuple[str, ...] = ("coarse_model", "fine_model")
 
     def _mod(self):
         return importlib.import_module(f"{__name__}.{self.module}")
@@ -57,11 +58,11 @@ class JobKind:
 
 JOBS: dict[str, JobKind] = {kind.name: kind for kind in (
     JobKind("reconstruct", "fit a textured mesh to posed RGBA images (transforms.json)", "reconstruct", ("images",),
-            priors=False),
+            priors=()),
     JobKind("generate", "make a textured mesh from a text prompt (score distillation)", "generate", ("prompt",),
             ("negative_prompt", "state_out")),
     JobKind("retexture", "paint a new texture on a mesh from a prompt (its geometry is kept)", "retexture",
-            ("mesh", "prompt"), ("negative_prompt",)),
+            ("mesh", "prompt"), ("negative_prompt",), priors=("fine_model",)),
     JobKind("edit", "change a mesh's shape and texture towards a prompt", "edit", ("mesh", "prompt"),
             ("negative_prompt", "state", "world")),
 )}

@@ -4,7 +4,6 @@ config, and writing results (atomically)."""
 from __future__ import annotations
 
 import copy
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -20,22 +19,19 @@ from ..meshio import TexturedMesh, read_mesh, write_glb, write_obj
 from ..preview import write_preview
 
 MAX_PROMPT_CHARS = 1000
-#: The config fields that name priors, in stage order.
-PRIOR_KEYS = ("coarse_model", "fine_model")
 
 
-def merge_models(overrides: dict[str, Any], config_cls: type, model: str | None = None,
+def merge_models(overrides: dict[str, Any], keys: tuple[str, ...], model: str | None = None,
                  fine_model: str | None = None, allow_network: bool = False,
                  cache_dir: str | None = None) -> dict[str, Any]:
     """``overrides`` (not changed) with the models chosen on a command line or in a job merged in, for a job whose
-    config is ``config_cls``.
+    config names its priors ``keys`` (:attr:`~.JobKind.priors`).
 
     Every job names its priors ``coarse_model`` and/or ``fine_model``. ``model`` sets the coarse prior and, unless
     ``fine_model`` or the overrides name one, the fine prior too (one model for both stages); a job with only a
     fine prior (re-texturing) takes ``model`` for it. ``allow_network`` and ``cache_dir`` apply to every prior. The
     CLI and the worker both come through here, so the same inputs give the same config.
     """
-    keys = [k for k in PRIOR_KEYS if k in {f.name for f in dataclasses.fields(config_cls)}]
     over: dict[str, Any] = copy.deepcopy(overrides)
     for key in keys:
         if key in over and not isinstance(over[key], dict):

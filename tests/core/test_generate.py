@@ -5,6 +5,7 @@ input exits 2 with nothing written. Whether prompts steer shape and colour is th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -132,27 +133,30 @@ def test_live_previews_arrive_from_both_stages_and_do_not_change_the_result(prio
 
 def test_model_choices_merge_the_same_for_cli_and_worker():
     from dreamsmith.core.errors import ConfigError
-    from dreamsmith.core.jobs.generate import GenerateConfig
+    from dreamsmith.core.jobs import JOBS
     from dreamsmith.core.jobs.io import merge_models
-    from dreamsmith.core.jobs.retexture import RetextureConfig
     from dreamsmith.core.worker import Job, job_overrides
 
     base = {"coarse_model": {"revision": "main"}, "mesh": {"steps": 3}}
-    got = merge_models(base, GenerateConfig, "a/coarse", None, True, "/cache")
+    got = merge_models(base, JOBS["generate"].priors, "a/coarse", None, True, "/cache")
     assert got == {"coarse_model": {"revision": "main", "model": "a/coarse", "allow_network": True,
                                     "cache_dir": "/cache"},
                    "fine_model": {"model": "", "allow_network": True, "cache_dir": "/cache"}, "mesh": {"steps": 3}}
     assert base == {"coarse_model": {"revision": "main"}, "mesh": {"steps": 3}}  # not changed
-    assert merge_models({}, GenerateConfig, "a", "b")["fine_model"] == {"model": "b"}
-    assert merge_models({}, GenerateConfig, None, "b") == {"fine_model": {"model": "b"}}
+    assert merge_models({}, JOBS["generate"].priors, "a", "b")["fine_model"] == {"model": "b"}
+    assert merge_models({}, JOBS["generate"].priors, None, "b") == {"fine_model": {"model": "b"}}
     job = Job(prompt="x", out="x.glb", seed=7, model="a/coarse", config=base, allow_network=True, cache_dir="/cache")
     assert job_overrides(job) == dict(got, seed=7)
     with pytest.raises(ConfigError):
-        merge_models({"fine_model": "b"}, GenerateConfig, "a")
+        merge_models({"fine_model": "b"}, JOBS["generate"].priors, "a")
     # a job with one (mesh-stage) prior takes --model for it, named like every other job's
-    assert merge_models({}, RetextureConfig, "a", None, True) == {"fine_model": {"model": "a", "allow_network": True}}
+    one = merge_models({}, JOBS["retexture"].priors, "a", None, True)
+    assert one == {"fine_model": {"model": "a", "allow_network": True}}
     retex = Job(command="retexture", mesh="m.glb", prompt="x", out="x.glb", model="a")
     assert job_overrides(retex) == {"seed": 0, "fine_model": {"model": "a"}}
+    for kind in JOBS.values():  # the table names exactly the priors each job's config has, in stage order
+        fields = [f.name for f in dataclasses.fields(kind.config_class)]
+        assert kind.priors == tuple(k for k in ("coarse_model", "fine_model") if k in fields), kind.name
 
 
 def test_saved_state_round_trips_and_an_edit_fine_tunes_it(priors, tmp_path):
