@@ -10,6 +10,8 @@ import json
 import os
 import shutil
 import sys
+from dataclasses import dataclass, field
+from typing import Any
 
 import bpy
 
@@ -26,11 +28,63 @@ INPUTS = ("prompt", "negative_prompt", "preset", "seed")
 JOBS_FOLDER = "dreamsmith-jobs"
 
 
+@dataclass
+class Request:
+    """What the user asked for, kept to start the same job on the next queued object.
+
+    Attributes:
+        values: The inputs (``INPUTS``: prompt, negative prompt, preset, seed).
+        model: The coarse (or only) prior.
+        config: Config overrides (JSON object).
+        command: ``generate``, ``retexture`` or ``edit``.
+    """
+
+    values: dict[str, Any]
+    model: str
+    config: dict[str, Any]
+    command: str = "generate"
+
+
+@dataclass
+class RunningJob:
+    """What Blender keeps about the running job besides the worker.
+
+    Attributes:
+        request: What was asked for.
+        scene: The scene the job was started from (its sidebar shows the progress).
+        interactive: Started from the UI (previews, a timer) rather than a script.
+        had_preview: A preview image existed before the job (a failed job then leaves it).
+        target: The object a re-texture or edit works on ("" for generate).
+        info: How the target was exported (:class:`~.mesh_io.ExportInfo`), for putting the result back.
+        as_new_object: An edit adds a new object instead of changing the target.
+        queue: Objects still to re-texture after this one.
+    """
+
+    request: Request
+    scene: str
+    interactive: bool
+    had_preview: bool
+    target: str = ""
+    info: Any = None
+    as_new_object: bool = False
+    queue: list[str] = field(default_factory=list)
+
+    @property
+    def command(self) -> str:
+        return self.request.command
+
+    def inputs(self) -> dict[str, Any]:
+        """The inputs as the result's custom properties record them."""
+        v = self.request.values
+        return {"prompt": v["prompt"], "negative_prompt": v["negative_prompt"], "seed": int(v["seed"]),
+                "preset": v["preset"]}
+
+
 class _State:
     """The one job of this Blender session (module state: timers and panels have no operator instance)."""
 
     job: WorkerJob | None = None
-    meta: dict | None = None
+    meta: RunningJob | None = None
 
 
 job_state = _State()
@@ -47,8 +101,8 @@ def current_job() -> WorkerJob | None:
 
 
 def _scene_props():
-    meta = job_state.meta or {}
-    scene = bpy.data.scenes.get(meta.get("scene", "")) or bpy.context.scene
+    meta = job_state.meta
+    scene = (bpy.data.scenes.get(meta.scene) if meta is not None else None) or bpy.context.scene
     return getattr(scene, "dreamsmith", None) if scene is not None else None
 
 
@@ -106,31 +160,31 @@ def handle_message(msg: dict, props) -> None:
     if props is None:
         return
     apply_message(props, msg)
-    if msg.get("type") == PREVIEW and (job_state.meta or {}).get("interactive"):  # scripts get no preview images
+    # Scripts get no preview images.
+    if msg.get("type") == PREVIEW and job_state.meta is not None and job_state.meta.interactive:
         _load_preview(str(msg.get("path", "")), props)
 
 
-def _import(outcome: Outcome, meta: dict) -> tuple[object, str]:
+def _import(outcome: Outcome, meta: RunningJob) -> tuple[object, str]:
     """Bring a finished job's result into the scene; returns the object and what was done to it."""
     from .mesh_io import apply_edit, apply_retexture
     from .scene_io import import_result
 
     summary = outcome.summary or {}
     models = result_models(summary)
-    command = meta.get("command", "generate")
-    if command == "generate":
-        coarse = models.get("coarse") or meta["model"]
-        props = dict(meta["props"], coarse_model=coarse, fine_model=models.get("fine") or coarse,
+    if meta.command == "generate":
+        coarse = models.get("coarse") or meta.request.model
+        props = dict(meta.inputs(), coarse_model=coarse, fine_model=models.get("fine") or coarse,
                      state=summary.get("state") or "")
-        return import_result(outcome.out, name=meta["name"], props=props), "Added"
-    target = bpy.data.objects.get(meta["target"])
+        return import_result(outcome.out, name=meta.request.values["prompt"][:60], props=props), "Added"
+    target = bpy.data.objects.get(meta.target)
     if target is None:
-        raise RuntimeError(f"The object {meta['target']!r} was deleted while the job ran; nothing was changed.")
-    props = dict(meta["props"], model=models.get("fine") or meta["model"])
-    if command == "retexture":
-        apply_retexture(target, outcome.out, meta["info"], bool(summary.get("uvs_kept")), props)
+        raise RuntimeError(f"The object {meta.target!r} was deleted while the job ran; nothing was changed.")
+    props = dict(meta.inputs(), model=models.get("fine") or meta.request.model)
+    if meta.command == "retexture":
+        apply_retexture(target, outcome.out, meta.info, bool(summary.get("uvs_kept")), props)
         return target, "Re-textured"
-    return apply_edit(target, outcome.out, props, as_new_object=meta.get("as_new_object", False)), "Edited"
+    return apply_edit(target, outcome.out, props, as_new_object=meta.as_new_object), "Edited"
 
 
 def finish_job(outcome: Outcome | None, undo: bool) -> tuple[bool, str]:
@@ -152,10 +206,10 @@ def finish_job(outcome: Outcome | None, undo: bool) -> tuple[bool, str]:
                 else:
                     ok, message = True, f"{done} {obj.name!r}."
                     if undo:
-                        bpy.ops.ed.undo_push(message=f"Dreamsmith {meta.get('command', 'generate')}")
+                        bpy.ops.ed.undo_push(message=f"Dreamsmith {meta.command}")
         elif outcome is not None:
             message = outcome.message
-        if not ok and meta is not None and not meta.get("had_preview"):
+        if not ok and meta is not None and not meta.had_preview:
             _remove_preview(props)  # a failed or cancelled job leaves the data-blocks as they were
     finally:
         if job is not None:
@@ -194,13 +248,13 @@ def job_timer() -> float | None:
         redraw()
         if job.outcome is None:
             return TIMER_INTERVAL
-        queue = list((job_state.meta or {}).get("queue", []))
-        request = (job_state.meta or {}).get("request")
+        meta = job_state.meta
         ok, message = finish_job(job.outcome, undo=True)
-        if queue and ok:  # re-texture several objects: one job after the other (a failure stops the rest)
+        if meta is not None and meta.queue and ok:  # several objects: one job after the other (a failure stops)
             try:
-                start_job(bpy.context, request["values"], request["model"], request["config"], interactive=True,
-                          command=request["command"], targets=queue)
+                r = meta.request
+                start_job(bpy.context, r.values, r.model, r.config, interactive=True, command=r.command,
+                          targets=meta.queue)
                 return TIMER_INTERVAL
             except (OSError, ValueError) as exc:
                 ok, message = False, str(exc)
@@ -235,6 +289,35 @@ def parse_config(text: str) -> dict:
     return data
 
 
+def _export_target(command: str, target: str, work_dir, config: dict) -> tuple[object, object, dict]:
+    """Write a re-texture's or edit's object for the engine: ``(mesh path, export info, config)``; nothing for
+    generate. A failed export removes the job folder and raises ValueError."""
+    if command == "generate":
+        return None, None, config
+    from .mesh_io import export_for_engine
+
+    mesh_path = work_dir / "input.obj"
+    try:
+        info = export_for_engine(bpy.data.objects[target], str(mesh_path))
+    except (ValueError, OSError) as exc:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        raise ValueError(str(exc)) from exc
+    if command == "retexture" and not info.same_topology:
+        config["allow_new_uvs"] = False  # new UVs could not be put on the base mesh
+    return mesh_path, info, config
+
+
+def _states(prefs, command: str, target: str, work_dir) -> tuple[str, str, list[float] | None]:
+    """``(state to start from, state to save, the target's world matrix)``: a generate saves its engine state for
+    later edits; an edit of an object generated here starts from its state while that is still on disk."""
+    if command == "generate":
+        return "", str(states_dir(prefs) / f"{work_dir.name.removeprefix('dreamsmith-job-')}.safetensors"), None
+    saved = str(bpy.data.objects[target].get(PROP_PREFIX + "state", "")) if command == "edit" else ""
+    if saved and os.path.isfile(saved):
+        return saved, "", [v for row in bpy.data.objects[target].matrix_world for v in row]
+    return "", "", None
+
+
 def start_job(context, values: dict, model: str, config: dict, interactive: bool, command: str = "generate",
               targets: list[str] | None = None, as_new_object: bool = False) -> WorkerJob:
     """Start the worker for ``values`` (prompt, negative_prompt, preset, seed) and make it the current job.
@@ -259,28 +342,10 @@ def start_job(context, values: dict, model: str, config: dict, interactive: bool
     except OSError as exc:
         raise OSError(f"Cannot create a job folder under {_jobs_base(prefs)!r} ({exc}); choose a writable cache "
                       "folder in the add-on preferences.") from exc
-    request = {"values": values, "model": model, "config": dict(config), "command": command}
-    info, mesh_path, config = None, None, dict(config)
-    if command != "generate":
-        from .mesh_io import export_for_engine
-
-        mesh_path = work_dir / "input.obj"
-        try:
-            info = export_for_engine(bpy.data.objects[target], str(mesh_path))
-        except (ValueError, OSError) as exc:
-            shutil.rmtree(work_dir, ignore_errors=True)
-            raise ValueError(str(exc)) from exc
-        if command == "retexture" and not info.same_topology:
-            config["allow_new_uvs"] = False  # new UVs could not be put on the base mesh
+    request = Request(values, model, dict(config), command)
+    mesh_path, info, config = _export_target(command, target, work_dir, dict(config))
     out = work_dir / ("result.obj" if command == "retexture" else "result.glb")
-    state, state_out, world = "", "", None
-    if command == "generate":
-        state_out = str(states_dir(prefs) / f"{work_dir.name.removeprefix('dreamsmith-job-')}.safetensors")
-    elif command == "edit":
-        saved = str(bpy.data.objects[target].get(PROP_PREFIX + "state", ""))
-        if saved and os.path.isfile(saved):  # generated here and still on disk: fine-tune that state
-            state = saved
-            world = [v for row in bpy.data.objects[target].matrix_world for v in row]
+    state, state_out, world = _states(prefs, command, target, work_dir)
     job = WorkerJob(build_job(
         values["prompt"], out, negative_prompt=values["negative_prompt"], preset=values["preset"],
         seed=values["seed"], model=model, fine_model=prefs.fine_model if command in ("generate", "edit") else "",
@@ -295,13 +360,8 @@ def start_job(context, values: dict, model: str, config: dict, interactive: bool
         raise OSError(f"Cannot start the engine with {job.python!r} ({exc}); set the Python path in the add-on "
                       "preferences and use Check setup.") from exc
     job_state.job = job
-    job_state.meta = {"name": values["prompt"][:60], "scene": context.scene.name, "model": model,
-                      "interactive": interactive, "had_preview": PREVIEW_IMAGE in bpy.data.images,
-                      "command": command, "target": target, "info": info, "as_new_object": as_new_object,
-                      "queue": list(targets[1:]) if targets else [],
-                      "request": request,
-                      "props": {"prompt": values["prompt"], "negative_prompt": values["negative_prompt"],
-                                "seed": int(values["seed"]), "preset": values["preset"]}}
+    job_state.meta = RunningJob(request, context.scene.name, interactive, PREVIEW_IMAGE in bpy.data.images, target,
+                                info, as_new_object, list(targets[1:]) if targets else [])
     props = context.scene.dreamsmith
     props.running, props.message, props.message_is_error = True, "", False
     reset_progress(props)

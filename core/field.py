@@ -186,6 +186,14 @@ class NeRFField(nn.Module):
         self.register_buffer("bbox", box)
         self.register_buffer("density_prior", None)  # optional [1, 1, R, R, R] raw-density grid over the box
 
+    def grid_parameters(self) -> list[nn.Parameter]:
+        """The hash grid's parameters (trained at the grid's learning rate)."""
+        return list(self.encoding.parameters())
+
+    def color_parameters(self) -> list[nn.Parameter]:
+        """What the colour depends on: the hash grid and the albedo head (the mesh stage trains these)."""
+        return self.grid_parameters() + list(self.albedo_net.parameters())
+
     def set_density_prior(self, values: Tensor | None) -> None:
         """Add ``values`` (a ``[R, R, R]`` grid over the box, indexed x, y, z, corners aligned with the box's) to the
         raw density everywhere, trilinearly: the field then starts as that shape (e.g. an existing mesh, for an

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from .config import merge
+from .config import from_dict, merge
 from .errors import ConfigError
+
+T = TypeVar("T")
 
 # draft: CPU-capable (small grids and renders, few steps); standard: one consumer GPU; high: more of everything.
 RECONSTRUCT_PRESETS: dict[str, dict[str, Any]] = {
@@ -36,15 +39,26 @@ RECONSTRUCT_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def preset_overrides(table: dict[str, dict[str, Any]], name: str, extra: dict[str, Any] | None = None) -> dict:
-    """The overrides of preset ``name`` with ``extra`` merged on top; an unknown name is a ConfigError."""
+def preset_config(cls: type[T], table: dict[str, dict[str, Any]], name: str, extra: dict[str, Any] | None = None) -> T:
+    """The config ``cls`` of preset ``name`` with ``extra`` merged on top; an unknown preset or key is a
+    ConfigError."""
     if name not in table:
         raise ConfigError(f"Unknown preset {name!r}; choose one of: {', '.join(table)}.")
-    return merge(table[name], extra or {})
+    return from_dict(cls, merge(table[name], extra or {}))
+
+
+def config_maker(cls: type[T], table: dict[str, dict[str, Any]]) -> Callable[..., T]:
+    """A job's ``<name>_config(preset, overrides=None)``: :func:`preset_config` of ``cls`` over ``table``."""
+
+    def make(preset: str, overrides: dict[str, Any] | None = None) -> T:
+        return preset_config(cls, table, preset, overrides)
+
+    make.__doc__ = f"The {cls.__name__} of ``preset`` with ``overrides`` on top (unknown keys are errors)."
+    return make
 
 # Text to 3D. draft runs on a CPU (made for the toy prior: one pixel prior for both stages, 32-64 px renders);
 # standard and high are the Magic3D recipe (IF stage I at 64 px, then Stable Diffusion at 512 px) for one GPU.
-# The light the toy prior was trained with (scripts/toy_prior_data.py LIGHT_OFFSET): (0, 0) is a headlight; an
+# The light the toy prior was trained with (scripts/toy_prior_data.py LIGHT): (0, 0) is a headlight; an
 # offset fixes a directional light to the camera. The draft presets render their lit SDS views with it.
 TOY_PRIOR_LIGHT = (0.0, 0.0)
 _VIEWS_GPU = {"distance_min": 1.5, "distance_max": 2.0, "fov_min": 40.0, "fov_max": 70.0}
@@ -67,8 +81,7 @@ GENERATE_PRESETS: dict[str, dict[str, Any]] = {
             "field": {"grid": {"n_levels": 6, "log2_hashmap_size": 14, "base_resolution": 8,
                                "finest_resolution": 96}, "blob_density": 2.0, "blob_radius": 0.5},
             "occupancy": {"resolution": 32},
-            "volume": {"n_samples_per_ray": 64, "background": "white", "ambient": 0.35, "diffuse": 0.65,
-                       "light_offset": TOY_PRIOR_LIGHT},
+            "volume": {"n_samples_per_ray": 64, "background": "white", "light": {"offset": TOY_PRIOR_LIGHT}},
         },
         "coarse_sds": {"render_size": 32, "shading": "lambertian", "sparsity_weight": 0.1,
                        "views": {"views_per_step": 4}},
@@ -76,7 +89,7 @@ GENERATE_PRESETS: dict[str, dict[str, Any]] = {
                             "anneal": "linear"},
         "mesh": {"steps": 120, "render_size": 64, "lr_sdf": 0.05, "lr_deform": 0.005, "lr_color": 5e-3,
                  "iso_density": 10.0, "dmtet": {"resolution": 32}},
-        "mesh_sds": {"shading": "lambertian", "light_offset": TOY_PRIOR_LIGHT, "views": {"views_per_step": 4}},
+        "mesh_sds": {"shading": "lambertian", "light": {"offset": TOY_PRIOR_LIGHT}, "views": {"views_per_step": 4}},
         "fine_guidance": {"guidance_scale": 20.0, "max_step_percent": 0.5, "max_step_percent_end": 0.5},
         "bake": {"texture_size": 256},
     },
@@ -92,7 +105,7 @@ _RETEX_DRAFT: dict[str, Any] = {
     "color_field": {"grid": {"n_levels": 6, "log2_hashmap_size": 14, "base_resolution": 8, "finest_resolution": 128}},
     "guidance": {"guidance_scale": 20.0, "max_step_percent": 0.8, "max_step_percent_end": 0.3, "anneal": "linear"},
     "stage": {"steps": 150, "render_size": 64, "lr_color": 1e-2, "preview_every": 25},
-    "stage_sds": {"shading": "lambertian", "light_offset": TOY_PRIOR_LIGHT, "views": {"views_per_step": 4}},
+    "stage_sds": {"shading": "lambertian", "light": {"offset": TOY_PRIOR_LIGHT}, "views": {"views_per_step": 4}},
     "bake": {"texture_size": 256},
 }
 _RETEX_GPU: dict[str, Any] = {

@@ -12,7 +12,6 @@ the -Y side), counter-clockwise seen from above. ``|az| <= 45``: front, ``45 < a
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch
 from torch import Tensor
 
 from .errors import InputError, ModelError
+from .meshio import atomic_write
 from .models import Prior
 
 VIEWS = ("front", "side", "back", "overhead")
@@ -163,11 +163,9 @@ class PromptProcessor:
                 _MEMORY_CACHE[(fp, text)] = emb
                 disk = self._disk_path(text)
                 if disk is not None:
-                    disk.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = disk.with_name(disk.name + f".{os.getpid()}.tmp")
-                    save_file({"embedding": emb.contiguous()}, str(tmp),
-                              metadata={"model": self.prior.model_id, "text": text})
-                    os.replace(tmp, disk)
+                    tensors = {"embedding": emb.contiguous()}
+                    meta = {"model": self.prior.model_id, "text": text}
+                    atomic_write([disk], [lambda p, t=tensors, m=meta: save_file(t, str(p), metadata=m)])
         return [_MEMORY_CACHE[(fp, text)] for text in texts]
 
     @torch.no_grad()

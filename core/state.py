@@ -17,7 +17,8 @@ from .config import from_dict
 from .dmtet import DMTetConfig, DMTetGeometry
 from .errors import InputError
 from .field import FieldConfig, NeRFField
-from .volume import BackgroundMLP
+from .meshio import atomic_write
+from .render.volume import BackgroundMLP
 
 FORMAT = "dreamsmith-state-1"
 
@@ -51,12 +52,7 @@ def save_state(path: str | os.PathLike, field: NeRFField, geo: DMTetGeometry, co
     tensors["geo.deform"] = geo.deform.detach().cpu().contiguous()
     meta = {"format": FORMAT, "config": json.dumps(config), "field": json.dumps(_field_cfg(config)),
             "dmtet": json.dumps(config["mesh"]["dmtet"]), "scene_radius": str(config["scene_radius"])}
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write([path], [lambda p: save_file(tensors, str(p), metadata=meta)])
     return path
 
 

@@ -142,9 +142,9 @@ class Forwarder:
                        "loss": loss, "eta": None if eta is None else round(float(eta), 2)})
 
     def _write_preview(self, image) -> Path:
-        from .preview import write_png_atomic
+        from .meshio import write_png
 
-        path = write_png_atomic(image, self.out.with_name(f"{self.out.stem}.progress-{len(self.previews):04d}.png"))
+        path = write_png(image, self.out.with_name(f"{self.out.stem}.progress-{len(self.previews):04d}.png"))
         self.previews.append(path)
         for old in self.previews[:-2]:  # keep the newest two: the reader may still be loading the previous one
             old.unlink(missing_ok=True)

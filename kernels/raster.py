@@ -1,4 +1,5 @@
-"""Differentiable triangle rasterisation: rasterise, interpolate, antialias, texture.
+"""Differentiable triangle rasterisation: rasterise and interpolate (:mod:`.antialias` and :mod:`.texture` finish the
+image), and the backend choice of all four ops.
 
 The public functions follow nvdiffrast's conventions, so that nvdiffrast (CUDA context only, never
 OpenGL) is a drop-in fast path on CUDA tensors; on the CPU the visibility pass (which triangle is
@@ -24,7 +25,6 @@ were nudged by an infinitesimal ``(eps, eps^2)``, so every sample is covered by 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .backends import force_reference, warn_fallback_once
@@ -56,14 +56,15 @@ def available() -> bool:
     return _nvdr is not False
 
 
-def _use_fast(*tensors: Tensor) -> bool:
-    """Whether to dispatch to nvdiffrast for these tensors (all CUDA, float32)."""
+def fast_path(*tensors: Tensor):
+    """The nvdiffrast module when the raster ops should dispatch to it for these tensors (all CUDA, float32), else
+    None: the one place that picks the backend of rasterise, interpolate, antialias and texture."""
     if force_reference() or not all(t.is_cuda for t in tensors):
-        return False
+        return None
     if not available():
         warn_fallback_once(_KERNEL, "nvdiffrast is not installed")
-        return False
-    return all(t.dtype == torch.float32 for t in tensors if t.is_floating_point())
+        return None
+    return _nvdr if all(t.dtype == torch.float32 for t in tensors if t.is_floating_point()) else None
 
 
 def _context(device: torch.device):
@@ -76,7 +77,7 @@ def _context(device: torch.device):
 # --------------------------------------------------------------------------------------------- checks
 
 
-def _check_pos_tri(pos_clip: Tensor, tri: Tensor) -> Tensor:
+def check_pos_tri(pos_clip: Tensor, tri: Tensor) -> Tensor:
     """Validate ``pos_clip [B, V, 4] | [V, 4]`` and ``tri [F, 3]``; returns ``pos_clip`` as ``[B, V, 4]``."""
     if not isinstance(pos_clip, Tensor) or not pos_clip.is_floating_point():
         raise KernelInputError("pos_clip must be a floating-point tensor of clip-space positions [B, V, 4] or [V, 4].")
@@ -95,12 +96,12 @@ def _check_pos_tri(pos_clip: Tensor, tri: Tensor) -> Tensor:
     return pos_clip
 
 
-def _check_rast(rast: Tensor, name: str = "rast") -> None:
+def check_rast(rast: Tensor, name: str = "rast") -> None:
     if not isinstance(rast, Tensor) or rast.dim() != 4 or rast.shape[-1] != 4 or not rast.is_floating_point():
         raise KernelInputError(f"{name} must be the [B, H, W, 4] float output of rasterize().")
 
 
-def _pixel_xy(pos: Tensor, height: int, width: int) -> Tensor:
+def pixel_xy(pos: Tensor, height: int, width: int) -> Tensor:
     """Pixel coordinates ``[..., 2]`` (pixel centres at integers) of clip positions ``[..., 4]``."""
     w = pos[..., 3]
     x = (pos[..., 0] / w + 1.0) * (0.5 * width) - 0.5
@@ -108,7 +109,7 @@ def _pixel_xy(pos: Tensor, height: int, width: int) -> Tensor:
     return torch.stack([x, y], dim=-1)
 
 
-def _cross(a: Tensor, b: Tensor) -> Tensor:
+def cross2(a: Tensor, b: Tensor) -> Tensor:
     """2D cross product of ``[..., 2]`` vectors."""
     return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
 
@@ -127,11 +128,11 @@ def rasterize(pos_clip: Tensor, tri: Tensor, resolution: tuple[int, int]) -> Ten
     Returns:
         ``rast [B, H, W, 4]``; ``u, v`` (and ``z``) are differentiable w.r.t. ``pos_clip``.
     """
-    pos_clip = _check_pos_tri(pos_clip, tri)
+    pos_clip = check_pos_tri(pos_clip, tri)
     if len(resolution) != 2 or int(resolution[0]) <= 0 or int(resolution[1]) <= 0:
         raise KernelInputError(f"resolution must be two positive integers (H, W), got {resolution!r}.")
     res = (int(resolution[0]), int(resolution[1]))
-    if _use_fast(pos_clip):
+    if fast_path(pos_clip) is not None:
         rast, _ = _nvdr.rasterize(_context(pos_clip.device), pos_clip.contiguous(), tri.int().contiguous(), res)
         return rast
     if cpu_ops_for("raster (CPU)", pos_clip) is not None:
@@ -254,7 +255,7 @@ def _rast_from_keys(pos_clip: Tensor, tri: Tensor, keys: Tensor, height: int, wi
     verts = pos_clip.reshape(-1, 4)[bidx[:, None] * nverts + tri.long()[face]]  # [N, 3, 4], differentiable
     # Perspective-correct barycentrics: weights lam with sum(lam_k * (xy_k - ndc * w_k)) = 0, sum(lam) = 1.
     rel = verts[..., :2] - torch.stack([ndc_x, ndc_y], -1)[:, None] * verts[..., 3:4]  # [N, 3, 2]
-    lam = torch.stack([_cross(rel[:, 1], rel[:, 2]), _cross(rel[:, 2], rel[:, 0]), _cross(rel[:, 0], rel[:, 1])], 1)
+    lam = torch.stack([cross2(rel[:, 1], rel[:, 2]), cross2(rel[:, 2], rel[:, 0]), cross2(rel[:, 0], rel[:, 1])], 1)
     lam = lam / lam.sum(1, keepdim=True)
     z = (lam * verts[..., 2]).sum(1) / (lam * verts[..., 3]).sum(1)
     vals = torch.stack([lam[:, 0], lam[:, 1], z, (face + 1).to(pos_clip.dtype)], 1)
@@ -297,14 +298,14 @@ def interpolate(attr: Tensor, rast: Tensor, tri: Tensor) -> Tensor:
     Returns:
         ``[B, H, W, C]``, zero on background; differentiable w.r.t. ``attr`` and (through ``u, v``) ``pos_clip``.
     """
-    _check_rast(rast)
+    check_rast(rast)
     if not isinstance(attr, Tensor) or not attr.is_floating_point() or attr.dim() not in (2, 3):
         raise KernelInputError("attr must be a floating-point tensor of vertex attributes [B, V, C] or [V, C].")
     attr = attr[None] if attr.dim() == 2 else attr
     if attr.shape[0] not in (1, rast.shape[0]):
         raise KernelInputError(f"attr has batch {attr.shape[0]} but rast has batch {rast.shape[0]}; use 1 or the same.")
-    _check_pos_tri(attr.new_zeros(1, attr.shape[1], 4), tri)
-    if _use_fast(attr, rast):
+    check_pos_tri(attr.new_zeros(1, attr.shape[1], 4), tri)
+    if fast_path(attr, rast) is not None:
         return _nvdr.interpolate(attr.contiguous(), rast, tri.int().contiguous())[0]
     return interpolate_reference(attr, rast, tri)
 
@@ -325,147 +326,3 @@ def interpolate_reference(attr: Tensor, rast: Tensor, tri: Tensor) -> Tensor:
     u, v = flat[idx, 0:1].to(attr.dtype), flat[idx, 1:2].to(attr.dtype)
     vals = u * a[:, 0] + v * a[:, 1] + (1 - u - v) * a[:, 2]
     return out.index_put((idx,), vals).view(bsz, height, width, chans)
-
-
-# --------------------------------------------------------------------------------------------- antialias
-
-
-def antialias(color: Tensor, rast: Tensor, pos_clip: Tensor, tri: Tensor) -> Tensor:
-    """Analytic edge antialiasing with silhouette gradients w.r.t. vertex positions.
-
-    Args:
-        color: Shaded image ``[B, H, W, C]``.
-        rast: Output of :func:`rasterize` ``[B, H, W, 4]``.
-        pos_clip: The clip-space positions given to :func:`rasterize` ``[B, V, 4]`` (or ``[V, 4]``).
-        tri: The triangles given to :func:`rasterize` ``[F, 3]``.
-
-    Returns:
-        ``[B, H, W, C]``, differentiable w.r.t. ``color`` and ``pos_clip``.
-    """
-    _check_rast(rast)
-    pos_clip = _check_pos_tri(pos_clip, tri)
-    if not isinstance(color, Tensor) or color.dim() != 4 or not color.is_floating_point():
-        raise KernelInputError("color must be a floating-point image [B, H, W, C].")
-    if color.shape[:3] != rast.shape[:3]:
-        raise KernelInputError(f"color {tuple(color.shape)} and rast {tuple(rast.shape)} must share [B, H, W].")
-    if pos_clip.shape[0] not in (1, rast.shape[0]):
-        raise KernelInputError(f"pos_clip has batch {pos_clip.shape[0]} but rast has batch {rast.shape[0]}.")
-    if _use_fast(color, rast, pos_clip):
-        pos = pos_clip.expand(rast.shape[0], -1, -1).contiguous()
-        return _nvdr.antialias(color.contiguous(), rast, pos, tri.int().contiguous())
-    return antialias_reference(color, rast, pos_clip, tri)
-
-
-def _neighbour_pairs(face: Tensor, depth: Tensor, height: int, width: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Adjacent pixel pairs with different triangles: flat front index, flat back index, horizontal flag."""
-    fronts, backs, horiz = [], [], []
-    flat_idx = torch.arange(face.numel(), device=face.device).view(face.shape)  # [B, H, W]
-    for step, is_h in ((1, True), (width, False)):
-        a_sl = (slice(None), slice(None), slice(0, width - 1)) if is_h else (slice(None), slice(0, height - 1))
-        b_sl = (slice(None), slice(None), slice(1, width)) if is_h else (slice(None), slice(1, height))
-        differ = face[a_sl] != face[b_sl]
-        ia = flat_idx[a_sl][differ]
-        ib = ia + step
-        first_front = depth.view(-1)[ia] <= depth.view(-1)[ib]
-        fronts.append(torch.where(first_front, ia, ib))
-        backs.append(torch.where(first_front, ib, ia))
-        horiz.append(torch.full_like(ia, int(is_h), dtype=torch.bool))
-    return torch.cat(fronts), torch.cat(backs), torch.cat(horiz)
-
-
-def antialias_reference(color: Tensor, rast: Tensor, pos_clip: Tensor, tri: Tensor) -> Tensor:
-    """Pure-PyTorch :func:`antialias`.
-
-    For each horizontally or vertically adjacent pixel pair with different triangle ids, the pixel whose
-    triangle is nearer (background is infinitely far) is the front one. The front triangle's edge that the
-    segment front centre -> back centre leaves through crosses it at ``a`` in ``[0, 1]``; only edges that are
-    closer to perpendicular to the segment are used (near-vertical edges by horizontal pairs and vice versa),
-    which makes the covered area exact along straight edges. With ``a > 0.5`` the back pixel is blended
-    toward the front colour by ``a - 0.5``, else the front pixel toward the back colour by ``0.5 - a``.
-    """
-    pos_clip = pos_clip[None] if pos_clip.dim() == 2 else pos_clip
-    bsz, height, width, chans = color.shape
-    nverts = pos_clip.shape[1]
-    face = torch.round(rast[..., 3]).long() - 1  # [B, H, W]
-    depth = torch.where(face >= 0, rast[..., 2], torch.full_like(rast[..., 2], float("inf")))
-    front, back, horiz = _neighbour_pairs(face, depth, height, width)
-    if front.numel() == 0:
-        return color
-    fface = face.view(-1)[front]
-    ok = fface >= 0
-    front, back, horiz, fface = front[ok], back[ok], horiz[ok], fface[ok]
-    pb_idx = (front // (height * width)) if pos_clip.shape[0] > 1 else torch.zeros_like(front)
-    vidx = pb_idx[:, None] * nverts + tri.long()[fface]  # [N, 3]
-
-    def centre(flat: Tensor) -> Tensor:
-        pix = flat % (height * width)
-        return torch.stack([pix % width, pix // width], 1).to(pos_clip.dtype)
-
-    cf, cb = centre(front), centre(back)  # [N, 2]
-    with torch.no_grad():
-        p = _pixel_xy(pos_clip.detach().reshape(-1, 4)[vidx], height, width)  # [N, 3, 2]
-        t_all = []
-        for k in range(3):
-            a, c = p[:, (k + 1) % 3], p[:, (k + 2) % 3]
-            ef, eb = _cross(c - a, cf - a), _cross(c - a, cb - a)
-            ef, eb = ef * torch.sign(_cross(c - a, p[:, k] - a)), eb * torch.sign(_cross(c - a, p[:, k] - a))
-            exits = (eb < 0) & (ef >= 0)
-            t_all.append(torch.where(exits, ef / torch.where(exits, ef - eb, torch.ones_like(ef)),
-                                     torch.full_like(ef, float("inf"))))
-        t_min, edge = torch.stack(t_all, 1).min(1)
-        a_sel = torch.gather(p, 1, ((edge + 1) % 3)[:, None, None].expand(-1, 1, 2))[:, 0]
-        c_sel = torch.gather(p, 1, ((edge + 2) % 3)[:, None, None].expand(-1, 1, 2))[:, 0]
-        d = c_sel - a_sel
-        steep = d[:, 1].abs() >= d[:, 0].abs()
-        use = torch.isfinite(t_min) & (t_min <= 1) & (steep == horiz) & (d.abs().amax(1) > 0)
-    if not bool(use.any()):
-        return color
-    cf, cb, front, back, vidx, edge = cf[use], cb[use], front[use], back[use], vidx[use], edge[use]
-    i0 = torch.gather(vidx, 1, ((edge + 1) % 3)[:, None])[:, 0]
-    i1 = torch.gather(vidx, 1, ((edge + 2) % 3)[:, None])[:, 0]
-    pos_flat = pos_clip.reshape(-1, 4)
-    a_pt, c_pt = _pixel_xy(pos_flat[i0], height, width), _pixel_xy(pos_flat[i1], height, width)  # [M, 2] with grad
-    d = c_pt - a_pt
-    t = _cross(d, cf - a_pt) / _cross(d, cf - cb)  # crossing parameter along front -> back
-    col = color.reshape(-1, chans)
-    diff = col[front] - col[back]  # [M, C]
-    w_back = torch.relu(t - 0.5)[:, None].to(color.dtype)
-    w_front = torch.relu(0.5 - t)[:, None].to(color.dtype)
-    out = col.index_add(0, back, w_back * diff).index_add(0, front, -w_front * diff)
-    return out.view(bsz, height, width, chans)
-
-
-# --------------------------------------------------------------------------------------------- texture
-
-
-def texture(tex: Tensor, uv: Tensor) -> Tensor:
-    """Bilinear texture lookup, clamped at the borders.
-
-    Args:
-        tex: Texture ``[B, Ht, Wt, C]`` (or ``[Ht, Wt, C]`` / batch 1, shared by the batch).
-        uv: Coordinates ``[B, H, W, 2]`` in ``[0, 1]``; ``(0, 0)`` is the top-left corner of the image,
-            ``u`` goes right, ``v`` down; texel ``(r, c)`` has its centre at ``((c + 0.5) / Wt, (r + 0.5) / Ht)``.
-
-    Returns:
-        ``[B, H, W, C]``, differentiable w.r.t. ``tex`` and ``uv``.
-    """
-    if not isinstance(tex, Tensor) or not tex.is_floating_point() or tex.dim() not in (3, 4):
-        raise KernelInputError("tex must be a floating-point texture [B, Ht, Wt, C] or [Ht, Wt, C].")
-    tex = tex[None] if tex.dim() == 3 else tex
-    if not isinstance(uv, Tensor) or not uv.is_floating_point() or uv.dim() != 4 or uv.shape[-1] != 2:
-        raise KernelInputError("uv must be a floating-point tensor [B, H, W, 2].")
-    if tex.shape[0] not in (1, uv.shape[0]):
-        raise KernelInputError(f"tex has batch {tex.shape[0]} but uv has batch {uv.shape[0]}; use 1 or the same.")
-    if _use_fast(tex, uv):
-        tex_b = tex.expand(uv.shape[0], -1, -1, -1).contiguous()
-        return _nvdr.texture(tex_b, uv.contiguous(), filter_mode="linear", boundary_mode="clamp")
-    return texture_reference(tex, uv)
-
-
-def texture_reference(tex: Tensor, uv: Tensor) -> Tensor:
-    """Pure-PyTorch :func:`texture` (``grid_sample``, bilinear, border clamp)."""
-    tex = tex[None] if tex.dim() == 3 else tex
-    img = tex.permute(0, 3, 1, 2).expand(uv.shape[0], -1, -1, -1)  # [B, C, Ht, Wt]
-    grid = (uv * 2 - 1).to(img.dtype)
-    out = F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return out.permute(0, 2, 3, 1)

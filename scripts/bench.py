@@ -170,7 +170,7 @@ def bench_hashgrid(size: str, device: torch.device, repeats: int) -> dict:
 
 def bench_march(size: str, device: torch.device, repeats: int) -> dict:
     from dreamsmith.core.cameras import orbit_cameras
-    from dreamsmith.core.volume import ray_aabb
+    from dreamsmith.core.render.volume import ray_aabb
     from dreamsmith.kernels.march import composite, march_samples
 
     views, px, n_s, occ_res = SIZES[size]["rays"]
@@ -260,16 +260,17 @@ def _stage_setup(size: str, model: str, device: torch.device, steps: int):
 
 
 def bench_coarse_step(size: str, device: torch.device, repeats: int, model: str, steps: int = 0) -> dict:
-    from dreamsmith.core.coarse import train_coarse_sds
     from dreamsmith.core.events import StageReporter
+    from dreamsmith.core.stages.coarse import train_coarse
+    from dreamsmith.core.stages.objectives import ScoreDistillation
 
     cfg, steps, guidance, bbox = _stage_setup(size, model, device, steps)
 
     def make():
         def run():
             torch.manual_seed(0)
-            train_coarse_sds(cfg.coarse, cfg.coarse_sds, guidance, bbox, device, torch.Generator().manual_seed(0),
-                             StageReporter("coarse", steps, None, None))
+            train_coarse(cfg.coarse, ScoreDistillation(guidance, cfg.coarse_sds), bbox, device,
+                         torch.Generator().manual_seed(0), StageReporter("coarse", steps, None, None))
         return run
 
     return side_by_side(f"coarse SDS, {steps} whole steps, {size}", make, device, repeats)
@@ -279,7 +280,8 @@ def bench_fine_step(size: str, device: torch.device, repeats: int, model: str, s
     from dreamsmith.core.dmtet import DMTetGeometry
     from dreamsmith.core.events import StageReporter
     from dreamsmith.core.field import NeRFField
-    from dreamsmith.core.mesh_stage import train_mesh_sds
+    from dreamsmith.core.stages.mesh import train_mesh
+    from dreamsmith.core.stages.objectives import MeshScoreDistillation
 
     cfg, steps, guidance, bbox = _stage_setup(size, model, device, steps)
     r = cfg.scene_radius
@@ -293,8 +295,8 @@ def bench_fine_step(size: str, device: torch.device, repeats: int, model: str, s
 
         def run():
             geo.load_state_dict(state)
-            train_mesh_sds(cfg.mesh, cfg.mesh_sds, guidance, field, geo, torch.Generator().manual_seed(0),
-                           StageReporter("mesh", steps, None, None))
+            train_mesh(cfg.mesh, MeshScoreDistillation(guidance, cfg.mesh.render_size, cfg=cfg.mesh_sds), field, geo,
+                       torch.Generator().manual_seed(0), StageReporter("mesh", steps, None, None))
         return run
 
     return side_by_side(f"mesh-stage SDS, {steps} whole steps, {size}", make, device, repeats)

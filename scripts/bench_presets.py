@@ -188,14 +188,15 @@ def _stage_prior(stage: str, kind: str, device: torch.device, dtype: torch.dtype
 
 def run_pairing(pairing: str, preset: str, steps: int, device: torch.device, dtype: torch.dtype,
                 folder: Path) -> None:
-    from dreamsmith.core.coarse import train_coarse_sds
-    from dreamsmith.core.dmtet import DMTetGeometry
     from dreamsmith.core.events import StageReporter
     from dreamsmith.core.guidance.sds import SDSGuidance
     from dreamsmith.core.jobs.generate import generate_config
     from dreamsmith.core.jobs.io import finish_mesh
-    from dreamsmith.core.mesh_stage import initial_sdf, train_mesh_sds
     from dreamsmith.core.prompts import PromptProcessor
+    from dreamsmith.core.stages.coarse import train_coarse
+    from dreamsmith.core.stages.mesh import train_mesh
+    from dreamsmith.core.stages.objectives import MeshScoreDistillation, ScoreDistillation
+    from dreamsmith.core.stages.surface import init_geometry
 
     cfg = generate_config(preset)
     coarse_kind, fine_kind = ("if", "sd") if pairing == "if+sd" else ("sd", "sd")
@@ -214,8 +215,8 @@ def run_pairing(pairing: str, preset: str, steps: int, device: torch.device, dty
     cfg.coarse.steps = steps
 
     def coarse(cb):
-        return train_coarse_sds(cfg.coarse, cfg.coarse_sds, guidance, bbox, device, gen,
-                                StageReporter("coarse", steps, cb, None))
+        return train_coarse(cfg.coarse, ScoreDistillation(guidance, cfg.coarse_sds), bbox, device, gen,
+                            StageReporter("coarse", steps, cb, None))
 
     row = measure("coarse", generate_config(preset).coarse.steps, coarse, device, counter)
     field = row.pop("result")[0]
@@ -230,15 +231,12 @@ def run_pairing(pairing: str, preset: str, steps: int, device: torch.device, dty
         if prior is None:
             return
     fine_guidance = SDSGuidance(prior, PromptProcessor(prior, "a red cube", "", cfg.prompt), cfg.fine_guidance)
-    geo = DMTetGeometry(cfg.mesh.dmtet, bbox.to(device)).to(device)
-    res = cfg.mesh.dmtet.resolution + 1
-    geo.init_from_sdf(initial_sdf(field.density, geo.grid_verts, (res,) * 3, bbox, cfg.mesh.iso_density, None,
-                                  cfg.mesh.min_component_fraction, source="text"))
+    geo = init_geometry(cfg.mesh, bbox, device, field.density, source="text")
     cfg.mesh.steps = steps
 
     def mesh(cb):
-        return train_mesh_sds(cfg.mesh, cfg.mesh_sds, fine_guidance, field, geo, gen,
-                              StageReporter("mesh", steps, cb, None))
+        objective = MeshScoreDistillation(fine_guidance, cfg.mesh.render_size, cfg=cfg.mesh_sds)
+        return train_mesh(cfg.mesh, objective, field, geo, gen, StageReporter("mesh", steps, cb, None))
 
     row = measure("mesh", generate_config(preset).mesh.steps, mesh, device, counter)
     row.pop("result")

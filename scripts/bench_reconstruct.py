@@ -30,7 +30,7 @@ from dreamsmith.core.datasets import load_posed_images  # noqa: E402
 from dreamsmith.core.jobs.reconstruct import reconstruct_config, run_reconstruct  # noqa: E402
 from dreamsmith.core.meshio import TexturedMesh, read_mesh  # noqa: E402
 from dreamsmith.core.metrics import chamfer_meshes, psnr  # noqa: E402
-from dreamsmith.core.preview import render_textured  # noqa: E402
+from dreamsmith.core.render.mesh import render_textured  # noqa: E402
 
 
 def log_progress(ev) -> None:

@@ -34,7 +34,8 @@ from toy_prior_data import COLOURS, SHAPES, shape_object  # noqa: E402
 from dreamsmith.core.jobs.generate import generate_config, run_generate  # noqa: E402
 from dreamsmith.core.meshio import TexturedMesh, read_mesh  # noqa: E402
 from dreamsmith.core.metrics import chamfer_meshes  # noqa: E402
-from dreamsmith.core.preview import preview_cameras, render_textured  # noqa: E402
+from dreamsmith.core.render.mesh import render_textured  # noqa: E402
+from dreamsmith.core.render.preview import preview_cameras  # noqa: E402
 
 TOY = Path(__file__).resolve().parents[1] / "tests" / "assets" / "toy_prior"
 

@@ -4,10 +4,10 @@ Objects are ``a {colour} {shape}`` for shapes cube / sphere / cone / torus and c
 each about one unit across, centred at the origin (Blender's frame, Z up). Views come from
 :func:`dreamsmith.core.cameras.orbit_cameras` with the engine's SDS camera model (distance 2.0, 40-degree field of
 view, elevation -10..60 degrees, random azimuth) plus a few overhead views (elevation 60..85). Shading is
-ambient 0.35 + Lambertian 0.65 with the light at the camera, on a white background (:data:`LIGHT_OFFSET` moves
-it: a directional light fixed to the camera, see :func:`dreamsmith.core.cameras.camera_light`; the engine's draft
-presets must use the same, ``presets.TOY_PRIOR_LIGHT``). Images are ray-marched at twice
-the output size and box-downsampled (antialiasing).
+the engine's lambertian shading (:mod:`dreamsmith.core.render.shading`) under :data:`LIGHT`, at the camera, on a white
+background (an offset makes it a directional light fixed to the camera, see
+:func:`dreamsmith.core.cameras.camera_light`; the engine's draft presets must use the same light). Images are
+ray-marched at twice the output size and box-downsampled (antialiasing).
 
 The view suffixes follow the engine's view-dependent prompting: azimuth within 45 degrees of 0 = ``front`` (camera on
 the -Y side), 45-135 or 225-315 = ``side``, 135-225 = ``back``, elevation above 60 = ``overhead``.
@@ -25,6 +25,7 @@ from synth_objects import SynthObject, sd_cone, sd_round_box, sd_sphere, sd_toru
 from torch import Tensor
 
 from dreamsmith.core.cameras import camera_light, orbit_cameras
+from dreamsmith.core.render.shading import LightConfig, shade
 
 SHAPES = ("cube", "sphere", "cone", "torus")
 COLOURS = {
@@ -37,10 +38,9 @@ VIEWS = ("front", "side", "back", "overhead")
 DISTANCE, FOV_DEG = 2.0, 40.0
 ELEVATION_RANGE = (-10.0, 60.0)
 OVERHEAD_RANGE = (60.0, 85.0)
-AMBIENT, DIFFUSE = 0.35, 0.65
-# (right, up) offset of the light in the camera frame; (0, 0): at the camera. (-0.5, 0.6), from the upper left,
-# was tried (45 min of training): the prior drew boxier cubes, but SDS still gave no cube and bumpier surfaces.
-LIGHT_OFFSET = (0.0, 0.0)
+# The light the toy prior's images are shaded with. A light from the upper left (offset (-0.5, 0.6)) drew boxier
+# cubes but bumpier SDS surfaces, so the headlight stays.
+LIGHT = LightConfig(ambient=0.35, diffuse=0.65, offset=(0.0, 0.0))
 
 # ------------------------------------------------------------------------------------------- shapes (Z up)
 
@@ -126,16 +126,15 @@ def render_shape(shape: str, colour: tuple[float, float, float], azimuth_deg: Te
     o, d = cams.rays()  # [B, H, W, 3]
     b = o.shape[0]
     o, d = o.reshape(-1, 3), d.reshape(-1, 3)
-    if any(LIGHT_OFFSET):
-        light = camera_light(cams, LIGHT_OFFSET)[:, None, None, :].expand(b, hi, hi, 3).reshape(-1, 3)
+    if any(LIGHT.offset):
+        light = camera_light(cams, LIGHT.offset)[:, None, None, :].expand(b, hi, hi, 3).reshape(-1, 3)
     else:
         light = -d  # a point light at the camera
     hit, pts = sphere_trace(obj, o, d, steps=96)
     img = torch.ones(o.shape[0], 3)
     if hit.any():
-        n = _normals(obj, pts[hit])
-        lam = (n * light[hit]).sum(-1).clamp_min(0)
-        img[hit] = (AMBIENT + DIFFUSE * lam)[:, None] * torch.tensor(colour)
+        albedo = torch.tensor(colour, dtype=torch.float32).expand(int(hit.sum()), 3)
+        img[hit] = shade(albedo, _normals(obj, pts[hit]), light[hit], "lambertian", LIGHT)
     img = img.reshape(b, hi, hi, 3).permute(0, 3, 1, 2)
     return torch.nn.functional.avg_pool2d(img, supersample) if supersample > 1 else img
 

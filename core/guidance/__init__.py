@@ -1,13 +1,2 @@
-"""Guidance: what the renders are optimised against (posed reference images, diffusion priors).
-
-Guidance classes are chosen by name from :data:`GUIDANCE` (``"reference"``, ``"sds"``).
-"""
-
-from ..registry import Registry
-
-GUIDANCE = Registry("guidance")
-
-# Importing the modules registers their classes (both are light: diffusers loads only with a model).
-from . import reference, sds  # noqa: E402
-
-__all__ = ["GUIDANCE", "reference", "sds"]
+"""Guidance: what the renders are optimised against: posed reference images (:mod:`.reference`) or a diffusion prior
+by score distillation (:mod:`.sds`, with :mod:`.camera` for priors that take the camera)."""

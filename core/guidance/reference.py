@@ -16,7 +16,6 @@ from torch import Tensor
 from ..cameras import Cameras
 from ..datasets import PosedImages
 from ..errors import InputError
-from . import GUIDANCE
 
 
 @dataclass
@@ -38,7 +37,6 @@ class ReferenceConfig:
     mask_weight: float = 1.0
 
 
-@GUIDANCE.register("reference")
 class ReferenceGuidance:
     """Posed images as guidance.
 

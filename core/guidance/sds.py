@@ -20,7 +20,6 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..models import Prior
 from ..prompts import PromptProcessor
-from . import GUIDANCE
 from .camera import camera_features
 
 
@@ -74,7 +73,6 @@ def max_step_percent(cfg: SDSConfig, step: int, total_steps: int) -> float:
     return cfg.max_step_percent + (cfg.max_step_percent_end - cfg.max_step_percent) * p
 
 
-@GUIDANCE.register("sds")
 class SDSGuidance:
     """Score distillation against a pixel or latent diffusion prior.
 

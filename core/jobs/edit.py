@@ -19,12 +19,12 @@ import torch
 from torch import Tensor
 
 from ... import __version__
-from ..config import from_dict, to_dict
+from ..config import to_dict
 from ..device import seeded_job
 from ..errors import InputError
 from ..meshio import TexturedMesh
 from ..models import load_prior
-from ..presets import EDIT_PRESETS, preset_overrides
+from ..presets import EDIT_PRESETS, config_maker
 from ..state import load_state
 from .generate import GenerateConfig, fine_stage, generate_mesh, make_guidance, used_models
 from .io import check_inputs, read_input, write_outputs
@@ -49,9 +49,7 @@ class EditConfig(GenerateConfig):
     prior_clamp: float = 8.0
 
 
-def edit_config(preset: str, overrides: dict[str, Any] | None = None) -> EditConfig:
-    """The edit config of ``preset`` with ``overrides`` on top (unknown keys are errors)."""
-    return from_dict(EditConfig, preset_overrides(EDIT_PRESETS, preset, overrides))
+edit_config = config_maker(EditConfig, EDIT_PRESETS)
 
 
 def mesh_sdf(verts: Tensor, faces: Tensor, points: Tensor, budget: int = 2_000_000) -> Tensor:

@@ -14,19 +14,20 @@ import torch
 
 from ... import __version__
 from ..bake import BakeConfig
-from ..coarse import CoarseConfig, CoarseSDSConfig, train_coarse_sds
-from ..config import from_dict, to_dict
+from ..config import to_dict
 from ..device import seeded_job
-from ..dmtet import DMTetGeometry
 from ..errors import InputError
 from ..events import CancelToken, ProgressCallback, StageReporter
 from ..guidance.sds import SDSConfig, SDSGuidance
-from ..mesh_stage import MeshSDSConfig, MeshStageConfig, initial_sdf, train_mesh_sds
 from ..meshio import TexturedMesh
 from ..models import PriorConfig, load_prior
-from ..presets import GENERATE_PRESETS, preset_overrides
-from ..preview import field_preview, mesh_preview, write_preview
+from ..presets import GENERATE_PRESETS, config_maker
 from ..prompts import PromptConfig, PromptProcessor
+from ..render.preview import field_preview, mesh_preview, write_preview
+from ..stages.coarse import CoarseConfig, CoarseSDSConfig, train_coarse
+from ..stages.mesh import MeshSDSConfig, MeshStageConfig, train_mesh
+from ..stages.objectives import MeshScoreDistillation, ScoreDistillation
+from ..stages.surface import init_geometry
 from .io import check_inputs, finish_mesh, write_result
 
 
@@ -64,9 +65,7 @@ class GenerateConfig:
     bake: BakeConfig = field(default_factory=BakeConfig)
 
 
-def generate_config(preset: str, overrides: dict[str, Any] | None = None) -> GenerateConfig:
-    """The config of ``preset`` with ``overrides`` on top (unknown keys are errors)."""
-    return from_dict(GenerateConfig, preset_overrides(GENERATE_PRESETS, preset, overrides))
+generate_config = config_maker(GenerateConfig, GENERATE_PRESETS)
 
 
 def used_models(cfg: GenerateConfig) -> dict[str, str]:
@@ -103,10 +102,9 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
 
         t0 = time.perf_counter()
         live = callback is not None  # live previews only for someone who listens
-        model, _, renderer = train_coarse_sds(cfg.coarse, cfg.coarse_sds, guidance, bbox, dev, gen,
-                                              StageReporter("coarse", cfg.coarse.steps, callback, cancel, every=5),
-                                              preview_fn=field_preview(r) if live else None,
-                                              density_prior=density_prior)
+        model, _, renderer = train_coarse(cfg.coarse, ScoreDistillation(guidance, cfg.coarse_sds), bbox, dev, gen,
+                                          StageReporter("coarse", cfg.coarse.steps, callback, cancel, every=5),
+                                          preview_fn=field_preview(r) if live else None, density_prior=density_prior)
         timings["coarse"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -118,10 +116,7 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
             gc.collect()
             fine_guidance = make_guidance(load_prior(cfg.fine_model, dev), prompt, negative_prompt, cfg.prompt,
                                           cfg.fine_guidance)
-        geo = DMTetGeometry(cfg.mesh.dmtet, bbox.to(dev)).to(dev)
-        res = cfg.mesh.dmtet.resolution + 1
-        geo.init_from_sdf(initial_sdf(model.density, geo.grid_verts, (res, res, res), bbox, cfg.mesh.iso_density,
-                                      None, cfg.mesh.min_component_fraction, source="text"))
+        geo = init_geometry(cfg.mesh, bbox, dev, model.density, source="text")
         timings["mesh"] = time.perf_counter() - t0  # loading the fine prior, initialising DMTet
         mesh = fine_stage(cfg, fine_guidance, model, geo, gen, prompt, callback, cancel, timings)
         if state_out is not None:
@@ -131,15 +126,15 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
         return mesh, timings
 
 
-def fine_stage(cfg: GenerateConfig, guidance: SDSGuidance, field, geo: DMTetGeometry, gen: torch.Generator,
+def fine_stage(cfg: GenerateConfig, guidance: SDSGuidance, field, geo, gen: torch.Generator,
                prompt: str, callback: ProgressCallback | None, cancel: CancelToken | None,
                timings: dict[str, float], stage: str = "mesh") -> TexturedMesh:
     """Magic3D's second half: the mesh stage on ``geo`` with ``field``'s colours, then unwrap and bake."""
     t0 = time.perf_counter()
     live = callback is not None  # live previews only for someone who listens
-    train_mesh_sds(cfg.mesh, cfg.mesh_sds, guidance, field, geo, gen,
-                   StageReporter(stage, cfg.mesh.steps, callback, cancel, every=5),
-                   preview_fn=mesh_preview(cfg.scene_radius, background=cfg.mesh_sds.background) if live else None)
+    watch = mesh_preview(cfg.scene_radius, background=cfg.mesh_sds.background, light=cfg.mesh_sds.light)
+    train_mesh(cfg.mesh, MeshScoreDistillation(guidance, cfg.mesh.render_size, cfg=cfg.mesh_sds), field, geo, gen,
+               StageReporter(stage, cfg.mesh.steps, callback, cancel, every=5), preview_fn=watch if live else None)
     timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - t0
     t0 = time.perf_counter()
     mesh = finish_mesh(geo, field.albedo, cfg.bake, cfg.mesh.min_component_fraction, prompt[:60])

@@ -16,7 +16,7 @@ from ..device import resolve_device
 from ..errors import ConfigError, InputError
 from ..mesh_ops import largest_components
 from ..meshio import TexturedMesh, read_mesh, write_glb, write_obj
-from ..preview import write_preview
+from ..render.preview import write_preview
 
 MAX_PROMPT_CHARS = 1000
 

@@ -1,4 +1,4 @@
-"""The staged pipeline: coarse NeRF -> mesh stage -> bake -> export, with progress and cancellation."""
+"""Reconstruction from posed images: coarse NeRF -> mesh stage -> bake -> export, with progress and cancellation."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ from typing import Any
 
 from ... import __version__
 from ..bake import BakeConfig
-from ..coarse import CoarseConfig, train_coarse_reference
-from ..config import from_dict, to_dict
+from ..config import to_dict
 from ..datasets import load_posed_images
 from ..device import resolve_device, seeded_job
 from ..events import CancelToken, ProgressCallback, StageReporter
 from ..guidance.reference import ReferenceConfig, ReferenceGuidance
-from ..mesh_stage import MeshReferenceConfig, MeshStageConfig, train_mesh_reference
-from ..presets import RECONSTRUCT_PRESETS, preset_overrides
-from ..preview import write_preview
+from ..presets import RECONSTRUCT_PRESETS, config_maker
+from ..render.preview import write_preview
+from ..stages.coarse import CoarseConfig, train_coarse
+from ..stages.mesh import MeshReferenceConfig, MeshStageConfig, train_mesh
+from ..stages.objectives import PosedRays, PosedViews
+from ..stages.surface import init_geometry
 from .io import check_output_path, finish_mesh, write_result
 
 
@@ -45,9 +47,7 @@ class ReconstructConfig:
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
 
 
-def reconstruct_config(preset: str, overrides: dict[str, Any] | None = None) -> ReconstructConfig:
-    """The config of ``preset`` with ``overrides`` on top (unknown keys are errors)."""
-    return from_dict(ReconstructConfig, preset_overrides(RECONSTRUCT_PRESETS, preset, overrides))
+reconstruct_config = config_maker(ReconstructConfig, RECONSTRUCT_PRESETS)
 
 
 def run_reconstruct(images: str | os.PathLike, out: str | os.PathLike, cfg: ReconstructConfig, device: str = "auto",
@@ -67,13 +67,16 @@ def run_reconstruct(images: str | os.PathLike, out: str | os.PathLike, cfg: Reco
         bbox = guidance.scene_box()
 
         t0 = time.perf_counter()
-        model, _ = train_coarse_reference(cfg.coarse, guidance, bbox, gen,
-                                          StageReporter("coarse", cfg.coarse.steps, callback, cancel, every=10))
+        objective = PosedRays(guidance, cfg.coarse.rays_per_step, cfg.coarse.opacity_weight)
+        model, _, _ = train_coarse(cfg.coarse, objective, bbox, dev, gen,
+                                   StageReporter("coarse", cfg.coarse.steps, callback, cancel, every=10))
         timings["coarse"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        geo = train_mesh_reference(cfg.mesh, cfg.mesh_reference, guidance, model, bbox, gen,
-                                   StageReporter("mesh", cfg.mesh.steps, callback, cancel, every=5))
+        geo = init_geometry(cfg.mesh, bbox, dev, model.density, guidance.carve)
+        objective = PosedViews(guidance, cfg.mesh.render_size, cfg.mesh_reference.views_per_step)
+        train_mesh(cfg.mesh, objective, model, geo, gen, StageReporter("mesh", cfg.mesh.steps, callback, cancel,
+                                                                       every=5))
         timings["mesh"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()

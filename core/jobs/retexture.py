@@ -19,18 +19,19 @@ from torch import Tensor
 
 from ... import __version__
 from ..bake import BakeConfig, bake_texture, unwrap
-from ..config import from_dict, to_dict
+from ..config import to_dict
 from ..device import seeded_job
 from ..errors import InputError
 from ..events import CancelToken, ProgressCallback, StageReporter
 from ..field import FieldConfig, HashGridConfig, NeRFField
 from ..guidance.sds import SDSConfig
-from ..mesh_stage import MeshSDSConfig, train_mesh_sds
 from ..meshio import TexturedMesh
 from ..models import PriorConfig, load_prior
-from ..presets import RETEXTURE_PRESETS, preset_overrides
-from ..preview import mesh_preview
+from ..presets import RETEXTURE_PRESETS, config_maker
 from ..prompts import PromptConfig
+from ..render.preview import mesh_preview
+from ..stages.mesh import MeshSDSConfig, train_mesh
+from ..stages.objectives import MeshScoreDistillation
 from .generate import make_guidance
 from .io import check_inputs, read_input, write_outputs
 
@@ -103,9 +104,7 @@ class RetextureConfig:
     allow_new_uvs: bool = True
 
 
-def retexture_config(preset: str, overrides: dict[str, Any] | None = None) -> RetextureConfig:
-    """The re-texture config of ``preset`` with ``overrides`` on top (unknown keys are errors)."""
-    return from_dict(RetextureConfig, preset_overrides(RETEXTURE_PRESETS, preset, overrides))
+retexture_config = config_maker(RetextureConfig, RETEXTURE_PRESETS)
 
 
 # ------------------------------------------------------------------------------------------------ frames and UVs
@@ -217,10 +216,10 @@ def run_retexture(mesh_path: str | os.PathLike, prompt: str, out: str | os.PathL
         fixed = FixedMesh(torch.from_numpy(frame.to_prior(verts)).to(dev),
                           torch.from_numpy(faces.astype(np.int64)).to(dev))
         live = callback is not None
-        train_mesh_sds(cfg.stage, cfg.stage_sds, guidance, colour, fixed, gen,
-                       StageReporter("texture", cfg.stage.steps, callback, cancel, every=5), freeze_geometry=True,
-                       preview_fn=mesh_preview(cfg.fit_radius * 1.3, background=cfg.stage_sds.background) if live
-                       else None)
+        watch = mesh_preview(cfg.fit_radius * 1.3, background=cfg.stage_sds.background, light=cfg.stage_sds.light)
+        train_mesh(cfg.stage, MeshScoreDistillation(guidance, cfg.stage.render_size, cfg=cfg.stage_sds), colour, fixed,
+                   gen, StageReporter("texture", cfg.stage.steps, callback, cancel, every=5), freeze_geometry=True,
+                   preview_fn=watch if live else None)
         timings["texture"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()

@@ -14,13 +14,13 @@ UV convention (glTF): ``(0, 0)`` is the top-left corner of the image and ``v`` g
 texture images are stored row 0 = top. OBJ's ``vt`` has ``v`` growing upward, so the OBJ writer
 stores ``1 - v`` and the reader flips it back.
 
-All writers are atomic: they write to temporary files in the target directory and ``os.replace``
-them into place; on any failure the temporary files are removed and nothing is left at the
-target path(s).
+All writers (and :func:`atomic_write`, which the engine's other files use) are atomic: they write to
+temporary files in the target directory and ``os.replace`` them into place; on any failure the temporary files are
+removed and nothing is left at the target path(s).
 """
 
-from .mesh import TexturedMesh, vertex_normals
+from .mesh import TexturedMesh, atomic_write, vertex_normals
 from .read import read_mesh
-from .write import write_glb, write_obj
+from .write import write_glb, write_obj, write_png
 
-__all__ = ["TexturedMesh", "read_mesh", "vertex_normals", "write_glb", "write_obj"]
+__all__ = ["TexturedMesh", "atomic_write", "read_mesh", "vertex_normals", "write_glb", "write_obj", "write_png"]

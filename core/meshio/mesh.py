@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from .. import mesh_ops
 from ..errors import InputError
 
 
@@ -71,23 +73,19 @@ def _unit(n: np.ndarray) -> np.ndarray:
 
 
 def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals ``[V, 3]``, shared across vertices duplicated at UV seams.
+    """Area-weighted unit vertex normals ``[V, 3]`` (:func:`~dreamsmith.core.mesh_ops.vertex_normals`), shared across
+    vertices duplicated at UV seams.
 
     Args:
         verts: ``[V, 3]`` positions.
         faces: ``[F, 3]`` indices.
     """
     verts = np.asarray(verts, dtype=np.float64)
-    faces = np.asarray(faces, dtype=np.int64)
     # Weld exact duplicates (UV-seam copies) so seams do not show as hard edges.
-    _, weld = np.unique(verts, axis=0, return_inverse=True)
-    weld = weld.reshape(-1)
-    tri = verts[faces]
-    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # [F, 3], length = 2 * area
-    acc = np.zeros((weld.max() + 1, 3))
-    for k in range(3):
-        np.add.at(acc, weld[faces[:, k]], fn)
-    return _unit(acc[weld])
+    welded, weld = np.unique(verts, axis=0, return_inverse=True)
+    weld = torch.from_numpy(weld.reshape(-1))
+    faces = weld[torch.as_tensor(np.asarray(faces, dtype=np.int64))]
+    return mesh_ops.vertex_normals(torch.from_numpy(welded), faces)[weld].numpy().astype(np.float32)
 
 
 def to_gltf(p: np.ndarray) -> np.ndarray:

@@ -31,6 +31,14 @@ def _encode_png(texture: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def write_png(image: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write a uint8 ``[H, W, 3|4]`` image as PNG, atomically."""
+    path = Path(path)
+    data = _encode_png(np.ascontiguousarray(image))
+    atomic_write([path], [lambda p: p.write_bytes(data)])
+    return path
+
+
 def _json_extras(extras: dict | None) -> dict:
     if not extras:
         return {}

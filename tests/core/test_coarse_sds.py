@@ -36,9 +36,10 @@ def _standard_coarse(steps: int):
 
 
 def test_learned_background_trains_shows_in_previews_and_is_kept_in_the_state(tmp_path):
-    from dreamsmith.core.coarse import train_coarse_sds
     from dreamsmith.core.dmtet import DMTetGeometry
-    from dreamsmith.core.preview import field_preview
+    from dreamsmith.core.render.preview import field_preview
+    from dreamsmith.core.stages.coarse import train_coarse
+    from dreamsmith.core.stages.objectives import ScoreDistillation
     from dreamsmith.core.state import load_state, save_state
 
     cfg = _standard_coarse(40)
@@ -54,9 +55,9 @@ def test_learned_background_trains_shows_in_previews_and_is_kept_in_the_state(tm
         previews.append(preview(field, occupancy, renderer))
         return previews[-1]
 
-    field, _, renderer = train_coarse_sds(cfg.coarse, cfg.coarse_sds, _pull_to_red, bbox, torch.device("cpu"),
-                                          torch.Generator().manual_seed(0), StageReporter("coarse", 40, None, None),
-                                          preview_fn=record)
+    field, _, renderer = train_coarse(cfg.coarse, ScoreDistillation(_pull_to_red, cfg.coarse_sds), bbox,
+                                      torch.device("cpu"), torch.Generator().manual_seed(0),
+                                      StageReporter("coarse", 40, None, None), preview_fn=record)
     first, last = seen[0], seen[-1]  # the background after the first step and after the last
     assert last[0] > first[0] + 0.03 and (last[1:] < first[1:] - 0.03).all(), (first, last)
     corner = [p[0, 0].astype(float) for p in (previews[0], previews[-1])]  # pixels that see only background
@@ -73,13 +74,14 @@ def test_learned_background_trains_shows_in_previews_and_is_kept_in_the_state(tm
 
 
 def test_white_background_keeps_no_background_module(tmp_path):
-    from dreamsmith.core.coarse import train_coarse_sds
     from dreamsmith.core.jobs.generate import generate_config
+    from dreamsmith.core.stages.coarse import train_coarse
+    from dreamsmith.core.stages.objectives import ScoreDistillation
 
     cfg = generate_config("draft", {"coarse": {"steps": 2, "occupancy": {"resolution": 16}}})
-    _, _, renderer = train_coarse_sds(cfg.coarse, cfg.coarse_sds, _pull_to_red, torch.tensor([[-1.0] * 3, [1.0] * 3]),
-                                      torch.device("cpu"), torch.Generator().manual_seed(0),
-                                      StageReporter("coarse", 2, None, None))
+    _, _, renderer = train_coarse(cfg.coarse, ScoreDistillation(_pull_to_red, cfg.coarse_sds),
+                                  torch.tensor([[-1.0] * 3, [1.0] * 3]), torch.device("cpu"),
+                                  torch.Generator().manual_seed(0), StageReporter("coarse", 2, None, None))
     assert renderer.background is None
 
 
@@ -89,7 +91,7 @@ def _grid(n: int = 17):
 
 
 def test_iso_level_adapts_to_a_faint_object():
-    from dreamsmith.core.mesh_stage import initial_sdf
+    from dreamsmith.core.stages.surface import initial_sdf
 
     verts, shape = _grid()
     bbox = torch.tensor([[-1.0] * 3, [1.0] * 3])
@@ -97,7 +99,7 @@ def test_iso_level_adapts_to_a_faint_object():
     def faint_blob(x):  # density at most 2, where the configured level asks for 50 / diagonal ~ 14
         return (2.0 * (1.0 - x.norm(dim=-1) / 0.6)).clamp_min(0.0)
 
-    from dreamsmith.core.mesh_stage import auto_iso_level
+    from dreamsmith.core.stages.surface import auto_iso_level
 
     sdf = initial_sdf(faint_blob, verts, shape, bbox, iso_density=50.0, source="text")
     inside = sdf < 0
@@ -113,7 +115,7 @@ def test_iso_level_adapts_to_a_faint_object():
 
 @pytest.mark.parametrize(("source", "words"), [("text", "prompt"), ("images", "transparent background")])
 def test_an_empty_field_says_what_to_change_for_its_job(source, words):
-    from dreamsmith.core.mesh_stage import initial_sdf
+    from dreamsmith.core.stages.surface import initial_sdf
 
     verts, shape = _grid()
     with pytest.raises(InputError, match=words):

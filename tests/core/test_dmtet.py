@@ -231,7 +231,7 @@ def test_sdf_edge_regularizer_penalises_floaters():
 def test_clean_occupancy_seals_pinholed_shells_but_keeps_real_holes():
     import numpy as np
 
-    from dreamsmith.core.mesh_stage import clean_occupancy
+    from dreamsmith.core.stages.surface import clean_occupancy
 
     shell = np.zeros((40, 40, 40), bool)
     shell[8:32, 8:32, 8:32] = True

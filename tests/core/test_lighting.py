@@ -9,9 +9,10 @@ import torch.nn.functional as F
 from dreamsmith.core.cameras import camera_light, orbit_cameras
 from dreamsmith.core.jobs.generate import generate_config
 from dreamsmith.core.jobs.retexture import retexture_config
-from dreamsmith.core.mesh_stage import render_mesh
 from dreamsmith.core.presets import TOY_PRIOR_LIGHT
-from dreamsmith.core.volume import VolumeConfig, VolumeRenderer
+from dreamsmith.core.render.mesh import render_mesh
+from dreamsmith.core.render.shading import LightConfig
+from dreamsmith.core.render.volume import VolumeConfig, VolumeRenderer
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -64,11 +65,11 @@ def test_camera_light_is_fixed_to_the_camera_frame():
 def test_volume_and_mesh_renders_light_a_sphere_from_the_upper_left_alike():
     size = 32
     cams = orbit_cameras(torch.tensor([40.0]), torch.tensor([15.0]), 2.0, 40.0, size)
-    vol = VolumeRenderer(VolumeConfig(n_samples_per_ray=160, ambient=0.35, diffuse=0.65, light_offset=UPPER_LEFT))
+    vol = VolumeRenderer(VolumeConfig(n_samples_per_ray=160, light=LightConfig(offset=UPPER_LEFT)))
     a = vol.render_image(_Sphere(), cams, None, shading="lambertian")["rgb"][0].mean(-1)
     v, f = _uv_sphere()
     m = render_mesh(v * 0.5, f, cams, lambda p: torch.ones(p.shape[0], 3), torch.ones(1, 1, 1, 3),
-                    shading="lambertian", light_offset=UPPER_LEFT)["rgb"][0].mean(-1)
+                    shading="lambertian", light=LightConfig(offset=UPPER_LEFT))["rgb"][0].mean(-1)
     idx = torch.arange(size)
     inner = ((idx[:, None] - 15.5) ** 2 + (idx[None, :] - 15.5) ** 2).sqrt() < 6
     upper_left = inner & (idx[:, None] < 14) & (idx[None, :] < 14)
@@ -82,11 +83,11 @@ def test_volume_and_mesh_renders_light_a_sphere_from_the_upper_left_alike():
 
 
 def test_draft_presets_render_with_the_toy_prior_light():
-    from toy_prior_data import LIGHT_OFFSET
+    from toy_prior_data import LIGHT
 
-    assert tuple(LIGHT_OFFSET) == tuple(TOY_PRIOR_LIGHT)
+    assert LIGHT.offset == TOY_PRIOR_LIGHT
     gen = generate_config("draft")
-    assert tuple(gen.coarse.volume.light_offset) == TOY_PRIOR_LIGHT
-    assert tuple(gen.mesh_sds.light_offset) == TOY_PRIOR_LIGHT
-    assert tuple(retexture_config("draft").stage_sds.light_offset) == TOY_PRIOR_LIGHT
-    assert tuple(generate_config("standard").coarse.volume.light_offset) == (0.0, 0.0)  # real priors: headlight
+    assert gen.coarse.volume.light == LIGHT  # the whole shading: ambient, diffuse and where the light is
+    assert gen.mesh_sds.light == LIGHT
+    assert retexture_config("draft").stage_sds.light == LIGHT
+    assert generate_config("standard").coarse.volume.light.offset == (0.0, 0.0)  # real priors: headlight

@@ -12,9 +12,7 @@ import torch
 from test_models import build_latent_prior, build_pixel_prior  # tests/core is on sys.path under pytest
 
 from dreamsmith.core.errors import ConfigError, InputError, ModelError
-from dreamsmith.core.guidance import GUIDANCE
 from dreamsmith.core.guidance.camera import CAMERA_FEATURES, camera_features, mirrored_azimuth
-from dreamsmith.core.guidance.reference import ReferenceGuidance
 from dreamsmith.core.guidance.sds import SDSConfig, SDSGuidance, max_step_percent
 from dreamsmith.core.models import PriorConfig, load_prior
 from dreamsmith.core.prompts import PromptConfig, PromptProcessor, clear_embedding_cache, view_index
@@ -288,10 +286,3 @@ def test_nonfinite_predictions_give_zero_gradient_and_are_reported(pixel, monkey
 def test_unknown_score_is_a_config_error(pixel):
     with pytest.raises(ConfigError, match="score"):
         SDSGuidance(pixel, PromptProcessor(pixel, "a red cube"), SDSConfig(score="vsd"))
-
-
-def test_guidance_registry_names_both_kinds():
-    assert GUIDANCE.get("sds") is SDSGuidance
-    assert GUIDANCE.get("reference") is ReferenceGuidance
-    with pytest.raises(ValueError, match="already registered"):
-        GUIDANCE.register("sds")(type("Other", (), {}))

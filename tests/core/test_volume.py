@@ -8,7 +8,7 @@ from torch import nn
 from dreamsmith.core.cameras import orbit_cameras
 from dreamsmith.core.errors import ConfigError, InputError
 from dreamsmith.core.occupancy import OccupancyConfig, OccupancyGrid
-from dreamsmith.core.volume import VolumeConfig, VolumeRenderer, ray_aabb, render_rays
+from dreamsmith.core.render.volume import VolumeConfig, VolumeRenderer, ray_aabb, render_rays
 
 COLOUR = torch.tensor([0.2, 0.6, 0.9])
 RADIUS = 0.5

@@ -6,10 +6,12 @@ import pytest
 import torch
 
 from dreamsmith.core.cameras import orbit_cameras
-from dreamsmith.core.volume import ray_aabb
+from dreamsmith.core.render.volume import ray_aabb
+from dreamsmith.kernels.antialias import antialias
 from dreamsmith.kernels.hashgrid import hash_encode, level_resolutions
 from dreamsmith.kernels.march import composite, march_samples
-from dreamsmith.kernels.raster import antialias, interpolate, rasterize, texture
+from dreamsmith.kernels.raster import interpolate, rasterize
+from dreamsmith.kernels.texture import texture
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
 

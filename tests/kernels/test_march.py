@@ -38,7 +38,7 @@ def _rays(n: int, seed: int):
     o = torch.randn(n, 3, generator=g) * 0.3 + torch.tensor([0.0, -2.5, 0.3])
     d = torch.nn.functional.normalize(torch.tensor([0.0, 1.0, 0.0]) + 0.4 * torch.randn(n, 3, generator=g), dim=-1)
     bbox = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
-    from dreamsmith.core.volume import ray_aabb
+    from dreamsmith.core.render.volume import ray_aabb
 
     near, far = ray_aabb(o, d, bbox)
     hit = far > near
@@ -105,7 +105,7 @@ def test_renders_agree_with_forced_references(monkeypatch, ops):
     from dreamsmith.core.cameras import orbit_cameras
     from dreamsmith.core.field import FieldConfig, NeRFField
     from dreamsmith.core.occupancy import OccupancyConfig, OccupancyGrid
-    from dreamsmith.core.volume import VolumeConfig, render_image
+    from dreamsmith.core.render.volume import VolumeConfig, render_image
 
     torch.manual_seed(0)
     bbox = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])

@@ -5,8 +5,10 @@ import torch
 
 from dreamsmith.core.cameras import Cameras, orbit_cameras
 from dreamsmith.kernels import raster
+from dreamsmith.kernels.antialias import antialias
 from dreamsmith.kernels.cpu_build import cpu_ops
-from dreamsmith.kernels.raster import antialias, interpolate, rasterize, texture
+from dreamsmith.kernels.raster import interpolate, rasterize
+from dreamsmith.kernels.texture import texture
 
 TRI = torch.tensor([[0, 1, 2]])
 

@@ -13,28 +13,28 @@ Early termination is batched: between blocks, rays whose transmittance fell belo
 ``"blocks"``). The alternatives ``"prepass"`` (a no-grad density pass over every sample first) and
 ``"none"`` are kept for benchmarking; see ``VolumeConfig.early_stop``.
 
-Shading: ``albedo`` (c = albedo), ``lambertian`` (c = albedo * (ambient + diffuse * max(0, n.l))) and
-``textureless`` (c = ambient + diffuse * max(0, n.l), grey). Normals come from ``field.normals`` and are
-only evaluated when a mode needs them (or ``normals=True``).
+Shading is :mod:`.shading`'s; normals come from ``field.normals`` and are only evaluated when a mode needs them (or
+``normals=True``).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..kernels.march import composite, march_samples
-from .cameras import Cameras, camera_light
-from .errors import ConfigError, InputError
-from .occupancy import OccupancyGrid
+from ...kernels.march import composite, march_samples
+from ..cameras import Cameras, camera_light
+from ..errors import ConfigError, InputError
+from ..occupancy import OccupancyGrid
+from .shading import LightConfig, check_shading, shade
 
 BACKGROUNDS = ("white", "black", "random", "learned")
-SHADINGS = ("albedo", "lambertian", "textureless")
 EARLY_STOP = ("blocks", "prepass", "none")
 
 
@@ -56,12 +56,9 @@ class VolumeConfig:
         bg_hidden: Hidden width of the learned background MLP.
         bg_freqs: Sine/cosine frequency bands of the learned background's direction encoding.
         chunk_rays: Rays rendered per chunk (bounds memory; gradients flow through all chunks).
-        ambient: Ambient term of the lambertian / textureless shading.
-        diffuse: Diffuse term of the lambertian / textureless shading.
+        light: The light of the lit shading modes; its ``(0, 0)`` offset is a headlight from the box centre's side.
         light_jitter: Standard deviation of the random perturbation added to the default light direction (from the
             camera) in :meth:`VolumeRenderer.render_image` when ``perturb`` is on; 0 disables it.
-        light_offset: ``(right, up)`` offset of the default light in the camera's frame (see
-            :func:`~dreamsmith.core.cameras.camera_light`); ``(0, 0)`` is a headlight from the box centre's side.
         normal_min_weight: Normals (6 density queries each) are evaluated only for samples whose compositing
             weight exceeds this; the others are shaded with the ambient term alone (their weight is negligible).
     """
@@ -69,16 +66,14 @@ class VolumeConfig:
     n_samples_per_ray: int = 256
     near_min: float = 0.0
     termination_eps: float = 1e-4
-    early_stop: str = "blocks"
+    early_stop: Literal["blocks", "prepass", "none"] = "blocks"
     march_block: int = 64
     background: Literal["white", "black", "random", "learned"] = "white"
     bg_hidden: int = 32
     bg_freqs: int = 2
     chunk_rays: int = 16384
-    ambient: float = 0.3
-    diffuse: float = 0.7
+    light: LightConfig = dc_field(default_factory=LightConfig)
     light_jitter: float = 0.0
-    light_offset: tuple[float, float] = (0.0, 0.0)
     normal_min_weight: float = 1e-3
 
     def __post_init__(self) -> None:
@@ -125,17 +120,6 @@ def ray_aabb(rays_o: Tensor, rays_d: Tensor, bbox: Tensor) -> tuple[Tensor, Tens
     near = torch.minimum(t0, t1).amax(dim=-1)
     far = torch.maximum(t0, t1).amin(dim=-1)
     return near, far
-
-
-def _shade(albedo: Tensor, normals: Tensor | None, light: Tensor | None, shading: str, ambient: float,
-           diffuse: float) -> Tensor:
-    """Colours ``[N, 3]`` of samples with ``albedo [N, 3]``, ``normals [N, 3]`` and unit ``light [N, 3]``."""
-    if shading == "albedo":
-        return albedo
-    lum = ambient + diffuse * (normals * light).sum(-1, keepdim=True).clamp_min(0.0)  # [N, 1]
-    if shading == "lambertian":
-        return albedo * lum
-    return lum.expand(-1, 3)
 
 
 def _rand(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype,
@@ -191,8 +175,7 @@ def render_rays(field, rays_o: Tensor, rays_d: Tensor, config: VolumeConfig | No
         ``n_samples`` (differentiable field evaluations) and ``n_prepass`` (no-grad density evaluations).
     """
     config = config or VolumeConfig()
-    if shading not in SHADINGS:
-        raise ConfigError(f"Unknown shading {shading!r}; choose one of: {', '.join(SHADINGS)}.")
+    check_shading(shading)
     if rays_o.dim() != 2 or rays_o.shape[-1] != 3 or rays_o.shape != rays_d.shape:
         raise InputError(f"render expects rays_o and rays_d of shape [R, 3] (got {tuple(rays_o.shape)} and "
                          f"{tuple(rays_d.shape)}); flatten image rays first or use render_image.")
@@ -275,7 +258,7 @@ def _render_chunk(cfg: VolumeConfig, field, rays_o: Tensor, rays_d: Tensor, occu
             n = torch.zeros_like(xs)
             if nsel.numel() > 0:
                 n = n.index_put((nsel,), field.normals(xs[nsel]).to(dt))
-        c = _shade(albedo, n, light[ray_of] if want_normals else None, shading, cfg.ambient, cfg.diffuse)
+        c = shade(albedo, n, light[ray_of] if want_normals else None, shading, cfg.light)
         rgb = rgb.index_add(0, ray_of, w[:, None] * c)
         wt = wt.index_add(0, ray_of, w * ts)
         if want_normals:
@@ -330,8 +313,8 @@ def render_image(field, cameras: Cameras, config: VolumeConfig | None = None, oc
     o, d = cams.rays()  # [B, H, W, 3]
     if shading != "albedo":
         if light_dir is None:
-            if any(config.light_offset):
-                light_dir = camera_light(cams, config.light_offset)
+            if any(config.light.offset):
+                light_dir = camera_light(cams, config.light.offset)
             else:
                 centre = field.bbox.to(cams.c2w).mean(dim=0)
                 light_dir = cams.centers - centre  # [B, 3]

@@ -1,0 +1,112 @@
+"""Stage 1: the coarse hash-grid NeRF, optimised against an objective (posed images or score distillation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ..cameras import ViewSamplerConfig
+from ..events import StageReporter
+from ..field import FieldConfig, NeRFField
+from ..occupancy import OccupancyConfig, OccupancyGrid
+from ..render.volume import VolumeConfig, VolumeRenderer
+from .loop import adam, run_steps
+
+
+@dataclass
+class CoarseConfig:
+    """The coarse stage.
+
+    Attributes:
+        steps: Optimisation steps.
+        rays_per_step: Random rays per step (posed images).
+        lr: Adam learning rate of the hash table.
+        lr_mlp: Adam learning rate of the MLP heads and the learned background.
+        opacity_weight: Extra weight on matching the images' alpha (posed images; carves empty space).
+        field: The NeRF field.
+        occupancy: The occupancy grid that skips empty space.
+        volume: The volume renderer.
+        preview_every: Steps between live preview images when the caller asks for them (0: none).
+    """
+
+    steps: int = 1500
+    rays_per_step: int = 4096
+    lr: float = 1e-2
+    lr_mlp: float = 1e-3
+    opacity_weight: float = 1.0
+    field: FieldConfig = dc_field(default_factory=FieldConfig)
+    occupancy: OccupancyConfig = dc_field(default_factory=OccupancyConfig)
+    volume: VolumeConfig = dc_field(default_factory=VolumeConfig)
+    preview_every: int = 50
+
+
+@dataclass
+class CoarseSDSConfig:
+    """The coarse stage under score distillation (text to 3D).
+
+    Attributes:
+        render_size: Rendered image size (the pixel prior's resolution, or a multiple of it).
+        shading: Shading of the renders: ``albedo``, ``lambertian`` or ``textureless``; ``mixed`` draws
+            per step with ``lambertian_prob`` / ``textureless_prob`` after ``shading_warmup`` albedo-only steps
+            (DreamFusion's shading augmentation).
+        lambertian_prob: Probability of lambertian shading in ``mixed`` mode.
+        textureless_prob: Probability of textureless shading in ``mixed`` mode.
+        shading_warmup: Albedo-only steps before ``mixed`` shading starts.
+        sparsity_weight: Weight of the mean-opacity (sparsity) penalty that clears haze.
+        views: The camera distribution.
+    """
+
+    render_size: int = 32
+    shading: Literal["albedo", "lambertian", "textureless", "mixed"] = "lambertian"
+    lambertian_prob: float = 0.5
+    textureless_prob: float = 0.2
+    shading_warmup: int = 100
+    sparsity_weight: float = 0.1
+    views: ViewSamplerConfig = dc_field(default_factory=ViewSamplerConfig)
+
+
+def coarse_optimizer(cfg: CoarseConfig, field: NeRFField, renderer: VolumeRenderer) -> torch.optim.Adam:
+    """The hash grid at ``cfg.lr``; the MLP heads and the renderer's learned background at ``cfg.lr_mlp``."""
+    grid = set(map(id, field.grid_parameters()))
+    mlp = [p for p in field.parameters() if id(p) not in grid] + list(renderer.parameters())
+    return adam([{"params": field.grid_parameters(), "lr": cfg.lr}, {"params": mlp, "lr": cfg.lr_mlp}])
+
+
+def train_coarse(cfg: CoarseConfig, objective, bbox: Tensor, device: torch.device, generator: torch.Generator,
+                 reporter: StageReporter, preview_fn=None, density_prior: Tensor | None = None
+                 ) -> tuple[NeRFField, OccupancyGrid, VolumeRenderer]:
+    """Optimise a coarse NeRF against ``objective``.
+
+    The renderer is made here with the field: with ``cfg.volume.background == "learned"`` it owns the background
+    MLP, which trains in the same optimiser and is returned with the field (the engine state keeps it).
+
+    Args:
+        cfg: Field, occupancy, renderer, steps and learning rates.
+        objective: ``(field, occupancy, renderer, step, total, generator) -> loss`` with a ``diverged`` message
+            (:class:`~.objectives.PosedRays`, :class:`~.objectives.ScoreDistillation`).
+        bbox: ``[2, 3]`` scene box.
+        device: Where to optimise.
+        generator: The job's random generator (CPU).
+        reporter: Progress and cancellation.
+        preview_fn: Optional ``(field, occupancy, renderer) -> uint8 image`` called every ``cfg.preview_every``
+            steps.
+        density_prior: Optional ``[R, R, R]`` raw density over the box the field starts from (an edit's mesh;
+            see :meth:`NeRFField.set_density_prior`).
+    """
+    field = NeRFField(cfg.field, bbox.to(device)).to(device)
+    if density_prior is not None:
+        field.set_density_prior(density_prior.to(device))
+    occ = OccupancyGrid(cfg.occupancy, bbox.to(device)).to(device)
+    renderer = VolumeRenderer(cfg.volume).to(device)
+
+    def loss(step: int) -> Tensor:
+        occ.update(field, step)
+        return objective(field, occ, renderer, step, cfg.steps, generator)
+
+    run_steps(cfg.steps, coarse_optimizer(cfg, field, renderer), loss, reporter, objective.diverged,
+              cfg.preview_every, None if preview_fn is None else lambda: preview_fn(field, occ, renderer))
+    return field, occ, renderer

@@ -1,0 +1,138 @@
+"""Stage 2: the mesh stage. The coarse density becomes an SDF on a tetrahedral grid (DMTet, :mod:`.surface`); the
+iso-surface, its vertex offsets and the colour field are optimised through the rasteriser against an objective
+(posed images or score distillation). Re-texturing runs the same loop with the geometry frozen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ..cameras import ViewSamplerConfig
+from ..dmtet import DMTetConfig, DMTetGeometry
+from ..errors import NumericalError
+from ..events import StageReporter
+from ..mesh_ops import laplacian_loss, normal_consistency_loss
+from ..render.shading import LightConfig
+from .loop import adam, run_steps
+
+
+@dataclass
+class MeshStageConfig:
+    """The mesh stage.
+
+    Attributes:
+        steps: Optimisation steps.
+        render_size: Longer side of the rendered images (posed images are resized to it).
+        lr_sdf: Adam learning rate of the SDF values (in units of grid cells).
+        lr_deform: Adam learning rate of the vertex offsets.
+        lr_color: Adam learning rate of the colour field (hash grid and albedo head).
+        iso_density: Density of the coarse field taken as the surface, times the box diagonal (scale-free).
+        laplacian_weight: Weight of the uniform Laplacian smoothness term.
+        normal_weight: Weight of the normal-consistency term.
+        sdf_weight: Weight of the SDF sign-flip regulariser.
+        min_component_fraction: Pieces smaller than this fraction of the largest are dropped.
+        dmtet: The tetrahedral grid.
+        preview_every: Steps between live preview images when the caller asks for them (0: none).
+    """
+
+    steps: int = 400
+    render_size: int = 128
+    lr_sdf: float = 0.05
+    lr_deform: float = 0.01
+    lr_color: float = 1e-2
+    iso_density: float = 50.0
+    laplacian_weight: float = 0.05
+    normal_weight: float = 0.05
+    sdf_weight: float = 0.01
+    min_component_fraction: float = 0.05
+    dmtet: DMTetConfig = field(default_factory=DMTetConfig)
+    preview_every: int = 50
+
+
+@dataclass
+class MeshReferenceConfig:
+    """The mesh stage against posed images (reconstruction).
+
+    Attributes:
+        views_per_step: Posed images rendered and compared per step.
+    """
+
+    views_per_step: int = 4
+
+
+@dataclass
+class MeshSDSConfig:
+    """The mesh stage under score distillation (text to 3D, edits and re-texturing).
+
+    Attributes:
+        shading: Shading of the renders (``albedo`` | ``lambertian`` | ``textureless``).
+        background: Grey level of the background the renders are composited on (the toy prior saw white).
+        light: The light of the lit modes (:class:`~dreamsmith.core.render.shading.LightConfig`).
+        views: The camera distribution.
+    """
+
+    shading: Literal["albedo", "lambertian", "textureless"] = "lambertian"
+    background: float = 1.0
+    light: LightConfig = field(default_factory=LightConfig)
+    views: ViewSamplerConfig = field(default_factory=ViewSamplerConfig)
+
+
+def geometry_regularizers(cfg: MeshStageConfig, geo: DMTetGeometry, verts: Tensor, faces: Tensor) -> Tensor:
+    """Weighted smoothness (Laplacian, normal consistency) and SDF sign-flip terms of the mesh stage."""
+    loss = verts.new_zeros(())
+    if cfg.laplacian_weight > 0:
+        loss = loss + cfg.laplacian_weight * laplacian_loss(verts, faces) / geo.cell_size ** 2
+    if cfg.normal_weight > 0:
+        loss = loss + cfg.normal_weight * normal_consistency_loss(verts, faces)
+    if cfg.sdf_weight > 0:
+        loss = loss + cfg.sdf_weight * geo.sdf_edge_regularizer()
+    return loss
+
+
+def mesh_optimizer(cfg, color_field, geo: DMTetGeometry | None) -> torch.optim.Adam:
+    """The colour field at ``cfg.lr_color``; with ``geo``, also its SDF (``lr_sdf`` grid cells) and offsets."""
+    groups = [{"params": color_field.color_parameters(), "lr": cfg.lr_color}]
+    if geo is not None:
+        groups += [{"params": [geo.sdf], "lr": cfg.lr_sdf * geo.cell_size},
+                   {"params": [geo.deform], "lr": cfg.lr_deform}]
+    return adam(groups)
+
+
+def train_mesh(cfg, objective, color_field, geo, generator: torch.Generator, reporter: StageReporter,
+               freeze_geometry: bool = False, preview_fn=None):
+    """Optimise the geometry (unless frozen) and the colour field against ``objective``; returns ``geo``.
+
+    Args:
+        cfg: A :class:`MeshStageConfig`; with the geometry frozen, any config with ``steps``, ``lr_color`` and
+            ``preview_every`` (a re-texture's stage).
+        objective: ``(verts, faces, color_fn, step, total, generator) -> loss`` with a ``diverged`` message
+            (:class:`~.objectives.PosedViews`, :class:`~.objectives.MeshScoreDistillation`).
+        color_field: A :class:`~dreamsmith.core.field.NeRFField` whose ``albedo`` colours the surface; its
+            :meth:`~dreamsmith.core.field.NeRFField.color_parameters` are optimised.
+        geo: A :class:`DMTetGeometry`, already initialised (:func:`.surface.init_geometry`), or, frozen, any module
+            whose call gives ``(verts, faces)``.
+        generator: The job's random generator.
+        reporter: Progress and cancellation.
+        freeze_geometry: Optimise only the colour (re-texturing).
+        preview_fn: Optional ``(geo, color_field) -> uint8 image``.
+    """
+    frozen = None
+    if freeze_geometry:
+        with torch.no_grad():
+            frozen = geo()
+
+    def loss(step: int) -> Tensor:
+        verts, faces = frozen if frozen is not None else geo()
+        if faces.shape[0] == 0:
+            raise NumericalError("The mesh stage lost the surface (no faces); lower lr_sdf or the guidance scale, "
+                                 "or use a larger preset.")
+        value = objective(verts, faces, color_field.albedo, step, cfg.steps, generator)
+        return value if frozen is not None else value + geometry_regularizers(cfg, geo, verts, faces)
+
+    run_steps(cfg.steps, mesh_optimizer(cfg, color_field, None if freeze_geometry else geo), loss, reporter,
+              objective.diverged, cfg.preview_every,
+              None if preview_fn is None else lambda: preview_fn(geo, color_field))
+    return geo

@@ -1,0 +1,159 @@
+"""What a stage's renders are optimised against: posed images (reconstruction) or a diffusion prior by score
+distillation (text to 3D, edits, re-texturing).
+
+Every objective is a callable that samples its own views for a step, renders them and returns the step's loss:
+
+* coarse stage: ``(field, occupancy, renderer, step, total, generator) -> loss``;
+* mesh stage: ``(verts, faces, color_fn, step, total, generator) -> loss``.
+
+Each also has a ``diverged`` message: what to change when its loss stops being finite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..cameras import sample_views
+from ..render.mesh import render_mesh
+
+
+@dataclass
+class PosedRays:
+    """The coarse stage against posed images: random rays, random backgrounds, photometric and alpha terms.
+
+    Attributes:
+        guidance: A :class:`~dreamsmith.core.guidance.reference.ReferenceGuidance`.
+        rays_per_step: Rays per step.
+        opacity_weight: Extra weight on matching the images' alpha (carves empty space).
+    """
+
+    guidance: object
+    rays_per_step: int
+    opacity_weight: float
+    diverged: ClassVar[str] = "The coarse stage diverged (NaN loss); lower the learning rate or try another seed."
+
+    def __call__(self, field, occupancy, renderer, step: int, total: int, generator: torch.Generator) -> Tensor:
+        o, d, target = self.guidance.sample_rays(self.rays_per_step, generator)
+        bg = torch.rand(o.shape[0], 3, generator=generator).to(self.guidance.device)
+        out = renderer.render(field, o, d, occupancy, bg_color=bg, perturb=True, generator=generator)
+        loss = self.guidance.loss(out["rgb"], out["opacity"], target, bg)
+        if self.opacity_weight > 0:
+            loss = loss + self.opacity_weight * (out["opacity"] - target[:, 3]).abs().mean()
+        return loss
+
+
+def pick_shading(cfg, step: int, generator: torch.Generator) -> str:
+    """The shading mode of a step under a :class:`~.coarse.CoarseSDSConfig`."""
+    if cfg.shading != "mixed":
+        return cfg.shading
+    if step <= cfg.shading_warmup:
+        return "albedo"
+    r = float(torch.rand(1, generator=generator))
+    if r < cfg.textureless_prob:
+        return "textureless"
+    return "lambertian" if r < cfg.textureless_prob + cfg.lambertian_prob else "albedo"
+
+
+@dataclass
+class ScoreDistillation:
+    """The coarse stage by score distillation: random views around the box, shaded per step, scored by the prior.
+
+    Attributes:
+        guidance: ``(rgb [B, H, W, 3], azimuth [B], elevation [B], step, total, generator) -> dict`` with
+            ``loss_sds`` (:class:`~dreamsmith.core.guidance.sds.SDSGuidance`).
+        cfg: A :class:`~.coarse.CoarseSDSConfig` (views, shading, sparsity).
+    """
+
+    guidance: object
+    cfg: object
+    diverged: ClassVar[str] = "The coarse stage diverged (NaN loss); lower the guidance scale or learning rate."
+
+    def __call__(self, field, occupancy, renderer, step: int, total: int, generator: torch.Generator) -> Tensor:
+        dev = field.bbox.device
+        cams, az, el = sample_views(self.cfg.views, self.cfg.render_size, generator)
+        shading = pick_shading(self.cfg, step, generator)
+        out = renderer.render_image(field, cams, occupancy, shading=shading, perturb=True, generator=generator)
+        loss = self.guidance(out["rgb"], az.to(dev), el.to(dev), step, total, generator)["loss_sds"]
+        if self.cfg.sparsity_weight > 0:
+            loss = loss + self.cfg.sparsity_weight * out["opacity"].mean()
+        return loss
+
+
+def resize_targets(target: Tensor, size: int) -> Tensor:
+    """Area-resize RGBA targets ``[B, H, W, 4]`` so the longer side is ``size`` (premultiplied while resizing)."""
+    h, w = target.shape[1:3]
+    if max(h, w) == size:
+        return target
+    scale = size / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    pre = torch.cat([target[..., :3] * target[..., 3:], target[..., 3:]], dim=-1).permute(0, 3, 1, 2)
+    pre = F.interpolate(pre, size=(nh, nw), mode="area" if scale < 1 else "bilinear", align_corners=None)
+    pre = pre.permute(0, 2, 3, 1)
+    a = pre[..., 3:]
+    return torch.cat([pre[..., :3] / a.clamp_min(1e-6), a], dim=-1)
+
+
+@dataclass
+class MeshObjective:
+    """What the mesh-stage objectives share: a guidance, and the size of the renders it sees.
+
+    Attributes:
+        guidance: What the renders are scored by.
+        render_size: Longer side of the renders.
+    """
+
+    guidance: object
+    render_size: int
+    diverged: ClassVar[str] = "The mesh stage diverged (NaN loss); lower the learning rates or try another seed."
+
+    def __call__(self, verts: Tensor, faces: Tensor, color_fn, step: int, total: int,
+                 generator: torch.Generator) -> Tensor:
+        raise NotImplementedError
+
+
+@dataclass
+class PosedViews(MeshObjective):
+    """The mesh stage against posed images (a :class:`~dreamsmith.core.guidance.reference.ReferenceGuidance`):
+    whole views, resized to ``render_size``, on random backgrounds.
+
+    Attributes:
+        views_per_step: Posed images rendered and compared per step.
+    """
+
+    views_per_step: int = 4
+
+    def __call__(self, verts, faces, color_fn, step, total, generator):
+        g = self.guidance
+        cams, target = g.sample_views(self.views_per_step, generator)
+        scale = self.render_size / max(g.h, g.w)
+        if scale != 1:
+            cams = cams.resized(round(cams.width * scale), round(cams.height * scale))
+            target = resize_targets(target, self.render_size)
+        bg = torch.rand(len(cams), 1, 1, 3, generator=generator).to(g.device)
+        out = render_mesh(verts, faces, cams, color_fn, bg)
+        return g.loss(out["rgb"], out["alpha"], target, bg)
+
+
+@dataclass
+class MeshScoreDistillation(MeshObjective):
+    """The mesh stage by score distillation (the guidance as in :class:`ScoreDistillation`): random square views of
+    the mesh, shaded, on a grey background.
+
+    Attributes:
+        cfg: A :class:`~.mesh.MeshSDSConfig` (views, shading, light, background).
+    """
+
+    cfg: object = None
+    diverged: ClassVar[str] = "The mesh stage diverged (NaN loss); lower the learning rates or guidance scale."
+
+    def __call__(self, verts, faces, color_fn, step, total, generator):
+        dev = verts.device
+        cams, az, el = sample_views(self.cfg.views, self.render_size, generator)
+        bg = torch.full((1, 1, 1, 3), self.cfg.background, device=dev)
+        out = render_mesh(verts, faces, cams.to(dev), color_fn, bg, shading=self.cfg.shading, light=self.cfg.light)
+        return self.guidance(out["rgb"], az.to(dev), el.to(dev), step, total, generator)["loss_sds"]

@@ -1,0 +1,121 @@
+"""From the coarse field to the mesh stage's start: the occupied region of the field (cleaned of pinholes, hollows
+and specks) as a signed distance on the tetrahedral grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import ndimage
+from torch import Tensor
+
+from ..dmtet import DMTetGeometry
+from ..errors import InputError
+
+
+def occupancy_to_sdf(occ: np.ndarray, cell: tuple[float, float, float]) -> np.ndarray:
+    """Signed distance (negative inside) of a boolean lattice occupancy, in world units (``cell``: spacing per axis)."""
+    half = 0.5 * min(cell)
+    inside = ndimage.distance_transform_edt(occ, sampling=cell) - half
+    outside = ndimage.distance_transform_edt(~occ, sampling=cell) - half
+    return np.where(occ, -inside, outside).astype(np.float32)
+
+
+def clean_occupancy(occ: np.ndarray, min_fraction: float, close_gaps: int = 2) -> np.ndarray:
+    """Keep what is solid as seen from outside, and drop pieces much smaller than the largest one.
+
+    Empty space counts as outside only when it is reached from the grid's border through gaps wider than
+    ``2 * close_gaps`` cells: a coarse field's shell often has pinholes, and through them the unconstrained hollow
+    inside would otherwise become inner walls of the mesh. Enclosed cavities are filled the same way.
+    """
+    empty = ~occ
+    probe = ndimage.binary_erosion(empty, iterations=close_gaps, border_value=1) if close_gaps > 0 else empty
+    labels, _ = ndimage.label(probe)
+    border = np.unique(np.concatenate([labels[[0, -1]].ravel(), labels[:, [0, -1]].ravel(),
+                                       labels[:, :, [0, -1]].ravel()]))
+    outside = np.isin(labels, border[border > 0])
+    if close_gaps > 0:
+        outside = ndimage.binary_dilation(outside, iterations=close_gaps) & empty
+    occ = ~outside
+    labels, n = ndimage.label(occ)
+    if n > 1:
+        sizes = np.bincount(labels.ravel())[1:]
+        keep = np.nonzero(sizes >= min_fraction * sizes.max())[0] + 1
+        occ = np.isin(labels, keep)
+    return occ
+
+
+#: Below this fraction of the grid above the configured iso level, the level adapts to the field.
+MIN_OCCUPIED_FRACTION = 1e-4
+#: What to say when the coarse field holds no object, by the kind of job that made it.
+EMPTY_FIELD = {
+    "images": "The coarse stage found no object to turn into a mesh; check that the images show the object on a "
+              "transparent background, or use more steps (a larger preset).",
+    "text": "The coarse stage made no object to turn into a mesh (its density is empty everywhere); give it more "
+            "coarse steps or a larger preset, lower the guidance scale, or try another seed or a more concrete "
+            "prompt.",
+}
+
+
+def auto_iso_level(density: Tensor, eps: float = 1e-5) -> float:
+    """threestudio's automatic iso-surface threshold: the mean of the densities above ``eps`` (0 when none are)."""
+    positive = density[density > eps]
+    return float(positive.mean()) if positive.numel() else 0.0
+
+
+def iso_occupancy(density: Tensor, level: float) -> Tensor:
+    """Where ``density`` exceeds ``level``.
+
+    When too little of the grid (fewer than :data:`MIN_OCCUPIED_FRACTION` of its points) is above ``level`` (a short
+    or weak coarse run, a faint object), the level adapts to the field (:func:`auto_iso_level`), so that whatever
+    shape the field holds is meshed.
+    """
+    occ = density > level
+    if int(occ.sum()) >= max(1, MIN_OCCUPIED_FRACTION * density.numel()):
+        return occ
+    auto = auto_iso_level(density)
+    return density > auto if 0.0 < auto < level else occ
+
+
+@torch.no_grad()
+def initial_sdf(density_fn, grid_verts: Tensor, grid_shape: tuple[int, int, int], bbox: Tensor, iso_density: float,
+                carve_fn=None, min_fraction: float = 0.05, source: str = "images") -> Tensor:
+    """SDF at the tet-grid vertices from the coarse density (and the visual hull, when given).
+
+    Args:
+        density_fn: ``x [N, 3] -> [N]`` coarse density.
+        grid_verts: ``[V, 3]`` tet-grid vertices, a regular ``grid_shape`` lattice in ``[x, y, z]`` order.
+        grid_shape: Lattice size per axis.
+        bbox: ``[2, 3]`` scene box.
+        iso_density: Surface density times the box diagonal. Without a visual hull it adapts to the field when too
+            little is above it (:func:`iso_occupancy`); with one, the hull is the fallback.
+        carve_fn: Optional ``x [N, 3] -> bool [N]`` that is False where images see background.
+        min_fraction: See :class:`~.mesh.MeshStageConfig`.
+        source: What the coarse stage was fitted to, ``"images"`` or ``"text"``: the error for an empty field
+            speaks of that (:data:`EMPTY_FIELD`).
+    """
+    diag = float((bbox[1] - bbox[0]).norm())
+    dens = torch.cat([density_fn(c) for c in grid_verts.split(1 << 18)])
+    if carve_fn is None:
+        occ = iso_occupancy(dens, iso_density / diag)
+    else:
+        occ = dens > iso_density / diag
+        hull = torch.cat([carve_fn(c) for c in grid_verts.split(1 << 18)])
+        # An under-trained field (tiny budgets) may have no density above the iso level yet: the hull still is a
+        # valid start for the mesh stage, which refines it against the images.
+        occ = occ & hull if bool((occ & hull).any()) else hull
+    occ_np = clean_occupancy(occ.reshape(grid_shape).cpu().numpy(), min_fraction)
+    if not occ_np.any():
+        raise InputError(EMPTY_FIELD[source])
+    cell = tuple(float(c) for c in (bbox[1] - bbox[0]) / (torch.tensor(grid_shape) - 1))
+    return torch.from_numpy(occupancy_to_sdf(occ_np, cell)).reshape(-1).to(grid_verts.device)
+
+
+def init_geometry(cfg, bbox: Tensor, device: torch.device, density_fn, carve_fn=None,
+                  source: str = "images") -> DMTetGeometry:
+    """The mesh stage's tetrahedral geometry (``cfg``: a :class:`~.mesh.MeshStageConfig`), its SDF initialised
+    from ``density_fn`` (and ``carve_fn``) by :func:`initial_sdf`."""
+    geo = DMTetGeometry(cfg.dmtet, bbox.to(device)).to(device)
+    r = cfg.dmtet.resolution + 1
+    geo.init_from_sdf(initial_sdf(density_fn, geo.grid_verts, (r, r, r), bbox, cfg.iso_density, carve_fn,
+                                  cfg.min_component_fraction, source))
+    return geo
