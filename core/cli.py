@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from ..protocol import DEVICE_NAMES, PRESET_NAMES
-from .errors import DreamsmithError
+from .errors import DreamsmithError, as_user_error
 from .events import ProgressEvent
 
 
@@ -130,11 +130,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         summary = run(args)
-    except DreamsmithError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted; nothing was written", file=sys.stderr)
         return 130
+    except Exception as exc:
+        error = as_user_error(exc)
+        if error is None:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(json.dumps({k: summary[k] for k in ("out", "faces", "vertices", "seconds") if k in summary}))
     return 0

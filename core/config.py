@@ -1,12 +1,14 @@
 """Typed configuration: nested dataclasses built strictly from plain dicts.
 
 Unknown keys are errors (a typo must not silently fall back to a default); values are checked
-against the field's annotated type. Presets are dicts of overrides merged over the defaults.
+against the field's annotated type and, by what their names mean, against their range (:func:`check_range`).
+Presets are dicts of overrides merged over the defaults.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, TypeVar, get_type_hints
@@ -14,6 +16,33 @@ from typing import Any, TypeVar, get_type_hints
 from .errors import ConfigError
 
 T = TypeVar("T")
+
+#: Integers that may be 0 (off, none, no limit); every other integer setting counts something and must be >= 1.
+MAY_BE_ZERO = frozenset({"chart_padding", "max_image_size", "preview_every", "shading_warmup", "warmup_steps",
+                         "n_hidden_layers", "bg_freqs", "max_text_tokens", "seed"})
+#: The largest seed (torch's generators take 64-bit seeds; one below 2**63 works on every device).
+MAX_SEED = 2**63 - 1
+
+
+def check_range(name: str, value: int | float) -> None:
+    """Refuse a number outside what its setting can mean: every number finite; integers >= 1 unless
+    :data:`MAY_BE_ZERO` (and the seed at most :data:`MAX_SEED`); learning rates, radii, distances and fields of view
+    > 0; weights >= 0; probabilities and step fractions in [0, 1]."""
+    key = name.rsplit(".", 1)[-1]
+    if not math.isfinite(value):
+        raise ConfigError(f"Config {name!r} must be a finite number, got {value!r}.")
+    if isinstance(value, int):
+        low = 0 if key in MAY_BE_ZERO else 1
+        if value < low or (key == "seed" and value > MAX_SEED):
+            top = f" and at most {MAX_SEED}" if key == "seed" else ""
+            raise ConfigError(f"Config {name!r} must be at least {low}{top}, got {value}.")
+        return
+    if (key.startswith(("lr", "distance_", "fov_")) or key.endswith("radius")) and value <= 0:
+        raise ConfigError(f"Config {name!r} must be greater than 0, got {value}.")
+    if key.endswith("_weight") and value < 0:
+        raise ConfigError(f"Config {name!r} must be 0 or more, got {value}.")
+    if (key.endswith("_prob") or "percent" in key) and not 0.0 <= value <= 1.0:
+        raise ConfigError(f"Config {name!r} must be between 0 and 1, got {value}.")
 
 
 def _check_value(name: str, tp: Any, value: Any) -> Any:
@@ -53,10 +82,12 @@ def _check_value(name: str, tp: Any, value: Any) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"Config {name!r} must be a number, got {value!r}.")
+        check_range(name, float(value))
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"Config {name!r} must be an integer, got {value!r}.")
+        check_range(name, value)
         return value
     if tp is bool:
         if not isinstance(value, bool):

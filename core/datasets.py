@@ -161,8 +161,15 @@ def _intrinsics(frame: dict, meta: dict, img_w: int, img_h: int, index: int, jso
     """``(fx, fy, cx, cy)`` in pixels of the image as stored on disk."""
     w = _number(frame, meta, "w") or float(img_w)
     h = _number(frame, meta, "h") or float(img_h)
+    if min(w, h) <= 0:
+        raise InputError(f"Frame {index} in {json_path.name}: 'w' and 'h' must be positive (found {w:g}x{h:g}).")
     fx = _number(frame, meta, "fl_x")
     angle_x = _number(frame, meta, "camera_angle_x")
+    for key in ("camera_angle_x", "camera_angle_y"):
+        angle = _number(frame, meta, key)
+        if angle is not None and not 0.0 < angle < math.pi:
+            raise InputError(f"Frame {index} in {json_path.name}: {key!r} is {angle:g}; a field of view is in "
+                             "radians, between 0 and pi (e.g. 0.69 for 40 degrees).")
     if fx is None and angle_x is not None:
         fx = 0.5 * w / math.tan(0.5 * angle_x)
     if fx is None:
@@ -198,6 +205,11 @@ def _matrix(frame: dict, index: int, json_path: Path) -> np.ndarray:
                          f"{tuple(m.shape)}; write the full camera-to-world matrix, last row [0, 0, 0, 1] included.")
     if not np.isfinite(m).all():
         raise InputError(f"Frame {index} in {json_path.name}: transform_matrix contains NaN or inf.")
+    rot = m[:3, :3]
+    scale = np.abs(np.linalg.svd(rot, compute_uv=False))
+    if scale.min() < 1e-6 * max(1.0, scale.max()):
+        raise InputError(f"Frame {index} in {json_path.name}: transform_matrix is singular (its rotation part "
+                         "flattens space); each frame needs a camera-to-world rotation and position.")
     return m
 
 

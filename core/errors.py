@@ -33,3 +33,32 @@ class NumericalError(DreamsmithError):
 
 class Cancelled(DreamsmithError):
     """The job was cancelled by the user; nothing was written."""
+
+
+#: What to lower when memory runs out, in the order that frees the most.
+LOWER = ("a smaller preset (--preset draft)", "the texture size (bake.texture_size)",
+         "the render size (mesh.render_size, coarse_sds.render_size)")
+
+
+def as_user_error(exc: BaseException) -> DreamsmithError | None:
+    """``exc`` as an error the user can fix, or None for a bug.
+
+    A :class:`DreamsmithError` is itself; running out of memory (CPU ``MemoryError``, CUDA's
+    ``OutOfMemoryError``, the MPS backend's message) or disk space (``ENOSPC``, ``EDQUOT``) becomes a
+    :class:`ResourceError` that says what to lower or free.
+    """
+    import errno
+
+    if isinstance(exc, DreamsmithError):
+        return exc
+    text = str(exc)
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or (
+            isinstance(exc, RuntimeError) and "out of memory" in text.lower()):
+        return ResourceError(f"Out of memory ({text.splitlines()[0][:200] if text else type(exc).__name__}); "
+                             f"lower {', '.join(LOWER[:-1])} or {LOWER[-1]}, or close other programs using the "
+                             "device.")
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        where = f" writing {exc.filename!r}" if exc.filename else ""
+        return ResourceError(f"The disk is full{where}; free some space or choose an output folder on another disk "
+                             "(nothing was written).")
+    return None

@@ -15,9 +15,9 @@ from safetensors.torch import load_file, save_file
 
 from .config import from_dict
 from .dmtet import DMTetConfig, DMTetGeometry
-from .errors import InputError
+from .errors import DreamsmithError, InputError
 from .field import FieldConfig, NeRFField
-from .meshio import atomic_write
+from .meshio import FileWrite, write_files
 from .render.volume import BackgroundMLP
 
 FORMAT = "dreamsmith-state-1"
@@ -43,8 +43,13 @@ def save_state(path: str | os.PathLike, field: NeRFField, geo: DMTetGeometry, co
                background: BackgroundMLP | None = None) -> Path:
     """Write ``field``, ``geo``, the learned ``background`` (if any) and ``config`` (the job's config as a dict) to
     ``path`` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    write_files(state_files(path, field, geo, config, background))
+    return Path(path)
+
+
+def state_files(path: str | os.PathLike, field: NeRFField, geo: DMTetGeometry, config: dict[str, Any],
+                background: BackgroundMLP | None = None) -> list[FileWrite]:
+    """The file of :func:`save_state`, to write together with a job's other outputs."""
     tensors = {f"field.{k}": v.detach().cpu().contiguous() for k, v in field.state_dict().items()}
     if background is not None:
         tensors.update({f"background.{k}": v.detach().cpu().contiguous() for k, v in background.state_dict().items()})
@@ -52,8 +57,7 @@ def save_state(path: str | os.PathLike, field: NeRFField, geo: DMTetGeometry, co
     tensors["geo.deform"] = geo.deform.detach().cpu().contiguous()
     meta = {"format": FORMAT, "config": json.dumps(config), "field": json.dumps(_field_cfg(config)),
             "dmtet": json.dumps(config["mesh"]["dmtet"]), "scene_radius": str(config["scene_radius"])}
-    atomic_write([path], [lambda p: save_file(tensors, str(p), metadata=meta)])
-    return path
+    return [(Path(path), lambda p: save_file(tensors, str(p), metadata=meta))]
 
 
 def _field_cfg(config: dict[str, Any]) -> dict[str, Any]:
@@ -79,6 +83,14 @@ def load_state(path: str | os.PathLike, device: torch.device) -> EngineState:
         raise InputError(f"{path} is not a readable engine state ({exc}).") from None
     if meta.get("format") != FORMAT:
         raise InputError(f"{path} is not a Dreamsmith engine state.")
+    try:
+        return _restore(meta, tensors, device)
+    except (KeyError, ValueError, TypeError, RuntimeError, DreamsmithError) as exc:
+        raise InputError(f"{path} is an incomplete or damaged engine state ({type(exc).__name__}: {exc}); edit from "
+                         "the mesh instead.") from None
+
+
+def _restore(meta: dict[str, str], tensors: dict[str, torch.Tensor], device: torch.device) -> EngineState:
     r = float(meta["scene_radius"])
     bbox = torch.tensor([[-r, -r, -r], [r, r, r]], dtype=torch.float32, device=device)
     field = NeRFField(from_dict(FieldConfig, json.loads(meta["field"])), bbox).to(device)

@@ -41,7 +41,7 @@ from typing import IO, Any
 from .. import protocol
 from ..protocol import Job
 from .config import from_dict
-from .errors import Cancelled, ConfigError, DreamsmithError, InputError
+from .errors import Cancelled, ConfigError, InputError, as_user_error
 from .events import CancelToken, ProgressEvent
 
 #: Seconds between two progress lines of the same stage (first and last steps always pass).
@@ -293,12 +293,12 @@ def main(stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> int:
             raise Cancelled(f"The job was stopped ({stopper.reason}); nothing was written.") from None
         except KeyboardInterrupt:
             raise Cancelled("The job was interrupted; nothing was written.") from None
-    except DreamsmithError as exc:
-        stopper.finish()
-        emit({"type": protocol.ERROR, "message": str(exc), "kind": type(exc).__name__})
-        return 2
     except Exception as exc:
         stopper.finish()
+        error = as_user_error(exc)
+        if error is not None:
+            emit({"type": protocol.ERROR, "message": str(error), "kind": type(error).__name__})
+            return 2
         traceback.print_exc(file=sys.stderr)
         emit({"type": protocol.ERROR, "kind": type(exc).__name__,
               "message": f"Internal error in the engine ({type(exc).__name__}: {exc}); this is a bug, please "

@@ -84,13 +84,17 @@ def density_prior(verts: np.ndarray, faces: np.ndarray, cfg: EditConfig) -> Tens
     return (-sdf * cfg.prior_sharpness).clamp(-cfg.prior_clamp, cfg.prior_clamp).reshape(n, n, n)
 
 
+#: The most faces an edit starts from: its starting density costs about 1.5 s per 1,000 grid points at 20k faces.
+MAX_EDIT_FACES = 50_000
+
+
 def run_edit(mesh_path: str | os.PathLike | None, prompt: str, out: str | os.PathLike, cfg: EditConfig,
              negative_prompt: str = "", device: str = "auto", callback=None, cancel=None, preset: str = "custom",
              preview: str | os.PathLike | None = None, state: str | os.PathLike | None = None,
              world: list[float] | None = None) -> dict[str, Any]:
     """Edit an object towards ``prompt`` and write the result (GLB or OBJ), atomically.
 
-    From ``state`` (a generate's saved field and geometry, when given and still on disk) only the mesh stage runs,
+    From ``state`` (a generate's saved field and geometry; when given it must be readable) only the mesh stage runs,
     fine-tuning that state with the new prompt, and ``world`` (a row-major 4x4, the object's transform) places the
     result; otherwise the mesh in ``mesh_path`` starts both stages and the result keeps its position and scale.
 
@@ -98,7 +102,7 @@ def run_edit(mesh_path: str | os.PathLike | None, prompt: str, out: str | os.Pat
         A summary: output path, counts, seconds per stage, and what the edit started from.
     """
     prompt, negative_prompt, out_path, dev = check_inputs(prompt, negative_prompt, out, preview, device)
-    if state is not None and Path(state).is_file():
+    if state is not None:
         mesh, timings = _edit_state(Path(state), prompt, negative_prompt, cfg, dev, callback, cancel)
         if world is not None:
             m = np.asarray(world, dtype=np.float64).reshape(4, 4)
@@ -108,10 +112,10 @@ def run_edit(mesh_path: str | os.PathLike | None, prompt: str, out: str | os.Pat
     else:
         if mesh_path is None:
             raise InputError("Nothing to edit: give a mesh (the saved engine state is gone).")
-        verts, faces, _ = read_input(mesh_path)
+        verts, faces, _ = read_input(mesh_path, MAX_EDIT_FACES)
         frame = Frame.fit(verts, cfg.fit_radius)
         start = density_prior(frame.to_prior(verts), faces, cfg)
-        mesh, timings = generate_mesh(prompt, negative_prompt, cfg, dev, callback, cancel, density_prior=start)
+        mesh, timings, _ = generate_mesh(prompt, negative_prompt, cfg, dev, callback, cancel, density_prior=start)
         mesh = replace(mesh, verts=frame.from_prior(mesh.verts), normals=None)
         source = "mesh"
     extras = {"generator": f"Dreamsmith {__version__}", "command": "edit", "prompt": prompt,

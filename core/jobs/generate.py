@@ -7,7 +7,6 @@ import gc
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,19 +15,18 @@ from ... import __version__
 from ..bake import BakeConfig
 from ..config import to_dict
 from ..device import seeded_job
-from ..errors import InputError
 from ..events import CancelToken, ProgressCallback, StageReporter
 from ..guidance.sds import SDSConfig, SDSGuidance
-from ..meshio import TexturedMesh
+from ..meshio import FileWrite, TexturedMesh
 from ..models import PriorConfig, load_prior
 from ..presets import GENERATE_PRESETS, config_maker
 from ..prompts import PromptConfig, PromptProcessor
-from ..render.preview import field_preview, mesh_preview, write_preview
+from ..render.preview import field_preview, mesh_preview
 from ..stages.coarse import CoarseConfig, CoarseSDSConfig, train_coarse
 from ..stages.mesh import MeshSDSConfig, MeshStageConfig, train_mesh
 from ..stages.objectives import MeshScoreDistillation, ScoreDistillation
 from ..stages.surface import init_geometry
-from .io import check_inputs, finish_mesh, write_result
+from .io import check_inputs, finish_mesh, write_outputs
 
 
 @dataclass
@@ -83,12 +81,13 @@ def make_guidance(prior, prompt: str, negative: str, prompt_cfg: PromptConfig, s
 def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: torch.device,
                   callback: ProgressCallback | None = None, cancel: CancelToken | None = None,
                   density_prior: torch.Tensor | None = None,
-                  state_out: str | os.PathLike | None = None) -> tuple[TexturedMesh, dict[str, float]]:
+                  state_out: str | os.PathLike | None = None
+                  ) -> tuple[TexturedMesh, dict[str, float], list[FileWrite]]:
     """The two stages and the bake, for checked inputs: the textured mesh (scene frame) and seconds per stage.
 
     ``density_prior`` (a ``[R, R, R]`` raw-density grid over the scene box) starts the coarse field from an
-    existing shape instead of the blob: that is how an edit begins. ``state_out``: also save the field and the
-    geometry there (:mod:`.state`), for later edits.
+    existing shape instead of the blob: that is how an edit begins. ``state_out``: the third value is then the
+    state file (the field and the geometry, :mod:`.state`) for later edits, to write with the result.
     """
     with seeded_job(cfg.seed, dev) as gen:
         timings: dict[str, float] = {}
@@ -119,11 +118,12 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
         geo = init_geometry(cfg.mesh, bbox, dev, model.density, source="text")
         timings["mesh"] = time.perf_counter() - t0  # loading the fine prior, initialising DMTet
         mesh = fine_stage(cfg, fine_guidance, model, geo, gen, prompt, callback, cancel, timings)
+        files = []
         if state_out is not None:
-            from ..state import save_state
+            from ..state import state_files
 
-            save_state(state_out, model, geo, to_dict(cfg), background=renderer.background)
-        return mesh, timings
+            files = state_files(state_out, model, geo, to_dict(cfg), background=renderer.background)
+        return mesh, timings, files
 
 
 def fine_stage(cfg: GenerateConfig, guidance: SDSGuidance, field, geo, gen: torch.Generator,
@@ -154,16 +154,12 @@ def run_generate(prompt: str, out: str | os.PathLike, cfg: GenerateConfig, negat
     Returns:
         A summary: output path, face and vertex counts, seconds per stage.
     """
-    prompt, negative_prompt, out_path, dev = check_inputs(prompt, negative_prompt, out, preview, device)
-    if state_out is not None and Path(state_out).suffix != ".safetensors":
-        raise InputError(f"The state file {str(state_out)!r} must end in .safetensors.")
-    mesh, timings = generate_mesh(prompt, negative_prompt, cfg, dev, callback, cancel, state_out=state_out)
+    prompt, negative_prompt, out_path, dev = check_inputs(prompt, negative_prompt, out, preview, device, state_out)
+    mesh, timings, state = generate_mesh(prompt, negative_prompt, cfg, dev, callback, cancel, state_out=state_out)
     extras = {"generator": f"Dreamsmith {__version__}", "command": "generate", "prompt": prompt,
               "negative_prompt": negative_prompt, "seed": cfg.seed, "preset": preset,
               **{f"{k}_model": v for k, v in used_models(cfg).items()}}
-    write_result(mesh, out_path, extras)
-    if preview is not None:
-        write_preview(mesh, preview)
+    write_outputs(mesh, out_path, preview, extras, state)
     return {"out": str(out_path), "faces": int(len(mesh.faces)), "vertices": int(len(mesh.verts)),
             "seconds": timings, "config": to_dict(cfg), "state": str(state_out) if state_out else None,
             "models": used_models(cfg)}

@@ -15,8 +15,8 @@ from ..bake import BakeConfig, bake_mesh
 from ..device import resolve_device
 from ..errors import ConfigError, InputError
 from ..mesh_ops import largest_components
-from ..meshio import TexturedMesh, read_mesh, write_glb, write_obj
-from ..render.preview import write_preview
+from ..meshio import FileWrite, TexturedMesh, glb_files, obj_files, obj_sidecars, read_mesh, write_files
+from ..render.preview import preview_files
 
 MAX_PROMPT_CHARS = 1000
 
@@ -60,33 +60,62 @@ def check_prompt(prompt: str, what: str = "prompt") -> str:
     return prompt.strip()
 
 
-def check_inputs(prompt: str, negative_prompt: str, out, preview, device: str) -> tuple[str, str, Path, torch.device]:
-    """The checks every prompt-driven job does before loading anything: prompt, negative prompt, output and
-    preview paths, device. Returns them cleaned up."""
+def check_inputs(prompt: str, negative_prompt: str, out, preview, device: str,
+                 state_out=None) -> tuple[str, str, Path, torch.device]:
+    """The checks every prompt-driven job does before loading anything: prompt, negative prompt, output, preview
+    and state paths, device. Returns them cleaned up."""
     prompt = check_prompt(prompt)
     negative_prompt = check_prompt(negative_prompt, "negative prompt") if negative_prompt.strip() else ""
-    return prompt, negative_prompt, check_output_path(out, preview), resolve_device(device)
+    return prompt, negative_prompt, check_output_path(out, preview, state_out), resolve_device(device)
 
 
-def check_output_path(out: str | os.PathLike, preview: str | os.PathLike | None = None) -> Path:
-    """Validate the output path (.glb or .obj) and the optional preview path (.png) before any work starts."""
+def check_writable(path: Path, what: str) -> None:
+    """That a file can be written at ``path`` (its folder existing or creatable there), without writing anything."""
+    if path.is_dir():
+        raise InputError(f"The {what} {str(path)!r} is a folder; give a file name.")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(f"The {what} {str(path)!r} cannot be written: {str(folder)!r} is a file, not a folder.")
+    target = path if path.exists() else folder
+    if not os.access(target, os.W_OK) or (target is folder and not os.access(folder, os.X_OK)):
+        raise InputError(f"The {what} {str(path)!r} cannot be written: no permission to write in {str(folder)!r}; "
+                         "choose another folder.")
+
+
+def check_output_path(out: str | os.PathLike, preview: str | os.PathLike | None = None,
+                      state_out: str | os.PathLike | None = None) -> Path:
+    """Validate the output (.glb or .obj, with the OBJ's .mtl and .png), the preview (.png) and the state
+    (.safetensors) paths before any work starts: the right endings, writable, and no two the same file."""
     path = Path(out)
     if path.suffix.lower() not in (".glb", ".obj"):
         raise InputError(f"The output {str(path)!r} must end in .glb or .obj.")
-    if path.exists() and path.is_dir():
-        raise InputError(f"The output {str(path)!r} is a folder; give a file name ending in .glb or .obj.")
-    if preview is not None and Path(preview).suffix.lower() != ".png":
-        raise InputError(f"The preview {str(preview)!r} must end in .png.")
+    files = {"output": path}
+    if path.suffix.lower() == ".obj":
+        files["output's material"], files["output's texture"] = obj_sidecars(path)
+    if preview is not None:
+        if Path(preview).suffix.lower() != ".png":
+            raise InputError(f"The preview {str(preview)!r} must end in .png.")
+        files["preview"] = Path(preview)
+    if state_out is not None:
+        if Path(state_out).suffix != ".safetensors":
+            raise InputError(f"The state file {str(state_out)!r} must end in .safetensors.")
+        files["state file"] = Path(state_out)
+    seen: dict[Path, str] = {}
+    for what, file in files.items():
+        key = file.resolve()
+        if key in seen:
+            raise InputError(f"The {what} and the {seen[key]} would be the same file {str(file)!r}; give them "
+                             "different names.")
+        seen[key] = what
+        check_writable(file, what)
     return path
 
 
-def write_result(mesh: TexturedMesh, path: Path, extras: dict[str, Any]) -> None:
-    """Write the textured mesh atomically as GLB or OBJ (+MTL+PNG), creating the folder if needed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".glb":
-        write_glb(mesh, path, extras=extras)
-    else:
-        write_obj(mesh, path)
+def result_files(mesh: TexturedMesh, path: Path, extras: dict[str, Any]) -> list[FileWrite]:
+    """The textured mesh as GLB, or OBJ (+MTL+PNG)."""
+    return glb_files(mesh, path, extras) if path.suffix.lower() == ".glb" else obj_files(mesh, path)
 
 
 def finish_mesh(geo, color_fn, cfg_bake: BakeConfig, min_fraction: float, name: str) -> TexturedMesh:
@@ -103,18 +132,31 @@ def finish_mesh(geo, color_fn, cfg_bake: BakeConfig, min_fraction: float, name: 
     return bake_mesh(v, f, color_query, cfg_bake, name=name, device=verts.device)
 
 
-def read_input(mesh_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def read_input(mesh_path: str | os.PathLike, max_faces: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """A job's input mesh ``(verts, faces, uvs)``, checked before any work: faces present (at most ``max_faces``
+    when > 0), finite positions, and a surface with area."""
     verts, faces, uvs, _ = read_mesh(mesh_path)
+    name = Path(mesh_path).name
     if len(faces) == 0:
-        raise InputError(f"{mesh_path} has no faces; give a mesh with polygons.")
+        raise InputError(f"{name} has no faces; give a mesh with polygons.")
+    if max_faces and len(faces) > max_faces:
+        raise InputError(f"{name} has {len(faces):,} faces; this job takes at most {max_faces:,}. Decimate it "
+                         "(Blender's Decimate modifier, applied) and try again.")
     if not np.isfinite(verts).all():
-        raise InputError(f"{mesh_path} has NaN or infinite vertex positions; fix the mesh first.")
+        raise InputError(f"{name} has NaN or infinite vertex positions; fix the mesh first.")
+    tri = verts.astype(np.float64)[faces]
+    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).sum()
+    size = float(np.ptp(verts, axis=0).max()) if len(verts) else 0.0
+    if not area > 1e-10 * max(size, 1e-12) ** 2 or size == 0.0:
+        raise InputError(f"{name} has no surface area (all its faces are flat lines or points); give a mesh with "
+                         "real faces.")
     return verts, faces, uvs
 
 
-def write_outputs(mesh: TexturedMesh, out_path, preview, extras: dict[str, Any]) -> None:
-    write_result(mesh, out_path, extras)
-    if preview is not None:
-        write_preview(mesh, preview)
+def write_outputs(mesh: TexturedMesh, out_path: Path, preview, extras: dict[str, Any],
+                  more: list[FileWrite] | None = None) -> None:
+    """Write a job's outputs all together or none: the result, the preview (if asked for) and ``more`` (a state)."""
+    files = result_files(mesh, out_path, extras) + (preview_files(mesh, preview) if preview is not None else [])
+    write_files(files + (more or []))
 
 

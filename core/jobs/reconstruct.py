@@ -16,12 +16,11 @@ from ..device import resolve_device, seeded_job
 from ..events import CancelToken, ProgressCallback, StageReporter
 from ..guidance.reference import ReferenceConfig, ReferenceGuidance
 from ..presets import RECONSTRUCT_PRESETS, config_maker
-from ..render.preview import write_preview
 from ..stages.coarse import CoarseConfig, train_coarse
 from ..stages.mesh import MeshReferenceConfig, MeshStageConfig, train_mesh
 from ..stages.objectives import PosedRays, PosedViews
 from ..stages.surface import init_geometry
-from .io import check_output_path, finish_mesh, write_result
+from .io import check_output_path, finish_mesh, write_outputs
 
 
 @dataclass
@@ -89,8 +88,6 @@ def run_reconstruct(images: str | os.PathLike, out: str | os.PathLike, cfg: Reco
                   "seed": cfg.seed}
         if cancel is not None:
             cancel.check()
-        write_result(mesh, out_path, extras)
-        if preview is not None:
-            write_preview(mesh, preview)
+        write_outputs(mesh, out_path, preview, extras)
         return {"out": str(out_path), "faces": int(len(mesh.faces)), "vertices": int(len(mesh.verts)),
                 "seconds": timings, "bbox": bbox.tolist(), "config": to_dict(cfg)}

@@ -21,6 +21,17 @@ removed and nothing is left at the target path(s).
 
 from .mesh import TexturedMesh, atomic_write, vertex_normals
 from .read import read_mesh
-from .write import write_glb, write_obj, write_png
+from .write import (
+                    FileWrite,
+                    glb_files,
+                    obj_files,
+                    obj_sidecars,
+                    png_files,
+                    write_files,
+                    write_glb,
+                    write_obj,
+                    write_png,
+)
 
-__all__ = ["TexturedMesh", "atomic_write", "read_mesh", "vertex_normals", "write_glb", "write_obj", "write_png"]
+__all__ = ["FileWrite", "TexturedMesh", "atomic_write", "glb_files", "obj_files", "obj_sidecars", "png_files",
+           "read_mesh", "vertex_normals", "write_files", "write_glb", "write_obj", "write_png"]

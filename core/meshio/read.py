@@ -39,12 +39,21 @@ def read_mesh(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarr
     path = Path(path)
     if not path.is_file():
         raise InputError(f"Mesh file not found: {path}. Check the path.")
-    suffix = path.suffix.lower()
-    if suffix in (".glb", ".gltf"):
-        return _read_gltf(path)
-    if suffix == ".obj":
-        return _read_obj(path)
-    raise InputError(f"Unsupported mesh file '{path.name}': use a .glb, .gltf or .obj file (export one from Blender).")
+    readers = {".glb": _read_gltf, ".gltf": _read_gltf, ".obj": _read_obj}
+    read = readers.get(path.suffix.lower())
+    if read is None:
+        raise InputError(f"Unsupported mesh file '{path.name}': use a .glb, .gltf or .obj file (export one from "
+                         "Blender).")
+    try:
+        return read(path)
+    except InputError:
+        raise
+    except OSError as exc:
+        raise InputError(f"Cannot read '{path.name}' ({exc.strerror or exc}); check its permissions.") from None
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError, OverflowError) as exc:
+        # A structure the format does not allow (an unknown component type, a node pointing at no mesh, ...).
+        raise InputError(f"'{path.name}' is malformed ({type(exc).__name__}: {exc}); re-export it from Blender "
+                         "(File > Export) and try again.") from None
 
 
 # ----------------------------------------------------------------------------------------------------------- readers
@@ -201,12 +210,15 @@ def _read_obj(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np
     v, vt, corners, mtllibs = [], [], [], []
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
+            for number, line in enumerate(fh, 1):
                 parts = line.split()
                 if not parts:
                     continue
                 key = parts[0]
                 if key == "v":
+                    if len(parts) < 4:
+                        raise InputError(f"'{path.name}' line {number}: a vertex needs three coordinates (x y z), "
+                                         f"found {len(parts) - 1}; the file is damaged.")
                     v.append([float(x) for x in parts[1:4]])
                 elif key == "vt":
                     vt.append([float(x) for x in (parts[1:3] + ["0"])[:2]])

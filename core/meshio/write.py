@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +32,25 @@ def _encode_png(texture: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+#: A file to write: its path and the function that writes its content to a given (temporary) path.
+FileWrite = tuple[Path, Callable[[Path], None]]
+
+
+def write_files(files: list[FileWrite]) -> None:
+    """Write every file of ``files`` all together or none (:func:`~.mesh.atomic_write`)."""
+    atomic_write([path for path, _ in files], [write for _, write in files])
+
+
+def png_files(image: np.ndarray, path: str | os.PathLike) -> list[FileWrite]:
+    """A uint8 ``[H, W, 3|4]`` image as a PNG file."""
+    data = _encode_png(np.ascontiguousarray(image))
+    return [(Path(path), lambda p: p.write_bytes(data))]
+
+
 def write_png(image: np.ndarray, path: str | os.PathLike) -> Path:
     """Write a uint8 ``[H, W, 3|4]`` image as PNG, atomically."""
-    path = Path(path)
-    data = _encode_png(np.ascontiguousarray(image))
-    atomic_write([path], [lambda p: p.write_bytes(data)])
-    return path
+    write_files(png_files(image, path))
+    return Path(path)
 
 
 def _json_extras(extras: dict | None) -> dict:
@@ -119,10 +133,14 @@ def write_glb(mesh: TexturedMesh, path: str | os.PathLike, extras: dict | None =
     Raises:
         InputError: The mesh is empty or malformed, or ``extras`` is not JSON-serialisable.
     """
-    path = Path(path)
+    write_files(glb_files(mesh, path, extras))
+    return Path(path)
+
+
+def glb_files(mesh: TexturedMesh, path: str | os.PathLike, extras: dict | None = None) -> list[FileWrite]:
+    """The file of :func:`write_glb`, to write together with others."""
     data = _glb_bytes(mesh, extras)
-    atomic_write([path], [lambda p: p.write_bytes(data)])
-    return path
+    return [(Path(path), lambda p: p.write_bytes(data))]
 
 
 def _obj_text(name: str, mtl_name: str, verts: np.ndarray, uvs: np.ndarray, normals: np.ndarray,
@@ -158,14 +176,31 @@ def write_obj(mesh: TexturedMesh, path: str | os.PathLike) -> tuple[Path, Path, 
     Raises:
         InputError: The mesh is empty or malformed.
     """
+    files = obj_files(mesh, path)
+    write_files(files)
+    return files[2][0], files[1][0], files[0][0]
+
+
+def obj_sidecars(path: str | os.PathLike) -> tuple[Path, Path]:
+    """The ``.mtl`` and ``.png`` an OBJ at ``path`` comes with."""
+    path = Path(path)
+    return path.with_suffix(".mtl"), path.with_suffix(".png")
+
+
+def obj_name(name: str) -> str:
+    """``name`` made safe for an OBJ ``o`` line: one line, no control characters, spaces as underscores."""
+    safe = "".join(ch if ch.isprintable() and not ch.isspace() else "_" for ch in name).strip("_")
+    return safe or "dreamsmith"
+
+
+def obj_files(mesh: TexturedMesh, path: str | os.PathLike) -> list[FileWrite]:
+    """The files of :func:`write_obj` (PNG, MTL, OBJ), to write together with others."""
     obj_path = Path(path)
-    mtl_path, png_path = obj_path.with_suffix(".mtl"), obj_path.with_suffix(".png")
+    mtl_path, png_path = obj_sidecars(obj_path)
     verts, faces, uvs, normals, tex = checked(mesh)
-    obj_text = _obj_text(mesh.name, mtl_path.name, verts, uvs, normals, faces)
+    obj_text = _obj_text(obj_name(mesh.name), mtl_path.name, verts, uvs, normals, faces)
     mtl_text = (f"# Dreamsmith {_version()}\nnewmtl material0\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nNs 10\nd 1\nillum 1\n"
                 f"map_Kd {png_path.name}\n")
     png = _encode_png(tex)
-    atomic_write([png_path, mtl_path, obj_path], [lambda p: p.write_bytes(png),
-                                                   lambda p: p.write_text(mtl_text, encoding="utf-8"),
-                                                   lambda p: p.write_text(obj_text, encoding="utf-8")])
-    return obj_path, mtl_path, png_path
+    return [(png_path, lambda p: p.write_bytes(png)), (mtl_path, lambda p: p.write_text(mtl_text, encoding="utf-8")),
+            (obj_path, lambda p: p.write_text(obj_text, encoding="utf-8"))]

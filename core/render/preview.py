@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ..cameras import Cameras, orbit_cameras
-from ..meshio import TexturedMesh, write_png
+from ..meshio import FileWrite, TexturedMesh, png_files, write_files
 from .mesh import render_mesh, render_textured
 from .shading import LightConfig
 from .volume import VolumeRenderer
@@ -32,11 +32,16 @@ def preview_cameras(verts: np.ndarray, n_views: int = 4, size: int = 256, elevat
     return orbit_cameras(az, torch.full((n_views,), elevation), dist, fov_deg, size, target=tuple(centre.tolist()))
 
 
-def write_preview(mesh: TexturedMesh, path: str | os.PathLike, size: int = 256, n_views: int = 4) -> Path:
-    """Write a contact sheet (``n_views`` shaded views in a row) as PNG, atomically."""
+def preview_files(mesh: TexturedMesh, path: str | os.PathLike, size: int = 256, n_views: int = 4) -> list[FileWrite]:
+    """A contact sheet (``n_views`` shaded views in a row) as a PNG file, to write with a job's other outputs."""
     cams = preview_cameras(np.asarray(mesh.verts), n_views, size)
-    img = render_textured(mesh, cams, shaded=True)
-    return write_png(to_sheet(img), path)
+    return png_files(to_sheet(render_textured(mesh, cams, shaded=True)), path)
+
+
+def write_preview(mesh: TexturedMesh, path: str | os.PathLike, size: int = 256, n_views: int = 4) -> Path:
+    """Write the contact sheet of :func:`preview_files`, atomically."""
+    write_files(preview_files(mesh, path, size, n_views))
+    return Path(path)
 
 
 # ---------------------------------------------------------------------------------------------- live previews
