@@ -1,0 +1,114 @@
+"""All or nothing on disk: a job cancelled in the middle of any stage (not while loading), or failing while it
+writes, leaves no result, preview, state or temporary file behind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_golden import SMALL
+
+from dreamsmith.core import events
+from dreamsmith.core.errors import Cancelled
+from dreamsmith.core.events import CancelToken
+from dreamsmith.core.jobs import JOBS
+from dreamsmith.core.jobs.io import merge_models
+from dreamsmith.core.meshio import TexturedMesh, write_files, write_glb
+
+TOY = Path(__file__).resolve().parents[1] / "assets" / "toy_prior"
+
+
+class CancelIn(CancelToken):
+    """Cancels when the job reaches ``step`` of ``stage`` (as its stage reporter says)."""
+
+    def __init__(self, stage: str, step: int) -> None:
+        super().__init__()
+        self.target, self.where, self.seen = (stage, step), None, []
+
+    def check(self) -> None:
+        if self.where == self.target:
+            self.cancel()
+        super().check()
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Tell the running job's CancelIn where each reporter is."""
+    original = events.StageReporter.step
+
+    def step(self, step, *args, **kwargs):
+        if isinstance(self.cancel, CancelIn):
+            self.cancel.where = (self.stage, step)
+            self.cancel.seen.append(self.cancel.where)
+        return original(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(events.StageReporter, "step", step)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    from dreamsmith.core.bake import unwrap
+    from dreamsmith.scripts.synth_objects import ground_truth_mesh, write_dataset
+
+    root = tmp_path_factory.mktemp("inputs")
+    v, f = ground_truth_mesh("box_ball", resolution=20)[:2]
+    v2, f2, uv, _ = unwrap(v.astype(np.float32), f)
+    mesh = write_glb(TexturedMesh(v2, f2, uv, None, np.full((8, 8, 3), 90, np.uint8)), root / "in.glb")
+    return {"mesh": mesh, "images": write_dataset("box_ball", root / "views", n_train=6, n_test=1, size=24, seed=1)}
+
+
+CASES = [("generate", "coarse", 3), ("generate", "mesh", 2), ("retexture", "texture", 4),
+         ("edit", "coarse", 2), ("edit", "mesh", 2), ("reconstruct", "coarse", 10), ("reconstruct", "mesh", 3),
+         ("reconstruct", "bake", 1)]
+
+
+@pytest.mark.parametrize("command,stage,step", CASES, ids=[f"{c}-{s}" for c, s, _ in CASES])
+def test_cancel_mid_stage_leaves_nothing(tmp_path, inputs, spy, command, stage, step):
+    kind = JOBS[command]
+    over = json.loads(json.dumps(SMALL[command]))
+    if kind.priors:
+        over = merge_models(over, kind.priors, str(TOY))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    run_inputs = {"mesh": str(inputs["mesh"]), "images": str(inputs["images"]), "prompt": "a blue cone"}
+    if command == "generate":
+        run_inputs["state_out"] = str(out_dir / "state.safetensors")
+    token = CancelIn(stage, step)
+    out = out_dir / ("result.obj" if command == "retexture" else "result.glb")
+    with pytest.raises(Cancelled, match="nothing was written"):
+        kind.run(run_inputs, out, kind.config("draft", over), device="cpu", cancel=token,
+                 preview=out_dir / "preview.png")
+    assert token.where == (stage, step), token.seen[-3:]  # it really stopped there, in the middle of the stage
+    assert sorted(p.name for p in out_dir.iterdir()) == []
+
+
+def test_a_failing_write_leaves_none_of_the_files(tmp_path):
+    (tmp_path / "kept.glb").write_bytes(b"the user's older file")
+
+    def fail(path: Path) -> None:
+        path.write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    files = [(tmp_path / "a.png", lambda p: p.write_bytes(b"png")), (tmp_path / "kept.glb", fail),
+             (tmp_path / "c.safetensors", lambda p: p.write_bytes(b"state"))]
+    with pytest.raises(OSError):
+        write_files(files)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.glb"]
+    assert (tmp_path / "kept.glb").read_bytes() == b"the user's older file"
+
+
+def test_a_generate_that_fails_at_its_preview_writes_no_state(tmp_path, monkeypatch):
+    from dreamsmith.core.jobs import io
+
+    def broken_preview(mesh, path):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(io, "preview_files", broken_preview)
+    kind = JOBS["generate"]
+    over = merge_models(json.loads(json.dumps(SMALL["generate"])), kind.priors, str(TOY))
+    with pytest.raises(OSError):
+        kind.run({"prompt": "a red cube", "state_out": str(tmp_path / "s.safetensors")}, tmp_path / "r.glb",
+                 kind.config("draft", over), device="cpu", preview=tmp_path / "p.png")
+    assert list(tmp_path.iterdir()) == []
