@@ -46,8 +46,11 @@ DEPENDENCIES = (
     ("ninja", "ninja>=1.11"),
 )
 
-# Messages from the worker, one JSON object a line (see core/worker.py).
-PROGRESS, PREVIEW, DONE, ERROR = "progress", "preview", "done", "error"
+# Messages from the worker, one JSON object a line (see core/worker.py). A heartbeat comes every HEARTBEAT_S
+# seconds while a job runs, whatever it is doing (loading a model included): a worker silent for SILENCE_LIMIT_S
+# has stopped responding and is ended.
+PROGRESS, PREVIEW, DONE, ERROR, HEARTBEAT = "progress", "preview", "done", "error", "heartbeat"
+HEARTBEAT_S, SILENCE_LIMIT_S = 5.0, 60.0
 
 
 @dataclass

@@ -14,12 +14,13 @@ from .operators import (
     stop_job,
 )
 from .panels import DREAMSMITH_PT_generate
-from .preferences import DREAMSMITH_OT_check_setup, DreamsmithPreferences
+from .preferences import DREAMSMITH_OT_check_setup, DREAMSMITH_OT_clear_states, DreamsmithPreferences
 from .properties import DreamsmithSceneProps
 
 CLASSES: tuple = (
     DreamsmithPreferences,
     DREAMSMITH_OT_check_setup,
+    DREAMSMITH_OT_clear_states,
     DREAMSMITH_OT_install_dependencies,
     DreamsmithSceneProps,
     DREAMSMITH_OT_generate,

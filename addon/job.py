@@ -26,11 +26,12 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..protocol import DONE, ERROR, Job
+from ..protocol import DONE, ERROR, SILENCE_LIMIT_S, Job
 
 #: The folder of the package (the extension root), whatever it is called on disk.
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -124,6 +125,8 @@ class WorkerJob:
         self.cancelled = False
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue()
         self._last: dict[str, Any] | None = None  # the worker's "done" or "error" line
+        self.last_heard = time.monotonic()  # when the worker last sent anything (heartbeats included)
+        self.started = time.monotonic()
         self._reader: threading.Thread | None = None
         self._log = None
 
@@ -168,6 +171,7 @@ class WorkerJob:
                     msg = None
                 if not isinstance(msg, dict) or "type" not in msg:
                     msg = {"type": "log", "text": line}
+                self.last_heard = time.monotonic()
                 self._queue.put(msg)
         finally:
             code = self.proc.wait()
@@ -192,16 +196,41 @@ class WorkerJob:
             self._handle(msg)
             out.append(msg)
 
-    def wait(self, on_message=None, timeout: float | None = None) -> Outcome:
-        """Block until the job ends, calling ``on_message(msg)`` for each message; returns the outcome."""
+    def stalled(self, time_limit: float = 0.0, silence: float = SILENCE_LIMIT_S) -> str:
+        """Why the running job should be ended ("" while it is fine): no word from the worker for ``silence``
+        seconds (it sends a heartbeat every few seconds), or longer than ``time_limit`` seconds in all (0: none)."""
+        if self.outcome is not None or self.proc is None:
+            return ""
+        now = time.monotonic()
+        if now - self.last_heard > silence:
+            return (f"The engine stopped responding (no word for {now - self.last_heard:.0f} s) and was ended; "
+                    "nothing was added. Try again, or check the interpreter with Check setup.")
+        if time_limit > 0 and now - self.started > time_limit:
+            return (f"The job ran longer than its time limit ({time_limit / 60:g} min) and was ended; nothing was "
+                    "added. Raise the limit in the add-on preferences or use a smaller preset.")
+        return ""
+
+    def end_stalled(self, why: str) -> Outcome:
+        """Stop a stalled worker; its outcome says ``why``."""
+        self.cancel()
+        self.outcome = Outcome(False, message=why, kind="Stalled")
+        return self.outcome
+
+    def wait(self, on_message=None, time_limit: float = 0.0, silence: float = SILENCE_LIMIT_S) -> Outcome:
+        """Block until the job ends, calling ``on_message(msg)`` for each message; returns the outcome. A worker
+        that :meth:`stalled` is ended."""
         while self.outcome is None:
             try:
-                msg = self._queue.get(timeout=timeout)
+                msg = self._queue.get(timeout=min(1.0, silence))
             except queue.Empty:
-                raise TimeoutError(f"The engine sent nothing for {timeout} s.") from None
-            self._handle(msg)
-            if on_message is not None:
-                on_message(msg)
+                msg = None
+            if msg is not None:
+                self._handle(msg)
+                if on_message is not None:
+                    on_message(msg)
+            why = self.stalled(time_limit, silence)
+            if why:
+                return self.end_stalled(why)
         return self.outcome
 
     def _handle(self, msg: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ raises ``RuntimeError("Error: <what to do>")`` and the scene is unchanged.
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
+from .preferences import get_preferences
 from .properties import PRESET_ITEMS
 from .running import (
     INPUTS,
@@ -99,7 +100,8 @@ class _JobOperator:
     def _wait(self, scene_props) -> tuple[bool, str]:
         job = job_state.job
         try:
-            outcome = job.wait(on_message=lambda msg: handle_message(msg, scene_props))
+            limit = float(getattr(get_preferences(), "time_limit_min", 0.0)) * 60.0
+            outcome = job.wait(on_message=lambda msg: handle_message(msg, scene_props), time_limit=limit)
         except BaseException:  # e.g. KeyboardInterrupt in a script: end the worker, then let it through
             stop_job()
             raise

@@ -7,7 +7,7 @@ import sys
 from types import SimpleNamespace
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
 
 from ..protocol import DEPENDENCIES, DEVICES
 
@@ -29,7 +29,7 @@ CHECK_CODE = "; ".join((
 ))
 
 DEFAULTS = SimpleNamespace(python_path="", coarse_model="", fine_model="", allow_downloads=True, device="auto",
-                           cache_dir="")
+                           cache_dir="", states_limit_gb=2.0, time_limit_min=360.0)
 
 
 class DreamsmithPreferences(bpy.types.AddonPreferences):
@@ -55,6 +55,13 @@ class DreamsmithPreferences(bpy.types.AddonPreferences):
         name="Cache folder", subtype="DIR_PATH", default="",
         description="Hugging Face model cache and temporary job files; empty: the standard cache and Blender's "
                     "temporary folder")
+    states_limit_gb: FloatProperty(
+        name="Saved states limit (GB)", default=2.0, min=0.1, soft_max=100.0,
+        description="Generated objects keep their engine state for later edits; the oldest states are deleted "
+                    "beyond this size (their objects are then edited from the mesh)")
+    time_limit_min: FloatProperty(
+        name="Script job time limit (min)", default=360.0, min=0.0,
+        description="A job run from a script (blender --background) is ended after this long; 0: no limit")
 
     def draw(self, context):
         """The preferences page."""
@@ -65,6 +72,10 @@ class DreamsmithPreferences(bpy.types.AddonPreferences):
         layout.prop(self, "allow_downloads")
         layout.prop(self, "device")
         layout.prop(self, "cache_dir")
+        row = layout.row()
+        row.prop(self, "states_limit_gb")
+        row.operator(DREAMSMITH_OT_clear_states.bl_idname, icon="TRASH")
+        layout.prop(self, "time_limit_min")
         row = layout.row()
         row.operator(DREAMSMITH_OT_check_setup.bl_idname, icon="CHECKMARK")
         if not self.python_path:  # Blender's own Python: its packages go into the extension's user folder
@@ -104,6 +115,21 @@ def online_access(prefs=None) -> bool:
     """Whether models may be downloaded: Blender's "Allow Online Access" (False before 4.2) and the preference."""
     allowed = bool(getattr(bpy.app, "online_access", False))
     return allowed and bool(getattr(prefs, "allow_downloads", True))
+
+
+class DREAMSMITH_OT_clear_states(bpy.types.Operator):
+    """Delete the saved engine states of generated objects (they are then edited from their mesh)"""
+
+    bl_idname = "dreamsmith.clear_states"
+    bl_label = "Clear saved states"
+
+    def execute(self, context):
+        """Delete every saved state and say how much space that freed."""
+        from .states import clear_states
+
+        files, size = clear_states(get_preferences(context))
+        self.report({"INFO"}, f"Deleted {files} saved state(s), {size / 1024**2:.0f} MB.")
+        return {"FINISHED"}
 
 
 class DREAMSMITH_OT_check_setup(bpy.types.Operator):

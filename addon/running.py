@@ -21,6 +21,7 @@ from .job import Outcome, WorkerJob, build_job, make_work_dir
 from .preferences import get_preferences, interpreter, online_access
 from .properties import apply_message, reset_progress
 from .scene_io import PROP_PREFIX
+from .states import keep_result, prune_states, resolve_stored, state_limit_bytes, stored_path
 
 TIMER_INTERVAL = 0.2
 PREVIEW_IMAGE = "Dreamsmith Preview"
@@ -175,7 +176,7 @@ def _import(outcome: Outcome, meta: RunningJob) -> tuple[object, str]:
     if meta.command == "generate":
         coarse = models.get("coarse") or meta.request.model
         props = dict(meta.inputs(), coarse_model=coarse, fine_model=models.get("fine") or coarse,
-                     state=summary.get("state") or "")
+                     state=stored_path(summary.get("state") or ""))
         return import_result(outcome.out, name=meta.request.values["prompt"][:60], props=props), "Added"
     target = bpy.data.objects.get(meta.target)
     if target is None:
@@ -201,8 +202,10 @@ def finish_job(outcome: Outcome | None, undo: bool) -> tuple[bool, str]:
             with bpy.context.temp_override(**_window_override()):
                 try:
                     obj, done = _import(outcome, meta)
-                except RuntimeError as exc:
-                    message = f"Importing the result failed: {exc}"
+                except Exception as exc:  # whatever went wrong, the result is kept and the user told where
+                    kept = keep_result(get_preferences(), outcome.out)
+                    where = f"; the result was kept at {kept}" if kept else ""
+                    message = f"Importing the result failed ({type(exc).__name__}: {exc}){where}."
                 else:
                     ok, message = True, f"{done} {obj.name!r}."
                     if undo:
@@ -247,7 +250,10 @@ def job_timer() -> float | None:
             handle_message(msg, props)
         redraw()
         if job.outcome is None:
-            return TIMER_INTERVAL
+            why = job.stalled()
+            if not why:
+                return TIMER_INTERVAL
+            job.end_stalled(why)
         meta = job_state.meta
         ok, message = finish_job(job.outcome, undo=True)
         if meta is not None and meta.queue and ok:  # several objects: one job after the other (a failure stops)
@@ -258,9 +264,11 @@ def job_timer() -> float | None:
                 return TIMER_INTERVAL
             except (OSError, ValueError) as exc:
                 ok, message = False, str(exc)
-    except BaseException:  # Blender drops a timer that raises: never leave an orphan job behind it
+    except Exception as exc:  # a timer must never raise (Blender drops it): end the job and say why
         _cancel_current()
-        raise
+        redraw()
+        _notify(f"The job was stopped after an error in the add-on ({type(exc).__name__}: {exc}).", error=True)
+        return None
     redraw()
     _notify(message, error=not ok and job.outcome.kind != "Cancelled")
     return None
@@ -311,8 +319,10 @@ def _states(prefs, command: str, target: str, work_dir) -> tuple[str, str, list[
     """``(state to start from, state to save, the target's world matrix)``: a generate saves its engine state for
     later edits; an edit of an object generated here starts from its state while that is still on disk."""
     if command == "generate":
-        return "", str(states_dir(prefs) / f"{work_dir.name.removeprefix('dreamsmith-job-')}.safetensors"), None
-    saved = str(bpy.data.objects[target].get(PROP_PREFIX + "state", "")) if command == "edit" else ""
+        folder = states_dir(prefs)
+        prune_states(folder, state_limit_bytes(prefs))
+        return "", str(folder / f"{work_dir.name.removeprefix('dreamsmith-job-')}.safetensors"), None
+    saved = resolve_stored(str(bpy.data.objects[target].get(PROP_PREFIX + "state", ""))) if command == "edit" else ""
     if saved and os.path.isfile(saved):
         return saved, "", [v for row in bpy.data.objects[target].matrix_world for v in row]
     return "", "", None

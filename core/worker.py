@@ -272,6 +272,19 @@ def run_job(job: Job, emit: Emitter, stopper: Stopper) -> dict[str, Any]:
     return summary
 
 
+def _heartbeat(emit: Emitter) -> threading.Event:
+    """Send a heartbeat every :data:`~dreamsmith.protocol.HEARTBEAT_S` seconds until the returned event is set, so
+    that the add-on can tell a busy worker from a hung one."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(protocol.HEARTBEAT_S):
+            emit({"type": protocol.HEARTBEAT})
+
+    threading.Thread(target=loop, name="dreamsmith-heartbeat", daemon=True).start()
+    return stop
+
+
 def main(stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> int:
     """Read one job, run it, report; returns the exit code (0 done, 2 user-fixable error, 1 bug)."""
     stdin = sys.stdin if stdin is None else stdin
@@ -288,7 +301,11 @@ def main(stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> int:
             stopper.watch_parent()
             if job.watch_stdin:
                 stopper.watch_stream(stdin)
-            summary = run_job(job, emit, stopper)
+            beat = _heartbeat(emit)
+            try:
+                summary = run_job(job, emit, stopper)
+            finally:
+                beat.set()
         except _Stop:
             raise Cancelled(f"The job was stopped ({stopper.reason}); nothing was written.") from None
         except KeyboardInterrupt:
