@@ -22,6 +22,7 @@ from ... import __version__
 from ..config import to_dict
 from ..device import seeded_job
 from ..errors import InputError
+from ..events import StageReporter
 from ..meshio import TexturedMesh
 from ..models import load_prior
 from ..presets import EDIT_PRESETS, config_maker
@@ -52,7 +53,8 @@ class EditConfig(GenerateConfig):
 edit_config = config_maker(EditConfig, EDIT_PRESETS)
 
 
-def mesh_sdf(verts: Tensor, faces: Tensor, points: Tensor, budget: int = 2_000_000) -> Tensor:
+def mesh_sdf(verts: Tensor, faces: Tensor, points: Tensor, budget: int = 2_000_000,
+             reporter: StageReporter | None = None) -> Tensor:
     """Signed distance (negative inside) from ``points [N, 3]`` to a triangle mesh.
 
     The sign is the generalised winding number (robust to small holes and several pieces), the magnitude the
@@ -61,8 +63,11 @@ def mesh_sdf(verts: Tensor, faces: Tensor, points: Tensor, budget: int = 2_000_0
     tri = verts[faces]  # [F, 3, 3]
     surf = torch.cat([verts, tri.mean(1)])
     chunk = max(1, budget // max(len(faces), 1))  # points per pass: [chunk, F, 3] temporaries stay small
+    parts = points.split(chunk)
+    if reporter is not None:
+        reporter.total = len(parts)
     out = []
-    for p in points.split(chunk):
+    for k, p in enumerate(parts, 1):
         a, b, c = (tri[None, :, i] - p[:, None] for i in range(3))  # [n, F, 3]
         la, lb, lc = a.norm(dim=-1), b.norm(dim=-1), c.norm(dim=-1)
         det = (a * torch.cross(b, c, dim=-1)).sum(-1)
@@ -70,17 +75,20 @@ def mesh_sdf(verts: Tensor, faces: Tensor, points: Tensor, budget: int = 2_000_0
         winding = torch.atan2(det, den).sum(-1) / (2 * torch.pi)
         dist = torch.cdist(p, surf).min(dim=1).values
         out.append(torch.where(winding > 0.5, -dist, dist))
+        if reporter is not None:
+            reporter.step(k)
     return torch.cat(out)
 
 
-def density_prior(verts: np.ndarray, faces: np.ndarray, cfg: EditConfig) -> Tensor:
+def density_prior(verts: np.ndarray, faces: np.ndarray, cfg: EditConfig,
+                  reporter: StageReporter | None = None) -> Tensor:
     """The coarse field's starting raw density ``[R, R, R]`` (x, y, z) over the scene box, from a mesh in the
-    scene frame."""
+    scene frame (``reporter``: progress and cancellation, a step per chunk of grid points)."""
     r, n = cfg.scene_radius, cfg.prior_resolution
     axis = torch.linspace(-r, r, n)
     grid = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)
     with torch.no_grad():
-        sdf = mesh_sdf(torch.from_numpy(verts), torch.from_numpy(faces.astype(np.int64)), grid)
+        sdf = mesh_sdf(torch.from_numpy(verts), torch.from_numpy(faces.astype(np.int64)), grid, reporter=reporter)
     return (-sdf * cfg.prior_sharpness).clamp(-cfg.prior_clamp, cfg.prior_clamp).reshape(n, n, n)
 
 
@@ -114,7 +122,7 @@ def run_edit(mesh_path: str | os.PathLike | None, prompt: str, out: str | os.Pat
             raise InputError("Nothing to edit: give a mesh (the saved engine state is gone).")
         verts, faces, _ = read_input(mesh_path, MAX_EDIT_FACES)
         frame = Frame.fit(verts, cfg.fit_radius)
-        start = density_prior(frame.to_prior(verts), faces, cfg)
+        start = density_prior(frame.to_prior(verts), faces, cfg, StageReporter("prepare", 1, callback, cancel))
         mesh, timings, _ = generate_mesh(prompt, negative_prompt, cfg, dev, callback, cancel, density_prior=start)
         mesh = replace(mesh, verts=frame.from_prior(mesh.verts), normals=None)
         source = "mesh"

@@ -19,27 +19,24 @@ from dreamsmith.addon import running, states
 from dreamsmith.addon.job import Outcome, WorkerJob, build_job, make_work_dir
 tmp = pathlib.Path(tempfile.mkdtemp())
 
-# 1. A worker that never says a word (a "python" that only sleeps) is ended after the silence limit.
-hung = tmp / "hung-python"
-hung.write_text("#!/bin/sh\nexec sleep 120\n")
-hung.chmod(0o755)
-job = WorkerJob(build_job("a cube", tmp / "o.glb"), str(hung), make_work_dir(str(tmp)))
-job.start()
-t0 = time.monotonic()
-outcome = job.wait(silence=2.0)
-REPORT["hung"] = [outcome.kind, outcome.message, time.monotonic() - t0, job.proc.poll() is not None]
-job.cleanup()
+def stand_in(name, body, **wait):
+    # A job with a shell script standing in for the interpreter: its outcome, seconds, and whether it ended.
+    python = tmp / name
+    python.write_text("#!/bin/sh\n" + body + "\n")
+    python.chmod(0o755)
+    job = WorkerJob(build_job("a cube", tmp / "o.glb"), str(python), make_work_dir(str(tmp)))
+    job.start()
+    t0 = time.monotonic()
+    outcome = job.wait(**wait)
+    seconds, ended = time.monotonic() - t0, job.proc.poll() is not None
+    job.cleanup()
+    return [outcome.kind, outcome.message, seconds, ended]
 
+# 1. A worker that never says a word (a "python" that only sleeps) is ended after the silence limit.
+REPORT["hung"] = stand_in("hung-python", "exec sleep 120", silence=2.0)
 # 2. A script job over its time limit is ended too (the worker talks, but takes too long).
-talk = tmp / "talking-python"
-talk.write_text("#!/bin/sh\nwhile true; do echo '{\"type\": \"heartbeat\"}'; sleep 0.2; done\n")
-talk.chmod(0o755)
-job = WorkerJob(build_job("a cube", tmp / "o.glb"), str(talk), make_work_dir(str(tmp)))
-job.start()
-t0 = time.monotonic()
-outcome = job.wait(time_limit=1.5, silence=30.0)
-REPORT["limit"] = [outcome.kind, outcome.message, time.monotonic() - t0]
-job.cleanup()
+REPORT["limit"] = stand_in("talking-python", "while true; do echo '{\"type\": \"heartbeat\"}'; sleep 0.2; done",
+                           time_limit=1.5, silence=30.0)
 
 # 3. An import that fails with any error keeps the result and says where.
 work = make_work_dir(str(tmp))
@@ -107,8 +104,8 @@ def test_the_addon_keeps_what_it_makes_and_never_hangs():
     rep = _run(KEEPS, {}, timeout=240)
     kind, message, seconds, ended = rep["hung"]
     assert kind == "Stalled" and "stopped responding" in message and seconds < 20 and ended, rep["hung"]
-    kind, message, seconds = rep["limit"]
-    assert kind == "Stalled" and "time limit" in message and seconds < 20, rep["limit"]
+    kind, message, seconds, ended = rep["limit"]
+    assert kind == "Stalled" and "time limit" in message and seconds < 20 and ended, rep["limit"]
     ok, message, kept_exists, cleaned, unchanged, cleared = rep["failed_import"]
     assert not ok and "the importer choked" in message and kept_exists and cleaned and unchanged and cleared, message
     assert rep["timer"] == [None, True, True], rep["timer"]

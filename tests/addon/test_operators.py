@@ -260,7 +260,7 @@ def _run(script: str, args: dict, timeout: float = 300) -> dict:
 
 def test_register_unregister_is_symmetric_and_panel_draws():
     rep = _run(REGISTER, {})
-    assert rep["registered"] == [True] * 16 and rep["unregistered"] == [False] * 16
+    assert rep["registered"] == [True] * 17 and rep["unregistered"] == [False] * 17  # 7 names + 10 classes
     assert rep["prefs"] == "" and rep["scene_prop"] == "draft" and rep["scene_prop_gone"]
     assert rep["generate_poll"] and not rep["generate_poll_running"]
     assert not rep["timer"] and rep["handlers_same"] and rep["during"]

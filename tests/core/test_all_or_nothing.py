@@ -112,3 +112,61 @@ def test_a_generate_that_fails_at_its_preview_writes_no_state(tmp_path, monkeypa
         kind.run({"prompt": "a red cube", "state_out": str(tmp_path / "s.safetensors")}, tmp_path / "r.glb",
                  kind.config("draft", over), device="cpu", preview=tmp_path / "p.png")
     assert list(tmp_path.iterdir()) == []
+
+
+KILLED_WRITER = r"""
+import sys, time
+from pathlib import Path
+from dreamsmith.core.meshio import write_files
+
+def slow(path):
+    with open(path, "wb") as fh:
+        fh.write(b"half of a file")
+        fh.flush()
+        print("WRITING", flush=True)
+        time.sleep(60)
+
+write_files([(Path(sys.argv[1]), slow)])
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGKILL"), reason="needs SIGKILL")
+def test_a_writer_killed_mid_write_never_leaves_a_partial_file_under_the_name(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    target = tmp_path / "result.glb"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(target)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "WRITING"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not target.exists()  # only the hidden temporary, which the add-on's job folder clean-up removes
+    assert all(p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGINT"), reason="needs SIGINT")
+def test_ctrl_c_during_training_exits_130_and_leaves_nothing(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"coarse": {"steps": 400}}))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    cmd = [sys.executable, "-m", "dreamsmith", "generate", "--prompt", "a red cube", "--model", str(TOY),
+           "--device", "cpu", "--config", str(cfg), "--out", str(out_dir / "r.glb"), "--preview",
+           str(out_dir / "p.png"), "--save-state", str(out_dir / "s.safetensors")]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    seen = b""
+    while b"coarse" not in seen:  # the progress bar of the coarse stage: training has started
+        chunk = proc.stderr.read1(4096)
+        assert chunk, seen.decode(errors="replace")[-2000:]
+        seen += chunk
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, (seen + rest).decode(errors="replace")[-2000:]
+    assert b"nothing was written" in rest
+    assert list(out_dir.iterdir()) == []
