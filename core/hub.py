@@ -7,11 +7,14 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..protocol import DEMO_MODEL
 from .errors import ModelError
 
 if TYPE_CHECKING:
     from .models import PriorConfig
 
+#: The demo prior shipped inside the extension (``model: demo``).
+DEMO_PATH = Path(__file__).resolve().parents[1] / "assets" / "demo_prior"
 #: The folder parts whose files a download fetches (the VAE only when the model has one).
 NEEDED_PARTS = ("unet", "text_encoder", "tokenizer", "scheduler", "vae")
 
@@ -46,6 +49,11 @@ def resolve_model_path(cfg: PriorConfig) -> Path:
     model = (cfg.model or "").strip()
     if not model:
         raise ModelError("No diffusion model was given; set it to a Hugging Face id or a local diffusers folder.")
+    if model == DEMO_MODEL:
+        if not (DEMO_PATH / "model_index.json").is_file():
+            raise ModelError(f"The demo model is missing from this installation ({DEMO_PATH}); reinstall the "
+                             "extension or choose another model.")
+        return DEMO_PATH
     path = Path(model).expanduser()
     if path.is_dir():
         return path.resolve()

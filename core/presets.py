@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ..protocol import DEFAULT_MODELS
 from .config import from_dict, merge
 from .errors import ConfigError
 
@@ -56,8 +57,17 @@ def config_maker(cls: type[T], table: dict[str, dict[str, Any]]) -> Callable[...
     make.__doc__ = f"The {cls.__name__} of ``preset`` with ``overrides`` on top (unknown keys are errors)."
     return make
 
-# Text to 3D. draft runs on a CPU (made for the toy prior: one pixel prior for both stages, 32-64 px renders);
-# standard and high are the Magic3D recipe (IF stage I at 64 px, then Stable Diffusion at 512 px) for one GPU.
+
+def _priors(preset: str, *keys: str) -> dict[str, Any]:
+    """The default priors of ``preset`` (:data:`~dreamsmith.protocol.DEFAULT_MODELS`) under the config keys
+    ``keys`` (``coarse_model``, ``fine_model``; a job with one prior takes the fine one)."""
+    coarse, fine = DEFAULT_MODELS[preset]
+    return {key: {"model": coarse if key == "coarse_model" else fine} for key in keys}
+
+
+# Text to 3D. draft runs on a CPU (made for the demo prior: one pixel prior for both stages, 32-64 px renders);
+# standard and high are Magic3D's two stages for one GPU, by default with Stable Diffusion in both (threestudio's
+# SD-only recipe: 64 px coarse renders upsampled into the VAE, guidance 100; with IF as the coarse prior, 20 suits).
 # The light the toy prior was trained with (scripts/toy_prior_data.py LIGHT): (0, 0) is a headlight; an
 # offset fixes a directional light to the camera. The draft presets render their lit SDS views with it.
 TOY_PRIOR_LIGHT = (0.0, 0.0)
@@ -65,7 +75,7 @@ _VIEWS_GPU = {"distance_min": 1.5, "distance_max": 2.0, "fov_min": 40.0, "fov_ma
 _MAGIC3D: dict[str, Any] = {
     "coarse": {"occupancy": {"resolution": 128}, "volume": {"background": "learned"}},
     "coarse_sds": {"render_size": 64, "shading": "mixed", "views": _VIEWS_GPU},
-    "coarse_guidance": {"guidance_scale": 20.0, "max_step_percent_end": 0.5, "anneal": "linear"},
+    "coarse_guidance": {"guidance_scale": 100.0, "max_step_percent_end": 0.5, "anneal": "linear"},
     "mesh": {"render_size": 512, "dmtet": {"resolution": 128}},
     "mesh_sds": {"views": _VIEWS_GPU},
     "fine_guidance": {"guidance_scale": 100.0, "max_step_percent": 0.5, "max_step_percent_end": 0.5,
@@ -75,7 +85,7 @@ _MAGIC3D: dict[str, Any] = {
 # in the field all along, and a strong one holds every shape near a sphere.
 GENERATE_PRESETS: dict[str, dict[str, Any]] = {
     "draft": {
-        "fine_model": {"model": ""},
+        **_priors("draft", "coarse_model", "fine_model"),
         "coarse": {
             "steps": 400, "lr": 1e-2, "lr_mlp": 1e-3,
             "field": {"grid": {"n_levels": 6, "log2_hashmap_size": 14, "base_resolution": 8,
@@ -93,9 +103,11 @@ GENERATE_PRESETS: dict[str, dict[str, Any]] = {
         "fine_guidance": {"guidance_scale": 20.0, "max_step_percent": 0.5, "max_step_percent_end": 0.5},
         "bake": {"texture_size": 256},
     },
-    "standard": merge(_MAGIC3D, {"coarse": {"steps": 5000, "volume": {"n_samples_per_ray": 512}},
+    "standard": merge(_MAGIC3D, {**_priors("standard", "coarse_model", "fine_model"),
+                                 "coarse": {"steps": 5000, "volume": {"n_samples_per_ray": 512}},
                                  "mesh": {"steps": 3000}, "bake": {"texture_size": 1024}}),
-    "high": merge(_MAGIC3D, {"coarse": {"steps": 10000, "volume": {"n_samples_per_ray": 1024}},
+    "high": merge(_MAGIC3D, {**_priors("high", "coarse_model", "fine_model"),
+                             "coarse": {"steps": 10000, "volume": {"n_samples_per_ray": 1024}},
                              "mesh": {"steps": 5000}, "bake": {"texture_size": 2048}}),
 }
 
@@ -115,9 +127,11 @@ _RETEX_GPU: dict[str, Any] = {
     "stage_sds": {"shading": "albedo", "views": _VIEWS_GPU},
 }
 RETEXTURE_PRESETS: dict[str, dict[str, Any]] = {
-    "draft": _RETEX_DRAFT,
-    "standard": merge(_RETEX_GPU, {"stage": {"steps": 1000}, "bake": {"texture_size": 1024}}),
-    "high": merge(_RETEX_GPU, {"stage": {"steps": 2500}, "bake": {"texture_size": 2048}}),
+    "draft": merge(_RETEX_DRAFT, _priors("draft", "fine_model")),
+    "standard": merge(_RETEX_GPU, {**_priors("standard", "fine_model"), "stage": {"steps": 1000},
+                                   "bake": {"texture_size": 1024}}),
+    "high": merge(_RETEX_GPU, {**_priors("high", "fine_model"), "stage": {"steps": 2500},
+                               "bake": {"texture_size": 2048}}),
 }
 # Edits are generate jobs that start from the object's shape (no blob) and need fewer coarse steps to get there.
 EDIT_PRESETS: dict[str, dict[str, Any]] = {

@@ -9,7 +9,7 @@ its level before the row, reset per measurement through ``/proc/self/clear_refs`
 Usage::
 
     python scripts/bench.py [--device cpu|cuda] [--sizes draft,standard] [--repeats 3] [--threads N]
-        [--generate] [--model tests/assets/toy_prior]
+        [--generate] [--model assets/demo_prior]
 
 ``--generate`` also times ``python -m dreamsmith generate --preset draft`` with the toy prior, fast then
 reference, in child processes (several minutes on a CPU).
@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-TOY = REPO / "tests" / "assets" / "toy_prior"
+TOY = REPO / "assets" / "demo_prior"
 
 
 # ------------------------------------------------------------------------------------------------ measuring

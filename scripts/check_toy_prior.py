@@ -15,7 +15,7 @@ training-style render, at a few noise levels, as colour and shape accuracy. That
 
 Usage::
 
-    python scripts/check_toy_prior.py [--model tests/assets/toy_prior] [--samples 6] [--steps 25] [--guidance 4]
+    python scripts/check_toy_prior.py [--model assets/demo_prior] [--samples 6] [--steps 25] [--guidance 4]
         [--eta 1] [--sheet /tmp/toy_prior_sheet.png]
 """
 
@@ -201,7 +201,7 @@ def contact_sheet(images: torch.Tensor, labels: list[str], path: Path, scale: in
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, default=Path(__file__).resolve().parents[1] / "tests/assets/toy_prior")
+    ap.add_argument("--model", type=Path, default=Path(__file__).resolve().parents[1] / "assets/demo_prior")
     ap.add_argument("--samples", type=int, default=6, help="samples per prompt")
     ap.add_argument("--steps", type=int, default=25, help="DDIM steps")
     ap.add_argument("--guidance", type=float, default=4.0)

@@ -1,6 +1,6 @@
 """``make demo``: the main job on the embedded default.
 
-Runs ``generate`` with the offline toy prior (tests/assets/toy_prior) on the CPU at the draft preset, then puts
+Runs ``generate`` with the offline toy prior (assets/demo_prior) on the CPU at the draft preset, then puts
 the result into a .blend with Blender as a module:
     demo_out/a_red_cube.glb, demo_out/a_red_cube.png (preview), demo_out/a_red_cube.blend
 """
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TOY_PRIOR = REPO / "tests" / "assets" / "toy_prior"
+TOY_PRIOR = REPO / "assets" / "demo_prior"
 
 
 def main() -> int:
@@ -33,7 +33,7 @@ def main() -> int:
     stem = args.prompt.strip().replace(" ", "_")
     glb, png, blend = out / f"{stem}.glb", out / f"{stem}.png", out / f"{stem}.blend"
     t0 = time.perf_counter()
-    rc = cli_main(["generate", "--prompt", args.prompt, "--model", str(TOY_PRIOR), "--preset", "draft",
+    rc = cli_main(["generate", "--prompt", args.prompt, "--preset", "draft",  # the draft default: the demo prior
                    "--device", "cpu", "--seed", str(args.seed), "--out", str(glb), "--preview", str(png)])
     if rc != 0:
         return rc

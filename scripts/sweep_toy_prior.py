@@ -37,7 +37,7 @@ from dreamsmith.core.metrics import chamfer_meshes  # noqa: E402
 from dreamsmith.core.render.mesh import render_textured  # noqa: E402
 from dreamsmith.core.render.preview import preview_cameras  # noqa: E402
 
-TOY = Path(__file__).resolve().parents[1] / "tests" / "assets" / "toy_prior"
+TOY = Path(__file__).resolve().parents[1] / "assets" / "demo_prior"
 
 
 def normalised(verts: np.ndarray) -> np.ndarray:

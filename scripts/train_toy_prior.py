@@ -12,8 +12,8 @@ jointly from scratch on a word-level vocabulary.
 
 Usage::
 
-    python scripts/train_toy_prior.py --minutes 60 --out tests/assets/toy_prior
-    python scripts/train_toy_prior.py --init tests/assets/toy_prior --minutes 30 --lr 4e-4 --out /tmp/tuned
+    python scripts/train_toy_prior.py --minutes 60 --out assets/demo_prior
+    python scripts/train_toy_prior.py --init assets/demo_prior --minutes 30 --lr 4e-4 --out /tmp/tuned
 
 The defaults are the committed toy prior's recipe: the UNet also takes the camera's angles
 (``--camera-features``, :mod:`dreamsmith.core.guidance.camera`; ``--camera-features ""`` trains one without),
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=60.0, help="wall-clock training budget (rendering excluded)")
     ap.add_argument("--iters", type=int, default=0, help="stop after this many iterations (0: by --minutes only)")
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "tests/assets/toy_prior")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "assets/demo_prior")
     ap.add_argument("--size", type=int, default=32, help="image size")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=8e-4)

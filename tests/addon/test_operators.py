@@ -478,7 +478,7 @@ EDIT_TINY = {"coarse": {"steps": 40}, "mesh": {"steps": 10}, "bake": {"texture_s
 
 
 def test_retexture_and_edit_operators_on_artist_objects(tmp_path):
-    toy = REPO / "tests" / "assets" / "toy_prior"
+    toy = REPO / "assets" / "demo_prior"
     rep = _run(RETEXTURE, {"model": str(toy), "config": RETEX_TINY, "edit_config": EDIT_TINY}, timeout=900)
     assert rep["ok"] == "['FINISHED']", rep["ok"]
     assert rep["verts_same"] and rep["uv_same"] and rep["old_kept"] and rep["packed"]
@@ -534,7 +534,7 @@ print("REPORT " + json.dumps(REPORT))
 
 
 def test_each_result_is_one_undo_step(prior):
-    rep = _run(UNDO, {"model": str(REPO / "tests" / "assets" / "toy_prior"), "tiny": TINY,
+    rep = _run(UNDO, {"model": str(REPO / "assets" / "demo_prior"), "tiny": TINY,
                       "retex": {"stage": {"steps": 5}, "bake": {"texture_size": 32}}})
     assert rep["generate"] == "Added 'a red cube'." and rep["added"] == 1 and rep["after_undo_generate"] == 0
     assert rep["retexture"] == "Re-textured 'Cube.001'." and rep["material"].startswith("Dreamsmith: a green cube")

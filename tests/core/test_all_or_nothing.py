@@ -17,7 +17,7 @@ from dreamsmith.core.jobs import JOBS
 from dreamsmith.core.jobs.io import merge_models
 from dreamsmith.core.meshio import TexturedMesh, write_files, write_glb
 
-TOY = Path(__file__).resolve().parents[1] / "assets" / "toy_prior"
+TOY = Path(__file__).resolve().parents[2] / "assets" / "demo_prior"
 
 
 class CancelIn(CancelToken):

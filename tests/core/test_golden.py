@@ -21,7 +21,7 @@ from dreamsmith.core.meshio import TexturedMesh, read_mesh, write_glb
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 RECORD = ASSETS / "golden_draft.json"
-TOY = ASSETS / "toy_prior"
+TOY = ASSETS.parent.parent / "assets" / "demo_prior"
 SMALL = {
     # a strong blob: the draft's weak one needs its full schedule to grow an object
     "generate": {"coarse": {"steps": 30, "field": {"blob_density": 5.0, "blob_radius": 0.4}}, "mesh": {"steps": 6}},

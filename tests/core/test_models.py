@@ -16,7 +16,7 @@ from dreamsmith.core.guidance.camera import unet_camera_inputs
 from dreamsmith.core.models import PriorConfig, load_prior
 
 REPO = Path(__file__).resolve().parents[2]
-TOY_PRIOR = REPO / "tests" / "assets" / "toy_prior"
+TOY_PRIOR = REPO / "assets" / "demo_prior"
 WORDS = ["a", "red", "blue", "green", "cube", "torus", "sphere", ",", "front", "side", "back", "overhead", "view",
          "blurry", "ugly"]
 MAX_TOKENS = 10

@@ -64,3 +64,37 @@ def test_cli_and_worker_take_the_protocol_names():
     gen = build_parser()._subparsers._group_actions[0].choices["generate"]
     choices = {a.dest: a.choices for a in gen._actions if a.choices}
     assert tuple(choices["preset"]) == protocol.PRESET_NAMES and tuple(choices["device"]) == protocol.DEVICE_NAMES
+
+
+def test_every_preset_defaults_to_listed_ungated_models():
+    from dreamsmith.core.jobs import JOBS
+    from dreamsmith.protocol import DEFAULT_MODELS, MODELS, PRESET_NAMES, model_info
+
+    assert len({m.id for m in MODELS}) == len(MODELS)
+    assert set(DEFAULT_MODELS) == set(PRESET_NAMES)
+    for preset, (coarse, fine) in DEFAULT_MODELS.items():
+        for model_id, stage in ((coarse, "coarse"), (fine, "fine")):
+            info = model_info(model_id)
+            assert info is not None and not info.gated and stage in info.stages, (preset, model_id)
+        for name, kind in JOBS.items():
+            cfg = kind.config(preset, {})
+            if "coarse_model" in kind.priors:
+                assert cfg.coarse_model.model == coarse, (name, preset)
+            if "fine_model" in kind.priors:
+                assert cfg.fine_model.model == fine, (name, preset)
+    assert model_info("stabilityai/stable-diffusion-2-1-base") is None  # removed from the Hub in November 2025
+
+
+def test_the_draft_default_runs_offline_with_the_shipped_demo_prior(tmp_path, monkeypatch):
+    import json
+
+    from test_golden import SMALL
+
+    from dreamsmith.core.jobs import JOBS
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    kind = JOBS["generate"]
+    summary = kind.run({"prompt": "a blue cone"}, tmp_path / "cone.glb",
+                       kind.config("draft", json.loads(json.dumps(SMALL["generate"]))), device="cpu")
+    assert summary["models"] == {"coarse": "demo", "fine": "demo"}
+    assert (tmp_path / "cone.glb").stat().st_size > 1000

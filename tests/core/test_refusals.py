@@ -18,7 +18,7 @@ from dreamsmith.core.cli import main
 from dreamsmith.core.errors import ResourceError, as_user_error
 from dreamsmith.core.meshio import TexturedMesh, read_mesh, write_glb, write_obj
 
-TOY = Path(__file__).resolve().parents[1] / "assets" / "toy_prior"
+TOY = Path(__file__).resolve().parents[2] / "assets" / "demo_prior"
 
 
 def _box() -> TexturedMesh:

@@ -19,7 +19,7 @@ from dreamsmith.core.jobs.retexture import UVCheckConfig, uv_problems
 from dreamsmith.core.meshio import read_mesh, write_glb
 
 REPO = Path(__file__).resolve().parents[2]
-TOY = REPO / "tests" / "assets" / "toy_prior"
+TOY = REPO / "assets" / "demo_prior"
 sys.path.insert(0, str(REPO / "scripts"))
 
 from sweep_edits import source_mesh  # noqa: E402

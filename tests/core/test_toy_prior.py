@@ -1,4 +1,4 @@
-"""The committed toy prior (tests/assets/toy_prior): a real diffusers folder whose prompt steers what it draws.
+"""The committed toy prior (assets/demo_prior): a real diffusers folder whose prompt steers what it draws.
 
 Trained by scripts/train_toy_prior.py; judged in full by scripts/check_toy_prior.py. These tests are the fast guard:
 the folder loads component by component from safetensors only, it is small, the tokenizer reads the prompt grammar,
@@ -17,7 +17,7 @@ import torch
 from dreamsmith.core.guidance.camera import unet_camera_inputs
 
 REPO = Path(__file__).resolve().parents[2]
-FOLDER = REPO / "tests" / "assets" / "toy_prior"
+FOLDER = REPO / "assets" / "demo_prior"
 sys.path.insert(0, str(REPO / "scripts"))
 
 from toy_prior_data import COLOURS as ALBEDO  # noqa: E402
