@@ -6,7 +6,9 @@ Standard library only: Blender imports this without torch, and the engine withou
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 #: What the worker runs. ``reconstruct`` (posed images) is a command-line job only.
@@ -75,6 +77,38 @@ DEFAULT_MODELS = {"draft": (DEMO_MODEL, DEMO_MODEL), "standard": (SD21_BASE, SD2
 def model_info(model_id: str) -> ModelInfo | None:
     """What :data:`MODELS` says of ``model_id`` (None for a model it does not list)."""
     return next((m for m in MODELS if m.id == model_id), None)
+
+
+def job_models(preset: str, model: str = "", fine_model: str = "") -> tuple[str, str]:
+    """``(coarse, fine)`` priors a generate or edit at ``preset`` will use: ``model`` alone for both stages,
+    ``fine_model`` for the mesh stage, else the preset's defaults (as the engine merges them)."""
+    coarse, fine = DEFAULT_MODELS.get(preset, DEFAULT_MODELS["draft"])
+    if model:
+        return model, fine_model or model
+    return coarse, fine_model or fine
+
+
+def hub_cache_root(cache_dir: str = "") -> Path:
+    """The Hugging Face Hub cache the engine reads: ``cache_dir``, else ``$HF_HUB_CACHE``, ``$HF_HOME/hub``, or
+    ``~/.cache/huggingface/hub``."""
+    if cache_dir:
+        return Path(cache_dir).expanduser()
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def model_on_disk(model_id: str, cache_dir: str = "") -> bool:
+    """Whether ``model_id`` can load without a download: the demo, an existing folder, or a Hub id with a snapshot
+    in the cache (by file presence; the engine checks the files when it loads)."""
+    if not model_id or model_id == DEMO_MODEL:
+        return True
+    path = Path(model_id).expanduser()
+    if path.is_dir():
+        return (path / "model_index.json").is_file()
+    repo = hub_cache_root(cache_dir) / ("models--" + model_id.replace("/", "--"))
+    return any((snap / "model_index.json").is_file() for snap in (repo / "snapshots").glob("*"))
 
 
 #: Compute devices: (name, label, description).

@@ -2,12 +2,14 @@
 
 import bpy
 
+from ..protocol import DEMO_MODEL, job_models, model_info, model_on_disk
 from .operators import (
     DREAMSMITH_OT_cancel,
     DREAMSMITH_OT_edit,
     DREAMSMITH_OT_generate,
     DREAMSMITH_OT_retexture,
 )
+from .preferences import get_preferences, online_access
 from .running import job_running
 
 
@@ -16,6 +18,23 @@ def _eta_text(seconds: float) -> str:
         return ""
     minutes, secs = divmod(int(round(seconds)), 60)
     return f"ETA {minutes}:{secs:02d}" if minutes else f"ETA {secs}s"
+
+
+def _draw_models(col, preset: str) -> None:
+    """The priors a Generate will use, whether each is on this computer, and what the demo can draw."""
+    prefs = get_preferences()
+    coarse, fine = job_models(preset, prefs.coarse_model, prefs.fine_model)
+    for stage, model_id in (("Models", coarse),) if coarse == fine else (("Coarse", coarse), ("Fine", fine)):
+        info = model_info(model_id)
+        name = info.label if info is not None else model_id
+        if model_on_disk(model_id, prefs.cache_dir):
+            col.label(text=f"{stage}: {name}", icon="CHECKMARK")
+        else:
+            size = f", {info.download_gb:g} GB" if info is not None else ""
+            how = "will download" if online_access(prefs) else "not on this computer: allow online access"
+            col.label(text=f"{stage}: {name} ({how}{size})", icon="IMPORT" if online_access(prefs) else "ERROR")
+    if DEMO_MODEL in (coarse, fine):
+        col.label(text="The demo draws a red, green, blue or yellow cube, sphere, cone or torus only.", icon="INFO")
 
 
 class DREAMSMITH_PT_generate(bpy.types.Panel):
@@ -44,6 +63,7 @@ class DREAMSMITH_PT_generate(bpy.types.Panel):
         col.prop(props, "negative_prompt")
         col.prop(props, "preset")
         col.prop(props, "seed")
+        _draw_models(layout.column(align=True), props.preset)
         col = layout.column(align=True)
         col.enabled = not running
         col.operator(DREAMSMITH_OT_generate.bl_idname, icon="PLAY")

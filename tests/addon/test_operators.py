@@ -268,6 +268,8 @@ def test_register_unregister_is_symmetric_and_panel_draws():
     assert ["prop", "prompt", ""] in idle and ["operator", "dreamsmith.generate", ""] in idle
     assert ["operator", "dreamsmith.retexture", ""] in idle and ["operator", "dreamsmith.edit", ""] in idle
     assert not any(c[0] == "progress" for c in idle)
+    assert ["label", "Models: Demo (16 shapes, offline)"] in idle  # the draft's prior, shipped, on disk
+    assert any(c[0] == "label" and "cube, sphere, cone or torus" in c[-1] for c in idle)
     bars = [c for c in running if c[0] == "progress"]
     assert bars and bars[0][-1] == "coarse 30/120  ETA 1:15"
     assert ["operator", "dreamsmith.cancel", ""] in running

@@ -98,3 +98,24 @@ def test_the_draft_default_runs_offline_with_the_shipped_demo_prior(tmp_path, mo
                        kind.config("draft", json.loads(json.dumps(SMALL["generate"]))), device="cpu")
     assert summary["models"] == {"coarse": "demo", "fine": "demo"}
     assert (tmp_path / "cone.glb").stat().st_size > 1000
+
+
+def test_job_models_and_what_is_on_disk(tmp_path):
+    from dreamsmith.protocol import DEMO_MODEL, SD21_BASE, job_models, model_on_disk
+
+    assert job_models("draft") == (DEMO_MODEL, DEMO_MODEL)
+    assert job_models("standard") == (SD21_BASE, SD21_BASE)
+    assert job_models("high", "my/model") == ("my/model", "my/model")
+    assert job_models("high", "my/coarse", "my/fine") == ("my/coarse", "my/fine")
+    assert job_models("standard", "", "my/fine") == (SD21_BASE, "my/fine")
+    assert model_on_disk(DEMO_MODEL) and not model_on_disk(str(tmp_path / "nowhere"))
+    assert not model_on_disk(SD21_BASE, str(tmp_path))
+    snap = tmp_path / "models--sd2-community--stable-diffusion-2-1-base" / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    (snap / "model_index.json").write_text("{}")
+    assert model_on_disk(SD21_BASE, str(tmp_path))
+    folder = tmp_path / "local"
+    folder.mkdir()
+    assert not model_on_disk(str(folder))
+    (folder / "model_index.json").write_text("{}")
+    assert model_on_disk(str(folder))
