@@ -32,6 +32,9 @@ def check_target(obj) -> str:
         return "Select a mesh object first."
     if obj.type != "MESH":
         return f"{obj.name!r} is a {obj.type.lower()}, not a mesh; select a mesh object."
+    if obj.mode != "OBJECT":
+        mode = obj.mode.replace("_", " ").title()
+        return f"{obj.name!r} is in {mode} Mode; go back to Object Mode (Tab or Ctrl+Tab) first."
     if len(obj.data.polygons) == 0:
         return f"{obj.name!r} has no faces; Dreamsmith needs a mesh with faces."
     return ""

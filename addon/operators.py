@@ -20,6 +20,7 @@ from .running import (
     job_running,
     job_state,
     parse_config,
+    print_stage,
     redraw,
     start_job,
     stop_job,
@@ -101,7 +102,13 @@ class _JobOperator:
         job = job_state.job
         try:
             limit = float(getattr(get_preferences(), "time_limit_min", 0.0)) * 60.0
-            outcome = job.wait(on_message=lambda msg: handle_message(msg, scene_props), time_limit=limit)
+            seen: set[str] = set()
+
+            def on_message(msg: dict) -> None:
+                handle_message(msg, scene_props)
+                print_stage(msg, seen)
+
+            outcome = job.wait(on_message=on_message, time_limit=limit)
         except BaseException:  # e.g. KeyboardInterrupt in a script: end the worker, then let it through
             stop_job()
             raise
@@ -125,6 +132,16 @@ class DREAMSMITH_OT_retexture(_JobOperator, bpy.types.Operator):
     bl_label = "Re-texture"
     bl_options = {"REGISTER"}
     command = "retexture"
+
+    @classmethod
+    def poll(cls, context):
+        """One job at a time, and a selected mesh to paint."""
+        if job_running():
+            return False
+        if not any(obj.type == "MESH" for obj in (context.selected_objects or [])):
+            cls.poll_message_set("Select the mesh objects to re-texture.")
+            return False
+        return True
 
     def targets(self, context) -> list[str]:
         """The selected objects, all meshes with faces."""
@@ -150,6 +167,17 @@ class DREAMSMITH_OT_edit(_JobOperator, bpy.types.Operator):
 
     as_new_object: BoolProperty(name="As new object", default=False, options={"SKIP_SAVE"},
                                 description="Add the result as a new object instead of replacing the mesh")
+
+    @classmethod
+    def poll(cls, context):
+        """One job at a time, and an active mesh to edit."""
+        if job_running():
+            return False
+        obj = context.view_layer.objects.active if context.view_layer else None
+        if obj is None or obj.type != "MESH":
+            cls.poll_message_set("Make a mesh object active to edit it.")
+            return False
+        return True
 
     def targets(self, context) -> list[str]:
         """The active object, a mesh with faces."""

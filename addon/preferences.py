@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from types import SimpleNamespace
 
 import bpy
@@ -132,35 +133,63 @@ class DREAMSMITH_OT_clear_states(bpy.types.Operator):
         return {"FINISHED"}
 
 
+def check_setup(python: str, env: dict[str, str], own_python: bool) -> tuple[bool, str]:
+    """Run ``python`` once and say whether it can run the engine: ``(ok, message)`` (takes a few seconds: it
+    imports torch). Safe to call from a thread: it touches no Blender data."""
+    names = [name for name, _ in REQUIREMENTS]
+    try:
+        proc = subprocess.run([python, "-c", CHECK_CODE, json.dumps(names)], capture_output=True, text=True,
+                              timeout=180, env=env, creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"Cannot run {python!r} ({exc}); set the Python path in the preferences."
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("DREAMSMITH ")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return False, f"{python!r} failed the check ({tail}); is it a Python 3.10+ interpreter?"
+    info = json.loads(lines[-1][len("DREAMSMITH "):])
+    if info["missing"]:
+        pip = " ".join(f'"{p}"' for n, p in REQUIREMENTS if n in info["missing"])
+        how = ("use Install dependencies below" if not own_python
+               else f"install them with: \"{python}\" -m pip install {pip}")
+        return False, f"Missing in {python!r}: {', '.join(info['missing'])}; {how}."
+    gpu = "CUDA available" if info.get("cuda") else "no CUDA GPU (CPU or MPS)"
+    return True, f"Ready: Python {info['python']}, torch {info.get('torch')}, {gpu}."
+
+
 class DREAMSMITH_OT_check_setup(bpy.types.Operator):
     """Check that the chosen Python can run the engine (torch, diffusers and the rest)"""
 
     bl_idname = "dreamsmith.check_setup"
     bl_label = "Check setup"
 
+    def _args(self, context) -> tuple[str, dict[str, str], bool]:
+        prefs = get_preferences(context)
+        return interpreter(prefs), engine_env(prefs), bool(prefs.python_path)
+
+    def _report(self, ok: bool, message: str) -> set[str]:
+        self.report({"INFO"} if ok else {"ERROR"}, message)
+        return {"FINISHED"} if ok else {"CANCELLED"}
+
     def execute(self, context):
-        """Run the interpreter once and report what is missing (takes a few seconds: it imports torch)."""
-        python = interpreter(get_preferences(context))
-        names = [name for name, _ in REQUIREMENTS]
-        try:
-            proc = subprocess.run([python, "-c", CHECK_CODE, json.dumps(names)], capture_output=True, text=True,
-                                  timeout=180, env=engine_env(get_preferences(context)),
-                                  creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            self.report({"ERROR"}, f"Cannot run {python!r} ({exc}); set the Python path in the preferences.")
-            return {"CANCELLED"}
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("DREAMSMITH ")]
-        if proc.returncode != 0 or not lines:
-            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            self.report({"ERROR"}, f"{python!r} failed the check ({tail}); is it a Python 3.10+ interpreter?")
-            return {"CANCELLED"}
-        info = json.loads(lines[-1][len("DREAMSMITH "):])
-        if info["missing"]:
-            pip = " ".join(f'"{p}"' for n, p in REQUIREMENTS if n in info["missing"])
-            how = ("use Install dependencies below" if not get_preferences(context).python_path
-                   else f"install them with: \"{python}\" -m pip install {pip}")
-            self.report({"ERROR"}, f"Missing in {python!r}: {', '.join(info['missing'])}; {how}.")
-            return {"CANCELLED"}
-        gpu = "CUDA available" if info.get("cuda") else "no CUDA GPU (CPU or MPS)"
-        self.report({"INFO"}, f"Ready: Python {info['python']}, torch {info.get('torch')}, {gpu}.")
-        return {"FINISHED"}
+        """Run the check and wait for it (scripts)."""
+        return self._report(*check_setup(*self._args(context)))
+
+    def invoke(self, context, event):
+        """In the UI: run the check in a thread, so Blender stays responsive; :meth:`modal` reports it."""
+        if bpy.app.background or context.window is None:
+            return self.execute(context)
+        self._result: list[tuple[bool, str]] = []
+        args = self._args(context)
+        self._thread = threading.Thread(target=lambda: self._result.append(check_setup(*args)), daemon=True)
+        self._thread.start()
+        self._timer = context.window_manager.event_timer_add(0.25, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        self.report({"INFO"}, "Checking the engine's Python...")
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        """Report once the thread has finished."""
+        if event.type != "TIMER" or self._thread.is_alive():
+            return {"PASS_THROUGH"}
+        context.window_manager.event_timer_remove(self._timer)
+        return self._report(*(self._result[0] if self._result else (False, "The check stopped unexpectedly.")))

@@ -15,7 +15,7 @@ from typing import Any
 
 import bpy
 
-from ..protocol import PREVIEW, result_models
+from ..protocol import PREVIEW, PROGRESS, result_models
 from .deps import engine_paths, states_dir
 from .job import Outcome, WorkerJob, build_job, make_work_dir
 from .preferences import get_preferences, interpreter, online_access
@@ -164,6 +164,18 @@ def handle_message(msg: dict, props) -> None:
     # Scripts get no preview images.
     if msg.get("type") == PREVIEW and job_state.meta is not None and job_state.meta.interactive:
         _load_preview(str(msg.get("path", "")), props)
+
+
+def print_stage(msg: dict, seen: set[str]) -> None:
+    """Scripts (``blender --background``): one console line per stage, at its first progress, with step/total and
+    the ETA."""
+    stage = str(msg.get("stage", ""))
+    if msg.get("type") != PROGRESS or not stage or stage in seen:
+        return
+    seen.add(stage)
+    eta = msg.get("eta")
+    eta_text = f", about {float(eta) / 60:.1f} min left in it" if isinstance(eta, (int, float)) and eta >= 0 else ""
+    print(f"Dreamsmith: {stage} {int(msg.get('step') or 0)}/{int(msg.get('total') or 0)}{eta_text}", flush=True)
 
 
 def _import(outcome: Outcome, meta: RunningJob) -> tuple[object, str]:

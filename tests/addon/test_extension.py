@@ -48,11 +48,12 @@ def test_zip_holds_the_extension_only_and_blender_validates_it(package):
     assert package.name == f"dreamsmith-{version}.zip"
     names = zipfile.ZipFile(package).namelist()
     for required in ("blender_manifest.toml", "__init__.py", "addon/operators.py", "core/worker.py",
-                     "kernels/hashgrid.py", "assets/demo_prior/model_index.json",
+                     "kernels/hashgrid.py", "LICENSE", "assets/demo_prior/model_index.json",
                      "assets/demo_prior/unet/diffusion_pytorch_model.safetensors"):
         assert required in names
     assert not [n for n in names if n.split("/")[0] in {"tests", "scripts", ".venv", ".git", "node_modules", "dist"}]
-    assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".zip"))]
+    assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".zip", ".blend1"))]
+    assert not [n for n in names if any(part.startswith(".") for part in n.split("/"))]  # Blender's defaults kept
     proc = subprocess.run([sys.executable, _blender_ext_cli(), "validate", str(package)], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -95,6 +95,11 @@ blend = tmp / "scene.blend"
 bpy.ops.wm.save_as_mainfile(filepath=str(blend))
 stored = states.stored_path(str(tmp / "states" / "a.safetensors"))
 REPORT["relative"] = [stored, states.resolve_stored(stored) == str(tmp / "states" / "a.safetensors")]
+
+# 6. Check setup: scripts wait for it; the same check runs in a thread from the UI (not shown in module mode).
+from dreamsmith.addon.preferences import check_setup
+prefs.python_path = sys.executable
+REPORT["check"] = [str(bpy.ops.dreamsmith.check_setup()), check_setup(str(tmp / "no-python"), dict(os.environ), True)]
 print("REPORT " + json.dumps(REPORT))
 """
 
@@ -114,3 +119,5 @@ def test_the_addon_keeps_what_it_makes_and_never_hangs():
     assert abs(rep["limit_bytes"] - 0.1 * 1024**3) < 1e3  # a float32 property
     assert rep["clear"] == "{'FINISHED'}" and rep["cleared"] == []
     assert rep["relative"][0].startswith("//") and rep["relative"][1], rep["relative"]
+    done, (ok, message) = rep["check"]
+    assert done == "{'FINISHED'}" and not ok and "Cannot run" in message, rep["check"]

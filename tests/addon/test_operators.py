@@ -255,7 +255,7 @@ def _run(script: str, args: dict, timeout: float = 300) -> dict:
         shutil.rmtree(user, ignore_errors=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("REPORT ")]
     assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads(lines[-1][len("REPORT "):])
+    return dict(json.loads(lines[-1][len("REPORT "):]), _stdout=proc.stdout)
 
 
 def test_register_unregister_is_symmetric_and_panel_draws():
@@ -287,6 +287,10 @@ def test_background_generate_adds_one_textured_object(prior):
     assert rep["location"] == [1.0, 2.0, 3.0] and rep["active"]
     assert rep["job_dirs"] == [] and rep["idle_again"]
     assert rep["state_kept"] and rep["edit"] and rep["edit_from_state"] and rep["state_prop_dropped"]
+    stages = [ln.split()[1] for ln in rep["_stdout"].splitlines() if ln.startswith("Dreamsmith: ")
+              and "/" in ln.split()[2]]
+    assert stages.count("coarse") >= 1 and stages.count("mesh") >= 1, rep["_stdout"][-2000:]  # one line a stage
+    assert len(stages) == len([(i, s) for i, s in enumerate(stages) if i == 0 or stages[i - 1] != s])
 
 
 @pytest.mark.skipif(os.name != "posix", reason="the dying fake interpreter is a shell script")
@@ -453,6 +457,21 @@ before = counts()
 REPORT["no_faces"] = call(bpy.ops.dreamsmith.retexture, prompt="a green cube", model=ARGS["model"], config_json=tiny)
 REPORT["no_faces_edit"] = call(bpy.ops.dreamsmith.edit, prompt="a green cube", model=ARGS["model"],
                                config_json=edit_tiny)
+bpy.ops.mesh.primitive_cube_add(location=(0, -4, 0))
+sculpted = bpy.context.active_object
+layers = [l.name for l in sculpted.data.uv_layers]
+bpy.ops.object.mode_set(mode="EDIT")
+before_modes = counts()
+REPORT["edit_mode"] = [call(bpy.ops.dreamsmith.retexture, prompt="a green cube", model=ARGS["model"],
+                            config_json=tiny),
+                       call(bpy.ops.dreamsmith.edit, prompt="a green cube", model=ARGS["model"],
+                            config_json=edit_tiny)]
+REPORT["edit_mode_kept"] = [sculpted.mode, [l.name for l in sculpted.data.uv_layers] == layers,
+                            counts() == before_modes]
+bpy.ops.object.mode_set(mode="OBJECT")
+cube_mesh = sculpted.data
+bpy.data.objects.remove(sculpted)
+bpy.data.meshes.remove(cube_mesh)
 REPORT["bad_unchanged"] = counts() == before
 REPORT["job_dirs"] = job_dirs()
 
@@ -492,8 +511,11 @@ def test_retexture_and_edit_operators_on_artist_objects(tmp_path):
     r, g, b = rep["ball_rgb"]
     assert b > 1.5 * max(r, g), rep["ball_rgb"]
     assert rep["cube_again"].startswith("Dreamsmith: a blue sphere")
-    assert "not a mesh" in rep["camera"] and "not a mesh" in rep["camera_edit"]
-    assert rep["empty"].startswith("RuntimeError: Error: Nothing is selected")
+    # poll() reflects the selection: no mesh selected / active, and Blender says why
+    assert "Select the mesh objects" in rep["camera"] and "Make a mesh object active" in rep["camera_edit"]
+    assert "Select the mesh objects" in rep["empty"]
+    assert all("Object Mode" in m for m in rep["edit_mode"]), rep["edit_mode"]
+    assert rep["edit_mode_kept"] == ["EDIT", True, True]  # refused: still editing, no stray layer, nothing added
     assert "no faces" in rep["no_faces"] and "no faces" in rep["no_faces_edit"]
     assert rep["bad_unchanged"] and rep["job_dirs"] == []
     assert rep["edit"] == "['FINISHED']" and rep["edit_new_data"] and rep["edit_old_fake"] and rep["edit_same_count"]
