@@ -44,8 +44,27 @@ def _build(verbose: bool = False):
     # torch waits forever on the lock file of a build that was killed; no build takes 10 minutes.
     if lock.exists() and time.time() - lock.stat().st_mtime > _STALE_LOCK_S:
         lock.unlink(missing_ok=True)
-    return load(name=_NAME, sources=[str(src / s) for s in SOURCES], build_directory=str(out),
-                extra_cflags=["-O3", "-fopenmp", "-ffp-contract=off"], extra_ldflags=["-fopenmp"], verbose=verbose)
+    attempts = compiler_flags()
+    for k, (cflags, ldflags) in enumerate(attempts):
+        try:
+            return load(name=_NAME, sources=[str(src / s) for s in SOURCES], build_directory=str(out),
+                        extra_cflags=cflags, extra_ldflags=ldflags, verbose=verbose)
+        except Exception:
+            if k == len(attempts) - 1:
+                raise
+
+
+def compiler_flags(platform: str | None = None) -> list[tuple[list[str], list[str]]]:
+    """The (compile, link) flags to try in order on ``platform`` (``sys.platform``): with OpenMP where GCC has it,
+    then without (Apple clang has no ``-fopenmp``; the kernels parallelise with ``at::parallel_for``, which works
+    either way); MSVC's spelling on Windows. Exact float arithmetic (no contraction) in every case."""
+    platform = platform or sys.platform
+    if platform == "win32":
+        return [(["/O2", "/fp:precise"], [])]
+    portable = (["-O3", "-ffp-contract=off"], [])
+    if platform == "darwin":
+        return [portable]
+    return [(["-O3", "-fopenmp", "-ffp-contract=off"], ["-fopenmp"]), portable]
 
 
 def cpu_ops():

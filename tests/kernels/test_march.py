@@ -134,3 +134,25 @@ def test_renders_agree_with_forced_references(monkeypatch, ops):
         scale = max(float(b.abs().max()), 1e-12)
         assert float((a - b).abs().max()) / scale < 1e-3
     assert math.isfinite(float(rgb_a.sum()))
+
+
+def test_cpu_kernels_build_without_openmp_where_the_compiler_has_none(monkeypatch, tmp_path):
+    import torch.utils.cpp_extension as ext
+
+    from dreamsmith.kernels import cpu_build
+
+    assert cpu_build.compiler_flags("linux")[0][0] == ["-O3", "-fopenmp", "-ffp-contract=off"]
+    assert all("-fopenmp" not in c for c, _ in cpu_build.compiler_flags("darwin"))
+    assert all(not f.startswith("-f") for c, _ in cpu_build.compiler_flags("win32") for f in c)
+    tried = []
+
+    def load(**kwargs):  # a compiler without OpenMP, as Apple clang
+        tried.append(kwargs["extra_cflags"])
+        if "-fopenmp" in kwargs["extra_cflags"]:
+            raise RuntimeError("clang: error: unsupported option '-fopenmp'")
+        return "built"
+
+    monkeypatch.setattr(ext, "load", load)
+    monkeypatch.setenv("DREAMSMITH_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setattr(cpu_build.sys, "platform", "linux")
+    assert cpu_build._build() == "built" and len(tried) == 2 and "-fopenmp" not in tried[1]
