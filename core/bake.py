@@ -26,6 +26,7 @@ from torch import Tensor
 from ..kernels.raster import interpolate, rasterize
 from .errors import InputError, NumericalError
 from .meshio import TexturedMesh, vertex_normals
+from .meshio.mesh import check_arrays
 
 ColorFn = Callable[[Tensor], Tensor]
 """``color_fn(points [N, 3]) -> rgb [N, 3]`` in ``[0, 1]``, called without grad."""
@@ -66,12 +67,7 @@ def _numpy(x, dtype) -> np.ndarray:
 
 
 def _check_mesh(verts: np.ndarray, faces: np.ndarray) -> None:
-    if verts.ndim != 2 or verts.shape[1] != 3 or len(verts) == 0:
-        raise InputError(f"The mesh has no vertices or malformed positions (shape {verts.shape}, expected [V, 3]).")
-    if faces.ndim != 2 or faces.shape[1] != 3 or len(faces) == 0:
-        raise InputError(f"The mesh has no faces (faces shape {faces.shape}); there is nothing to texture.")
-    if faces.min() < 0 or faces.max() >= len(verts):
-        raise InputError(f"Face indices must lie in [0, {len(verts) - 1}]; got [{faces.min()}, {faces.max()}].")
+    check_arrays(verts, faces, "there is nothing to texture")
     if not np.isfinite(verts).all():
         raise InputError("The mesh has NaN or infinite vertex positions; it cannot be unwrapped or baked.")
 

@@ -29,21 +29,21 @@ class ReconstructConfig:
 
     Attributes:
         seed: Seed of every random choice (same seed, same device: same result).
+        reference: The posed-image guidance.
         max_image_size: Downsample input images so their longer side is at most this (0: keep).
         coarse: The coarse NeRF stage.
         mesh: The mesh stage.
         mesh_reference: How the mesh stage uses the posed images.
         bake: UV unwrapping and texture baking.
-        reference: The posed-image guidance.
     """
 
     seed: int = 0
+    reference: ReferenceConfig = field(default_factory=ReferenceConfig)
     max_image_size: int = 0
     coarse: CoarseConfig = field(default_factory=CoarseConfig)
     mesh: MeshStageConfig = field(default_factory=MeshStageConfig)
     mesh_reference: MeshReferenceConfig = field(default_factory=MeshReferenceConfig)
     bake: BakeConfig = field(default_factory=BakeConfig)
-    reference: ReferenceConfig = field(default_factory=ReferenceConfig)
 
 
 reconstruct_config = config_maker(ReconstructConfig, RECONSTRUCT_PRESETS)

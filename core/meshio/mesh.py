@@ -37,18 +37,24 @@ class TexturedMesh:
     name: str = "dreamsmith"
 
 
+def check_arrays(verts: np.ndarray, faces: np.ndarray, without_faces: str) -> None:
+    """Refuse ``verts [V, 3]`` / ``faces [F, 3]`` that are empty, malformed or index past the vertices
+    (``without_faces``: what the error says an empty mesh cannot do)."""
+    if verts.ndim != 2 or verts.shape[1] != 3 or len(verts) == 0:
+        raise InputError(f"The mesh has no vertices or malformed positions (shape {verts.shape}, expected [V, 3]).")
+    if faces.ndim != 2 or faces.shape[1] != 3 or len(faces) == 0:
+        raise InputError(f"The mesh has no faces (faces shape {faces.shape}); {without_faces}.")
+    if faces.min() < 0 or faces.max() >= len(verts):
+        raise InputError(f"Face indices must lie in [0, {len(verts) - 1}]; got [{faces.min()}, {faces.max()}].")
+
+
 def checked(mesh: TexturedMesh) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Validate ``mesh`` and return ``(verts, faces, uvs, normals, texture)`` as contiguous arrays of export dtypes."""
     verts = np.ascontiguousarray(np.asarray(mesh.verts, dtype=np.float32))
     faces = np.asarray(mesh.faces)
     uvs = np.ascontiguousarray(np.asarray(mesh.uvs, dtype=np.float32))
     tex = np.asarray(mesh.texture)
-    if verts.ndim != 2 or verts.shape[1] != 3 or len(verts) == 0:
-        raise InputError(f"The mesh has no vertices or malformed positions (shape {verts.shape}, expected [V, 3]).")
-    if faces.ndim != 2 or faces.shape[1] != 3 or len(faces) == 0:
-        raise InputError(f"The mesh has no faces (faces shape {faces.shape}); export needs at least one triangle.")
-    if faces.min() < 0 or faces.max() >= len(verts):
-        raise InputError(f"Face indices must lie in [0, {len(verts) - 1}]; got [{faces.min()}, {faces.max()}].")
+    check_arrays(verts, faces, "export needs at least one triangle")
     if uvs.shape != (len(verts), 2):
         raise InputError(f"UVs must be per-vertex [V, 2] = [{len(verts)}, 2]; got {uvs.shape}. Unwrap the mesh first.")
     if not (np.isfinite(verts).all() and np.isfinite(uvs).all()):
