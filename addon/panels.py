@@ -27,7 +27,7 @@ def _draw_models(col, preset: str) -> None:
     for stage, model_id in (("Models", coarse),) if coarse == fine else (("Coarse", coarse), ("Fine", fine)):
         info = model_info(model_id)
         name = info.label if info is not None else model_id
-        if model_on_disk(model_id, prefs.cache_dir):
+        if model_on_disk(model_id, bpy.path.abspath(prefs.cache_dir) if prefs.cache_dir else ""):
             col.label(text=f"{stage}: {name}", icon="CHECKMARK")
         else:
             size = f", {info.download_gb:g} GB" if info is not None else ""

@@ -3,6 +3,7 @@ relative to the .blend where possible) and results that could not be imported.""
 
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -11,28 +12,22 @@ import bpy
 from .deps import states_dir
 
 
-def folder_size(folder: Path) -> int:
-    """Bytes in the files directly in ``folder`` (0 when it does not exist)."""
-    return sum(p.stat().st_size for p in folder.glob("*") if p.is_file()) if folder.is_dir() else 0
-
-
-def prune_states(folder: Path, max_bytes: int, room: int = 0) -> list[Path]:
-    """Delete the oldest ``*.safetensors`` in ``folder`` until they take at most ``max_bytes - room``; returns what
-    was deleted. Objects whose state is gone are still edited, from their mesh."""
-    files = sorted((p for p in folder.glob("*.safetensors") if p.is_file()), key=lambda p: p.stat().st_mtime) \
-        if folder.is_dir() else []
-    total = sum(p.stat().st_size for p in files)
+def prune_states(folder: Path, max_bytes: int) -> list[tuple[Path, int]]:
+    """Delete the oldest ``*.safetensors`` in ``folder`` until they take at most ``max_bytes``; returns what was
+    deleted, with its size. Objects whose state is gone are still edited, from their mesh."""
+    saved = [(p, p.stat()) for p in folder.glob("*.safetensors") if p.is_file()] if folder.is_dir() else []
+    saved.sort(key=lambda item: item[1].st_mtime)
+    total = sum(st.st_size for _, st in saved)
     removed = []
-    for p in files:
-        if total <= max(0, max_bytes - room):
+    for p, st in saved:
+        if total <= max_bytes:
             break
-        size = p.stat().st_size
         try:
             p.unlink()
         except OSError:
             continue
-        total -= size
-        removed.append(p)
+        total -= st.st_size
+        removed.append((p, st.st_size))
     return removed
 
 
@@ -60,11 +55,13 @@ def keep_result(prefs, out: str) -> str:
     """Move a result that could not be imported (with an OBJ's .mtl and .png) out of the job folder, which is about
     to be removed, into ``failed-imports`` beside the states; returns its new path ("" if it could not be kept)."""
     src = Path(out)
-    dest = states_dir(prefs).parent / "failed-imports" / time.strftime("%Y%m%d-%H%M%S")
+    files = [src] + ([src.with_suffix(".mtl"), src.with_suffix(".png")] if src.suffix.lower() == ".obj" else [])
+    parent = states_dir(prefs).parent / "failed-imports"
     try:
-        dest.mkdir(parents=True, exist_ok=True)
-        for p in (src, src.with_suffix(".mtl"), src.with_suffix(".png")):
-            if p.is_file() and (p == src or src.suffix.lower() == ".obj"):
+        parent.mkdir(parents=True, exist_ok=True)
+        dest = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=parent))
+        for p in files:
+            if p.is_file():
                 shutil.move(os.fspath(p), os.fspath(dest / p.name))
     except OSError:
         return ""
@@ -73,7 +70,5 @@ def keep_result(prefs, out: str) -> str:
 
 def clear_states(prefs) -> tuple[int, int]:
     """Delete every saved state: ``(files, bytes)`` removed."""
-    folder = states_dir(prefs)
-    size = folder_size(folder)
-    removed = prune_states(folder, 0)
-    return len(removed), size - folder_size(folder)
+    removed = prune_states(states_dir(prefs), 0)
+    return len(removed), sum(size for _, size in removed)

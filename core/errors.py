@@ -6,6 +6,8 @@ message in a report. Anything that is not a ``DreamsmithError`` is a bug.
 
 from __future__ import annotations
 
+import errno
+
 
 class DreamsmithError(Exception):
     """A problem the user can fix; the message says how."""
@@ -47,8 +49,6 @@ def as_user_error(exc: BaseException) -> DreamsmithError | None:
     ``OutOfMemoryError``, the MPS backend's message) or disk space (``ENOSPC``, ``EDQUOT``) becomes a
     :class:`ResourceError` that says what to lower or free.
     """
-    import errno
-
     if isinstance(exc, DreamsmithError):
         return exc
     text = str(exc)

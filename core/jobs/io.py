@@ -146,8 +146,8 @@ def read_input(mesh_path: str | os.PathLike, max_faces: int = 0) -> tuple[np.nda
         raise InputError(f"{name} has NaN or infinite vertex positions; fix the mesh first.")
     tri = verts.astype(np.float64)[faces]
     area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).sum()
-    size = float(np.ptp(verts, axis=0).max()) if len(verts) else 0.0
-    if not area > 1e-10 * max(size, 1e-12) ** 2 or size == 0.0:
+    size = float(np.ptp(verts, axis=0).max())
+    if not area > 1e-10 * size**2:  # a single point (size 0) fails too
         raise InputError(f"{name} has no surface area (all its faces are flat lines or points); give a mesh with "
                          "real faces.")
     return verts, faces, uvs

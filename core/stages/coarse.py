@@ -71,9 +71,10 @@ class CoarseSDSConfig:
 
 def coarse_optimizer(cfg: CoarseConfig, field: NeRFField, renderer: VolumeRenderer) -> torch.optim.Adam:
     """The hash grid at ``cfg.lr``; the MLP heads and the renderer's learned background at ``cfg.lr_mlp``."""
-    grid = set(map(id, field.grid_parameters()))
-    mlp = [p for p in field.parameters() if id(p) not in grid] + list(renderer.parameters())
-    return adam([{"params": field.grid_parameters(), "lr": cfg.lr}, {"params": mlp, "lr": cfg.lr_mlp}])
+    grid = field.grid_parameters()
+    in_grid = {id(p) for p in grid}
+    mlp = [p for p in field.parameters() if id(p) not in in_grid] + list(renderer.parameters())
+    return adam([{"params": grid, "lr": cfg.lr}, {"params": mlp, "lr": cfg.lr_mlp}])
 
 
 def train_coarse(cfg: CoarseConfig, objective, bbox: Tensor, device: torch.device, generator: torch.Generator,

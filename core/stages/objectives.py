@@ -139,7 +139,7 @@ class PosedViews(MeshObjective):
         return g.loss(out["rgb"], out["alpha"], target, bg)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class MeshScoreDistillation(MeshObjective):
     """The mesh stage by score distillation (the guidance as in :class:`ScoreDistillation`): random square views of
     the mesh, shaded, on a grey background.
@@ -148,7 +148,7 @@ class MeshScoreDistillation(MeshObjective):
         cfg: A :class:`~.mesh.MeshSDSConfig` (views, shading, light, background).
     """
 
-    cfg: object = None
+    cfg: object
     diverged: ClassVar[str] = "The mesh stage diverged (NaN loss); lower the learning rates or guidance scale."
 
     def __call__(self, verts, faces, color_fn, step, total, generator):

@@ -86,7 +86,7 @@ for i in range(5):
     p.write_bytes(b"x" * 1000)
     os.utime(p, (1000 + i, 1000 + i))
 removed = states.prune_states(folder, 2500)
-REPORT["pruned"] = [sorted(p.name for p in removed), sorted(p.name for p in folder.glob("*.safetensors"))]
+REPORT["pruned"] = [sorted(p.name for p, _ in removed), sorted(p.name for p in folder.glob("*.safetensors"))]
 prefs.states_limit_gb = 0.1
 REPORT["limit_bytes"] = states.state_limit_bytes(prefs)
 REPORT["clear"] = str(bpy.ops.dreamsmith.clear_states())
