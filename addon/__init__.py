@@ -1,11 +1,14 @@
 """The Blender side: the ONLY package that imports bpy (DESIGN.md house rule 1).
 
-``register()`` adds the preferences, the scene properties (``scene.dreamsmith``), the Generate
-and Cancel operators and the sidebar panel; ``unregister()`` stops a running job, removes its
-timer and takes everything away again, in reverse order. No handlers are added.
+``register()`` adds the preferences, the scene properties (``scene.dreamsmith``: the inputs), the job's
+progress (``window_manager.dreamsmith_job``), the operators, the sidebar panel and two persistent file-load
+handlers (a job is cancelled, with a message, when another file is opened); ``unregister()`` stops a running
+job or installation, removes their timers and the handlers, and takes everything away again, in reverse order.
 """
 
 from .deps import DREAMSMITH_OT_install_dependencies, stop_install
+from .models import CLASSES as MODEL_CLASSES
+from .models import stop_download
 from .operators import (
     DREAMSMITH_OT_cancel,
     DREAMSMITH_OT_edit,
@@ -15,14 +18,17 @@ from .operators import (
 )
 from .panels import DREAMSMITH_PT_generate
 from .preferences import DREAMSMITH_OT_check_setup, DREAMSMITH_OT_clear_states, DreamsmithPreferences
-from .properties import DreamsmithSceneProps
+from .properties import DreamsmithJobProps, DreamsmithSceneProps
+from .running import on_load_post, on_load_pre
 
 CLASSES: tuple = (
     DreamsmithPreferences,
     DREAMSMITH_OT_check_setup,
     DREAMSMITH_OT_clear_states,
     DREAMSMITH_OT_install_dependencies,
+    *MODEL_CLASSES,
     DreamsmithSceneProps,
+    DreamsmithJobProps,
     DREAMSMITH_OT_generate,
     DREAMSMITH_OT_retexture,
     DREAMSMITH_OT_edit,
@@ -38,6 +44,10 @@ def register() -> None:
     for cls in CLASSES:
         bpy.utils.register_class(cls)
     bpy.types.Scene.dreamsmith = bpy.props.PointerProperty(type=DreamsmithSceneProps)
+    bpy.types.WindowManager.dreamsmith_job = bpy.props.PointerProperty(type=DreamsmithJobProps)
+    for handlers, handler in ((bpy.app.handlers.load_pre, on_load_pre), (bpy.app.handlers.load_post, on_load_post)):
+        if handler not in handlers:
+            handlers.append(handler)
 
 
 def unregister() -> None:
@@ -47,6 +57,11 @@ def unregister() -> None:
 
     stop_job()
     stop_install()
+    stop_download()
+    for handlers, handler in ((bpy.app.handlers.load_pre, on_load_pre), (bpy.app.handlers.load_post, on_load_post)):
+        if handler in handlers:
+            handlers.remove(handler)
+    del bpy.types.WindowManager.dreamsmith_job
     del bpy.types.Scene.dreamsmith
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

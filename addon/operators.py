@@ -12,7 +12,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from .preferences import get_preferences
-from .properties import PRESET_ITEMS
+from .properties import PRESET_ITEMS, job_props
 from .running import (
     INPUTS,
     finish_job,
@@ -90,7 +90,7 @@ class _JobOperator:
             except (OSError, ValueError) as exc:
                 self.report({"ERROR"}, str(exc))
                 return {"CANCELLED"}
-            ok, message = self._wait(scene_props)
+            ok, message = self._wait(job_props(context))
             if not ok:
                 self.report({"ERROR"}, message)
                 return {"CANCELLED"}
@@ -98,14 +98,14 @@ class _JobOperator:
         self.report({"INFO"}, "Dreamsmith: " + " ".join(messages))
         return {"FINISHED"}
 
-    def _wait(self, scene_props) -> tuple[bool, str]:
+    def _wait(self, props) -> tuple[bool, str]:
         job = job_state.job
         try:
             limit = float(getattr(get_preferences(), "time_limit_min", 0.0)) * 60.0
             seen: set[str] = set()
 
             def on_message(msg: dict) -> None:
-                handle_message(msg, scene_props)
+                handle_message(msg, props)
                 print_stage(msg, seen)
 
             outcome = job.wait(on_message=on_message, time_limit=limit)

@@ -10,6 +10,7 @@ from .operators import (
     DREAMSMITH_OT_retexture,
 )
 from .preferences import get_preferences, online_access
+from .properties import job_props
 from .running import job_running
 
 
@@ -30,9 +31,11 @@ def _draw_models(col, preset: str) -> None:
         if model_on_disk(model_id, bpy.path.abspath(prefs.cache_dir) if prefs.cache_dir else ""):
             col.label(text=f"{stage}: {name}", icon="CHECKMARK")
         else:
-            size = f", {info.download_gb:g} GB" if info is not None else ""
-            how = "will download" if online_access(prefs) else "not on this computer: allow online access"
-            col.label(text=f"{stage}: {name} ({how}{size})", icon="IMPORT" if online_access(prefs) else "ERROR")
+            size = f" ({info.download_gb:g} GB)" if info is not None else ""
+            how = ("the job downloads it, or download it in the preferences" if online_access(prefs)
+                   else "download it in the preferences (needs Allow Online Access)")
+            col.label(text=f"{stage}: not on this computer: {name} - {how}{size}",
+                      icon="IMPORT" if online_access(prefs) else "ERROR")
     if DEMO_MODEL in (coarse, fine):
         col.label(text="The demo draws a red, green, blue or yellow cube, sphere, cone or torus only.", icon="INFO")
 
@@ -56,6 +59,7 @@ class DREAMSMITH_PT_generate(bpy.types.Panel):
         the last message; the live preview."""
         layout = self.layout
         props = context.scene.dreamsmith
+        job = job_props(context)
         running = job_running()
         col = layout.column()
         col.enabled = not running
@@ -72,15 +76,15 @@ class DREAMSMITH_PT_generate(bpy.types.Panel):
         row.operator(DREAMSMITH_OT_edit.bl_idname, icon="MODIFIER")
         if running:
             box = layout.box()
-            stage = props.stage or "starting"
-            if props.total > 0:
-                text = f"{stage} {props.step}/{props.total}  {_eta_text(props.eta)}".strip()
-                box.progress(factor=props.step / props.total, type="BAR", text=text)
+            stage = job.stage or "starting"
+            if job.total > 0:
+                text = f"{stage} {job.step}/{job.total}  {_eta_text(job.eta)}".strip()
+                box.progress(factor=job.step / job.total, type="BAR", text=text)
             else:
                 box.label(text=f"{stage}...", icon="TIME")
             box.operator(DREAMSMITH_OT_cancel.bl_idname, icon="CANCEL")
-        elif props.message:
-            layout.label(text=props.message, icon="ERROR" if props.message_is_error else "INFO")
-        image = bpy.data.images.get(props.preview_image) if props.preview_image else None
+        elif job.message:
+            layout.label(text=job.message, icon="ERROR" if job.message_is_error else "INFO")
+        image = bpy.data.images.get(job.preview_image) if job.preview_image else None
         if image is not None and image.preview is not None:
             layout.template_icon(icon_value=image.preview.icon_id, scale=8.0)

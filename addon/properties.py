@@ -1,4 +1,6 @@
-"""Scene properties: what to make (prompt, preset, seed) and the state of the running job, for the sidebar."""
+"""What to make (prompt, preset, seed: ``scene.dreamsmith``, saved with the scene) and the state of the running job
+(``window_manager.dreamsmith_job``: one per Blender session, never saved in the .blend, untouched by undo and the
+same from every scene)."""
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
@@ -9,12 +11,17 @@ PRESET_ITEMS = PRESETS
 
 
 class DreamsmithSceneProps(bpy.types.PropertyGroup):
-    """``scene.dreamsmith``: the job's inputs, and its progress (written by the job timer)."""
+    """``scene.dreamsmith``: the job's inputs, saved with the scene."""
 
     prompt: StringProperty(name="Prompt", default="", description="What to make, e.g. 'a red cube'")
     negative_prompt: StringProperty(name="Negative", default="", description="What to avoid, e.g. 'blurry'")
     preset: EnumProperty(name="Quality", items=PRESET_ITEMS, default="draft", description="Quality preset")
     seed: IntProperty(name="Seed", default=0, min=0, description="Same seed, same device: same result")
+
+
+class DreamsmithJobProps(bpy.types.PropertyGroup):
+    """``window_manager.dreamsmith_job``: the running job's progress and the last job's outcome (written by the job
+    timer; the window manager's properties are not saved in the .blend and undo does not touch them)."""
 
     running: BoolProperty(name="Running", default=False, description="A job is running")
     stage: StringProperty(name="Stage", default="")
@@ -24,6 +31,12 @@ class DreamsmithSceneProps(bpy.types.PropertyGroup):
     message: StringProperty(name="Message", default="", description="The last job's outcome")
     message_is_error: BoolProperty(default=False)
     preview_image: StringProperty(name="Preview image", default="", description="Name of the live preview image")
+
+
+def job_props(context=None):
+    """The job's progress properties (None before registration or without a window manager)."""
+    wm = (context or bpy.context).window_manager
+    return getattr(wm, "dreamsmith_job", None) if wm is not None else None
 
 
 def reset_progress(props) -> None:

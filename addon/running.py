@@ -1,9 +1,11 @@
 """The running job seen from Blender: one job at a time (typed state), its timer, live previews, and the import of
 its result into the scene.
 
-Interactive Blender: :func:`start_job` starts the worker and returns at once; a ``bpy.app.timers`` callback
-(:func:`job_timer`) drains progress into ``scene.dreamsmith``, redraws the sidebar, and on "done" imports the result
-(then one undo step). ``blender --background``: the operators wait for the worker through the same functions.
+Interactive Blender: :func:`start_job` starts the worker and returns at once; a persistent ``bpy.app.timers``
+callback (:func:`job_timer`) drains progress into ``window_manager.dreamsmith_job``, redraws the sidebar, and on
+"done" imports the result (then one undo step). ``blender --background``: the operators wait for the worker through
+the same functions. A job belongs to the file it was started from: opening another file (File > Open, New, Revert)
+cancels it first (:func:`on_load_pre`), and the message is shown in the file opened (:func:`on_load_post`).
 """
 
 import json
@@ -14,12 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import bpy
+from bpy.app.handlers import persistent
 
 from ..protocol import PREVIEW, PROGRESS, result_models
 from .deps import engine_paths, states_dir
 from .job import Outcome, WorkerJob, build_job, make_work_dir
 from .preferences import get_preferences, interpreter, online_access
-from .properties import apply_message, reset_progress
+from .properties import apply_message, job_props, reset_progress
 from .scene_io import PROP_PREFIX
 from .states import keep_result, prune_states, resolve_stored, state_limit_bytes, stored_path
 
@@ -52,7 +55,8 @@ class RunningJob:
 
     Attributes:
         request: What was asked for.
-        scene: The scene the job was started from (its sidebar shows the progress).
+        scene: The scene the job was started from.
+        blend: The .blend the job was started from ("" when unsaved).
         interactive: Started from the UI (previews, a timer) rather than a script.
         had_preview: A preview image existed before the job (a failed job then leaves it).
         target: The object a re-texture or edit works on ("" for generate).
@@ -65,6 +69,7 @@ class RunningJob:
     scene: str
     interactive: bool
     had_preview: bool
+    blend: str = ""
     target: str = ""
     info: Any = None
     as_new_object: bool = False
@@ -86,6 +91,8 @@ class _State:
 
     job: WorkerJob | None = None
     meta: RunningJob | None = None
+    #: A message for the file being opened (a job cancelled by the load), shown by :func:`on_load_post`.
+    after_load: tuple[str, bool] | None = None
 
 
 job_state = _State()
@@ -99,12 +106,6 @@ def job_running() -> bool:
 def current_job() -> WorkerJob | None:
     """The running job, if any."""
     return job_state.job
-
-
-def _scene_props():
-    meta = job_state.meta
-    scene = (bpy.data.scenes.get(meta.scene) if meta is not None else None) or bpy.context.scene
-    return getattr(scene, "dreamsmith", None) if scene is not None else None
 
 
 def _jobs_base(prefs) -> str:
@@ -206,7 +207,7 @@ def finish_job(outcome: Outcome | None, undo: bool) -> tuple[bool, str]:
     Returns:
         Whether an object was added, and the message for the user.
     """
-    job, meta, props = job_state.job, job_state.meta, _scene_props()
+    job, meta, props = job_state.job, job_state.meta, job_props()
     job_state.job = job_state.meta = None
     ok, message = False, "The job ended without a result."
     try:
@@ -256,7 +257,7 @@ def job_timer() -> float | None:
     job = job_state.job
     if job is None:
         return None
-    props = _scene_props()
+    props = job_props()
     try:
         for msg in job.poll():
             handle_message(msg, props)
@@ -382,11 +383,39 @@ def start_job(context, values: dict, model: str, config: dict, interactive: bool
         raise OSError(f"Cannot start the engine with {job.python!r} ({exc}); set the Python path in the add-on "
                       "preferences and use Check setup.") from exc
     job_state.job = job
-    job_state.meta = RunningJob(request, context.scene.name, interactive, PREVIEW_IMAGE in bpy.data.images, target,
-                                info, as_new_object, list(targets[1:]) if targets else [])
-    props = context.scene.dreamsmith
+    job_state.meta = RunningJob(request, context.scene.name, interactive, PREVIEW_IMAGE in bpy.data.images,
+                                bpy.data.filepath, target, info, as_new_object, list(targets[1:]) if targets else [])
+    props = job_props(context)
     props.running, props.message, props.message_is_error = True, "", False
     reset_progress(props)
     if interactive and not bpy.app.timers.is_registered(job_timer):
-        bpy.app.timers.register(job_timer, first_interval=TIMER_INTERVAL)
+        bpy.app.timers.register(job_timer, first_interval=TIMER_INTERVAL, persistent=True)
     return job
+
+
+@persistent
+def on_load_pre(*_args) -> None:
+    """``load_pre`` handler (File > Open, New, Revert, also from scripts): a running job is cancelled before its file
+    goes away (worker ended, job folder removed, nothing imported into either file); the message waits for
+    :func:`on_load_post`."""
+    job, meta = job_state.job, job_state.meta
+    if job is None:
+        return
+    where = f"{os.path.basename(meta.blend)!r}" if meta is not None and meta.blend else "the unsaved file"
+    what = meta.command if meta is not None else "running"
+    _cancel_current()
+    message = (f"The {what} job was cancelled because another file was opened; it belonged to {where}. Open that "
+               f"file and start it again.")
+    job_state.after_load = (message, True)
+    print(f"Dreamsmith: {message}", file=sys.stderr)
+
+
+@persistent
+def on_load_post(*_args) -> None:
+    """``load_post`` handler: show the message of a job the load cancelled in the file now open."""
+    pending, job_state.after_load = job_state.after_load, None
+    props = job_props()
+    if pending is not None and props is not None:
+        props.running = False
+        reset_progress(props)
+        props.message, props.message_is_error = pending

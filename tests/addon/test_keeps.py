@@ -1,6 +1,8 @@
 """The add-on keeps what it makes and never hangs: a worker that stops talking is ended with a message, a script
-job has a time limit, a failed import keeps the result and says where, the job timer never raises, and saved
-engine states stay under their size cap (with a button to clear them), referenced relative to the .blend."""
+job has a time limit, a failed import keeps the result and says where, the job timer never raises, saved
+engine states stay under their size cap (with a button to clear them), referenced relative to the .blend, and a
+job running when another file is opened is cancelled with a message (never orphaned); its progress lives on the
+window manager, not in the saved file."""
 
 from __future__ import annotations
 
@@ -121,3 +123,55 @@ def test_the_addon_keeps_what_it_makes_and_never_hangs():
     assert rep["relative"][0].startswith("//") and rep["relative"][1], rep["relative"]
     done, (ok, message) = rep["check"]
     assert done == "{'FINISHED'}" and not ok and "Cannot run" in message, rep["check"]
+
+
+LOAD = COMMON + r"""
+import pathlib, tempfile
+addon_utils.enable("dreamsmith", default_set=True)
+from dreamsmith.addon import running
+tmp = pathlib.Path(tempfile.mkdtemp())
+python = tmp / "talking-python"  # a worker that talks (heartbeats) and never ends by itself
+python.write_text("#!/bin/sh\nwhile true; do echo '{\"type\": \"heartbeat\"}'; sleep 0.2; done\n")
+python.chmod(0o755)
+prefs = bpy.context.preferences.addons["dreamsmith"].preferences
+prefs.python_path = str(python)
+first = tmp / "first.blend"
+bpy.ops.wm.save_as_mainfile(filepath=str(first))
+other = tmp / "other.blend"
+bpy.ops.wm.save_as_mainfile(filepath=str(other), copy=True)
+in_other = counts()  # objects and meshes are what a job would add (orphan materials are not saved)
+values = {"prompt": "a cube", "negative_prompt": "", "preset": "draft", "seed": 0}
+
+def start_then(load, expected):
+    job = running.start_job(bpy.context, values, "", {}, interactive=True)
+    progress = bpy.context.window_manager.dreamsmith_job
+    progress.stage = "coarse-stage-marker"
+    saved = tmp / "while-running.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(saved), copy=True)
+    in_file = b"coarse-stage-marker" in saved.read_bytes()
+    persistent_timer = bpy.app.timers.is_registered(running.job_timer)
+    load()
+    progress = bpy.context.window_manager.dreamsmith_job
+    return {"running_before": persistent_timer, "progress_in_file": in_file, "job": running.job_running(),
+            "ended": job.proc.poll() is not None, "folder_gone": not job.work_dir.exists(),
+            "message": progress.message, "error": progress.message_is_error, "running": progress.running,
+            "objects": counts()[:2] == expected[:2], "counts": [counts(), expected]}
+
+REPORT["open"] = start_then(lambda: bpy.ops.wm.open_mainfile(filepath=str(other)), in_other)
+REPORT["new"] = start_then(lambda: bpy.ops.wm.read_homefile(use_empty=True), [0, 0, 0, 0])
+REPORT["handlers"] = [running.on_load_pre in bpy.app.handlers.load_pre,
+                      running.on_load_post in bpy.app.handlers.load_post]
+print("REPORT " + json.dumps(REPORT))
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the stand-in interpreter is a shell script")
+def test_a_job_is_cancelled_with_a_message_when_another_file_is_opened():
+    rep = _run(LOAD, {}, timeout=120)
+    for case, started_in in (("open", "first.blend"), ("new", "other.blend")):  # the second starts in the file opened
+        r = rep[case]
+        assert r["running_before"] and not r["progress_in_file"], r  # progress is not saved in the .blend
+        assert not r["job"] and r["ended"] and r["folder_gone"] and not r["running"], r  # never orphaned
+        assert "cancelled because another file was opened" in r["message"] and started_in in r["message"], r
+        assert r["error"] and r["objects"], r["counts"]
+    assert rep["handlers"] == [True, True]  # persistent: they survive the loads

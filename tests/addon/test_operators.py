@@ -82,19 +82,21 @@ def draw():
     return log
 
 REPORT["idle"] = draw()
-props = bpy.context.scene.dreamsmith
+props = bpy.context.window_manager.dreamsmith_job
 props.stage, props.step, props.total, props.eta = "coarse", 30, 120, 75.0
 running.job_state.job = object()  # what the panel sees while a job runs
 REPORT["running"] = draw()
 REPORT["generate_poll_running"] = bpy.ops.dreamsmith.generate.poll()
 running.job_state.job = None
 bpy.app.timers.register(running.job_timer, first_interval=100.0)  # as a running job leaves it
-REPORT["during"] = handlers() == before
+during = handlers()
+REPORT["during"] = {k: during[k] - before[k] for k in during if during[k] != before[k]}
 addon_utils.disable("dreamsmith", default_set=True)
 REPORT["unregistered"] = [hasattr(bpy.types, n) for n in NAMES] + [c.is_registered for c in CLASSES]
 REPORT["timer"] = bpy.app.timers.is_registered(running.job_timer)
 REPORT["handlers_same"] = handlers() == before
 REPORT["scene_prop_gone"] = not hasattr(bpy.types.Scene, "dreamsmith")
+REPORT["wm_prop_gone"] = not hasattr(bpy.types.WindowManager, "dreamsmith_job")
 print("REPORT " + json.dumps(REPORT))
 """
 
@@ -115,7 +117,7 @@ REPORT["props"] = {k: obj[k] for k in obj.keys() if k.startswith("dreamsmith_")}
 REPORT["location"] = list(obj.location)
 REPORT["active"] = bpy.context.view_layer.objects.active == obj and obj.select_get()
 REPORT["job_dirs"] = job_dirs()
-REPORT["idle_again"] = bpy.ops.dreamsmith.generate.poll() and not bpy.context.scene.dreamsmith.running
+REPORT["idle_again"] = bpy.ops.dreamsmith.generate.poll() and not bpy.context.window_manager.dreamsmith_job.running
 state = obj.get("dreamsmith_state", "")
 REPORT["state_kept"] = bool(state) and os.path.isfile(state) and state.startswith(os.environ["BLENDER_USER_RESOURCES"])
 from dreamsmith.addon import running
@@ -148,7 +150,7 @@ REPORT["no_python"] = generate(prompt="a red cube", model=ARGS["model"], config_
 REPORT["unchanged"] = counts() == before
 REPORT["job_dirs"] = job_dirs()
 REPORT["idle_again"] = bpy.ops.dreamsmith.generate.poll()
-REPORT["message"] = bpy.context.scene.dreamsmith.message
+REPORT["message"] = bpy.context.window_manager.dreamsmith_job.message
 print("REPORT " + json.dumps(REPORT))
 """
 
@@ -174,7 +176,7 @@ REPORT["stages"] = sorted({m.get("stage") for m in seen if m["type"] == "progres
 REPORT["imported"] = obj is not None and obj.get("dreamsmith_negative_prompt") == "blurry"
 preview = bpy.data.images.get(running.PREVIEW_IMAGE)
 REPORT["preview"] = preview is not None and preview.packed_file is not None and preview.size[0] > 0
-REPORT["message"] = bpy.context.scene.dreamsmith.message
+REPORT["message"] = bpy.context.window_manager.dreamsmith_job.message
 REPORT["job_gone"] = running.current_job() is None and not job.work_dir.exists()
 
 # a long job cancelled with the Cancel operator after its first live preview: nothing added, nothing left
@@ -191,7 +193,7 @@ REPORT["cancel_saw_preview"] = bpy.data.images.get(running.PREVIEW_IMAGE) is not
 REPORT["cancel_result"] = str(sorted(bpy.ops.dreamsmith.cancel()))
 REPORT["cancel_worker_ended"] = job.proc.poll() is not None and not job.work_dir.exists()
 REPORT["cancel_unchanged"] = counts() == after_first
-REPORT["cancel_message"] = bpy.context.scene.dreamsmith.message
+REPORT["cancel_message"] = bpy.context.window_manager.dreamsmith_job.message
 REPORT["cancel_idle"] = bpy.ops.dreamsmith.generate.poll() and not bpy.app.timers.is_registered(running.job_timer)
 
 # a long job, then the add-on is disabled while it runs: worker ended, folder removed, scene unchanged
@@ -218,12 +220,12 @@ long = dict(ARGS["tiny"], coarse=dict(ARGS["tiny"]["coarse"], steps=100000))
 values = {"prompt": "a red cube", "negative_prompt": "", "preset": "draft", "seed": 0}
 job = running.start_job(bpy.context, values, ARGS["model"], long, interactive=True)
 deadline = time.monotonic() + 120
-while bpy.context.scene.dreamsmith.stage != "coarse" and time.monotonic() < deadline:
+while bpy.context.window_manager.dreamsmith_job.stage != "coarse" and time.monotonic() < deadline:
     if running.job_timer() is None:
         break
     time.sleep(0.1)
 print("WORKER " + json.dumps({"pid": job.proc.pid, "dir": str(job.work_dir),
-                              "stage": bpy.context.scene.dreamsmith.stage}), flush=True)
+                              "stage": bpy.context.window_manager.dreamsmith_job.stage}), flush=True)
 os._exit(0)  # Blender quits (or crashes) without any clean-up
 """
 
@@ -260,10 +262,11 @@ def _run(script: str, args: dict, timeout: float = 300) -> dict:
 
 def test_register_unregister_is_symmetric_and_panel_draws():
     rep = _run(REGISTER, {})
-    assert rep["registered"] == [True] * 17 and rep["unregistered"] == [False] * 17  # 7 names + 10 classes
-    assert rep["prefs"] == "" and rep["scene_prop"] == "draft" and rep["scene_prop_gone"]
+    assert len(rep["registered"]) >= 17 and all(rep["registered"]) and not any(rep["unregistered"])
+    assert rep["prefs"] == "" and rep["scene_prop"] == "draft" and rep["scene_prop_gone"] and rep["wm_prop_gone"]
     assert rep["generate_poll"] and not rep["generate_poll_running"]
-    assert not rep["timer"] and rep["handlers_same"] and rep["during"]
+    assert not rep["timer"] and rep["handlers_same"]
+    assert rep["during"] == {"load_post": 1, "load_pre": 1}  # the file-load handlers, and nothing else
     idle, running = rep["idle"], rep["running"]
     assert ["prop", "prompt", ""] in idle and ["operator", "dreamsmith.generate", ""] in idle
     assert ["operator", "dreamsmith.retexture", ""] in idle and ["operator", "dreamsmith.edit", ""] in idle
@@ -536,7 +539,7 @@ def run_interactive(**kw):
         time.sleep(0.1)
     if bpy.app.timers.is_registered(running.job_timer):
         bpy.app.timers.unregister(running.job_timer)
-    return bpy.context.scene.dreamsmith.message
+    return bpy.context.window_manager.dreamsmith_job.message
 
 bpy.ops.mesh.primitive_cube_add()
 cube = bpy.context.active_object
