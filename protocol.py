@@ -36,6 +36,7 @@ class ModelInfo:
         licence: The weights' licence.
         gated: The Hub asks for sign-in and acceptance of the licence before a download.
         note: What it can and cannot do.
+        vram_gb: GPU memory it needs at the standard preset (measured peak, fp16), in GiB; 0 runs on a CPU.
     """
 
     id: str
@@ -47,6 +48,7 @@ class ModelInfo:
     licence: str
     gated: bool
     note: str
+    vram_gb: float
 
 
 #: The id of the prior shipped inside the extension.
@@ -58,16 +60,19 @@ MODELS = (
     ModelInfo(DEMO_MODEL, "Demo (16 shapes, offline)", ("coarse", "fine"), "pixel", 0.0011, 0.0045,
               "GPL-3.0-or-later (trained for Dreamsmith)", False,
               "Ships with the extension and runs on a CPU at the draft preset. It draws only a red, green, blue or "
-              "yellow cube, sphere, cone or torus ('a blue cone'); anything else comes out as one of those."),
+              "yellow cube, sphere, cone or torus ('a blue cone'); anything else comes out as one of those.",
+              vram_gb=0.0),
     ModelInfo(SD21_BASE, "Stable Diffusion 2.1 base", ("coarse", "fine"), "latent", 1.29, 5.2,
               "CreativeML Open RAIL++-M", False,
               "The default for the standard and high presets, both stages (threestudio's SD-only Magic3D); 512 px "
-              "renders through its VAE; needs a GPU. The community mirror of the removed stabilityai repository."),
+              "renders through its VAE; needs a GPU. The community mirror of the removed stabilityai repository.",
+              vram_gb=16.0),
     ModelInfo(IF_I_XL, "DeepFloyd IF stage I XL", ("coarse",), "pixel", 9.06, 18.1,
               "DeepFloyd IF licence (research only)", True,
               "Magic3D's coarse prior (64 px, pixel space): gated, sign in on the Hub and accept its licence; the "
               "T5-XXL text encoder alone is 4.8B parameters; a large GPU. The download is the fp16 variant "
-              "(variant: fp16); the plain files are twice that."),
+              "(variant: fp16); the plain files are twice that.",
+              vram_gb=14.0),
 )
 #: The priors each preset uses when the user chooses none: (coarse, fine). All ungated and usable offline once
 #: downloaded; the draft's ships with the extension.

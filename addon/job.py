@@ -36,13 +36,21 @@ from ..protocol import DONE, ERROR, SILENCE_LIMIT_S, Job
 #: The folder of the package (the extension root), whatever it is called on disk.
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 WORKER_MODULE = "dreamsmith.core.worker"
-BOOTSTRAP = (
-    "import importlib.util, os, runpy, sys; root = sys.argv.pop(1); "
-    "spec = importlib.util.spec_from_file_location('dreamsmith', os.path.join(root, '__init__.py'), "
-    "submodule_search_locations=[root]); "
-    "mod = importlib.util.module_from_spec(spec); sys.modules['dreamsmith'] = mod; spec.loader.exec_module(mod); "
-    f"runpy.run_module({WORKER_MODULE!r}, run_name='__main__', alter_sys=True)"
-)
+
+
+def bootstrap(module: str) -> str:
+    """The ``python -c`` code that loads the package folder given as the first argument under the name
+    ``dreamsmith`` and runs ``module`` as ``__main__``."""
+    return ("import importlib.util, os, runpy, sys; root = sys.argv.pop(1); "
+            "spec = importlib.util.spec_from_file_location('dreamsmith', os.path.join(root, '__init__.py'), "
+            "submodule_search_locations=[root]); "
+            "mod = importlib.util.module_from_spec(spec); sys.modules['dreamsmith'] = mod; "
+            "spec.loader.exec_module(mod); "
+            f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)")
+
+
+BOOTSTRAP = bootstrap(WORKER_MODULE)
+
 JOB_PREFIX = "dreamsmith-job-"
 LOG_NAME = "worker.log"
 

@@ -1,7 +1,7 @@
 """``python -m dreamsmith``: the engine without Blender.
 
 Exit codes: 0 done, 2 a problem the user can fix (message on stderr, nothing written),
-130 interrupted.
+130 interrupted; ``models`` (the model manager, :mod:`.model_store`): 0 ok, 2 bad input, 1 failure.
 """
 
 from __future__ import annotations
@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
             _model_options(cmd, "coarse_model" in kind.priors)
         cmd.add_argument("--preview", help="also write a preview PNG (four shaded views) here")
         _common(cmd)
+    from .model_store import add_models_parser
+
+    add_models_parser(sub)
     return parser
 
 
@@ -127,6 +130,13 @@ def run(args: argparse.Namespace) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["models"]:  # the model manager: without importing the jobs (and torch)
+        from .model_store import add_models_parser, run_models
+
+        models = argparse.ArgumentParser(prog="python -m dreamsmith")
+        add_models_parser(models.add_subparsers(dest="command", required=True))
+        return run_models(models.parse_args(argv))
     args = build_parser().parse_args(argv)
     try:
         summary = run(args)

@@ -85,6 +85,14 @@ def test_every_preset_defaults_to_listed_ungated_models():
     assert model_info("stabilityai/stable-diffusion-2-1-base") is None  # removed from the Hub in November 2025
 
 
+def test_every_model_says_the_memory_it_needs():
+    from dreamsmith.protocol import DEMO_MODEL, IF_I_XL, MODELS, SD21_BASE, model_info
+
+    assert all(isinstance(m.vram_gb, float) and m.vram_gb >= 0 for m in MODELS)
+    assert model_info(DEMO_MODEL).vram_gb == 0.0  # runs on a CPU
+    assert model_info(SD21_BASE).vram_gb == 16.0 and model_info(IF_I_XL).vram_gb == 14.0  # measured, H200, fp16
+
+
 def test_the_draft_default_runs_offline_with_the_shipped_demo_prior(tmp_path, monkeypatch):
     import json
 

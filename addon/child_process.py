@@ -1,0 +1,72 @@
+"""Following a child process without blocking Blender: a reader thread moves its output lines into a queue, and the
+caller (a ``bpy.app.timers`` callback on the main thread) drains them. No bpy here.
+
+The process is started from an argument list, never a shell string; its stdin is closed at once (or gets one piece
+of text first). :meth:`LineProcess.stop` terminates it, then kills it after a grace period.
+"""
+
+from __future__ import annotations
+
+import queue
+import subprocess
+import threading
+
+
+class LineProcess:
+    """A running child process whose stdout lines (stderr merged in) arrive in :meth:`drain`.
+
+    Args:
+        args: The argument list (the program first).
+        env: Its environment.
+        stdin_text: Written to its stdin before closing it (e.g. a secret that must not be in ``args``).
+    """
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, stdin_text: str = "") -> None:
+        self.args = list(args)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.proc = subprocess.Popen(
+            self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            encoding="utf-8", errors="replace", env=env, creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
+        try:
+            if stdin_text:
+                self.proc.stdin.write(stdin_text)
+            self.proc.stdin.close()
+        except OSError:  # it died at once; its exit code says why
+            pass
+        self.reader = threading.Thread(target=self._read, name="dreamsmith-process-reader", daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.proc.stdout.close()
+
+    def drain(self) -> list[str]:
+        """The lines that arrived since the last call."""
+        out = []
+        while True:
+            try:
+                out.append(self.lines.get_nowait())
+            except queue.Empty:
+                return out
+
+    def poll(self) -> int | None:
+        """Its exit code, or None while it runs."""
+        return self.proc.poll()
+
+    def finish(self, timeout: float = 5.0) -> tuple[int, list[str]]:
+        """Wait for the exit and the reader; returns ``(exit code, the last lines)``."""
+        code = self.proc.wait()
+        self.reader.join(timeout=timeout)
+        return code, self.drain()
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Terminate it (kill after ``grace`` seconds) and wait for the reader."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.reader.join(timeout=grace)
