@@ -22,7 +22,8 @@ def _eta_text(seconds: float) -> str:
 
 
 def _draw_models(col, preset: str) -> None:
-    """The priors a Generate will use, whether each is on this computer, and what the demo can draw."""
+    """The priors a Generate will use, whether each is on this computer, the GPU memory they need, and what the demo
+    can draw."""
     prefs = get_preferences()
     coarse, fine = job_models(preset, prefs.coarse_model, prefs.fine_model)
     for stage, model_id in (("Models", coarse),) if coarse == fine else (("Coarse", coarse), ("Fine", fine)):
@@ -36,6 +37,9 @@ def _draw_models(col, preset: str) -> None:
                    else "download it in the preferences (needs Allow Online Access)")
             col.label(text=f"{stage}: not on this computer: {name} - {how}{size}",
                       icon="IMPORT" if online_access(prefs) else "ERROR")
+    vram = max((info.vram_gb for info in map(model_info, (coarse, fine)) if info is not None), default=0.0)
+    if vram > 0:
+        col.label(text=f"Needs a GPU with about {vram:g} GB of memory.", icon="INFO")
     if DEMO_MODEL in (coarse, fine):
         col.label(text="The demo draws a red, green, blue or yellow cube, sphere, cone or torus only.", icon="INFO")
 

@@ -82,6 +82,9 @@ def draw():
     return log
 
 REPORT["idle"] = draw()
+bpy.context.scene.dreamsmith.preset = "standard"
+REPORT["standard"] = draw()
+bpy.context.scene.dreamsmith.preset = "draft"
 props = bpy.context.window_manager.dreamsmith_job
 props.stage, props.step, props.total, props.eta = "coarse", 30, 120, 75.0
 running.job_state.job = object()  # what the panel sees while a job runs
@@ -273,6 +276,10 @@ def test_register_unregister_is_symmetric_and_panel_draws():
     assert not any(c[0] == "progress" for c in idle)
     assert ["label", "Models: Demo (16 shapes, offline)"] in idle  # the draft's prior, shipped, on disk
     assert any(c[0] == "label" and "cube, sphere, cone or torus" in c[-1] for c in idle)
+    assert not any("GPU" in c[-1] for c in idle)
+    labels = [c[-1] for c in rep["standard"] if c[0] == "label"]  # SD 2.1-base, not downloaded in the test
+    assert any("not on this computer: Stable Diffusion 2.1 base" in t and "5.2 GB" in t for t in labels), labels
+    assert "Needs a GPU with about 16 GB of memory." in labels
     bars = [c for c in running if c[0] == "progress"]
     assert bars and bars[0][-1] == "coarse 30/120  ETA 1:15"
     assert ["operator", "dreamsmith.cancel", ""] in running
