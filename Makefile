@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 VALIDATOR := node_modules/gltf-validator/package.json
 DEMO_OUT ?= demo_out
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ test: $(STAMP) $(VALIDATOR)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+
+# Regenerate engine.lock (the engine environment's pins, shipped in the extension) after changing
+# constraints.txt or protocol.DEPENDENCIES; needs PyPI.
+lock: $(STAMP)
+	$(PY) scripts/lock_engine.py
 
 clean:
 	rm -rf $(VENV) node_modules dist $(DEMO_OUT)

@@ -1,37 +1,53 @@
-"""Install the engine's dependencies into the extension's user folder, for Blender's own Python.
+"""The engine environment in Blender's UI: Install engine, Repair, Uninstall (one operator), the preferences'
+section, and the folders the add-on keeps in the extension's user folder.
 
-"Install dependencies" in the preferences runs ``python -m pip install --target <user folder>/site-packages
-<packages>`` with Blender's interpreter, in a child process (an argument list, never a shell string), writing
-pip's output to a log file beside the folder; the sidebar and preferences show the latest line while it runs.
-Blender stays responsive (a ``bpy.app.timers`` callback polls the process); in background mode the operator
-waits. Network is used only when Blender's "Allow Online Access" is on. The worker then finds the packages
-through ``PYTHONPATH`` (see :func:`engine_paths`); Blender's own ``sys.path`` is never changed.
+Installing (:mod:`.engine_install`, commands from :mod:`.engine_setup`) builds ``<root>/env`` with uv: a standalone
+Python 3.11, the packages pinned by the shipped ``engine.lock``, the torch build for this machine (CUDA with an
+NVIDIA GPU on Windows and Linux, MPS on Apple silicon, else CPU). It needs Blender's "Allow Online Access" and is
+refused while a job runs; while it runs, jobs are refused (:func:`installing`). Repair removes the environment and
+installs it again; Uninstall removes what Dreamsmith made under the root (never a folder without its marker).
 """
 
+import functools
+import importlib.util
 import json
 import os
-import queue
-import subprocess
-import sys
-import threading
 import time
-from collections import deque
 from pathlib import Path
 
 import bpy
-from bpy.props import StringProperty
+from bpy.props import EnumProperty, StringProperty
 
 from ..protocol import DEPENDENCIES
+from .engine_install import (  # noqa: F401  (installing, status_text, stop_install, install_timer: the add-on's API)
+    TIMER_INTERVAL,
+    _install,
+    advance,
+    engine_python,
+    install_timer,
+    installed,
+    installing,
+    layout,
+    start_install,
+    status_text,
+    stop_install,
+    uninstall,
+)
+from .engine_setup import path_problem
 
-#: What the engine needs from PyPI (torch from PyPI is the CUDA build on Linux/Windows, MPS-capable on macOS).
-PACKAGES = tuple(requirement for _, requirement in DEPENDENCIES)
-LOG_NAME = "install-dependencies.log"
-TIMER_INTERVAL = 0.5
 ADDON_PACKAGE = __package__.rpartition(".")[0]  # "dreamsmith" or "bl_ext.<repo>.dreamsmith"
 
 
+@functools.cache
+def blender_python_ready() -> bool:
+    """Whether Blender's own Python already has every engine package (as with bpy as a module): then nothing
+    needs installing. Looked up once, without importing anything."""
+    return all(importlib.util.find_spec(name) is not None for name, _ in DEPENDENCIES)
+
+
 def deps_dir(create: bool = False) -> Path:
-    """``site-packages`` in the extension's user folder (kept across extension updates)."""
+    """The extension's user folder's ``site-packages``, where earlier versions installed packages (Uninstall
+    removes it); its parent is the user folder that :func:`states_dir` uses."""
     if ADDON_PACKAGE.startswith("bl_ext.") and hasattr(bpy.utils, "extension_path_user"):
         return Path(bpy.utils.extension_path_user(ADDON_PACKAGE, path="site-packages", create=create))
     path = Path(bpy.utils.user_resource("SCRIPTS", path=os.path.join("dreamsmith", "site-packages")))
@@ -48,188 +64,124 @@ def states_dir(prefs) -> Path:
 
 
 def engine_paths(prefs) -> list[str]:
-    """Folders the worker needs on ``PYTHONPATH``: the installed dependencies when Blender's own Python runs it."""
-    if getattr(prefs, "python_path", ""):
-        return []  # an external interpreter brings its own packages
-    path = deps_dir()
-    return [str(path)] if path.is_dir() else []
+    """Folders the worker needs on ``PYTHONPATH`` besides the extension: none, since every interpreter that runs
+    the engine (the engine environment's, the user's, Blender's own) brings its packages."""
+    return []
 
 
-def pip_command(python: str, target: Path, packages: list[str], extra: list[str] = ()) -> list[str]:
-    """The pip argument list (no shell) that installs ``packages`` into ``target``."""
-    return [python, "-m", "pip", "install", "--upgrade", "--no-input", "--disable-pip-version-check",
-            "--target", str(target), *extra, *packages]
+def _job_running() -> bool:
+    from .running import job_running  # running imports this module
+
+    return job_running()
 
 
-class _Install:
-    """The one running installation: the process, its log, the last lines it printed."""
-
-    proc: subprocess.Popen | None = None
-    reader: threading.Thread | None = None
-    lines: queue.Queue = queue.Queue()
-    log_path: Path | None = None
-    tail: deque = deque(maxlen=20)
-    status: str = ""
-    failed: bool = False
+def _json_list(text: str) -> list[str]:
+    value = json.loads(text) if text else []
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise ValueError("a JSON list of strings expected")
+    return value
 
 
-_install = _Install()
-
-
-def installing() -> bool:
-    """Whether an installation is running."""
-    return _install.proc is not None
-
-
-def status_text() -> str:
-    """One line for the UI: what the running (or last) installation is doing."""
-    return _install.status
-
-
-def _start(python: str, target: Path, packages: list[str], extra: list[str]) -> None:
-    log_path = target.parent / LOG_NAME
-    _install.log_path, _install.failed = log_path, False
-    _install.tail.clear()
-    _install.status = "Starting pip..."
-    env = dict(os.environ, PYTHONNOUSERSITE="1", PYTHONIOENCODING="utf-8")
-    cmd = pip_command(python, target, packages, extra)
-    with open(log_path, "w", encoding="utf-8") as log:
-        log.write("$ " + " ".join(cmd) + "\n")
-    _install.proc = proc = subprocess.Popen(
-        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8",
-        errors="replace", env=env, creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
-
-    def read() -> None:  # a thread, so that the UI never waits on the pipe
-        for line in proc.stdout:
-            _install.lines.put(line)
-        proc.stdout.close()
-
-    _install.reader = threading.Thread(target=read, name="dreamsmith-pip-reader", daemon=True)
-    _install.reader.start()
-
-
-def _drain() -> None:
-    """Move pip's new output lines into the log and the status line."""
-    new = []
-    while True:
-        try:
-            new.append(_install.lines.get_nowait())
-        except queue.Empty:
-            break
-    if not new or _install.log_path is None:
-        return
-    with open(_install.log_path, "a", encoding="utf-8") as log:
-        log.writelines(new)
-    for line in new:
-        line = line.strip()
-        if line:
-            _install.tail.append(line)
-            if line.startswith(("Collecting", "Downloading", "Installing", "Successfully", "ERROR")):
-                _install.status = line[:120]
-
-
-def _finish() -> tuple[bool, str]:
-    proc = _install.proc
-    code = proc.wait()
-    if _install.reader is not None:
-        _install.reader.join(timeout=5)
-    _drain()
-    _install.proc = _install.reader = None
-    if code == 0:
-        _install.status = f"Dependencies installed in {deps_dir()}."
-        return True, _install.status
-    _install.failed = True
-    last = next((ln for ln in reversed(_install.tail) if ln.startswith("ERROR")), _install.tail[-1] if _install.tail
-                else f"pip exited with code {code}")
-    _install.status = f"Installing failed: {last} (full log: {_install.log_path})"
-    return False, _install.status
-
-
-def _redraw() -> None:
-    wm = bpy.context.window_manager
-    for window in (wm.windows if wm is not None else ()):
-        for area in window.screen.areas:
-            area.tag_redraw()
-
-
-def install_timer() -> float | None:
-    """``bpy.app.timers`` callback: follow the installation until it ends."""
-    if _install.proc is None:
-        return None
-    _drain()
-    if _install.proc.poll() is None:
-        _redraw()
-        return TIMER_INTERVAL
-    ok, message = _finish()
-    print(f"Dreamsmith: {message}", file=sys.stdout if ok else sys.stderr)
-    _redraw()
-    return None
-
-
-def stop_install() -> None:
-    """Stop a running installation (on unregister): terminate pip, remove the timer."""
-    if bpy.app.timers.is_registered(install_timer):
-        bpy.app.timers.unregister(install_timer)
-    proc = _install.proc
-    if proc is not None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if _install.reader is not None:
-            _install.reader.join(timeout=5)
-        _drain()
-        _install.proc = _install.reader = None
-        _install.status = "Installing was stopped."
+ACTIONS = (("INSTALL", "Install", "Install the engine environment (needs online access; a few GB for torch)"),
+           ("REPAIR", "Repair", "Remove the engine environment and install it again"),
+           ("UNINSTALL", "Uninstall", "Remove the engine environment, uv and their downloads"))
 
 
 class DREAMSMITH_OT_install_dependencies(bpy.types.Operator):
-    """Install torch, diffusers and the rest into the extension's user folder, for Blender's own Python (needs
-    online access; a few GB for torch)"""
+    """Install, repair or uninstall the engine's own environment (uv, Python 3.11, torch for this machine)"""
 
     bl_idname = "dreamsmith.install_dependencies"
-    bl_label = "Install dependencies"
+    bl_label = "Install engine"
 
-    packages_json: StringProperty(default="", options={"HIDDEN", "SKIP_SAVE"},
-                                  description="JSON list of pip requirements instead of the engine's (tests)")
+    action: EnumProperty(name="Action", items=ACTIONS, default="INSTALL", options={"SKIP_SAVE"})
+    lock_file: StringProperty(default="", options={"HIDDEN", "SKIP_SAVE"},
+                              description="Lock file to install instead of the shipped one (tests)")
+    python_request: StringProperty(default="", options={"HIDDEN", "SKIP_SAVE"},
+                                   description="What `uv venv --python` gets instead of 3.11, e.g. a path (tests)")
+    torch_backend: StringProperty(default="auto", options={"HIDDEN", "SKIP_SAVE"},
+                                  description="uv's --torch-backend; empty: none (tests)")
+    uv_args_json: StringProperty(default="", options={"HIDDEN", "SKIP_SAVE"},
+                                 description="JSON list of extra `uv pip install` arguments, e.g. --offline (tests)")
     pip_args_json: StringProperty(default="", options={"HIDDEN", "SKIP_SAVE"},
-                                  description="JSON list of extra pip arguments, e.g. a local index (tests)")
+                                  description="JSON list of extra pip arguments for installing uv (tests)")
+
+    @classmethod
+    def description(cls, context, properties):
+        """The tooltip of the chosen action."""
+        return next(text for key, _, text in ACTIONS if key == properties.action)
 
     @classmethod
     def poll(cls, context):
-        """Not while an installation runs; only when Blender may go online."""
+        """Not while a job or another installation runs."""
         if installing():
-            cls.poll_message_set("Dependencies are being installed.")
+            cls.poll_message_set("The engine is being installed.")
             return False
-        if not getattr(bpy.app, "online_access", False):
-            cls.poll_message_set("Allow Online Access (Preferences > System > Network) to download packages.")
+        if _job_running():
+            cls.poll_message_set("A job is running; wait for it or cancel it first.")
             return False
         return True
 
     def execute(self, context):
-        """Start pip (interactive) or run it to the end (background)."""
-        try:
-            packages = json.loads(self.packages_json) if self.packages_json else list(PACKAGES)
-            extra = json.loads(self.pip_args_json) if self.pip_args_json else []
-            if not all(isinstance(x, str) for x in [*packages, *extra]):
-                raise ValueError("lists of strings expected")
-        except ValueError as exc:
-            self.report({"ERROR"}, f"Bad package list ({exc}).")
+        """Uninstall at once; install or repair: start (interactive) or run to the end (background)."""
+        if self.action == "UNINSTALL":
+            try:
+                message = uninstall(extra=(deps_dir(),))
+                blender_python_ready.cache_clear()
+            except (OSError, ValueError) as exc:
+                self.report({"ERROR"}, f"Uninstall failed: {exc}")
+                return {"CANCELLED"}
+            self.report({"INFO"}, message)
+            return {"FINISHED"}
+        if not getattr(bpy.app, "online_access", False):
+            self.report({"ERROR"}, "Allow Online Access (Preferences > System > Network) to install the engine.")
             return {"CANCELLED"}
         try:
-            _start(sys.executable, deps_dir(create=True), packages, extra)
-        except OSError as exc:
-            self.report({"ERROR"}, f"Cannot run pip with {sys.executable!r} ({exc}).")
+            options = {"lock": self.lock_file, "python_request": self.python_request,
+                       "torch_backend": self.torch_backend, "uv_args": _json_list(self.uv_args_json),
+                       "pip_args": _json_list(self.pip_args_json)}
+            start_install(options, repair=self.action == "REPAIR")
+        except (OSError, ValueError) as exc:
+            self.report({"ERROR"}, f"Cannot install the engine: {exc}")
             return {"CANCELLED"}
         if not bpy.app.background:
-            bpy.app.timers.register(install_timer, first_interval=TIMER_INTERVAL)
-            self.report({"INFO"}, "Dreamsmith: installing dependencies; progress in the preferences.")
+            bpy.app.timers.register(install_timer, first_interval=TIMER_INTERVAL, persistent=True)
+            self.report({"INFO"}, "Dreamsmith: installing the engine; progress in the preferences and the sidebar.")
             return {"FINISHED"}
-        while _install.proc.poll() is None:
-            _drain()
+        result = None
+        while result is None:
             time.sleep(0.2)
-        ok, message = _finish()
-        self.report({"INFO"} if ok else {"ERROR"}, message)
-        return {"FINISHED"} if ok else {"CANCELLED"}
+            result = advance()
+        self.report({"INFO"} if result[0] else {"ERROR"}, result[1])
+        return {"FINISHED"} if result[0] else {"CANCELLED"}
+
+
+def draw_engine(ui, prefs) -> None:
+    """The engine section of the preferences: which Python runs the engine; Install, Repair, Uninstall; progress."""
+    op_id = DREAMSMITH_OT_install_dependencies.bl_idname
+    lay = layout()
+    box = ui.box()
+    box.label(text="Engine environment", icon="CONSOLE")
+    ready = installed(lay)
+    if prefs.python_path:
+        box.label(text="Your own Python runs the engine (the Python setting above).")
+    elif ready:
+        box.label(text=f"Installed: {lay.env}")
+    elif blender_python_ready():
+        box.label(text="Blender's Python already has the engine's packages: no install needed.")
+    else:
+        box.label(text=f"Not installed. Install engine puts it in {lay.root} (a few GB).")
+    problem = path_problem(lay)
+    if problem:
+        box.label(text=problem, icon="ERROR")
+    row = box.row()
+    online = bool(getattr(bpy.app, "online_access", False))
+    sub = row.row()
+    sub.enabled = online and not problem
+    sub.operator(op_id, text="Repair" if ready else "Install engine",
+                 icon="FILE_REFRESH" if ready else "IMPORT").action = "REPAIR" if ready else "INSTALL"
+    if ready or Path(lay.marker).is_file():
+        row.operator(op_id, text="Uninstall", icon="TRASH").action = "UNINSTALL"
+    if not online:
+        box.label(text="Allow Online Access (Preferences > System > Network) to install the engine.", icon="INFO")
+    if status_text():
+        box.label(text=status_text(), icon="ERROR" if _install.failed else "INFO")

@@ -27,6 +27,19 @@ from .running import (
 )
 
 
+def _idle(cls) -> bool:
+    """Whether a job may start: none is running and the engine is not being installed (else says why)."""
+    from .deps import installing
+
+    if job_running():
+        cls.poll_message_set("A Dreamsmith job is running; wait for it or cancel it.")
+        return False
+    if installing():
+        cls.poll_message_set("The engine is being installed; jobs can start when it has finished.")
+        return False
+    return True
+
+
 class _JobOperator:
     """What Generate, Re-texture and Edit share: inputs from the operator or the sidebar, one job at a time,
     interactive (timer) or blocking (``--background``). Subclasses set ``command`` and ``targets()``."""
@@ -47,8 +60,8 @@ class _JobOperator:
 
     @classmethod
     def poll(cls, context):
-        """One job at a time."""
-        return not job_running()
+        """One job at a time, and not while the engine is being installed."""
+        return _idle(cls)
 
     def targets(self, context) -> list[str]:
         """Names of the objects to work on (raise ValueError with a message for the user)."""
@@ -135,8 +148,8 @@ class DREAMSMITH_OT_retexture(_JobOperator, bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        """One job at a time, and a selected mesh to paint."""
-        if job_running():
+        """One job at a time, not while installing, and a selected mesh to paint."""
+        if not _idle(cls):
             return False
         if not any(obj.type == "MESH" for obj in (context.selected_objects or [])):
             cls.poll_message_set("Select the mesh objects to re-texture.")
@@ -170,8 +183,8 @@ class DREAMSMITH_OT_edit(_JobOperator, bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        """One job at a time, and an active mesh to edit."""
-        if job_running():
+        """One job at a time, not while installing, and an active mesh to edit."""
+        if not _idle(cls):
             return False
         obj = context.view_layer.objects.active if context.view_layer else None
         if obj is None or obj.type != "MESH":

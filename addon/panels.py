@@ -72,6 +72,10 @@ class DREAMSMITH_PT_generate(bpy.types.Panel):
         col.prop(props, "preset")
         col.prop(props, "seed")
         _draw_models(layout.column(align=True), props.preset)
+        from .deps import installing, status_text
+
+        if installing():
+            layout.box().label(text=status_text() or "Installing the engine...", icon="TIME")
         col = layout.column(align=True)
         col.enabled = not running
         col.operator(DREAMSMITH_OT_generate.bl_idname, icon="PLAY")

@@ -40,7 +40,8 @@ class DreamsmithPreferences(bpy.types.AddonPreferences):
 
     python_path: StringProperty(
         name="Python", subtype="FILE_PATH", default="",
-        description="Interpreter that runs the engine (with torch and diffusers installed); empty: Blender's own")
+        description="Use my own Python: an interpreter with torch and diffusers installed that runs the engine; "
+                    "empty: the engine environment (Install engine below), else Blender's own")
     coarse_model: StringProperty(
         name="Coarse model", default="",
         description="Coarse-stage prior: Hugging Face id or local diffusers folder; empty: the preset's")
@@ -79,16 +80,15 @@ class DreamsmithPreferences(bpy.types.AddonPreferences):
         layout.prop(self, "time_limit_min")
         row = layout.row()
         row.operator(DREAMSMITH_OT_check_setup.bl_idname, icon="CHECKMARK")
-        if not self.python_path:  # Blender's own Python: its packages go into the extension's user folder
-            from .deps import DREAMSMITH_OT_install_dependencies, deps_dir, status_text
+        from .deps import draw_engine
 
-            row.operator(DREAMSMITH_OT_install_dependencies.bl_idname, icon="IMPORT")
-            layout.label(text=f"Packages folder: {deps_dir()}")
-            if status_text():
-                layout.label(text=status_text(), icon="INFO")
+        draw_engine(layout, self)  # the engine environment: install, repair, uninstall, progress
         if not getattr(bpy.app, "online_access", False):
             layout.label(text="Online access is off: only models already on this computer can be used.",
                          icon="INFO")
+        from .models import draw_models
+
+        draw_models(layout, context)
 
 
 def get_preferences(context=None):
@@ -100,12 +100,19 @@ def get_preferences(context=None):
 
 
 def interpreter(prefs) -> str:
-    """The Python that runs the worker: the preference, or Blender's own interpreter."""
-    return bpy.path.abspath(prefs.python_path) if prefs.python_path else sys.executable
+    """The Python that runs the worker: the "Python" preference ("use my own Python"), else the installed engine
+    environment's, else Blender's own (right when it already has the packages, as with bpy as a module). Cheap
+    (file checks only): draw code may call it."""
+    if prefs.python_path:
+        return bpy.path.abspath(prefs.python_path)
+    from .deps import engine_python
+
+    return engine_python() or sys.executable
 
 
 def engine_env(prefs) -> dict[str, str]:
-    """The environment of engine processes: with Blender's own Python, the installed packages on PYTHONPATH."""
+    """The environment of engine processes: this process's, with any extra package folders on PYTHONPATH (none
+    today: every interpreter that runs the engine brings its own packages)."""
     from .deps import engine_paths
     from .job import prepend_python_path
 
@@ -149,7 +156,7 @@ def check_setup(python: str, env: dict[str, str], own_python: bool) -> tuple[boo
     info = json.loads(lines[-1][len("DREAMSMITH "):])
     if info["missing"]:
         pip = " ".join(f'"{p}"' for n, p in REQUIREMENTS if n in info["missing"])
-        how = ("use Install dependencies below" if not own_python
+        how = ("use Install engine in the add-on preferences" if not own_python
                else f"install them with: \"{python}\" -m pip install {pip}")
         return False, f"Missing in {python!r}: {', '.join(info['missing'])}; {how}."
     gpu = "CUDA available" if info.get("cuda") else "no CUDA GPU (CPU or MPS)"

@@ -91,6 +91,11 @@ running.job_state.job = object()  # what the panel sees while a job runs
 REPORT["running"] = draw()
 REPORT["generate_poll_running"] = bpy.ops.dreamsmith.generate.poll()
 running.job_state.job = None
+from dreamsmith.addon import engine_install
+engine_install._install.active, engine_install._install.status = True, "Installing torch"  # as an install leaves it
+REPORT["generate_poll_installing"] = bpy.ops.dreamsmith.generate.poll()
+REPORT["installing"] = draw()
+engine_install._install.active = False
 bpy.app.timers.register(running.job_timer, first_interval=100.0)  # as a running job leaves it
 during = handlers()
 REPORT["during"] = {k: during[k] - before[k] for k in during if during[k] != before[k]}
@@ -267,7 +272,8 @@ def test_register_unregister_is_symmetric_and_panel_draws():
     rep = _run(REGISTER, {})
     assert len(rep["registered"]) >= 17 and all(rep["registered"]) and not any(rep["unregistered"])
     assert rep["prefs"] == "" and rep["scene_prop"] == "draft" and rep["scene_prop_gone"] and rep["wm_prop_gone"]
-    assert rep["generate_poll"] and not rep["generate_poll_running"]
+    assert rep["generate_poll"] and not rep["generate_poll_running"] and not rep["generate_poll_installing"]
+    assert ["label", "Installing torch"] in rep["installing"]  # the install's progress in the sidebar
     assert not rep["timer"] and rep["handlers_same"]
     assert rep["during"] == {"load_post": 1, "load_pre": 1}  # the file-load handlers, and nothing else
     idle, running = rep["idle"], rep["running"]
