@@ -31,14 +31,6 @@ prefs.cache_dir = ARGS["cache"]
 system = bpy.context.preferences.system
 REPORT["registered"] = [hasattr(bpy.types, "DREAMSMITH_OT_" + n) for n in OPS]
 
-class Layout:  # records what the preferences page draws
-    def __init__(self, log): self.log, self.enabled = log, True
-    def __getattr__(self, name):
-        def call(*args, **kw):
-            self.log.append([name] + [a for a in args if isinstance(a, str)] + [kw.get("text", "")])
-            return Layout(self.log)
-        return call
-
 def draw():
     log = []
     models.draw_models(Layout(log), bpy.context)

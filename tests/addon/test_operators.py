@@ -40,6 +40,14 @@ REPORT = {}
 def counts():
     return [len(bpy.data.objects), len(bpy.data.meshes), len(bpy.data.materials), len(bpy.data.images)]
 
+class Layout:  # records what a panel or page draws
+    def __init__(self, log): self.log, self.enabled = log, True
+    def __getattr__(self, name):
+        def call(*args, **kw):
+            self.log.append([name] + [a for a in args if isinstance(a, str)] + [kw.get("text", "")])
+            return Layout(self.log)
+        return call
+
 def job_dirs():
     return sorted(n for n in os.listdir(bpy.app.tempdir) if n.startswith("dreamsmith-job-"))
 
@@ -65,14 +73,6 @@ REPORT["registered"] = [hasattr(bpy.types, n) for n in NAMES] + [c.is_registered
 REPORT["prefs"] = bpy.context.preferences.addons["dreamsmith"].preferences.python_path
 REPORT["scene_prop"] = bpy.context.scene.dreamsmith.preset
 REPORT["generate_poll"] = bpy.ops.dreamsmith.generate.poll()
-
-class Layout:  # records what the panel draws
-    def __init__(self, log): self.log, self.enabled = log, True
-    def __getattr__(self, name):
-        def call(*args, **kw):
-            self.log.append([name] + [a for a in args if isinstance(a, str)] + [kw.get("text", "")])
-            return Layout(self.log)
-        return call
 
 def draw():
     log = []
