@@ -7,6 +7,7 @@ job or installation, removes their timers and the handlers, and takes everything
 """
 
 from .deps import DREAMSMITH_OT_install_dependencies, stop_install
+from .file_load import on_load_post, on_load_pre
 from .models import CLASSES as MODEL_CLASSES
 from .models import stop_download
 from .operators import (
@@ -19,7 +20,6 @@ from .operators import (
 from .panels import DREAMSMITH_PT_generate
 from .preferences import DREAMSMITH_OT_check_setup, DREAMSMITH_OT_clear_states, DreamsmithPreferences
 from .properties import DreamsmithJobProps, DreamsmithSceneProps
-from .running import on_load_post, on_load_pre
 
 CLASSES: tuple = (
     DreamsmithPreferences,

@@ -4,8 +4,8 @@ its result into the scene.
 Interactive Blender: :func:`start_job` starts the worker and returns at once; a persistent ``bpy.app.timers``
 callback (:func:`job_timer`) drains progress into ``window_manager.dreamsmith_job``, redraws the sidebar, and on
 "done" imports the result (then one undo step). ``blender --background``: the operators wait for the worker through
-the same functions. A job belongs to the file it was started from: opening another file (File > Open, New, Revert)
-cancels it first (:func:`on_load_pre`), and the message is shown in the file opened (:func:`on_load_post`).
+the same functions. A job belongs to the file it was started from: opening another file cancels it first
+(:mod:`.file_load`).
 """
 
 import json
@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import bpy
-from bpy.app.handlers import persistent
 
 from ..protocol import PREVIEW, PROGRESS, result_models
 from .deps import engine_paths, states_dir
@@ -91,7 +90,7 @@ class _State:
 
     job: WorkerJob | None = None
     meta: RunningJob | None = None
-    #: A message for the file being opened (a job cancelled by the load), shown by :func:`on_load_post`.
+    #: A message for the file being opened (a job cancelled by the load), shown by :func:`.file_load.on_load_post`.
     after_load: tuple[str, bool] | None = None
 
 
@@ -278,7 +277,7 @@ def job_timer() -> float | None:
             except (OSError, ValueError) as exc:
                 ok, message = False, str(exc)
     except Exception as exc:  # a timer must never raise (Blender drops it): end the job and say why
-        _cancel_current()
+        cancel_current()
         redraw()
         _notify(f"The job was stopped after an error in the add-on ({type(exc).__name__}: {exc}).", error=True)
         return None
@@ -287,7 +286,8 @@ def job_timer() -> float | None:
     return None
 
 
-def _cancel_current() -> None:
+def cancel_current() -> None:
+    """Cancel the running job (worker ended, job folder removed, nothing imported) and update the sidebar."""
     job = job_state.job
     if job is not None:
         job.cancel()
@@ -298,7 +298,7 @@ def stop_job() -> None:
     """Cancel the running job (if any), remove the timer, clean up; the scene is left as it was."""
     if bpy.app.timers.is_registered(job_timer):
         bpy.app.timers.unregister(job_timer)
-    _cancel_current()
+    cancel_current()
 
 
 def parse_config(text: str) -> dict:
@@ -392,30 +392,3 @@ def start_job(context, values: dict, model: str, config: dict, interactive: bool
         bpy.app.timers.register(job_timer, first_interval=TIMER_INTERVAL, persistent=True)
     return job
 
-
-@persistent
-def on_load_pre(*_args) -> None:
-    """``load_pre`` handler (File > Open, New, Revert, also from scripts): a running job is cancelled before its file
-    goes away (worker ended, job folder removed, nothing imported into either file); the message waits for
-    :func:`on_load_post`."""
-    job, meta = job_state.job, job_state.meta
-    if job is None:
-        return
-    where = f"{os.path.basename(meta.blend)!r}" if meta is not None and meta.blend else "the unsaved file"
-    what = meta.command if meta is not None else "running"
-    _cancel_current()
-    message = (f"The {what} job was cancelled because another file was opened; it belonged to {where}. Open that "
-               f"file and start it again.")
-    job_state.after_load = (message, True)
-    print(f"Dreamsmith: {message}", file=sys.stderr)
-
-
-@persistent
-def on_load_post(*_args) -> None:
-    """``load_post`` handler: show the message of a job the load cancelled in the file now open."""
-    pending, job_state.after_load = job_state.after_load, None
-    props = job_props()
-    if pending is not None and props is not None:
-        props.running = False
-        reset_progress(props)
-        props.message, props.message_is_error = pending

@@ -159,8 +159,9 @@ def start_then(load, expected):
 
 REPORT["open"] = start_then(lambda: bpy.ops.wm.open_mainfile(filepath=str(other)), in_other)
 REPORT["new"] = start_then(lambda: bpy.ops.wm.read_homefile(use_empty=True), [0, 0, 0, 0])
-REPORT["handlers"] = [running.on_load_pre in bpy.app.handlers.load_pre,
-                      running.on_load_post in bpy.app.handlers.load_post]
+from dreamsmith.addon import file_load
+REPORT["handlers"] = [file_load.on_load_pre in bpy.app.handlers.load_pre,
+                      file_load.on_load_post in bpy.app.handlers.load_post]
 print("REPORT " + json.dumps(REPORT))
 """
 
