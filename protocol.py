@@ -37,6 +37,7 @@ class ModelInfo:
         gated: The Hub asks for sign-in and acceptance of the licence before a download.
         note: What it can and cannot do.
         vram_gb: GPU memory it needs at the standard preset (measured peak, fp16), in GiB; 0 runs on a CPU.
+        variant: The weight files downloaded and loaded (``fp16``: ``*.fp16.safetensors``); "" for the plain ones.
     """
 
     id: str
@@ -49,6 +50,7 @@ class ModelInfo:
     gated: bool
     note: str
     vram_gb: float
+    variant: str = ""
 
 
 #: The id of the prior shipped inside the extension.
@@ -72,7 +74,7 @@ MODELS = (
               "Magic3D's coarse prior (64 px, pixel space): gated, sign in on the Hub and accept its licence; the "
               "T5-XXL text encoder alone is 4.8B parameters; a large GPU. The download is the fp16 variant "
               "(variant: fp16); the plain files are twice that.",
-              vram_gb=14.0),
+              vram_gb=14.0, variant="fp16"),
 )
 #: The priors each preset uses when the user chooses none: (coarse, fine). All ungated and usable offline once
 #: downloaded; the draft's ships with the extension.
@@ -93,6 +95,12 @@ def job_models(preset: str, model: str = "", fine_model: str = "") -> tuple[str,
     return coarse, fine_model or fine
 
 
+def model_variant(model_id: str) -> str | None:
+    """The weight variant :data:`MODELS` gives ``model_id`` (None: the plain files, and for unlisted models)."""
+    info = model_info(model_id)
+    return (info.variant or None) if info is not None else None
+
+
 def hub_cache_root(cache_dir: str = "") -> Path:
     """The Hugging Face Hub cache the engine reads: ``cache_dir``, else ``$HF_HUB_CACHE``, ``$HF_HOME/hub``, or
     ``~/.cache/huggingface/hub``."""
@@ -104,6 +112,11 @@ def hub_cache_root(cache_dir: str = "") -> Path:
     return Path(home).expanduser() / "hub"
 
 
+def hub_repo_folder(model_id: str, cache_dir: str = "") -> Path:
+    """The folder of Hub model ``model_id`` (``owner/name``) in the Hub cache (``models--owner--name``)."""
+    return hub_cache_root(cache_dir) / ("models--" + model_id.replace("/", "--"))
+
+
 def model_on_disk(model_id: str, cache_dir: str = "") -> bool:
     """Whether ``model_id`` can load without a download: the demo, an existing folder, or a Hub id with a snapshot
     in the cache (by file presence; the engine checks the files when it loads)."""
@@ -112,7 +125,7 @@ def model_on_disk(model_id: str, cache_dir: str = "") -> bool:
     path = Path(model_id).expanduser()
     if path.is_dir():
         return (path / "model_index.json").is_file()
-    repo = hub_cache_root(cache_dir) / ("models--" + model_id.replace("/", "--"))
+    repo = hub_repo_folder(model_id, cache_dir)
     return any((snap / "model_index.json").is_file() for snap in (repo / "snapshots").glob("*"))
 
 

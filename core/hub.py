@@ -75,7 +75,7 @@ def resolve_model_path(cfg: PriorConfig) -> Path:
         index_file = hf_hub_download(model, "model_index.json", revision=cfg.revision, cache_dir=cfg.cache_dir)
         index = json.loads(Path(index_file).read_text())
         folder = snapshot_download(model, revision=cfg.revision, cache_dir=cfg.cache_dir,
-                                   allow_patterns=_hub_patterns(index, cfg.variant))
+                                   allow_patterns=_hub_patterns(index, cfg.weights_variant))
     except Exception as exc:
         raise ModelError(f"Downloading {model!r} failed ({type(exc).__name__}: {exc}); check the id, your network "
                          f"and, for gated models (DeepFloyd IF), that you accepted the licence and logged in with "

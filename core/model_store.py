@@ -21,12 +21,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..protocol import DEMO_MODEL, IF_I_XL, MODELS, hub_cache_root, model_info
+from ..protocol import DEMO_MODEL, MODELS, hub_cache_root, hub_repo_folder, model_info, model_variant
 from .errors import DreamsmithError, InputError, ModelError
 from .hub import _hub_patterns
 
-#: Weight variants the manager downloads (the plain files of these models are twice the size).
-VARIANTS = {IF_I_XL: "fp16"}
 #: A Hub model id: ``owner/name`` (letters, digits, ``-``, ``_``, ``.``).
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}$")
 #: Seconds between two progress lines of a download.
@@ -123,7 +121,7 @@ def delete_model(model_id: str, cache_dir: str = "") -> int:
     """
     model_id = _check_hub_id(model_id, "delete")
     root = hub_cache_root(cache_dir)
-    repo_dir = root / ("models--" + model_id.replace("/", "--"))
+    repo_dir = hub_repo_folder(model_id, cache_dir)
     if not repo_dir.is_dir():
         raise InputError(f"{model_id!r} is not in the Hub cache {str(root)!r}; nothing was deleted.")
     from huggingface_hub import scan_cache_dir
@@ -211,7 +209,7 @@ def download_model(model_id: str, cache_dir: str = "",
         with tempfile.TemporaryDirectory(prefix="dreamsmith-index-") as tmp:
             index = json.loads(Path(hf_hub_download(model_id, "model_index.json", revision=info.sha,
                                                     cache_dir=tmp)).read_text(encoding="utf-8"))
-        patterns = _hub_patterns(index, VARIANTS.get(model_id))
+        patterns = _hub_patterns(index, model_variant(model_id))
         files = sorted(set(filter_repo_objects(sizes, allow_patterns=patterns)) - {"model_index.json"})
         if not any(f.endswith(".safetensors") for f in files):
             raise InputError(f"{model_id!r} has no safetensors weights; Dreamsmith loads safetensors only.")
@@ -233,7 +231,7 @@ def download_model(model_id: str, cache_dir: str = "",
     except Exception as exc:  # offline, DNS, timeouts, HTTP errors: huggingface_hub raises many types
         raise ModelError(f"Downloading {model_id!r} failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
                          "); check your network connection and try again.") from exc
-    return Path(cache) / ("models--" + model_id.replace("/", "--")) / "snapshots" / str(info.sha)
+    return hub_repo_folder(model_id, cache_dir) / "snapshots" / str(info.sha)
 
 
 def sign_in(token: str) -> str:

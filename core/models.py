@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import torch
 
+from ..protocol import model_variant
 from .errors import ModelError
 from .hub import resolve_model_path
 
@@ -55,7 +56,9 @@ class PriorConfig:
         dtype: ``"auto"`` (fp16 on CUDA, fp32 otherwise), ``"fp16"``, ``"bf16"`` or ``"fp32"``.
         revision: Hub revision (branch, tag or commit); ``None`` for the default branch.
         cache_dir: Hugging Face cache folder; ``None`` for the standard one (``HF_HOME``).
-        variant: Weight file variant such as ``"fp16"`` (``*.fp16.safetensors``); ``None`` for the plain files.
+        variant: Weight file variant such as ``"fp16"`` (``*.fp16.safetensors``); ``""`` for the plain files;
+            ``None``: the model list's for this model (:attr:`weights_variant`: fp16 for IF-I-XL, which is what the
+            model manager downloads), else the plain files.
     """
 
     model: str = ""
@@ -64,6 +67,11 @@ class PriorConfig:
     revision: str | None = None
     cache_dir: str | None = None
     variant: str | None = None
+
+    @property
+    def weights_variant(self) -> str | None:
+        """The variant to download and load: :attr:`variant`, else the model list's (None: the plain files)."""
+        return (self.variant or None) if self.variant is not None else model_variant(self.model)
 
 
 @dataclass(eq=False)
@@ -318,7 +326,7 @@ def load_prior(cfg: PriorConfig, device: torch.device | str) -> Prior:
     if skipped:
         log.info("Not loading %s of %s (not needed for guidance).", ", ".join(skipped), cfg.model)
 
-    unet = _load_model(*parts["unet"], path, "unet", dtype, cfg.variant)
+    unet = _load_model(*parts["unet"], path, "unet", dtype, cfg.weights_variant)
     ucfg = unet.config
     camera = index.get("dreamsmith_camera_features")
     if camera is not None:
@@ -329,7 +337,7 @@ def load_prior(cfg: PriorConfig, device: torch.device | str) -> Prior:
                          f"Dreamsmith supports Stable Diffusion 1.x/2.x and DeepFloyd IF stage I models.")
     vae = None
     if parts["vae"] is not None:
-        vae = _load_model(*parts["vae"], path, "vae", dtype, cfg.variant)
+        vae = _load_model(*parts["vae"], path, "vae", dtype, cfg.weights_variant)
         if vae.config.latent_channels != ucfg.in_channels:
             raise ModelError(f"The UNet of {cfg.model!r} takes {ucfg.in_channels} channels but its VAE makes "
                              f"{vae.config.latent_channels}; inpainting or depth models cannot guide text-to-3D.")
@@ -340,7 +348,7 @@ def load_prior(cfg: PriorConfig, device: torch.device | str) -> Prior:
         raise ModelError(f"The UNet of {cfg.model!r} outputs {ucfg.out_channels} channels for {ucfg.in_channels} "
                          f"input channels; score distillation needs the noise (the same count, or twice that with a "
                          f"learned variance as in DeepFloyd IF). The folder is not a text-to-image prior.")
-    text_encoder = _load_model(*parts["text_encoder"], path, "text_encoder", dtype, cfg.variant)
+    text_encoder = _load_model(*parts["text_encoder"], path, "text_encoder", dtype, cfg.weights_variant)
     _check_text_width(cfg.model, text_encoder.config, ucfg)
     tokenizer = _load_tokenizer(parts["tokenizer"][1], path)
     scheduler = _load_scheduler(path)
