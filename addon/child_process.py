@@ -2,7 +2,8 @@
 caller (a ``bpy.app.timers`` callback on the main thread) drains them. No bpy here.
 
 The process is started from an argument list, never a shell string; its stdin is closed at once (or gets one piece
-of text first). :meth:`LineProcess.stop` terminates it, then kills it after a grace period.
+of text first). :func:`end_process` (used by :meth:`LineProcess.stop` and the worker's cancel) terminates a process,
+then kills it after a grace period.
 """
 
 from __future__ import annotations
@@ -12,6 +13,17 @@ import subprocess
 import threading
 
 
+def end_process(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    """Terminate ``proc`` if it still runs, kill it when it has not ended after ``grace`` seconds, and wait."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class LineProcess:
     """A running child process whose stdout lines (stderr merged in) arrive in :meth:`drain`.
 
@@ -19,14 +31,17 @@ class LineProcess:
         args: The argument list (the program first).
         env: Its environment.
         stdin_text: Written to its stdin before closing it (e.g. a secret that must not be in ``args``).
+        cwd: Its working folder (None: this process's).
     """
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None, stdin_text: str = "") -> None:
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, stdin_text: str = "",
+                 cwd: str | None = None) -> None:
         self.args = list(args)
         self.lines: queue.Queue[str] = queue.Queue()
         self.proc = subprocess.Popen(
             self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            encoding="utf-8", errors="replace", env=env, creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
+            encoding="utf-8", errors="replace", env=env, cwd=cwd,
+            creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
         try:
             if stdin_text:
                 self.proc.stdin.write(stdin_text)
@@ -62,11 +77,5 @@ class LineProcess:
 
     def stop(self, grace: float = 5.0) -> None:
         """Terminate it (kill after ``grace`` seconds) and wait for the reader."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        end_process(self.proc, grace)
         self.reader.join(timeout=grace)

@@ -69,10 +69,15 @@ def engine_paths(prefs) -> list[str]:
     return []
 
 
-def _job_running() -> bool:
+def busy() -> str:
+    """Why neither a job nor an installation may start now ("" when both may): one runs at a time."""
     from .running import job_running  # running imports this module
 
-    return job_running()
+    if installing():
+        return "The engine is being installed; wait for it to finish."
+    if job_running():
+        return "A Dreamsmith job is running; wait for it or cancel it."
+    return ""
 
 
 def _json_list(text: str) -> list[str]:
@@ -113,13 +118,10 @@ class DREAMSMITH_OT_install_dependencies(bpy.types.Operator):
     @classmethod
     def poll(cls, context):
         """Not while a job or another installation runs."""
-        if installing():
-            cls.poll_message_set("The engine is being installed.")
-            return False
-        if _job_running():
-            cls.poll_message_set("A job is running; wait for it or cancel it first.")
-            return False
-        return True
+        reason = busy()
+        if reason:
+            cls.poll_message_set(reason)
+        return not reason
 
     def execute(self, context):
         """Uninstall at once; install or repair: start (interactive) or run to the end (background)."""

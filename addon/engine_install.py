@@ -4,27 +4,27 @@ An installation runs up to three child processes one after the other (argument l
 commands come from :mod:`.engine_setup`): Blender's pip installs the pinned uv into ``<root>/tools`` (only when no
 uv is there yet), ``uv venv`` makes ``<root>/env`` with a standalone Python that uv downloads, and
 ``uv pip install -r engine.lock --torch-backend auto`` installs the locked packages with the torch build for this
-machine. Their output goes to ``<root>/install.log``; :func:`status_text` is its latest meaningful line. A thread
-reads each process's pipe; :func:`advance` (a persistent ``bpy.app.timers`` callback in the UI, a loop in background
-mode) moves the lines on and starts the next step. Only a successful installation writes the marker that makes
-:func:`engine_python` use the environment; a failed or stopped one is removed again.
+machine. Their output goes to ``<root>/install.log``; :func:`status_text` is its latest meaningful line. Each
+process is a :class:`.child_process.LineProcess` (a thread reads its pipe); :func:`advance` (a persistent
+``bpy.app.timers`` callback in the UI, a loop in background mode) moves the lines on and starts the next step. Only
+a successful installation writes the marker that makes :func:`engine_python` use the environment; a failed or
+stopped one is removed again.
 """
 
 import json
 import os
-import queue
 import shlex
 import shutil
 import stat
 import subprocess
 import sys
-import threading
 import time
 from collections import deque
 from pathlib import Path
 
 import bpy
 
+from .child_process import LineProcess
 from .engine_setup import (
     LOCK_NAME,
     PYTHON_VERSION,
@@ -40,6 +40,7 @@ from .engine_setup import (
     uv_environment,
     venv_command,
 )
+from .redraw import redraw
 
 TIMER_INTERVAL = 0.5
 EXTENSION_ROOT = Path(__file__).resolve().parents[1]
@@ -99,9 +100,7 @@ class _Install:
     steps: list[str] = []
     step: str = ""
     options: dict = {}
-    proc: subprocess.Popen | None = None
-    reader: threading.Thread | None = None
-    lines: queue.Queue = queue.Queue()
+    proc: LineProcess | None = None
     tail: deque = deque(maxlen=30)
     status: str = ""
     failed: bool = False
@@ -139,32 +138,16 @@ def _start_step(lay: EngineLayout) -> None:
     with open(lay.log, "a", encoding="utf-8") as log:
         log.write(f"\n$ {subprocess.list2cmdline(cmd) if sys.platform == 'win32' else shlex.join(cmd)}\n")
     _install.status = f"{STEP_LABELS[step]}..."
-    _install.proc = proc = subprocess.Popen(
-        cmd, cwd=lay.root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        encoding="utf-8", errors="replace", env=uv_environment(lay, os.environ),
-        creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
-
-    def read() -> None:  # a thread, so that the UI never waits on the pipe
-        for line in proc.stdout:
-            _install.lines.put(line)
-        proc.stdout.close()
-
-    _install.reader = threading.Thread(target=read, name="dreamsmith-install-reader", daemon=True)
-    _install.reader.start()
+    _install.proc = LineProcess(cmd, env=uv_environment(lay, os.environ), cwd=str(lay.root))
 
 
 def _drain(lay: EngineLayout) -> None:
     """Move the new output lines into the log and the status line."""
-    new = []
-    while True:
-        try:
-            new.append(_install.lines.get_nowait())
-        except queue.Empty:
-            break
+    new = _install.proc.drain() if _install.proc is not None else []
     if not new:
         return
     with open(lay.log, "a", encoding="utf-8") as log:
-        log.writelines(new)
+        log.writelines(line + "\n" for line in new)
     for line in new:
         if line.strip():
             _install.tail.append(line.strip())
@@ -199,11 +182,12 @@ def start_install(options: dict, repair: bool = False) -> EngineLayout:
     return lay
 
 
-def _end_step() -> int:
-    code = _install.proc.wait()
-    if _install.reader is not None:
-        _install.reader.join(timeout=5)
-    _install.proc = _install.reader = None
+def _end_step(lay: EngineLayout) -> int:
+    """Wait for the step's process and its last lines; returns its exit code."""
+    code = _install.proc.proc.wait()
+    _install.proc.reader.join(timeout=5)
+    _drain(lay)
+    _install.proc = None
     return code
 
 
@@ -213,8 +197,7 @@ def advance() -> tuple[bool, str] | None:
     _drain(lay)
     if _install.proc is not None and _install.proc.poll() is None:
         return None
-    code = _end_step() if _install.proc is not None else 1
-    _drain(lay)
+    code = _end_step(lay) if _install.proc is not None else 1
     if code == 0 and _install.steps:
         try:
             _start_step(lay)
@@ -237,19 +220,12 @@ def advance() -> tuple[bool, str] | None:
     return False, _install.status
 
 
-def _redraw() -> None:
-    wm = bpy.context.window_manager
-    for window in (wm.windows if wm is not None else ()):
-        for area in window.screen.areas:
-            area.tag_redraw()
-
-
 def install_timer() -> float | None:
     """``bpy.app.timers`` callback (persistent): follow the installation until it ends."""
     if not _install.active:
         return None
     result = advance()
-    _redraw()
+    redraw()
     if result is None:
         return TIMER_INTERVAL
     print(f"Dreamsmith: {result[1]}", file=sys.stdout if result[0] else sys.stderr)
@@ -260,15 +236,9 @@ def stop_install() -> None:
     """Stop a running installation (on unregister): end the process, remove the timer and the half environment."""
     if bpy.app.timers.is_registered(install_timer):
         bpy.app.timers.unregister(install_timer)
-    proc = _install.proc
-    if proc is not None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        _end_step()
+    if _install.proc is not None:
+        _install.proc.stop()
+        _end_step(layout())
     if _install.active:
         _install.active, _install.steps = False, []
         lay = layout()

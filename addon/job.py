@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol import DONE, ERROR, SILENCE_LIMIT_S, Job
+from .child_process import end_process
 
 #: The folder of the package (the extension root), whatever it is called on disk.
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -300,12 +301,7 @@ class WorkerJob:
                 self.proc.stdin.close()
             except OSError:
                 pass
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            end_process(self.proc, timeout)
         if self._reader is not None:
             self._reader.join(timeout=timeout)
         self.poll()

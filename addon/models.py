@@ -20,6 +20,7 @@ from ..protocol import DEMO_MODEL, MODELS, model_on_disk
 from .child_process import LineProcess
 from .job import PACKAGE_ROOT, bootstrap
 from .preferences import engine_env, get_preferences, interpreter, online_access
+from .redraw import redraw
 
 #: Runs ``python -m dreamsmith <args>`` with the add-on's own copy of the package (see :mod:`.job`).
 ENGINE_BOOTSTRAP = bootstrap("dreamsmith")
@@ -135,6 +136,13 @@ def start_download(prefs, model_id: str) -> None:
                                                 *_cache_args(prefs)), engine_env(prefs))
 
 
+def _follow() -> bool:
+    """Take in the download's new output lines; whether it still runs."""
+    for line in store.download.drain():
+        _handle(line)
+    return store.download.poll() is None
+
+
 def _finish(prefs) -> tuple[bool, str]:
     code, lines = store.download.finish()
     for line in lines:
@@ -148,28 +156,19 @@ def _finish(prefs) -> tuple[bool, str]:
     return not store.failed, store.status
 
 
-def _redraw() -> None:
-    wm = bpy.context.window_manager
-    for window in (wm.windows if wm is not None else ()):
-        for area in window.screen.areas:
-            area.tag_redraw()
-
-
 def download_timer() -> float | None:
     """``bpy.app.timers`` callback: follow the download until it ends (it never raises)."""
     if store.download is None:
         return None
     try:
-        for line in store.download.drain():
-            _handle(line)
-        if store.download.poll() is None:
-            _redraw()
+        if _follow():
+            redraw()
             return TIMER_INTERVAL
         ok, message = _finish(get_preferences())
         print(f"Dreamsmith: {message}", file=sys.stdout if ok else sys.stderr)
     except Exception as exc:  # a timer that raises is dropped silently by Blender: stop and say why
         stop_download(f"Download stopped: {type(exc).__name__}: {exc}")
-    _redraw()
+    redraw()
     return None
 
 
@@ -232,9 +231,7 @@ class DREAMSMITH_OT_download_model(bpy.types.Operator):
             bpy.app.timers.register(download_timer, first_interval=TIMER_INTERVAL, persistent=True)
             self.report({"INFO"}, f"Dreamsmith: downloading {self.model_id}; progress in the preferences.")
             return {"FINISHED"}
-        while store.download.poll() is None:
-            for line in store.download.drain():
-                _handle(line)
+        while _follow():
             time.sleep(0.1)
         ok, message = _finish(prefs)
         self.report({"INFO"} if ok else {"ERROR"}, message)

@@ -29,15 +29,12 @@ from .running import (
 
 def _idle(cls) -> bool:
     """Whether a job may start: none is running and the engine is not being installed (else says why)."""
-    from .deps import installing
+    from .deps import busy
 
-    if job_running():
-        cls.poll_message_set("A Dreamsmith job is running; wait for it or cancel it.")
-        return False
-    if installing():
-        cls.poll_message_set("The engine is being installed; jobs can start when it has finished.")
-        return False
-    return True
+    reason = busy()
+    if reason:
+        cls.poll_message_set(reason)
+    return not reason
 
 
 class _JobOperator:

@@ -3,6 +3,7 @@
 import bpy
 
 from ..protocol import DEMO_MODEL, job_models, model_info, model_on_disk
+from .deps import installing, status_text
 from .operators import (
     DREAMSMITH_OT_cancel,
     DREAMSMITH_OT_edit,
@@ -72,8 +73,6 @@ class DREAMSMITH_PT_generate(bpy.types.Panel):
         col.prop(props, "preset")
         col.prop(props, "seed")
         _draw_models(layout.column(align=True), props.preset)
-        from .deps import installing, status_text
-
         if installing():
             layout.box().label(text=status_text() or "Installing the engine...", icon="TIME")
         col = layout.column(align=True)

@@ -22,6 +22,7 @@ from .deps import engine_paths, states_dir
 from .job import Outcome, WorkerJob, build_job, make_work_dir
 from .preferences import get_preferences, interpreter, online_access
 from .properties import apply_message, job_props, reset_progress
+from .redraw import redraw as redraw_areas
 from .scene_io import PROP_PREFIX
 from .states import keep_result, prune_states, resolve_stored, state_limit_bytes, stored_path
 
@@ -121,11 +122,8 @@ def _window_override():
 
 
 def redraw() -> None:
-    wm = bpy.context.window_manager
-    for window in (wm.windows if wm is not None else ()):
-        for area in window.screen.areas:
-            if area.type == "VIEW_3D":
-                area.tag_redraw()
+    """Redraw the 3D Views (the sidebar shows the job)."""
+    redraw_areas("VIEW_3D")
 
 
 def _load_preview(path: str, props) -> None:
