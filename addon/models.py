@@ -199,19 +199,30 @@ class DREAMSMITH_OT_refresh_models(bpy.types.Operator):
         return {"CANCELLED"}
 
 
-class DREAMSMITH_OT_download_model(bpy.types.Operator):
-    """Download this model into the Hugging Face cache (only the safetensors weights the engine loads)"""
-
-    bl_idname = "dreamsmith.download_model"
-    bl_label = "Download"
+class _OnModel:
+    """What Download and Delete share: the model they act on, and not while a download runs."""
 
     model_id: StringProperty(name="Model", default="", description="Hugging Face id of the model")
 
     @classmethod
     def poll(cls, context):
-        """Only with Blender's online access and the preference on; one download at a time."""
+        """Not while a download runs."""
         if downloading():
             cls.poll_message_set("A model is being downloaded.")
+            return False
+        return True
+
+
+class DREAMSMITH_OT_download_model(_OnModel, bpy.types.Operator):
+    """Download this model into the Hugging Face cache (only the safetensors weights the engine loads)"""
+
+    bl_idname = "dreamsmith.download_model"
+    bl_label = "Download"
+
+    @classmethod
+    def poll(cls, context):
+        """Only with Blender's online access and the preference on; one download at a time."""
+        if not super().poll(context):
             return False
         if not online_access(get_preferences(context)):
             cls.poll_message_set("Allow Online Access (Preferences > System > Network) and the Dreamsmith "
@@ -257,21 +268,11 @@ class DREAMSMITH_OT_cancel_download(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class DREAMSMITH_OT_delete_model(bpy.types.Operator):
+class DREAMSMITH_OT_delete_model(_OnModel, bpy.types.Operator):
     """Delete this model from the Hugging Face cache (a folder of your own is never deleted)"""
 
     bl_idname = "dreamsmith.delete_model"
     bl_label = "Delete"
-
-    model_id: StringProperty(name="Model", default="", description="Hugging Face id of the model")
-
-    @classmethod
-    def poll(cls, context):
-        """Not while a download runs."""
-        if downloading():
-            cls.poll_message_set("A model is being downloaded.")
-            return False
-        return True
 
     def invoke(self, context, event):
         """Ask first."""
