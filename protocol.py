@@ -176,6 +176,9 @@ class Job:
         fine_model: Mesh-stage prior; ``None`` or empty: the preset's (with ``model`` only: the same as ``model``).
             Re-texturing has one prior, ``model``.
         mesh: The input mesh (``.glb``/``.gltf``/``.obj``) of ``retexture`` and ``edit``.
+        image: ``generate`` from a picture (PNG or JPEG; image to 3D): its path; the prompt is then optional.
+        elevation: Image to 3D: the elevation in degrees the picture was taken from (0: level with the object).
+        fov: Image to 3D: the picture's vertical field of view in degrees; 0: the prior's own.
         state: ``edit``: a generate's saved engine state to start from (used when the file exists).
         state_out: ``generate``: also save the engine state here, for later edits.
         world: ``edit`` from ``state``: the object's row-major 4x4 transform, applied to the result.
@@ -190,6 +193,9 @@ class Job:
 
     command: Literal["generate", "retexture", "edit"] = "generate"
     mesh: str = ""
+    image: str = ""
+    elevation: float = 0.0
+    fov: float = 0.0
     state: str | None = None
     state_out: str | None = None
     world: list[float] | None = None

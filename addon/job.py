@@ -79,10 +79,12 @@ def build_job(prompt: str, out: Path, *, negative_prompt: str = "", preset: str 
               model: str = "", fine_model: str = "", device: str = "auto", preview: Path | None = None,
               config: dict | None = None, allow_network: bool = False, cache_dir: str = "",
               command: str = "generate", mesh: Path | None = None, state: str = "", state_out: str = "",
-              world: list[float] | None = None) -> dict[str, Any]:
+              world: list[float] | None = None, image: str = "", elevation: float = 0.0,
+              fov: float = 0.0) -> dict[str, Any]:
     """The worker's job (:class:`dreamsmith.protocol.Job`) as its JSON object."""
     return Job(command=command, mesh=str(mesh) if mesh else "", state=state or None, state_out=state_out or None,
-               world=world, prompt=prompt, negative_prompt=negative_prompt, preset=preset, seed=int(seed),
+               world=world, image=image, elevation=float(elevation), fov=float(fov), prompt=prompt,
+               negative_prompt=negative_prompt, preset=preset, seed=int(seed),
                model=model or None, fine_model=fine_model or None, device=device, out=str(out),
                preview=str(preview) if preview else None, config=dict(config or {}),
                allow_network=bool(allow_network), cache_dir=cache_dir or None, watch_stdin=True).to_json()

@@ -1,5 +1,5 @@
-"""Operators: Generate, Re-texture and Edit (each runs the engine in a worker process, see :mod:`.running`) and
-Cancel.
+"""Operators: Generate (from a prompt, or from a picture: image to 3D), Re-texture and Edit (each runs the engine
+in a worker process, see :mod:`.running`) and Cancel.
 
 Interactive Blender: an operator starts the worker and returns at once; the running job's timer
 (:func:`.running.job_timer`) drains progress into ``scene.dreamsmith``, redraws the sidebar, and on "done"
@@ -8,11 +8,13 @@ imports, and returns; a failure is reported as an ERROR, so ``bpy.ops.dreamsmith
 raises ``RuntimeError("Error: <what to do>")`` and the scene is unchanged.
 """
 
+import os
+
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from .preferences import get_preferences
-from .properties import PRESET_ITEMS, job_props
+from .properties import PRESET_ITEMS, elevation_prop, fov_prop, job_props
 from .running import (
     INPUTS,
     finish_job,
@@ -42,6 +44,8 @@ class _JobOperator:
     interactive (timer) or blocking (``--background``). Subclasses set ``command`` and ``targets()``."""
 
     command = "generate"
+    #: What to say when the prompt is empty (and there is no picture).
+    empty_prompt = "The prompt is empty; describe the object to make, e.g. 'a red cube'."
 
     prompt: StringProperty(name="Prompt", default="", options={"SKIP_SAVE"},
                            description="What to make; unset: the sidebar's prompt")
@@ -64,14 +68,24 @@ class _JobOperator:
         """Names of the objects to work on (raise ValueError with a message for the user)."""
         return []
 
+    def picture(self, context) -> dict:
+        """Image to 3D inputs (:func:`.image_source.picture_inputs`; ``{}``: none; raise ValueError with a message
+        for the user)."""
+        return {}
+
     def execute(self, context):
         """Start the job (interactive) or run it to the end (background)."""
         scene_props = context.scene.dreamsmith
         values = {name: getattr(self if self.properties.is_property_set(name) else scene_props, name)
                   for name in INPUTS}
+        try:
+            picture = self.picture(context)
+        except ValueError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
         prompt = values["prompt"].strip()
-        if not prompt:
-            self.report({"ERROR"}, "The prompt is empty; describe the object to make, e.g. 'a red cube'.")
+        if not prompt and not picture:
+            self.report({"ERROR"}, self.empty_prompt)
             return {"CANCELLED"}
         try:
             config = parse_config(self.config_json)
@@ -83,7 +97,7 @@ class _JobOperator:
         except ValueError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        values = dict(values, prompt=prompt)
+        values = dict(values, prompt=prompt, **picture)
         kwargs = {"command": self.command, "as_new_object": getattr(self, "as_new_object", False)}
         if not bpy.app.background:
             try:
@@ -91,7 +105,8 @@ class _JobOperator:
             except (OSError, ValueError) as exc:
                 self.report({"ERROR"}, str(exc))
                 return {"CANCELLED"}
-            self.report({"INFO"}, f"Dreamsmith: {self.command} {prompt!r}...")
+            what = prompt or os.path.basename(picture.get("image", "")) or picture.get("image_block", "")
+            self.report({"INFO"}, f"Dreamsmith: {self.command} {what!r}...")
             return {"FINISHED"}
         messages = []
         for i in range(max(1, len(targets))):  # background: one blocking job per target
@@ -126,12 +141,31 @@ class _JobOperator:
 
 
 class DREAMSMITH_OT_generate(_JobOperator, bpy.types.Operator):
-    """Make a textured mesh from the prompt (the engine runs in a separate process; Blender stays responsive)"""
+    """Make a textured mesh from the prompt or from a picture (the engine runs in a separate process; Blender stays
+    responsive)"""
 
     bl_idname = "dreamsmith.generate"
     bl_label = "Generate"
     bl_options = {"REGISTER"}
     command = "generate"
+    empty_prompt = ("The prompt is empty; describe the object to make, e.g. 'a red cube', or make it from a picture "
+                    "(From image in the sidebar, or image_path=...).")
+
+    image_path: StringProperty(name="Picture", default="", subtype="FILE_PATH", options={"SKIP_SAVE"},
+                               description="Image to 3D: a PNG or JPEG to make the object from (the prompt is then "
+                                           "optional); unset: the sidebar's source decides")
+    elevation: elevation_prop(options={"SKIP_SAVE"})
+    fov: fov_prop(options={"SKIP_SAVE"})
+
+    def picture(self, context) -> dict:
+        """The operator's picture, else the sidebar's when it is on "From image"; its camera from the operator when
+        set, else from the sidebar."""
+        from .image_source import picture_inputs
+
+        props = context.scene.dreamsmith
+        elevation, fov = (getattr(self if self.properties.is_property_set(name) else props, name)
+                          for name in ("elevation", "fov"))
+        return picture_inputs(self.image_path, props, elevation, fov)
 
 
 class DREAMSMITH_OT_retexture(_JobOperator, bpy.types.Operator):

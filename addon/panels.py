@@ -1,4 +1,5 @@
-"""The 3D View sidebar panel (tab "Dreamsmith"): inputs, Generate, progress, preview, Cancel."""
+"""The 3D View sidebar panel (tab "Dreamsmith"): inputs (from text or from a picture), Generate, progress,
+preview, Cancel."""
 
 import bpy
 
@@ -45,8 +46,18 @@ def _draw_models(col, preset: str) -> None:
         col.label(text="The demo draws a red, green, blue or yellow cube, sphere, cone or torus only.", icon="INFO")
 
 
+def _draw_picture(col, props) -> None:
+    """From image: the picture (an image in the file, else a file on disk) and the camera it was taken with."""
+    col.template_ID(props, "image", open="image.open")
+    row = col.row()
+    row.active = props.image is None  # a picked image comes first
+    row.prop(props, "image_path")
+    col.prop(props, "elevation")
+    col.prop(props, "fov")
+
+
 class DREAMSMITH_PT_generate(bpy.types.Panel):
-    """Generate a textured mesh from a prompt."""
+    """Generate a textured mesh from a prompt or a picture."""
 
     bl_idname = "DREAMSMITH_PT_generate"
     bl_label = "Dreamsmith"
@@ -60,15 +71,20 @@ class DREAMSMITH_PT_generate(bpy.types.Panel):
         return context.scene is not None and hasattr(context.scene, "dreamsmith")
 
     def draw(self, context):
-        """Inputs and Generate / Re-texture (selected) / Edit (active), greyed while a job runs; progress + Cancel;
-        the last message; the live preview."""
+        """Inputs (From text / From image) and Generate / Re-texture (selected) / Edit (active), greyed while a job
+        runs; progress + Cancel; the last message; the live preview."""
         layout = self.layout
         props = context.scene.dreamsmith
         job = job_props(context)
         running = job_running()
         col = layout.column()
         col.enabled = not running
-        col.prop(props, "prompt")
+        col.row().prop(props, "source", expand=True)
+        if props.source == "IMAGE":
+            _draw_picture(col, props)
+            col.prop(props, "prompt", text="Prompt (optional)")
+        else:
+            col.prop(props, "prompt")
         col.prop(props, "negative_prompt")
         col.prop(props, "preset")
         col.prop(props, "seed")

@@ -1,13 +1,30 @@
-"""What to make (prompt, preset, seed: ``scene.dreamsmith``, saved with the scene) and the state of the running job
-(``window_manager.dreamsmith_job``: one per Blender session, never saved in the .blend, untouched by undo and the
-same from every scene)."""
+"""What to make (from text or from a picture; prompt, preset, seed: ``scene.dreamsmith``, saved with the scene) and
+the state of the running job (``window_manager.dreamsmith_job``: one per Blender session, never saved in the .blend,
+untouched by undo and the same from every scene)."""
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
 from ..protocol import PRESETS, PROGRESS
+from .image_source import ELEVATION_MAX, FOV_RANGE
 
 PRESET_ITEMS = PRESETS
+SOURCE_ITEMS = (("TEXT", "From text", "Make the object the prompt describes"),
+                ("IMAGE", "From image", "Make the object in a picture (the prompt is optional)"))
+
+
+def elevation_prop(**options):
+    """The picture's camera elevation (the scene's and the operator's)."""
+    return FloatProperty(name="Elevation", default=0.0, min=-ELEVATION_MAX, max=ELEVATION_MAX, precision=1,
+                         description="Image to 3D: how far above the object the picture was taken, in degrees "
+                                     "(0: level with it; negative: from below)", **options)
+
+
+def fov_prop(**options):
+    """The picture's field of view (the scene's and the operator's)."""
+    return FloatProperty(name="Field of view", default=0.0, min=0.0, max=FOV_RANGE[1], precision=1,
+                         description=f"Image to 3D: the picture's vertical field of view in degrees; 0: the model's "
+                                     f"own, else {FOV_RANGE[0]:g} to {FOV_RANGE[1]:g}", **options)
 
 
 class DreamsmithSceneProps(bpy.types.PropertyGroup):
@@ -17,6 +34,14 @@ class DreamsmithSceneProps(bpy.types.PropertyGroup):
     negative_prompt: StringProperty(name="Negative", default="", description="What to avoid, e.g. 'blurry'")
     preset: EnumProperty(name="Quality", items=PRESET_ITEMS, default="draft", description="Quality preset")
     seed: IntProperty(name="Seed", default=0, min=0, description="Same seed, same device: same result")
+    source: EnumProperty(name="Source", items=SOURCE_ITEMS, default="TEXT", description="What Generate starts from")
+    image: PointerProperty(name="Image", type=bpy.types.Image,
+                           description="Image to 3D: a picture in this file (used before the file path below)")
+    image_path: StringProperty(name="Picture file", default="", subtype="FILE_PATH",
+                               description="Image to 3D: a PNG (transparent background) or JPEG (plain background) "
+                                           "on disk, used when no image is picked above")
+    elevation: elevation_prop()
+    fov: fov_prop()
 
 
 class DreamsmithJobProps(bpy.types.PropertyGroup):

@@ -18,13 +18,13 @@ from typing import Any
 import bpy
 
 from ..protocol import PREVIEW, PROGRESS, result_models
-from .deps import engine_paths, states_dir
-from .job import Outcome, WorkerJob, build_job, make_work_dir
+from .deps import engine_paths
+from .image_source import job_picture, picture_props, reference_text, result_name
+from .job import JOB_PREFIX, Outcome, WorkerJob, build_job, make_work_dir
 from .preferences import get_preferences, interpreter, online_access
 from .properties import apply_message, job_props, reset_progress
 from .redraw import redraw as redraw_areas
-from .scene_io import PROP_PREFIX
-from .states import keep_result, prune_states, resolve_stored, state_limit_bytes, stored_path
+from .states import job_states, keep_result, stored_path
 
 TIMER_INTERVAL = 0.2
 PREVIEW_IMAGE = "Dreamsmith Preview"
@@ -37,7 +37,8 @@ class Request:
     """What the user asked for, kept to start the same job on the next queued object.
 
     Attributes:
-        values: The inputs (``INPUTS``: prompt, negative prompt, preset, seed).
+        values: The inputs (``INPUTS``: prompt, negative prompt, preset, seed; for image to 3D also image,
+            elevation, fov: :mod:`.image_source`).
         model: The coarse (or only) prior.
         config: Config overrides (JSON object).
         command: ``generate``, ``retexture`` or ``edit``.
@@ -184,10 +185,10 @@ def _import(outcome: Outcome, meta: RunningJob) -> tuple[object, str]:
     summary = outcome.summary or {}
     models = result_models(summary)
     if meta.command == "generate":
-        coarse = models.get("coarse") or meta.request.model
+        coarse, values = models.get("coarse") or meta.request.model, meta.request.values
         props = dict(meta.inputs(), coarse_model=coarse, fine_model=models.get("fine") or coarse,
-                     state=stored_path(summary.get("state") or ""))
-        return import_result(outcome.out, name=meta.request.values["prompt"][:60], props=props), "Added"
+                     state=stored_path(summary.get("state") or ""), **picture_props(values, summary))
+        return import_result(outcome.out, name=result_name(values), props=props), "Added"
     target = bpy.data.objects.get(meta.target)
     if target is None:
         raise RuntimeError(f"The object {meta.target!r} was deleted while the job ran; nothing was changed.")
@@ -217,7 +218,7 @@ def finish_job(outcome: Outcome | None, undo: bool) -> tuple[bool, str]:
                     where = f"; the result was kept at {kept}" if kept else ""
                     message = f"Importing the result failed ({type(exc).__name__}: {exc}){where}."
                 else:
-                    ok, message = True, f"{done} {obj.name!r}."
+                    ok, message = True, f"{done} {obj.name!r}." + reference_text(outcome.summary or {})
                     if undo:
                         bpy.ops.ed.undo_push(message=f"Dreamsmith {meta.command}")
         elif outcome is not None:
@@ -308,40 +309,29 @@ def parse_config(text: str) -> dict:
     return data
 
 
-def _export_target(command: str, target: str, work_dir, config: dict) -> tuple[object, object, dict]:
-    """Write a re-texture's or edit's object for the engine: ``(mesh path, export info, config)``; nothing for
-    generate. A failed export removes the job folder and raises ValueError."""
-    if command == "generate":
-        return None, None, config
+def _job_files(command: str, target: str, work_dir, config: dict, values: dict) -> tuple[object, object, dict, dict]:
+    """Write what the engine reads into the job folder: a re-texture's or edit's object (``(mesh path, export info,
+    config, values)``), or a generate's picture data-block (``values`` then name its file). A failure removes the job
+    folder and raises ValueError."""
     from .mesh_io import export_for_engine
 
-    mesh_path = work_dir / "input.obj"
     try:
+        if command == "generate":
+            return None, None, config, job_picture(values, work_dir)
+        mesh_path = work_dir / "input.obj"
         info = export_for_engine(bpy.data.objects[target], str(mesh_path))
     except (ValueError, OSError) as exc:
         shutil.rmtree(work_dir, ignore_errors=True)
         raise ValueError(str(exc)) from exc
     if command == "retexture" and not info.same_topology:
         config["allow_new_uvs"] = False  # new UVs could not be put on the base mesh
-    return mesh_path, info, config
-
-
-def _states(prefs, command: str, target: str, work_dir) -> tuple[str, str, list[float] | None]:
-    """``(state to start from, state to save, the target's world matrix)``: a generate saves its engine state for
-    later edits; an edit of an object generated here starts from its state while that is still on disk."""
-    if command == "generate":
-        folder = states_dir(prefs)
-        prune_states(folder, state_limit_bytes(prefs))
-        return "", str(folder / f"{work_dir.name.removeprefix('dreamsmith-job-')}.safetensors"), None
-    saved = resolve_stored(str(bpy.data.objects[target].get(PROP_PREFIX + "state", ""))) if command == "edit" else ""
-    if saved and os.path.isfile(saved):
-        return saved, "", [v for row in bpy.data.objects[target].matrix_world for v in row]
-    return "", "", None
+    return mesh_path, info, config, values
 
 
 def start_job(context, values: dict, model: str, config: dict, interactive: bool, command: str = "generate",
               targets: list[str] | None = None, as_new_object: bool = False) -> WorkerJob:
-    """Start the worker for ``values`` (prompt, negative_prompt, preset, seed) and make it the current job.
+    """Start the worker for ``values`` (prompt, negative_prompt, preset, seed; image to 3D: image or image_block,
+    elevation, fov) and make it the current job.
 
     ``retexture`` and ``edit`` work on the first of ``targets`` (object names); the rest wait in a queue that
     :func:`job_timer` works through. Interactive: previews are requested and :func:`job_timer` is registered
@@ -363,16 +353,17 @@ def start_job(context, values: dict, model: str, config: dict, interactive: bool
     except OSError as exc:
         raise OSError(f"Cannot create a job folder under {_jobs_base(prefs)!r} ({exc}); choose a writable cache "
                       "folder in the add-on preferences.") from exc
+    mesh_path, info, config, values = _job_files(command, target, work_dir, dict(config), values)
     request = Request(values, model, dict(config), command)
-    mesh_path, info, config = _export_target(command, target, work_dir, dict(config))
     out = work_dir / ("result.obj" if command == "retexture" else "result.glb")
-    state, state_out, world = _states(prefs, command, target, work_dir)
+    state, state_out, world = job_states(prefs, command, target, work_dir.name.removeprefix(JOB_PREFIX))
     job = WorkerJob(build_job(
         values["prompt"], out, negative_prompt=values["negative_prompt"], preset=values["preset"],
         seed=values["seed"], model=model, fine_model=prefs.fine_model if command in ("generate", "edit") else "",
         device=prefs.device, preview=work_dir / "preview.png" if interactive else None, config=config,
         allow_network=online_access(prefs), cache_dir=cache_dir, command=command, mesh=mesh_path, state=state,
-        state_out=state_out, world=world),
+        state_out=state_out, world=world, image=values.get("image", ""), elevation=values.get("elevation", 0.0),
+        fov=values.get("fov", 0.0)),
         interpreter(prefs), work_dir, python_paths=engine_paths(prefs))
     try:
         job.start()

@@ -10,6 +10,7 @@ from pathlib import Path
 import bpy
 
 from .deps import states_dir
+from .scene_io import PROP_PREFIX
 
 
 def prune_states(folder: Path, max_bytes: int) -> list[tuple[Path, int]]:
@@ -72,3 +73,17 @@ def clear_states(prefs) -> tuple[int, int]:
     """Delete every saved state: ``(files, bytes)`` removed."""
     removed = prune_states(states_dir(prefs), 0)
     return len(removed), sum(size for _, size in removed)
+
+
+def job_states(prefs, command: str, target: str, job_id: str) -> tuple[str, str, list[float] | None]:
+    """``(state to start from, state to save, the target's world matrix)`` of a job: a generate saves its engine
+    state (as ``<job_id>.safetensors``) for later edits; an edit of an object generated here starts from its state
+    while that is still on disk."""
+    if command == "generate":
+        folder = states_dir(prefs)
+        prune_states(folder, state_limit_bytes(prefs))
+        return "", str(folder / f"{job_id}.safetensors"), None
+    saved = resolve_stored(str(bpy.data.objects[target].get(PROP_PREFIX + "state", ""))) if command == "edit" else ""
+    if saved and os.path.isfile(saved):
+        return saved, "", [v for row in bpy.data.objects[target].matrix_world for v in row]
+    return "", "", None

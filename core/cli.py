@@ -62,6 +62,12 @@ INPUT_OPTIONS: dict[str, tuple[tuple[str, ...], dict]] = {
     "state_out": (("--save-state",), {"dest": "state_out",
                                       "help": "also save the engine state (.safetensors) for later edits"}),
     "state": (("--state",), {"help": "a generate's saved engine state (--save-state) to fine-tune instead"}),
+    "image": (("--image",), {"help": "image to 3D: a PNG (alpha = the object) or JPEG on a plain background; "
+                                     "--prompt is then optional"}),
+    "elevation": (("--elevation",), {"type": float, "help": "image to 3D: the picture's camera elevation in "
+                                                            "degrees (default: 0, level)"}),
+    "fov": (("--fov",), {"type": float, "help": "image to 3D: the picture's vertical field of view in degrees "
+                                                "(default: the model's own)"}),
 }
 
 
@@ -85,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
         for name in (*kind.inputs, *kind.options):
             if name in INPUT_OPTIONS:
                 flags, kwargs = INPUT_OPTIONS[name]
+                if name == "prompt" and "image" in kind.options:  # a picture can stand in for the prompt
+                    kwargs = dict(kwargs, required=False, help=kwargs["help"] + " (optional with --image)")
                 cmd.add_argument(*flags, **kwargs)
         if kind.priors:
             _model_options(cmd, "coarse_model" in kind.priors)
@@ -149,5 +157,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(json.dumps({k: summary[k] for k in ("out", "faces", "vertices", "seconds") if k in summary}))
+    print(json.dumps({k: summary[k] for k in ("out", "faces", "vertices", "seconds", "image", "reference")
+                      if k in summary}))
     return 0

@@ -82,19 +82,23 @@ class PromptProcessor:
         prompt: What to make, e.g. ``"a red cube"``.
         negative_prompt: What to avoid; ``""`` uses the unconditional (empty-text) embedding.
         cfg: View-dependent prompting and caching settings.
+        allow_empty: Take an empty prompt as "no prompt": every view gets the empty text (no view words), so the
+            conditional and unconditional predictions agree and score distillation follows the prior's
+            unconditional score (image to 3D without a prompt).
 
     Raises:
         InputError: An empty prompt, or a prompt (with its view words) longer than the model reads.
         ModelError: The text encoder was already released and the prompt is not cached.
     """
 
-    def __init__(self, prior: Prior, prompt: str, negative_prompt: str = "", cfg: PromptConfig | None = None) -> None:
+    def __init__(self, prior: Prior, prompt: str, negative_prompt: str = "", cfg: PromptConfig | None = None,
+                 allow_empty: bool = False) -> None:
         self.prior = prior
         self.cfg = cfg or PromptConfig()
         self.max_tokens = prior.max_text_tokens
         self.prompt = prompt.strip() if isinstance(prompt, str) else prompt
         self.negative_prompt = (negative_prompt or "").strip()
-        if not isinstance(self.prompt, str) or not self.prompt:
+        if not isinstance(self.prompt, str) or not (self.prompt or allow_empty):
             raise InputError("The prompt is empty; describe the object to make, e.g. 'a red cube'.")
         self.texts = self._view_texts()
         self.negative_texts = self._negative_texts()
@@ -108,12 +112,12 @@ class PromptProcessor:
 
     # ------------------------------------------------------------------ texts
     def _view_texts(self) -> list[str]:
-        if not self.cfg.view_dependent:
+        if not self.cfg.view_dependent or not self.prompt:
             return [self.prompt] * 4
         return [self.prompt + suffix for suffix in VIEW_SUFFIXES]
 
     def _negative_texts(self) -> list[str]:
-        if not (self.cfg.view_dependent and self.cfg.view_negatives):
+        if not (self.cfg.view_dependent and self.cfg.view_negatives and self.prompt):
             return [self.negative_prompt] * 4
         out = []
         for v in range(4):

@@ -59,8 +59,8 @@ class JobKind:
 JOBS: dict[str, JobKind] = {kind.name: kind for kind in (
     JobKind("reconstruct", "fit a textured mesh to posed RGBA images (transforms.json)", "reconstruct", ("images",),
             priors=()),
-    JobKind("generate", "make a textured mesh from a text prompt (score distillation)", "generate", ("prompt",),
-            ("negative_prompt", "state_out")),
+    JobKind("generate", "make a textured mesh from a text prompt, or from a picture (score distillation)",
+            "generate", ("prompt",), ("negative_prompt", "state_out", "image", "elevation", "fov")),
     JobKind("retexture", "paint a new texture on a mesh from a prompt (its geometry is kept)", "retexture",
             ("mesh", "prompt"), ("negative_prompt",), priors=("fine_model",)),
     JobKind("edit", "change a mesh's shape and texture towards a prompt", "edit", ("mesh", "prompt"),

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import time
@@ -15,9 +16,12 @@ from ... import __version__
 from ...protocol import SD21_BASE
 from ..bake import BakeConfig
 from ..config import to_dict
-from ..device import seeded_job
+from ..device import resolve_device, seeded_job
+from ..errors import InputError
 from ..events import CancelToken, ProgressCallback, StageReporter
+from ..guidance.inversion import condition_on_picture
 from ..guidance.sds import SDSConfig, SDSGuidance
+from ..image_input import ReferenceImage, load_reference
 from ..meshio import FileWrite, TexturedMesh
 from ..models import PriorConfig, load_prior
 from ..presets import GENERATE_PRESETS, config_maker
@@ -26,8 +30,9 @@ from ..render.preview import field_preview, mesh_preview
 from ..stages.coarse import CoarseConfig, CoarseSDSConfig, train_coarse
 from ..stages.mesh import MeshSDSConfig, MeshStageConfig, train_mesh
 from ..stages.objectives import MeshScoreDistillation, ScoreDistillation
+from ..stages.reference_view import CoarseReference, ImageConfig, MeshReference, ReferenceTarget, reference_scores
 from ..stages.surface import init_geometry
-from .io import check_inputs, finish_mesh, write_outputs
+from .io import check_inputs, check_output_path, check_prompt, finish_mesh, write_outputs
 
 
 @dataclass
@@ -47,6 +52,7 @@ class GenerateConfig:
         mesh_sds: Views and shading of the mesh stage.
         fine_guidance: SDS settings of the mesh stage.
         bake: UV unwrapping and texture baking.
+        image: Image to 3D: the reference view, its losses and their schedule (unused for text).
     """
 
     seed: int = 0
@@ -61,6 +67,7 @@ class GenerateConfig:
     mesh_sds: MeshSDSConfig = field(default_factory=MeshSDSConfig)
     fine_guidance: SDSConfig = field(default_factory=SDSConfig)
     bake: BakeConfig = field(default_factory=BakeConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
 
 
 generate_config = config_maker(GenerateConfig, GENERATE_PRESETS)
@@ -71,9 +78,11 @@ def used_models(cfg: GenerateConfig) -> dict[str, str]:
     return {"coarse": cfg.coarse_model.model, "fine": cfg.fine_model.model or cfg.coarse_model.model}
 
 
-def make_guidance(prior, prompt: str, negative: str, prompt_cfg: PromptConfig, sds_cfg: SDSConfig) -> SDSGuidance:
-    """Embed the prompt (view-dependent), release the text encoder, and wrap the prior for SDS."""
-    prompts = PromptProcessor(prior, prompt, negative, prompt_cfg)
+def make_guidance(prior, prompt: str, negative: str, prompt_cfg: PromptConfig, sds_cfg: SDSConfig,
+                  allow_empty: bool = False) -> SDSGuidance:
+    """Embed the prompt (view-dependent; empty only with ``allow_empty``: unconditioned), release the text encoder,
+    and wrap the prior for SDS."""
+    prompts = PromptProcessor(prior, prompt, negative, prompt_cfg, allow_empty=allow_empty)
     prior.release_text_encoder()
     return SDSGuidance(prior, prompts, sds_cfg)
 
@@ -81,13 +90,15 @@ def make_guidance(prior, prompt: str, negative: str, prompt_cfg: PromptConfig, s
 def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: torch.device,
                   callback: ProgressCallback | None = None, cancel: CancelToken | None = None,
                   density_prior: torch.Tensor | None = None,
-                  state_out: str | os.PathLike | None = None
+                  state_out: str | os.PathLike | None = None, reference: ReferenceImage | None = None
                   ) -> tuple[TexturedMesh, dict[str, float], list[FileWrite]]:
     """The two stages and the bake, for checked inputs: the textured mesh (scene frame) and seconds per stage.
 
     ``density_prior`` (a ``[R, R, R]`` raw-density grid over the scene box) starts the coarse field from an
     existing shape instead of the blob: that is how an edit begins. ``state_out``: the third value is then the
     state file (the field and the geometry, :mod:`.state`) for later edits, to write with the result.
+    ``reference``: image to 3D: the picture is an objective at its camera in both stages (:mod:`.reference_view`)
+    and the prompt may be empty.
     """
     with seeded_job(cfg.seed, dev) as gen:
         timings: dict[str, float] = {}
@@ -96,12 +107,22 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
 
         t0 = time.perf_counter()
         coarse_prior = load_prior(cfg.coarse_model, dev)
-        guidance = make_guidance(coarse_prior, prompt, negative_prompt, cfg.prompt, cfg.coarse_guidance)
+        image = reference is not None
+        guidance = make_guidance(coarse_prior, prompt, negative_prompt, cfg.prompt, cfg.coarse_guidance, image)
         timings["load"] = time.perf_counter() - t0
+        if image and not prompt:
+            t0 = time.perf_counter()
+            picture_condition(cfg, guidance, reference, gen, callback, cancel)
+            timings["picture"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         live = callback is not None  # live previews only for someone who listens
-        model, _, renderer = train_coarse(cfg.coarse, ScoreDistillation(guidance, cfg.coarse_sds), bbox, dev, gen,
+        objective = ScoreDistillation(guidance, cfg.coarse_sds)
+        if image:
+            size = cfg.image.coarse_size or cfg.coarse_sds.render_size
+            target = ReferenceTarget.make(reference, cfg.image, cfg.coarse_sds.views, size, dev)
+            objective = CoarseReference(target, cfg.image, objective)
+        model, _, renderer = train_coarse(cfg.coarse, objective, bbox, dev, gen,
                                           StageReporter("coarse", cfg.coarse.steps, callback, cancel, every=5),
                                           preview_fn=field_preview(r) if live else None, density_prior=density_prior)
         timings["coarse"] = time.perf_counter() - t0
@@ -114,10 +135,13 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
             del guidance, coarse_prior
             gc.collect()
             fine_guidance = make_guidance(load_prior(cfg.fine_model, dev), prompt, negative_prompt, cfg.prompt,
-                                          cfg.fine_guidance)
+                                          cfg.fine_guidance, image)
+            if image and not prompt:
+                picture_condition(cfg, fine_guidance, reference, gen, callback, cancel)
         geo = init_geometry(cfg.mesh, bbox, dev, model.density, source="text")
         timings["mesh"] = time.perf_counter() - t0  # loading the fine prior, initialising DMTet
-        mesh = fine_stage(cfg, fine_guidance, model, geo, gen, prompt, callback, cancel, timings)
+        name = prompt[:60] or (reference.name if image else "")
+        mesh = fine_stage(cfg, fine_guidance, model, geo, gen, name, callback, cancel, timings, reference=reference)
         files = []
         if state_out is not None:
             from ..state import state_files
@@ -126,14 +150,29 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
         return mesh, timings, files
 
 
+def picture_condition(cfg: GenerateConfig, guidance: SDSGuidance, reference: ReferenceImage, gen: torch.Generator,
+                      callback: ProgressCallback | None, cancel: CancelToken | None) -> None:
+    """Image to 3D without a prompt: the condition learned from the picture becomes ``guidance``'s prompt."""
+    inv = cfg.image.inversion
+    condition_on_picture(guidance, torch.from_numpy(reference.rgb), 0.0, cfg.image.elevation, inv, gen,
+                         StageReporter("picture", inv.steps, callback, cancel, every=5))
+
+
 def fine_stage(cfg: GenerateConfig, guidance: SDSGuidance, field, geo, gen: torch.Generator,
                prompt: str, callback: ProgressCallback | None, cancel: CancelToken | None,
-               timings: dict[str, float], stage: str = "mesh") -> TexturedMesh:
-    """Magic3D's second half: the mesh stage on ``geo`` with ``field``'s colours, then unwrap and bake."""
+               timings: dict[str, float], stage: str = "mesh", reference: ReferenceImage | None = None
+               ) -> TexturedMesh:
+    """Magic3D's second half: the mesh stage on ``geo`` with ``field``'s colours (and, for image to 3D, the picture
+    at its camera), then unwrap and bake; ``prompt`` names the mesh."""
     t0 = time.perf_counter()
     live = callback is not None  # live previews only for someone who listens
     watch = mesh_preview(cfg.scene_radius, background=cfg.mesh_sds.background, light=cfg.mesh_sds.light)
-    train_mesh(cfg.mesh, MeshScoreDistillation(guidance, cfg.mesh.render_size, cfg=cfg.mesh_sds), field, geo, gen,
+    objective = MeshScoreDistillation(guidance, cfg.mesh.render_size, cfg=cfg.mesh_sds)
+    if reference is not None:
+        size = cfg.image.mesh_size or cfg.mesh.render_size
+        target = ReferenceTarget.make(reference, cfg.image, cfg.mesh_sds.views, size, field.bbox.device)
+        objective = MeshReference(target, cfg.image, objective)
+    train_mesh(cfg.mesh, objective, field, geo, gen,
                StageReporter(stage, cfg.mesh.steps, callback, cancel, every=5), preview_fn=watch if live else None)
     timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -144,22 +183,54 @@ def fine_stage(cfg: GenerateConfig, guidance: SDSGuidance, field, geo, gen: torc
     return mesh
 
 
-def run_generate(prompt: str, out: str | os.PathLike, cfg: GenerateConfig, negative_prompt: str = "",
+def image_settings(cfg: GenerateConfig, elevation: float | None, fov: float | None) -> GenerateConfig:
+    """``cfg`` with the picture's camera (``--elevation``, ``--fov``; None keeps the config's) put in."""
+    changes = {k: float(v) for k, v in (("elevation", elevation), ("fov", fov)) if v is not None}
+    image = dataclasses.replace(cfg.image, **changes)
+    if image.fov != 0 and not 5.0 <= image.fov <= 150.0:
+        raise InputError(f"The picture's field of view must be between 5 and 150 degrees (0: the model's own), "
+                         f"got {image.fov}.")
+    if not -90.0 < image.elevation < 90.0:
+        raise InputError(f"The picture's elevation must be between -90 and 90 degrees, got {image.elevation}.")
+    return dataclasses.replace(cfg, image=image)
+
+
+def run_generate(prompt: str | None, out: str | os.PathLike, cfg: GenerateConfig, negative_prompt: str = "",
                  device: str = "auto", callback: ProgressCallback | None = None, cancel: CancelToken | None = None,
                  preset: str = "custom", preview: str | os.PathLike | None = None,
-                 state_out: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Generate a textured mesh from ``prompt`` and write it to ``out`` (GLB or OBJ), atomically; with
-    ``state_out``, also the engine's state for later edits.
+                 state_out: str | os.PathLike | None = None, image: str | os.PathLike | None = None,
+                 elevation: float | None = None, fov: float | None = None) -> dict[str, Any]:
+    """Generate a textured mesh from ``prompt``, or from the picture ``image`` (and optionally a prompt), and write
+    it to ``out`` (GLB or OBJ), atomically; with ``state_out``, also the engine's state for later edits.
+
+    ``elevation`` and ``fov``: the camera the picture was taken from (degrees; see :class:`ImageConfig`).
 
     Returns:
-        A summary: output path, face and vertex counts, seconds per stage.
+        A summary: output path, face and vertex counts, seconds per stage; for a picture, its name and how the
+        result looks from the picture's camera (``reference``: silhouette IoU and colour error).
     """
-    prompt, negative_prompt, out_path, dev = check_inputs(prompt, negative_prompt, out, preview, device, state_out)
-    mesh, timings, state = generate_mesh(prompt, negative_prompt, cfg, dev, callback, cancel, state_out=state_out)
+    reference = None
+    if image:
+        cfg = image_settings(cfg, elevation, fov)
+        text = (prompt or "").strip()
+        prompt = check_prompt(text) if text else ""
+        negative_prompt = check_prompt(negative_prompt, "negative prompt") if negative_prompt.strip() else ""
+        out_path, dev = check_output_path(out, preview, state_out), resolve_device(device)
+        reference = load_reference(image, cfg.image.input)
+    else:
+        prompt, negative_prompt, out_path, dev = check_inputs(prompt or "", negative_prompt, out, preview, device,
+                                                              state_out)
+    mesh, timings, state = generate_mesh(prompt, negative_prompt, cfg, dev, callback, cancel, state_out=state_out,
+                                         reference=reference)
     extras = {"generator": f"Dreamsmith {__version__}", "command": "generate", "prompt": prompt,
               "negative_prompt": negative_prompt, "seed": cfg.seed, "preset": preset,
               **{f"{k}_model": v for k, v in used_models(cfg).items()}}
+    summary: dict[str, Any] = {}
+    if reference is not None:
+        extras |= {"image": reference.name, "elevation": cfg.image.elevation, "fov": cfg.image.fov}
+        summary = {"image": reference.name,
+                   "reference": reference_scores(mesh, reference, cfg.image, cfg.mesh_sds.views)}
     write_outputs(mesh, out_path, preview, extras, state)
     return {"out": str(out_path), "faces": int(len(mesh.faces)), "vertices": int(len(mesh.verts)),
             "seconds": timings, "config": to_dict(cfg), "state": str(state_out) if state_out else None,
-            "models": used_models(cfg)}
+            "models": used_models(cfg), **summary}

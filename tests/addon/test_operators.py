@@ -315,7 +315,8 @@ def test_bad_input_and_dying_worker_raise_readable_errors_and_change_nothing(pri
     dying.write_text(DYING_WORKER)
     dying.chmod(0o755)
     rep = _run(BAD, {"model": str(prior), "tiny": TINY, "dying": str(dying)})
-    assert rep["empty"] == "RuntimeError: Error: The prompt is empty; describe the object to make, e.g. 'a red cube'.\n"
+    assert rep["empty"] == ("RuntimeError: Error: The prompt is empty; describe the object to make, e.g. 'a red cube', "
+                            "or make it from a picture (From image in the sidebar, or image_path=...).\n")
     assert rep["bad_json"].startswith("RuntimeError: Error: The config overrides are not a JSON object")
     assert rep["missing_model"].startswith("RuntimeError: Error: The model 'nobody/no-such-model-xyz' was not found")
     killed = rep["killed"]

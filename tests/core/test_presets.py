@@ -42,6 +42,8 @@ def scaled_down(command: str) -> dict[str, Any]:
         over["mesh"]["render_size"] = 32
         return over
     over["coarse_sds"] = {"render_size": 32}
+    if command == "image":  # image to 3D: generate with a picture; a few steps of learning its condition
+        over["image"] = {"inversion": {"steps": 2}}
     if command == "edit":
         over["prior_resolution"] = 24
     return over
@@ -57,8 +59,8 @@ def _config(command: str, preset: str, overrides: dict[str, Any]) -> dict[str, A
     from dreamsmith.core.jobs.reconstruct import reconstruct_config
     from dreamsmith.core.jobs.retexture import retexture_config
 
-    make = {"generate": generate_config, "edit": edit_config, "retexture": retexture_config,
-            "reconstruct": reconstruct_config}[command]
+    make = {"generate": generate_config, "image": generate_config, "edit": edit_config,
+            "retexture": retexture_config, "reconstruct": reconstruct_config}[command]
     return to_dict(make(preset, overrides))
 
 
@@ -69,7 +71,7 @@ def _leaves(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-@pytest.mark.parametrize("command", ["generate", "edit", "retexture", "reconstruct"])
+@pytest.mark.parametrize("command", ["generate", "image", "edit", "retexture", "reconstruct"])
 @pytest.mark.parametrize("preset", PRESETS)
 def test_scaled_down_changes_only_steps_and_sizes(command, preset):
     full, small = _leaves(_config(command, preset, {})), _leaves(_config(command, preset, scaled_down(command)))
@@ -83,7 +85,7 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("presets")
     priors = {"if": write_prior("if", root / "if-like", "tiny"), "sd": write_prior("sd", root / "sd-like", "tiny")}
     configs = {}
-    for command in ("generate", "edit", "retexture", "reconstruct"):
+    for command in ("generate", "image", "edit", "retexture", "reconstruct"):
         configs[command] = root / f"{command}.json"
         configs[command].write_text(json.dumps(scaled_down(command)))
     # An input mesh as artists have them: off-centre, scaled, one flat colour.
@@ -95,6 +97,12 @@ def setup(tmp_path_factory):
     v2, f2, uv, _ = unwrap(v, f)
     mesh = write_glb(TexturedMesh(v2, f2, uv, None, np.full((16, 16, 3), 200, np.uint8)), root / "input.glb")
     images = write_dataset("box_ball", root / "views", n_train=8, n_test=1, size=32, seed=1)
+    picture = np.zeros((96, 128, 4), np.uint8)  # a yellow disc on a transparent background
+    yy, xx = np.mgrid[:96, :128]
+    picture[(yy - 50) ** 2 + (xx - 60) ** 2 < 30 ** 2] = (230, 200, 20, 255)
+    from PIL import Image
+
+    Image.fromarray(picture).save(root / "picture.png")
     return priors, configs, mesh, images
 
 
@@ -126,6 +134,23 @@ def test_prompt_commands_run_every_preset(setup, tmp_path, gltf_validate, comman
         args += ["--mesh", str(mesh)]
     assert main(args) == 0
     _check_result(out, gltf_validate)
+
+
+@pytest.mark.parametrize("pairing", PAIRINGS)
+@pytest.mark.parametrize("preset", PRESETS)
+def test_image_to_3d_runs_every_preset(setup, tmp_path, gltf_validate, capsys, preset, pairing):
+    """No prompt: the picture's condition is learned on each prior (IF-like pixels with learned variance, SD-like
+    latents through the VAE), then both stages run with the reference view."""
+    priors, configs, _, _ = setup
+    out = tmp_path / f"image-{preset}.glb"
+    picture = configs["image"].parent / "picture.png"
+    assert main(["generate", "--image", str(picture), "--elevation", "15", *_models("generate", pairing, priors),
+                 "--preset", preset, "--config", str(configs["image"]), "--out", str(out), "--device", "cpu",
+                 "--quiet"]) == 0
+    _check_result(out, gltf_validate)
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["image"] == "picture.png" and 0.0 <= summary["reference"]["iou"] <= 1.0
+    assert "picture" in summary["seconds"]
 
 
 @pytest.mark.parametrize("preset", PRESETS)

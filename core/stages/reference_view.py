@@ -1,0 +1,172 @@
+"""Image to 3D: the picture as an objective at its own camera, beside score distillation on every other view
+(the recipe of Make-It-3D and Magic123, with the two stages of text to 3D).
+
+Each step renders the reference view (albedo, on white, the background the picture was put on by
+:func:`~dreamsmith.core.image_input.load_reference`) and adds the colour and mask errors against the picture to the
+stage's score-distillation loss, whose weight ramps in over the first ``sds_warmup`` of the stage (the visible side
+is fitted first, then the prior fills in the rest). The reference camera looks at the scene's centre from azimuth 0
+(the front, as the view words and a camera-conditioned prior count it) at the picture's elevation, so a prior that
+takes the camera as an input is told the real angle of every view relative to the picture.
+
+The novel-view objective is any stage objective (:class:`~.objectives.ScoreDistillation`,
+:class:`~.objectives.MeshScoreDistillation`): a prior conditioned on the picture and the relative camera
+(Zero-1-to-3) goes in its place as another guidance with the same call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..cameras import Cameras, ViewSamplerConfig, orbit_cameras
+from ..guidance.inversion import InversionConfig
+from ..image_input import ImageInputConfig, ReferenceImage
+from ..render.mesh import render_mesh, render_textured
+
+
+@dataclass
+class ImageConfig:
+    """Image to 3D: the reference view and its losses.
+
+    Attributes:
+        input: How the picture is read, masked and centred.
+        elevation: Elevation of the reference camera, degrees (``--elevation``; 0: level with the object).
+        fov: Vertical field of view of the reference camera, degrees (``--fov``); 0: the middle of the stage's
+            score-distillation views (the prior's own).
+        rgb_weight: Weight of the colour error (mean squared, over the reference view's pixels).
+        mask_weight: Weight of the silhouette error (mean squared, rendered opacity against the picture's mask).
+        sds_weight: Weight of score distillation on the other views, once ramped in.
+        sds_warmup: Fraction of each stage over which the score-distillation weight ramps up from 0.
+        coarse_size: Side of the coarse stage's reference render, pixels (0: the stage's render size).
+        mesh_size: Side of the mesh stage's reference render, pixels (0: the stage's render size).
+        score_size: Side of the render the result is scored at (IoU, colour error), pixels.
+        inversion: Without a prompt: the text condition learned from the picture (``steps`` 0: score
+            distillation runs unconditioned).
+    """
+
+    input: ImageInputConfig = field(default_factory=ImageInputConfig)
+    elevation: float = 0.0
+    fov: float = 0.0
+    rgb_weight: float = 1000.0
+    mask_weight: float = 500.0
+    sds_weight: float = 1.0
+    sds_warmup: float = 0.2
+    coarse_size: int = 0
+    mesh_size: int = 0
+    score_size: int = 128
+    inversion: InversionConfig = field(default_factory=InversionConfig)
+
+
+def reference_fov(cfg: ImageConfig, views: ViewSamplerConfig) -> float:
+    """The reference camera's field of view: the configured one, else the middle of the views' range."""
+    return cfg.fov if cfg.fov > 0 else 0.5 * (views.fov_min + views.fov_max)
+
+
+def reference_camera(cfg: ImageConfig, views: ViewSamplerConfig, size: int) -> Cameras:
+    """The camera the picture was taken from: azimuth 0, ``cfg.elevation``, at the middle distance of ``views``."""
+    distance = 0.5 * (views.distance_min + views.distance_max)
+    return orbit_cameras(torch.zeros(1), torch.tensor([float(cfg.elevation)]), distance,
+                         reference_fov(cfg, views), size)
+
+
+@dataclass
+class ReferenceTarget:
+    """The picture at one render size: its camera, colour on white ``[1, S, S, 3]`` and mask ``[1, S, S]``."""
+
+    cameras: Cameras
+    rgb: Tensor
+    mask: Tensor
+
+    @classmethod
+    def make(cls, ref: ReferenceImage, cfg: ImageConfig, views: ViewSamplerConfig, size: int,
+             device: torch.device) -> ReferenceTarget:
+        """The reference view of ``ref`` at ``size`` pixels, on ``device``."""
+        rgba = torch.from_numpy(np.concatenate([ref.rgb, ref.mask[..., None]], axis=2)).permute(2, 0, 1)[None]
+        if rgba.shape[-1] != size:
+            rgba = F.interpolate(rgba, size=(size, size), mode="area" if rgba.shape[-1] > size else "bilinear")
+        rgba = rgba[0].permute(1, 2, 0).to(device)
+        return cls(reference_camera(cfg, views, size).to(device), rgba[None, ..., :3], rgba[None, ..., 3])
+
+    def loss(self, cfg: ImageConfig, rgb: Tensor, alpha: Tensor) -> Tensor:
+        """Weighted colour and mask errors of a render of the reference view (``rgb`` on white; ``alpha``
+        ``[1, S, S]`` or ``[1, S, S, 1]``)."""
+        alpha = alpha.reshape(self.mask.shape)
+        return cfg.rgb_weight * F.mse_loss(rgb, self.rgb) + cfg.mask_weight * F.mse_loss(alpha, self.mask)
+
+
+def sds_ramp(cfg: ImageConfig, step: int, total: int) -> float:
+    """The score-distillation weight at ``step`` of ``total``: 0 rising linearly to ``sds_weight``."""
+    span = cfg.sds_warmup * total
+    return cfg.sds_weight if span <= 0 else cfg.sds_weight * min(1.0, step / span)
+
+
+@dataclass
+class CoarseReference:
+    """The coarse stage's objective for image to 3D: the reference view plus ``novel`` on the other views.
+
+    Attributes:
+        target: The picture at the coarse stage's reference size.
+        cfg: Weights and schedule.
+        novel: The objective of the other views (score distillation), or None (the picture alone).
+    """
+
+    target: ReferenceTarget
+    cfg: ImageConfig
+    novel: object | None
+    diverged: ClassVar[str] = "The coarse stage diverged (NaN loss); lower the learning rate or the reference weights."
+
+    def __call__(self, field, occupancy, renderer, step: int, total: int, generator: torch.Generator) -> Tensor:
+        white = torch.ones(3, device=self.target.rgb.device)
+        out = renderer.render_image(field, self.target.cameras, occupancy, shading="albedo", bg_color=white,
+                                    perturb=True, generator=generator)
+        loss = self.target.loss(self.cfg, out["rgb"], out["opacity"])
+        w = sds_ramp(self.cfg, step, total)
+        if self.novel is not None and w > 0:
+            loss = loss + w * self.novel(field, occupancy, renderer, step, total, generator)
+        return loss
+
+
+@dataclass
+class MeshReference:
+    """The mesh stage's objective for image to 3D: the reference view plus ``novel`` on the other views.
+
+    Attributes:
+        target: The picture at the mesh stage's reference size.
+        cfg: Weights and schedule.
+        novel: The objective of the other views, or None.
+    """
+
+    target: ReferenceTarget
+    cfg: ImageConfig
+    novel: object | None
+    diverged: ClassVar[str] = "The mesh stage diverged (NaN loss); lower the learning rates or the reference weights."
+
+    def __call__(self, verts, faces, color_fn, step: int, total: int, generator: torch.Generator) -> Tensor:
+        white = torch.ones(1, 1, 1, 3, device=verts.device)
+        out = render_mesh(verts, faces, self.target.cameras, color_fn, white)
+        loss = self.target.loss(self.cfg, out["rgb"], out["alpha"])
+        w = sds_ramp(self.cfg, step, total)
+        if self.novel is not None and w > 0:
+            loss = loss + w * self.novel(verts, faces, color_fn, step, total, generator)
+        return loss
+
+
+def reference_scores(mesh, ref: ReferenceImage, cfg: ImageConfig, views: ViewSamplerConfig) -> dict[str, float]:
+    """How the result looks from the picture's camera: ``iou`` of its silhouette with the picture's mask and
+    ``colour_error``, the mean absolute RGB difference (0..1) over the pixels both cover (flat, unlit texture)."""
+    size = cfg.score_size
+    target = ReferenceTarget.make(ref, cfg, views, size, torch.device("cpu"))
+    on_white = render_textured(mesh, target.cameras, bg=1.0)[0]
+    on_black = render_textured(mesh, target.cameras, bg=0.0)[0]
+    covered = (on_white - on_black).abs().amax(-1) < 0.5
+    want = target.mask[0] > 0.5
+    union = (covered | want).sum().item()
+    iou = (covered & want).sum().item() / union if union else 0.0
+    both = covered & want
+    err = (on_white - target.rgb[0]).abs().mean(-1)[both].mean().item() if both.any() else 1.0
+    return {"iou": round(float(iou), 4), "colour_error": round(float(err), 4)}

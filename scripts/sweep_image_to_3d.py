@@ -1,0 +1,136 @@
+"""Image-to-3D sweep with the toy prior: one picture per "a {colour} {shape}" object from a random view, then
+``generate --image`` at the draft preset with no prompt (``--prompt`` adds the object's words).
+
+Pictures are ray-marched renders of the toy prior's primitives (shaded with its light, 256 px), taken from a random
+azimuth (0-360) and elevation (-10..40 degrees) at the prior's distance and field of view; half are PNGs with alpha,
+half RGB on a plain white background. The engine is given the elevation (``--elevation``), never the azimuth: the
+picture defines the front. Each row: seconds, shape (nearest primitive by Chamfer, minimised over turns about Z, as
+``sweep_toy_prior.py`` judges text results), colour (the texture's dominant colour), and the result's silhouette IoU
+and colour error at the picture's camera (the engine's own summary).
+
+    python scripts/sweep_image_to_3d.py [--n 16] [--seed 0] [--prompt] [--out DIR] [--config JSON]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from sweep_toy_prior import dominant_colour, reference_primitive, shape_distance  # noqa: E402
+from synth_objects import sphere_trace  # noqa: E402
+from toy_prior_data import COLOURS, DISTANCE, FOV_DEG, LIGHT, SHAPES, _normals, shape_object  # noqa: E402
+
+from dreamsmith.core.cameras import orbit_cameras  # noqa: E402
+from dreamsmith.core.jobs.generate import generate_config, run_generate  # noqa: E402
+from dreamsmith.core.meshio import TexturedMesh, read_mesh  # noqa: E402
+from dreamsmith.core.render.shading import shade  # noqa: E402
+
+TOY = Path(__file__).resolve().parents[1] / "assets" / "demo_prior"
+
+
+@torch.no_grad()
+def render_picture(shape: str, colour: str, azimuth: float, elevation: float, size: int = 256,
+                   alpha: bool = True, background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                   distance: float = DISTANCE, fov: float = FOV_DEG, supersample: int = 2) -> np.ndarray:
+    """A picture of a toy-prior object (its shading and light): ``[S, S, 4]`` uint8 with alpha = coverage, or
+    ``[S, S, 3]`` on ``background``."""
+    obj = shape_object(shape)
+    hi = size * supersample
+    cams = orbit_cameras(torch.tensor([float(azimuth)]), torch.tensor([float(elevation)]), distance, fov, hi)
+    o, d = (x.reshape(-1, 3) for x in cams.rays())
+    hit, pts = sphere_trace(obj, o, d, steps=96)
+    rgb = torch.zeros(o.shape[0], 3)
+    if hit.any():
+        albedo = torch.tensor(COLOURS[colour], dtype=torch.float32).expand(int(hit.sum()), 3)
+        rgb[hit] = shade(albedo, _normals(obj, pts[hit]), -d[hit], "lambertian", LIGHT)
+    cover = hit.float().reshape(1, 1, hi, hi)
+    pre = torch.nn.functional.avg_pool2d((rgb * hit[:, None]).T.reshape(1, 3, hi, hi), supersample)[0]
+    a = torch.nn.functional.avg_pool2d(cover, supersample)[0]
+    if alpha:
+        straight = pre / a.clamp_min(1e-6)
+        out = torch.cat([straight, a]).permute(1, 2, 0)
+    else:
+        out = (pre + (1 - a) * torch.tensor(background).view(3, 1, 1)).permute(1, 2, 0)
+    return (out.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
+
+
+def write_picture(path: Path, pixels: np.ndarray) -> Path:
+    """Save a picture as PNG (or JPEG when ``path`` ends in .jpg)."""
+    img = Image.fromarray(pixels)
+    img.save(path, quality=95) if path.suffix.lower() in (".jpg", ".jpeg") else img.save(path)
+    return path
+
+
+def judge(glb: Path, prims: dict) -> dict:
+    """Shape (nearest primitive, with the distances) and dominant colour of a result file."""
+    v, f, uv, tex = read_mesh(glb)
+    colour, med = dominant_colour(TexturedMesh(v, f, uv, None, tex))
+    dist = {s: shape_distance(v, f, prims[s], s) for s in SHAPES}
+    return {"shape": min(dist, key=dist.get), "colour": colour, "median_rgb": med,
+            "chamfer_pct": {k: round(x, 2) for k, x in dist.items()}}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=16, help="pictures (cycling through the 16 objects)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the views and of generate")
+    parser.add_argument("--prompt", action="store_true", help="also give the object's words as the prompt")
+    parser.add_argument("--out", help="keep pictures, GLBs and previews here")
+    parser.add_argument("--config", help="JSON overrides merged over the draft preset")
+    parser.add_argument("--model", default=str(TOY), help="the prior (default: the committed toy prior)")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    torch.set_grad_enabled(True)
+    over = json.loads(Path(args.config).read_text()) if args.config else {}
+    prims = {s: reference_primitive(s) for s in SHAPES}
+    rng = np.random.default_rng(args.seed)
+    objects = [(c, s) for s in SHAPES for c in COLOURS]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        out_dir = Path(args.out or tmp)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for i in range(args.n):
+            colour, shape = objects[i % len(objects)]
+            az, el = float(rng.uniform(0, 360)), float(rng.uniform(-10, 40))
+            with_alpha = i % 2 == 0
+            name = f"{i:02d}_{colour}_{shape}"
+            pic = write_picture(out_dir / f"{name}.{'png' if with_alpha else 'jpg'}",
+                                render_picture(shape, colour, az, el, alpha=with_alpha))
+            cfg = generate_config("draft", over | {"seed": args.seed, "coarse_model": {"model": args.model}})
+            t0 = time.perf_counter()
+            summary = run_generate(f"a {colour} {shape}" if args.prompt else "", out_dir / f"{name}.glb", cfg,
+                                   device=args.device, preset="draft", preview=out_dir / f"{name}_preview.png",
+                                   image=pic, elevation=el)
+            row = {"picture": pic.name, "azimuth": round(az), "elevation": round(el),
+                   "seconds": round(time.perf_counter() - t0, 1), **judge(out_dir / f"{name}.glb", prims),
+                   **summary["reference"], "want": f"{colour} {shape}"}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    ok_s = sum(r["shape"] == r["want"].split()[1] for r in rows)
+    ok_c = sum(r["colour"] == r["want"].split()[0] for r in rows)
+    print("\n| picture | az / el | s | shape | colour | IoU | colour error | Chamfer % cube / sphere / cone / torus |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        d = r["chamfer_pct"]
+        print(f"| {r['picture']} | {r['azimuth']} / {r['elevation']} | {r['seconds']:.0f} | {r['shape']} | "
+              f"{r['colour']} | {r['iou']:.3f} | {r['colour_error']:.3f} | "
+              f"{d['cube']:.2f} / {d['sphere']:.2f} / {d['cone']:.2f} / {d['torus']:.2f} |")
+    ious = [r["iou"] for r in rows]
+    print(f"\nshape right {ok_s}/{len(rows)}, colour right {ok_c}/{len(rows)}, IoU min {min(ious):.3f} "
+          f"mean {np.mean(ious):.3f}, max time {max(r['seconds'] for r in rows):.0f} s "
+          f"({'with' if args.prompt else 'no'} prompt)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
