@@ -64,12 +64,15 @@ class ReferenceImage:
         mask: ``[R, R]`` float32 in [0, 1].
         name: The picture's file name (recorded on the result).
         had_alpha: The mask came from the picture's alpha (else from a plain background).
+        azimuth: The picture's azimuth in the prior's frame, degrees (estimated by a camera-conditioned prior; 0:
+            the picture is the front).
     """
 
     rgb: np.ndarray
     mask: np.ndarray
     name: str
     had_alpha: bool
+    azimuth: float = 0.0
 
 
 def _open(path: Path) -> Image.Image:

@@ -3,8 +3,12 @@
 Score distillation with an empty prompt follows the prior's unconditional score, which pulls every unseen side
 towards the average of everything the prior knows (a blob; measured in the README's image-to-3D table). Instead the
 picture is turned into the condition: the text encoder's output (``[L, D]``, for CLIP, T5 or the toy prior's
-encoder alike) is optimised so that the frozen prior, told the reference camera, denoises noised copies of the
-picture well. Score distillation on the other views then uses it as the prompt, with the empty text as the
+encoder alike) is optimised so that the frozen prior, told the reference camera and guided by it at the stage's
+classifier-free guidance scale, denoises noised copies of the picture well: score distillation at the picture's
+own view is then at rest (its gradient is the guided prediction's error), whatever the prior reads from the
+condition. Plain inversion (scale 1) is not enough: a prior that reads the colour from the noisy image itself at
+low noise leaves the condition's colour free, and guidance then paints the unseen sides any colour. Score
+distillation on the other views then uses it as the prompt, with the empty text as the
 unconditional half: the guidance points from "anything" towards "what the picture shows". The prior's weights
 never change; only ``L x D`` numbers are learned (seconds on a CPU for the toy prior).
 """
@@ -30,13 +34,15 @@ class InversionConfig:
         lr: Adam learning rate of the embedding.
         min_step_percent: Smallest timestep drawn, as a fraction of the scheduler's training steps.
         max_step_percent: Largest timestep drawn.
+        guided: Fit the guided prediction at the stage's guidance scale (else the conditional one alone).
     """
 
     steps: int = 300
     batch: int = 8
-    lr: float = 0.02
+    lr: float = 0.005
     min_step_percent: float = 0.02
     max_step_percent: float = 0.98
+    guided: bool = True
 
 
 def invert_picture(guidance, picture: Tensor, azimuth: float, elevation: float, cfg: InversionConfig,
@@ -64,6 +70,8 @@ def invert_picture(guidance, picture: Tensor, azimuth: float, elevation: float, 
         camera = camera.expand(cfg.batch, -1).to(guidance.device, unet.dtype)
     n = guidance.num_train_timesteps
     lo, hi = int(cfg.min_step_percent * n), min(int(cfg.max_step_percent * n), n - 1)
+    scale = guidance.cfg.guidance_scale if cfg.guided else 1.0
+    empty_b = empty[None].expand(cfg.batch, -1, -1).to(unet.dtype)
     for step in range(1, cfg.steps + 1):
         t = torch.randint(lo, max(hi, lo) + 1, (cfg.batch,), generator=generator,
                           device=generator.device).to(guidance.device)
@@ -71,9 +79,14 @@ def invert_picture(guidance, picture: Tensor, azimuth: float, elevation: float, 
         a = guidance.alphas_cumprod[t].view(-1, 1, 1, 1)
         x_t = a.sqrt() * x0 + (1.0 - a).sqrt() * noise
         extra = {"class_labels": camera} if camera is not None else {}
+        c = x0.shape[1]
         with guidance._autocast():
             pred = unet(x_t.to(unet.dtype), t, encoder_hidden_states=emb[None].expand(cfg.batch, -1, -1)
-                        .to(unet.dtype), **extra).sample.float()[:, :x0.shape[1]]
+                        .to(unet.dtype), **extra).sample.float()[:, :c]
+            if scale != 1.0:
+                with torch.no_grad():
+                    uncond = unet(x_t.to(unet.dtype), t, encoder_hidden_states=empty_b, **extra).sample.float()[:, :c]
+                pred = uncond + scale * (pred - uncond)
         target = noise
         if guidance.prediction_type == "v_prediction":
             target = a.sqrt() * noise - (1.0 - a).sqrt() * x0
@@ -86,6 +99,40 @@ def invert_picture(guidance, picture: Tensor, azimuth: float, elevation: float, 
         if reporter is not None:
             reporter.step(step, loss.item())
     return emb.detach()
+
+
+@torch.no_grad()
+def estimate_azimuth(guidance, picture: Tensor, elevation: float, generator: torch.Generator, step_deg: float = 10.0,
+                     batch: int = 32) -> float:
+    """The azimuth (degrees) from which a camera-conditioned prior best explains ``picture``: the turn of the object
+    about the vertical, in the prior's own frame (0 for a prior without the camera as an input).
+
+    Every candidate is scored on the same noised copies of the picture by the prior's unconditional denoising error
+    (the empty text: the picture's own condition is not learned yet). A cube seen from 30 degrees is then told
+    apart from one seen face-on, which the prior draws differently.
+    """
+    prior = guidance.prior
+    if not prior.camera_features:
+        return 0.0
+    unet = prior.unet
+    x0 = guidance.encode(picture[None].to(guidance.device), generator)
+    n = guidance.num_train_timesteps
+    t = torch.randint(int(0.1 * n), int(0.98 * n), (batch,), generator=generator,
+                      device=generator.device).to(guidance.device)
+    noise = guidance._randn((batch, *x0.shape[1:]), generator)
+    a = guidance.alphas_cumprod[t].view(-1, 1, 1, 1)
+    x_t = (a.sqrt() * x0 + (1.0 - a).sqrt() * noise).to(unet.dtype)
+    empty = guidance.prompts.uncond[0][None].expand(batch, -1, -1).to(unet.dtype)
+    best, best_loss = 0.0, float("inf")
+    for az in torch.arange(0.0, 360.0, step_deg).tolist():
+        camera = camera_features(torch.full((batch,), az), torch.full((batch,), float(elevation)),
+                                 prior.camera_features).to(guidance.device, unet.dtype)
+        with guidance._autocast():
+            pred = unet(x_t, t, encoder_hidden_states=empty, class_labels=camera).sample.float()[:, :x0.shape[1]]
+        loss = F.mse_loss(pred, noise).item()
+        if loss < best_loss:
+            best, best_loss = az, loss
+    return best
 
 
 def condition_on_picture(guidance, picture: Tensor, azimuth: float, elevation: float, cfg: InversionConfig,

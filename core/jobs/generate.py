@@ -19,7 +19,7 @@ from ..config import to_dict
 from ..device import resolve_device, seeded_job
 from ..errors import InputError
 from ..events import CancelToken, ProgressCallback, StageReporter
-from ..guidance.inversion import condition_on_picture
+from ..guidance.inversion import condition_on_picture, estimate_azimuth
 from ..guidance.sds import SDSConfig, SDSGuidance
 from ..image_input import ReferenceImage, load_reference
 from ..meshio import FileWrite, TexturedMesh
@@ -30,7 +30,14 @@ from ..render.preview import field_preview, mesh_preview
 from ..stages.coarse import CoarseConfig, CoarseSDSConfig, train_coarse
 from ..stages.mesh import MeshSDSConfig, MeshStageConfig, train_mesh
 from ..stages.objectives import MeshScoreDistillation, ScoreDistillation
-from ..stages.reference_view import CoarseReference, ImageConfig, MeshReference, ReferenceTarget, reference_scores
+from ..stages.reference_view import (
+    CoarseReference,
+    ImageConfig,
+    MeshReference,
+    ReferenceTarget,
+    reference_scores,
+    turned_to_front,
+)
 from ..stages.surface import init_geometry
 from .io import check_inputs, check_output_path, check_prompt, finish_mesh, write_outputs
 
@@ -110,9 +117,13 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
         image = reference is not None
         guidance = make_guidance(coarse_prior, prompt, negative_prompt, cfg.prompt, cfg.coarse_guidance, image)
         timings["load"] = time.perf_counter() - t0
-        if image and not prompt:
+        if image:
             t0 = time.perf_counter()
-            picture_condition(cfg, guidance, reference, gen, callback, cancel)
+            picture = torch.from_numpy(reference.rgb)
+            if cfg.image.find_azimuth:
+                reference.azimuth = estimate_azimuth(guidance, picture, cfg.image.elevation, gen)
+            if not prompt:
+                picture_condition(cfg, guidance, reference, gen, callback, cancel)
             timings["picture"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -142,6 +153,8 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
         timings["mesh"] = time.perf_counter() - t0  # loading the fine prior, initialising DMTet
         name = prompt[:60] or (reference.name if image else "")
         mesh = fine_stage(cfg, fine_guidance, model, geo, gen, name, callback, cancel, timings, reference=reference)
+        if image:
+            mesh = turned_to_front(mesh, reference.azimuth)
         files = []
         if state_out is not None:
             from ..state import state_files
@@ -154,7 +167,7 @@ def picture_condition(cfg: GenerateConfig, guidance: SDSGuidance, reference: Ref
                       callback: ProgressCallback | None, cancel: CancelToken | None) -> None:
     """Image to 3D without a prompt: the condition learned from the picture becomes ``guidance``'s prompt."""
     inv = cfg.image.inversion
-    condition_on_picture(guidance, torch.from_numpy(reference.rgb), 0.0, cfg.image.elevation, inv, gen,
+    condition_on_picture(guidance, torch.from_numpy(reference.rgb), reference.azimuth, cfg.image.elevation, inv, gen,
                          StageReporter("picture", inv.steps, callback, cancel, every=5))
 
 
@@ -176,7 +189,10 @@ def fine_stage(cfg: GenerateConfig, guidance: SDSGuidance, field, geo, gen: torc
                StageReporter(stage, cfg.mesh.steps, callback, cancel, every=5), preview_fn=watch if live else None)
     timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - t0
     t0 = time.perf_counter()
-    mesh = finish_mesh(geo, field.albedo, cfg.bake, cfg.mesh.min_component_fraction, prompt[:60])
+    keep = cfg.mesh.min_component_fraction
+    if reference is not None:
+        keep = max(keep, cfg.image.min_component_fraction)
+    mesh = finish_mesh(geo, field.albedo, cfg.bake, keep, prompt[:60])
     timings["bake"] = time.perf_counter() - t0
     if cancel is not None:
         cancel.check()
@@ -227,8 +243,9 @@ def run_generate(prompt: str | None, out: str | os.PathLike, cfg: GenerateConfig
               **{f"{k}_model": v for k, v in used_models(cfg).items()}}
     summary: dict[str, Any] = {}
     if reference is not None:
-        extras |= {"image": reference.name, "elevation": cfg.image.elevation, "fov": cfg.image.fov}
-        summary = {"image": reference.name,
+        extras |= {"image": reference.name, "elevation": cfg.image.elevation, "fov": cfg.image.fov,
+                   "picture_azimuth": reference.azimuth}
+        summary = {"image": reference.name, "picture_azimuth": reference.azimuth,
                    "reference": reference_scores(mesh, reference, cfg.image, cfg.mesh_sds.views)}
     write_outputs(mesh, out_path, preview, extras, state)
     return {"out": str(out_path), "faces": int(len(mesh.faces)), "vertices": int(len(mesh.verts)),

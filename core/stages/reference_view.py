@@ -15,6 +15,7 @@ The novel-view objective is any stage objective (:class:`~.objectives.ScoreDisti
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -47,6 +48,11 @@ class ImageConfig:
         score_size: Side of the render the result is scored at (IoU, colour error), pixels.
         inversion: Without a prompt: the text condition learned from the picture (``steps`` 0: score
             distillation runs unconditioned).
+        find_azimuth: With a prior that takes the camera as an input, estimate the picture's azimuth (the object's
+            turn in the prior's frame) and put the reference camera there; the result is turned back so that the
+            picture's view is its front (-Y).
+        min_component_fraction: Pieces of the result smaller than this fraction of the largest are dropped (one
+            object in the picture; the prior likes to add a ground or shadow below it, out of the picture's sight).
     """
 
     input: ImageInputConfig = field(default_factory=ImageInputConfig)
@@ -60,6 +66,8 @@ class ImageConfig:
     mesh_size: int = 0
     score_size: int = 128
     inversion: InversionConfig = field(default_factory=InversionConfig)
+    find_azimuth: bool = True
+    min_component_fraction: float = 0.3
 
 
 def reference_fov(cfg: ImageConfig, views: ViewSamplerConfig) -> float:
@@ -67,10 +75,10 @@ def reference_fov(cfg: ImageConfig, views: ViewSamplerConfig) -> float:
     return cfg.fov if cfg.fov > 0 else 0.5 * (views.fov_min + views.fov_max)
 
 
-def reference_camera(cfg: ImageConfig, views: ViewSamplerConfig, size: int) -> Cameras:
-    """The camera the picture was taken from: azimuth 0, ``cfg.elevation``, at the middle distance of ``views``."""
+def reference_camera(cfg: ImageConfig, views: ViewSamplerConfig, size: int, azimuth: float = 0.0) -> Cameras:
+    """The camera the picture was taken from: ``azimuth``, ``cfg.elevation``, at the middle distance of ``views``."""
     distance = 0.5 * (views.distance_min + views.distance_max)
-    return orbit_cameras(torch.zeros(1), torch.tensor([float(cfg.elevation)]), distance,
+    return orbit_cameras(torch.tensor([float(azimuth)]), torch.tensor([float(cfg.elevation)]), distance,
                          reference_fov(cfg, views), size)
 
 
@@ -90,7 +98,8 @@ class ReferenceTarget:
         if rgba.shape[-1] != size:
             rgba = F.interpolate(rgba, size=(size, size), mode="area" if rgba.shape[-1] > size else "bilinear")
         rgba = rgba[0].permute(1, 2, 0).to(device)
-        return cls(reference_camera(cfg, views, size).to(device), rgba[None, ..., :3], rgba[None, ..., 3])
+        cams = reference_camera(cfg, views, size, ref.azimuth).to(device)
+        return cls(cams, rgba[None, ..., :3], rgba[None, ..., 3])
 
     def loss(self, cfg: ImageConfig, rgb: Tensor, alpha: Tensor) -> Tensor:
         """Weighted colour and mask errors of a render of the reference view (``rgb`` on white; ``alpha``
@@ -156,11 +165,23 @@ class MeshReference:
         return loss
 
 
+def turned_to_front(mesh, azimuth: float):
+    """``mesh`` turned about Z by ``-azimuth`` degrees: the view from that azimuth becomes the front view."""
+    if not azimuth:
+        return mesh
+    a = np.radians(-azimuth)
+    rot = np.array([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]])
+    normals = None if mesh.normals is None else (np.asarray(mesh.normals) @ rot.T).astype(np.float32)
+    return dataclasses.replace(mesh, verts=(np.asarray(mesh.verts, np.float64) @ rot.T).astype(np.float32),
+                               normals=normals)
+
+
 def reference_scores(mesh, ref: ReferenceImage, cfg: ImageConfig, views: ViewSamplerConfig) -> dict[str, float]:
-    """How the result looks from the picture's camera: ``iou`` of its silhouette with the picture's mask and
-    ``colour_error``, the mean absolute RGB difference (0..1) over the pixels both cover (flat, unlit texture)."""
+    """How the result (turned to the front) looks from the picture's camera: ``iou`` of its silhouette with the
+    picture's mask and ``colour_error``, the mean absolute RGB difference (0..1) over the pixels both cover (flat,
+    unlit texture)."""
     size = cfg.score_size
-    target = ReferenceTarget.make(ref, cfg, views, size, torch.device("cpu"))
+    target = ReferenceTarget.make(dataclasses.replace(ref, azimuth=0.0), cfg, views, size, torch.device("cpu"))
     on_white = render_textured(mesh, target.cameras, bg=1.0)[0]
     on_black = render_textured(mesh, target.cameras, bg=0.0)[0]
     covered = (on_white - on_black).abs().amax(-1) < 0.5
