@@ -156,7 +156,8 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
         if image:
             mesh = turned_to_front(mesh, reference.azimuth)
         files = []
-        if state_out is not None:
+        # A result turned to the picture's front no longer matches its field: edits then start from the mesh.
+        if state_out is not None and not (image and reference.azimuth):
             from ..state import state_files
 
             files = state_files(state_out, model, geo, to_dict(cfg), background=renderer.background)
@@ -249,5 +250,5 @@ def run_generate(prompt: str | None, out: str | os.PathLike, cfg: GenerateConfig
                    "reference": reference_scores(mesh, reference, cfg.image, cfg.mesh_sds.views)}
     write_outputs(mesh, out_path, preview, extras, state)
     return {"out": str(out_path), "faces": int(len(mesh.faces)), "vertices": int(len(mesh.verts)),
-            "seconds": timings, "config": to_dict(cfg), "state": str(state_out) if state_out else None,
+            "seconds": timings, "config": to_dict(cfg), "state": str(state_out) if state else None,
             "models": used_models(cfg), **summary}
