@@ -94,14 +94,18 @@ def test_an_empty_prompt_is_refused_unless_allowed(demo_guidance):
 
 
 def _denoising_loss(guidance, x0: torch.Tensor, emb: torch.Tensor, elevation: float, n: int = 96) -> float:
+    """The guided denoising error at the stage's guidance scale: what the inversion minimises."""
     gen = torch.Generator().manual_seed(123)
     t = torch.randint(20, 980, (n,), generator=gen)
     noise = torch.randn((n, *x0.shape[1:]), generator=gen)
     a = guidance.alphas_cumprod[t].view(-1, 1, 1, 1)
     cam = camera_features(torch.zeros(n), torch.full((n,), elevation), guidance.prior.camera_features)
+    x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    empty = guidance.prompts.uncond[0]
     with torch.no_grad():
-        pred = guidance.prior.unet(a.sqrt() * x0 + (1 - a).sqrt() * noise, t,
-                                   encoder_hidden_states=emb[None].expand(n, -1, -1), class_labels=cam).sample
+        cond, uncond = (guidance.prior.unet(x_t, t, encoder_hidden_states=e[None].expand(n, -1, -1),
+                                            class_labels=cam).sample for e in (emb, empty))
+    pred = uncond + guidance.cfg.guidance_scale * (cond - uncond)
     return F.mse_loss(pred, noise).item()
 
 
