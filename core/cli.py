@@ -98,8 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
             _model_options(cmd, "coarse_model" in kind.priors)
         cmd.add_argument("--preview", help="also write a preview PNG (four shaded views) here")
         _common(cmd)
+    from .batch.command import add_batch_parser
     from .model_store import add_models_parser
 
+    add_batch_parser(sub)
     add_models_parser(sub)
     return parser
 
@@ -146,6 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         add_models_parser(models.add_subparsers(dest="command", required=True))
         return run_models(models.parse_args(argv))
     args = build_parser().parse_args(argv)
+    if args.command == "batch":
+        from .batch.command import main as batch_main
+
+        return batch_main(args)
     try:
         summary = run(args)
     except KeyboardInterrupt:

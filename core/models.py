@@ -12,6 +12,8 @@ Heavy libraries (diffusers, transformers, huggingface_hub) are imported on first
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import gc
 import hashlib
 import importlib.util
@@ -303,8 +305,27 @@ def _check_text_width(model: str, text_cfg: Any, ucfg: Any) -> None:
                          f"the folder mixes parts of different models. Re-download it or use another model.")
 
 
+#: Priors kept loaded between jobs (a batch worker): ``None`` unless inside :func:`keep_priors`.
+_KEPT: dict[tuple, Prior] | None = None
+
+
+@contextlib.contextmanager
+def keep_priors():
+    """Inside, :func:`load_prior` loads each prior once and hands out copies that share its modules: a batch worker
+    process runs job after job without reading the weights again. Releasing a copy's text encoder leaves the kept
+    one loaded (it costs its memory for the worker's life). Leaving the block drops the kept priors."""
+    global _KEPT
+    outer, _KEPT = _KEPT, ({} if _KEPT is None else _KEPT)
+    try:
+        yield
+    finally:
+        if outer is None:
+            _KEPT = None
+            gc.collect()
+
+
 def load_prior(cfg: PriorConfig, device: torch.device | str) -> Prior:
-    """Load the diffusion prior named by ``cfg`` onto ``device``, frozen.
+    """Load the diffusion prior named by ``cfg`` onto ``device``, frozen (or a kept one, see :func:`keep_priors`).
 
     Args:
         cfg: Which model and how (offline unless ``allow_network``).
@@ -320,6 +341,15 @@ def load_prior(cfg: PriorConfig, device: torch.device | str) -> Prior:
     device = torch.device(device)
     dtype = _dtype(cfg.dtype, device)
     path = resolve_model_path(cfg)
+    if _KEPT is None:
+        return _load_prior(cfg, path, device, dtype)
+    key = (str(path), str(device), str(dtype), cfg.weights_variant)
+    if key not in _KEPT:
+        _KEPT[key] = _load_prior(cfg, path, device, dtype)
+    return dataclasses.replace(_KEPT[key], model_id=cfg.model)
+
+
+def _load_prior(cfg: PriorConfig, path: Path, device: torch.device, dtype: torch.dtype) -> Prior:
     index = read_model_index(path)
     parts = {name: _component(index, path, name, name in REQUIRED) for name in (*REQUIRED, "vae")}
     skipped = sorted(k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and k not in parts)

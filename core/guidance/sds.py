@@ -96,8 +96,11 @@ class SDSGuidance:
         self.num_train_timesteps = int(prior.scheduler.config.num_train_timesteps)
         self.alphas_cumprod = prior.scheduler.alphas_cumprod.to(self.device, torch.float32)  # [T]
         self.prediction_type = prior.scheduler.config.prediction_type
-        if prior.vae is not None and c.vae_grad_checkpointing:
-            prior.vae.enable_gradient_checkpointing()
+        if prior.vae is not None:  # set both ways: a batch worker's kept prior serves jobs with either setting
+            if c.vae_grad_checkpointing:
+                prior.vae.enable_gradient_checkpointing()
+            elif prior.vae.is_gradient_checkpointing:
+                prior.vae.disable_gradient_checkpointing()
 
     @property
     def image_size(self) -> int:
