@@ -12,10 +12,14 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
 from .jobs_file import BatchJob
+
+#: The package folder (the extension root).
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 #: What ``--cluster`` takes besides a ``ray://HOST:PORT`` address.
 CLUSTER_HINT = "local (a Ray cluster on this machine), auto (the cluster started here by `ray start`) or ray://HOST:PORT"
@@ -29,6 +33,17 @@ def import_ray():
         raise InputError('--cluster needs Ray: pip install "dreamsmith[cluster]" (or run without --cluster: the jobs '
                          "then run one after another here).") from None
     return ray
+
+
+def worker_runtime_env() -> dict[str, Any]:
+    """The Ray runtime environment of the workers: they import the engine as this driver does. An installed
+    dreamsmith (pip, or the development install) needs nothing; a package run from a folder named ``dreamsmith``
+    (the Blender extension's) is put in front of the workers' ``PYTHONPATH``, which serves this machine and nodes
+    that see the folder at the same path. Nodes without it need ``pip install "dreamsmith[cluster]"``. (The code
+    is not uploaded: a new copy of the package would build the C++ kernels again in every Ray session.)"""
+    if PACKAGE_ROOT.name == "dreamsmith":
+        return {"env_vars": {"PYTHONPATH": f"{PACKAGE_ROOT.parent}{os.pathsep}${{PYTHONPATH}}"}}
+    return {}
 
 
 class BatchWorker:
@@ -89,7 +104,8 @@ class RayPool:
         self.device = ("cuda" if self.gpus > 0 else "cpu") if device == "auto" else device
         self.on_start = on_start
         self.actors: list[Any] = []
-        self._cls = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=0)(BatchWorker)
+        self._cls = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=0,
+                               runtime_env=worker_runtime_env())(BatchWorker)
         lost = ray.exceptions
         self._lost = tuple(getattr(lost, n) for n in ("RayActorError", "WorkerCrashedError", "ObjectLostError",
                                                       "OwnerDiedError", "NodeDiedError", "OutOfMemoryError",
