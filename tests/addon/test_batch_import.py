@@ -62,7 +62,7 @@ def test_a_finished_batch_is_imported_on_a_grid_with_its_prompts_and_seeds(tmp_p
     blend = tmp_path / "scene.blend"
     proc = _script("--from", str(tmp_path / "batch"), "--out", str(blend), "--spacing", "4")
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]  # the failed job is reported
-    assert "FAILED 0001_edit_missing" in proc.stderr
+    assert "FAILED 0001_edit_x: line 2: The mesh" in proc.stderr
     objs = _blend_objects(blend)
     assert {n: o["location"] for n, o in objs.items()} == {
         "a red cube": [0.0, 0.0, 0.0], "a blue sphere": [4.0, 0.0, 0.0], "a green cone": [0.0, -4.0, 0.0]}
