@@ -1,7 +1,8 @@
 """``python -m dreamsmith``: the engine without Blender.
 
 Exit codes: 0 done, 2 a problem the user can fix (message on stderr, nothing written),
-130 interrupted; ``models`` (the model manager, :mod:`.model_store`): 0 ok, 2 bad input, 1 failure.
+130 interrupted; ``models`` (the model manager, :mod:`.model_store`): 0 ok, 2 bad input, 1 failure; ``batch``
+(:mod:`.batch.command`): 0 all done, 1 some failed, 2 a bad command, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -138,6 +139,15 @@ def run(args: argparse.Namespace) -> dict:
         bar.close()
 
 
+def user_error_exit(exc: Exception) -> int:
+    """Exit code 2, with the message on stderr, for an error the user can fix; a bug is raised again."""
+    error = as_user_error(exc)
+    if error is None:
+        raise exc
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -158,11 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; nothing was written", file=sys.stderr)
         return 130
     except Exception as exc:
-        error = as_user_error(exc)
-        if error is None:
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return user_error_exit(exc)
     print(json.dumps({k: summary[k] for k in ("out", "faces", "vertices", "seconds", "image", "reference")
                       if k in summary}))
     return 0

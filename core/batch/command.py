@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ...protocol import DEVICE_NAMES, PRESET_NAMES
-from ..errors import InputError, as_user_error
+from ..errors import InputError
 from .jobs_file import BatchJob, read_jobs
 from .manifest import DONE, FAILED, Manifest, write_atomic
 
@@ -182,19 +182,15 @@ def main(args: argparse.Namespace) -> int:
             defaults[key] = getattr(args, key)
     if args.allow_network:
         defaults["allow_network"] = True
+    from ..cli import _overrides, user_error_exit
+
     try:
         if args.config:
-            from ..cli import _overrides
-
             defaults["config"] = _overrides(args.config)
         counts = run_batch(args.jobs, args.out, args.cluster, args.cpus_per_job, args.gpus_per_job, args.retries,
                            defaults, args.device, show=not args.quiet)
     except Exception as exc:
-        error = as_user_error(exc)
-        if error is None:
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return user_error_exit(exc)
     print(json.dumps(counts))
     if counts["interrupted"]:
         return 130
