@@ -140,7 +140,8 @@ def run_batch(jobs_file: str | os.PathLike, out_dir: str | os.PathLike, cluster:
                     counts["done" if ok else "failed"] += 1
     except KeyboardInterrupt:
         counts["interrupted"] = True
-        progress.say("interrupted: the jobs that finished are kept; run the same command again to go on")
+        progress.close()
+        print("interrupted: the jobs that finished are kept; run the same command again to go on", file=sys.stderr)
     finally:
         progress.close()
         if backend is not None:

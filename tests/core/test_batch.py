@@ -143,3 +143,38 @@ def test_kept_priors_are_loaded_once_and_keep_their_text_encoder(tmp_path):
         b = load_prior(cfg, "cpu")
         assert b.unet is a.unet and b.text_encoder is not None and a.text_encoder is None
     assert load_prior(cfg, "cpu").unet is not a.unet  # outside, every load is fresh
+
+
+def test_ctrl_c_stops_the_batch_and_keeps_what_finished(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    write_inputs(tmp_path / "in")
+    jobs = write_jobs(tmp_path / "in" / "jobs.jsonl", [job("generate", prompt=p, seed=i) for i, p in
+                                                       enumerate(("a red cube", "a blue sphere", "a green cone"))])
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "dreamsmith", "batch", "--jobs", str(jobs), "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    manifest = out / "manifest.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and not (
+            manifest.is_file() and manifest.read_text().strip()):
+        time.sleep(0.2)
+    time.sleep(1.0)  # into the second job
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stdout + stderr[-2000:]
+    counts = json.loads(stdout.strip().splitlines()[-1])
+    assert counts["interrupted"] and 1 <= counts["done"] < 3, counts
+    assert "run the same command again" in stderr
+    done = [json.loads(ln) for ln in manifest.read_text().splitlines()]
+    assert all(r["status"] == "done" for r in done) and len(done) == counts["done"]
+    names = {p.name for p in out.iterdir()}
+    assert names == {"manifest.jsonl", *(n for r in done for n in r["outputs"])}, names  # nothing half-written
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert again.returncode == 0, again.stderr[-2000:]
+    rerun = json.loads(again.stdout.strip().splitlines()[-1])
+    assert rerun["skipped"] == counts["done"] and rerun["done"] == 3 - counts["done"], rerun
