@@ -111,7 +111,6 @@ def run_batch(jobs_file: str | os.PathLike, out_dir: str | os.PathLike, cluster:
     if retries < 0 or cpus_per_job < 0 or (gpus_per_job is not None and gpus_per_job < 0):
         raise InputError("--retries, --cpus-per-job and --gpus-per-job cannot be negative.")
     jobs = read_jobs(jobs_file, defaults)
-    out.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(out)
     todo = [j for j in jobs if not manifest.is_done(j.key)]
     counts = {"jobs": len(jobs), "skipped": len(jobs) - len(todo), "done": 0, "failed": 0, "interrupted": False,
@@ -132,6 +131,7 @@ def run_batch(jobs_file: str | os.PathLike, out_dir: str | os.PathLike, cluster:
                 backend = RayPool(cluster, cpus_per_job, gpus_per_job, retries, device, on_start)
             else:
                 backend = LocalRunner(device)
+            out.mkdir(parents=True, exist_ok=True)
             for event, job, info in backend.run(runnable):
                 progress.update(event, job, info)
                 if event == "end":

@@ -83,7 +83,7 @@ class RayPool:
         self.started = False
         if not ray.is_initialized():
             try:
-                ray.init(address=None if address == "local" else address, log_to_driver=False,
+                ray.init(address=address, log_to_driver=False,
                          configure_logging=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise InputError(f"Cannot reach the Ray cluster {address!r} ({exc}); start it with `ray start "
