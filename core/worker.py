@@ -96,6 +96,17 @@ def job_overrides(job: Job) -> dict[str, Any]:
                         job.allow_network, job.cache_dir)
 
 
+def run_engine(job: Job, callback=None, cancel=None) -> dict[str, Any]:
+    """Run a checked job with the engine: its kind's inputs, and its config from the preset and
+    :func:`job_overrides`; ``callback`` gets the progress events. Returns the engine's summary."""
+    from .jobs import JOBS
+
+    kind = JOBS[job.command]
+    inputs = {name: getattr(job, name) for name in (*kind.inputs, *kind.options)}
+    return kind.run(inputs, job.out, kind.config(job.preset, job_overrides(job)), device=job.device,
+                    callback=callback, cancel=cancel, preset=job.preset, preview=job.preview or None)
+
+
 class Emitter:
     """Writes protocol lines; once the reader is gone (broken pipe) it calls ``on_broken`` and writes nothing."""
 
@@ -252,12 +263,7 @@ def run_job(job: Job, emit: Emitter, stopper: Stopper) -> dict[str, Any]:
     existed = {p: p.exists() for p in (out, preview, state_out) if p is not None}
     forward = Forwarder(emit, out)
     try:
-        from .jobs import JOBS
-
-        kind = JOBS[job.command]
-        inputs = {name: getattr(job, name) for name in (*kind.inputs, *kind.options)}
-        summary = kind.run(inputs, out, kind.config(job.preset, job_overrides(job)), device=job.device,
-                           callback=forward, cancel=stopper.cancel, preset=job.preset, preview=preview)
+        summary = run_engine(job, forward, stopper.cancel)
         stopper.cancel.check()
         stopper.finish()
     except BaseException:

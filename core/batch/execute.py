@@ -68,9 +68,7 @@ class JobRunner:
             ``{"status", "files": {suffix: bytes}, "summary", "error", "kind", "progress", "seconds", "worker"}``;
             ``files`` holds ``".glb"`` and ``".png"`` (the preview) when done.
         """
-        from ...protocol import Job
-        from ..jobs import JOBS
-        from ..worker import job_overrides, parse_job
+        from ..worker import parse_job, run_engine
 
         t0 = time.perf_counter()
         log = StageLog()
@@ -82,11 +80,8 @@ class JobRunner:
                 data = dict(spec, **_materialise(files, folder), out=str(folder / "result.glb"),
                             preview=str(folder / "preview.png"))
                 data.setdefault("device", self.device)
-                job: Job = parse_job(data)
-                kind = JOBS[job.command]
-                inputs = {name: getattr(job, name) for name in (*kind.inputs, *kind.options)}
-                summary = kind.run(inputs, job.out, kind.config(job.preset, job_overrides(job)), device=job.device,
-                                   callback=log, preset=job.preset, preview=job.preview)
+                job = parse_job(data)
+                summary = run_engine(job, log)
                 result["files"] = {".glb": Path(job.out).read_bytes(), ".png": Path(job.preview).read_bytes()}
                 result["summary"] = {k: v for k, v in summary.items() if k != "out"}
                 result["status"] = "done"

@@ -150,6 +150,7 @@ def read_jobs(path: str | Path, defaults: dict[str, Any] | None = None) -> list[
         raise InputError(f"The jobs file {str(path)!r} has no jobs (blank lines and # comments are skipped).")
     json_lines = path.suffix.lower() in (".jsonl", ".json") or lines[0][1].lstrip().startswith("{")
     jobs = []
+    seen: dict[str, int] = {}  # times each content key came before: the same job twice is two jobs, two keys
     for index, (lineno, line) in enumerate(lines):
         job = BatchJob(index=index, line=lineno, spec={"command": "generate", "prompt": line.strip()[:80]})
         try:
@@ -172,7 +173,8 @@ def read_jobs(path: str | Path, defaults: dict[str, Any] | None = None) -> list[
             job.error = f"line {lineno}: {exc}" if not str(exc).startswith("line ") else str(exc)
         job.spec = {k: v for k, v in job.spec.items() if k in Job.__dataclass_fields__}
         job.key = _key(job.spec, job.files)
-        twins = sum(j.key.split("-")[0] == job.key for j in jobs)  # the same job twice: two jobs, two keys
+        twins = seen.get(job.key, 0)
+        seen[job.key] = twins + 1
         job.key += f"-{twins}" if twins else ""
         jobs.append(job)
     return jobs
