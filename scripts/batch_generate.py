@@ -89,19 +89,10 @@ def save_blend(bpy, out: Path) -> None:
     os.replace(tmp, out)
 
 
-def read_manifest(folder: Path) -> list[dict]:
-    """The done jobs of a batch folder whose result files are there, in job order (the last record of a job wins)."""
-    records: dict[str, dict] = {}
-    for line in (folder / "manifest.jsonl").read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict) and rec.get("key"):
-            records[rec["key"]] = rec
-    done = [r for r in records.values() if r.get("status") == "done" and r.get("outputs")
-            and all((folder / name).is_file() for name in r["outputs"])]
-    return sorted(done, key=lambda r: r.get("index", 0))
+def batch_manifest(module: str, folder: Path):
+    """The batch folder's :class:`~dreamsmith.core.batch.manifest.Manifest` (a standard-library module of the
+    engine: nothing heavy is imported into Blender)."""
+    return importlib.import_module(f"{module}.core.batch.manifest").Manifest(folder)
 
 
 def grid_place(i: int, n: int, spacing: float) -> tuple[float, float, float]:
@@ -113,7 +104,7 @@ def grid_place(i: int, n: int, spacing: float) -> tuple[float, float, float]:
 def import_batch(bpy, module: str, folder: Path, spacing: float) -> list[str]:
     """Import the finished jobs of ``folder`` on a grid; returns the new objects' names."""
     import_result = importlib.import_module(f"{module}.addon.scene_io").import_result
-    done = read_manifest(folder)
+    done = batch_manifest(module, folder).finished()
     names = []
     for i, rec in enumerate(done):
         inputs, summary = rec.get("inputs", {}), rec.get("summary", {})
@@ -230,9 +221,7 @@ def from_folder(args: argparse.Namespace, folder: Path, out: Path, prompts_file:
             return 2
     names = import_batch(bpy, module, folder, args.spacing)
     save_blend(bpy, out)
-    records = [json.loads(ln) for ln in (folder / "manifest.jsonl").read_text(encoding="utf-8").splitlines()
-               if ln.strip()]
-    failed = [r for r in records if r.get("status") != "done"]
+    failed = [r for r in batch_manifest(module, folder).records.values() if r.get("status") != "done"]
     for r in failed:
         print(f"FAILED {r.get('name', '?')}: {r.get('error', '')}", file=sys.stderr, flush=True)
     print(f"added {len(names)} objects from {folder}; saved {out}", flush=True)
