@@ -139,8 +139,11 @@ def picture_props(values: dict, summary: dict) -> dict:
     """The custom properties an image to 3D result gets besides the prompt's (``{}`` for a text job)."""
     if not values.get("image"):
         return {}
-    return {"image": summary.get("image") or picture_name(values), "elevation": float(values.get("elevation", 0.0)),
-            "fov": float(values.get("fov", 0.0))}
+    props = {"image": summary.get("image") or picture_name(values), "elevation": float(values.get("elevation", 0.0)),
+             "fov": float(values.get("fov", 0.0))}
+    if summary.get("caption"):  # no prompt was given: the words the prior read the picture as
+        props["caption"] = str(summary["caption"])
+    return props
 
 
 def reference_text(summary: dict) -> str:
@@ -148,4 +151,5 @@ def reference_text(summary: dict) -> str:
     iou = (summary.get("reference") or {}).get("iou")
     if not isinstance(iou, (int, float)):
         return ""
-    return f" Matches the picture's outline: IoU {iou:.2f} (1 is a perfect match)."
+    read = f" Read the picture as {summary['caption']!r}." if summary.get("caption") else ""
+    return f"{read} Matches the picture's outline: IoU {iou:.2f} (1 is a perfect match)."

@@ -66,6 +66,7 @@ class ReferenceImage:
         had_alpha: The mask came from the picture's alpha (else from a plain background).
         azimuth: The picture's azimuth in the prior's frame, degrees (estimated by a camera-conditioned prior; 0:
             the picture is the front).
+        caption: The prompt found in the prior's vocabulary for a picture given without one (``""``: none).
     """
 
     rgb: np.ndarray
@@ -73,6 +74,7 @@ class ReferenceImage:
     name: str
     had_alpha: bool
     azimuth: float = 0.0
+    caption: str = ""
 
 
 def _open(path: Path) -> Image.Image:

@@ -19,6 +19,7 @@ from ..config import to_dict
 from ..device import resolve_device, seeded_job
 from ..errors import InputError
 from ..events import CancelToken, ProgressCallback, StageReporter
+from ..guidance.caption import caption_candidates, find_caption
 from ..guidance.inversion import condition_on_picture, estimate_azimuth
 from ..guidance.sds import SDSConfig, SDSGuidance
 from ..image_input import ReferenceImage, load_reference
@@ -35,6 +36,7 @@ from ..stages.reference_view import (
     ImageConfig,
     MeshReference,
     ReferenceTarget,
+    check_image_config,
     reference_scores,
     turned_to_front,
 )
@@ -115,16 +117,27 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
         t0 = time.perf_counter()
         coarse_prior = load_prior(cfg.coarse_model, dev)
         image = reference is not None
-        guidance = make_guidance(coarse_prior, prompt, negative_prompt, cfg.prompt, cfg.coarse_guidance, image)
         timings["load"] = time.perf_counter() - t0
         if image:
             t0 = time.perf_counter()
+            probe = SDSGuidance(coarse_prior, PromptProcessor(coarse_prior, prompt, negative_prompt, cfg.prompt,
+                                                              allow_empty=True), cfg.coarse_guidance)
             picture = torch.from_numpy(reference.rgb)
             if cfg.image.find_azimuth:
-                reference.azimuth = estimate_azimuth(guidance, picture, cfg.image.elevation, gen)
-            if not prompt:
-                picture_condition(cfg, guidance, reference, gen, callback, cancel)
+                reference.azimuth = estimate_azimuth(probe, picture, cfg.image.elevation, gen)
+            if not prompt and cfg.image.condition == "caption":
+                reporter = StageReporter("picture", caption_candidates(cfg.image.caption, coarse_prior.tokenizer),
+                                         callback, cancel, every=4)
+                reference.caption = find_caption(probe, picture, reference.azimuth, cfg.image.elevation,
+                                                 cfg.image.caption, gen, cfg.prompt.view_dependent, reporter)
+            del probe
             timings["picture"] = time.perf_counter() - t0
+        text = reference.caption if image and not prompt else prompt
+        guidance = make_guidance(coarse_prior, text, negative_prompt, cfg.prompt, cfg.coarse_guidance, image)
+        if image and not text and cfg.image.condition == "embedding":
+            t0 = time.perf_counter()
+            picture_condition(cfg, guidance, reference, gen, callback, cancel)
+            timings["picture"] += time.perf_counter() - t0
 
         t0 = time.perf_counter()
         live = callback is not None  # live previews only for someone who listens
@@ -145,9 +158,9 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
         else:
             del guidance, coarse_prior
             gc.collect()
-            fine_guidance = make_guidance(load_prior(cfg.fine_model, dev), prompt, negative_prompt, cfg.prompt,
+            fine_guidance = make_guidance(load_prior(cfg.fine_model, dev), text, negative_prompt, cfg.prompt,
                                           cfg.fine_guidance, image)
-            if image and not prompt:
+            if image and not text and cfg.image.condition == "embedding":
                 picture_condition(cfg, fine_guidance, reference, gen, callback, cancel)
         geo = init_geometry(cfg.mesh, bbox, dev, model.density, source="text")
         timings["mesh"] = time.perf_counter() - t0  # loading the fine prior, initialising DMTet
@@ -229,6 +242,7 @@ def run_generate(prompt: str | None, out: str | os.PathLike, cfg: GenerateConfig
     reference = None
     if image:
         cfg = image_settings(cfg, elevation, fov)
+        check_image_config(cfg.image)
         text = (prompt or "").strip()
         prompt = check_prompt(text) if text else ""
         negative_prompt = check_prompt(negative_prompt, "negative prompt") if negative_prompt.strip() else ""
@@ -246,7 +260,9 @@ def run_generate(prompt: str | None, out: str | os.PathLike, cfg: GenerateConfig
     if reference is not None:
         extras |= {"image": reference.name, "elevation": cfg.image.elevation, "fov": cfg.image.fov,
                    "picture_azimuth": reference.azimuth}
-        summary = {"image": reference.name, "picture_azimuth": reference.azimuth,
+        if reference.caption:
+            extras["caption"] = summary["caption"] = reference.caption
+        summary |= {"image": reference.name, "picture_azimuth": reference.azimuth,
                    "reference": reference_scores(mesh, reference, cfg.image, cfg.mesh_sds.views)}
     write_outputs(mesh, out_path, preview, extras, state)
     return {"out": str(out_path), "faces": int(len(mesh.faces)), "vertices": int(len(mesh.verts)),

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..cameras import Cameras, ViewSamplerConfig, orbit_cameras
+from ..errors import ConfigError
+from ..guidance.caption import CaptionConfig
 from ..guidance.inversion import InversionConfig
 from ..image_input import ImageInputConfig, ReferenceImage
 from ..render.mesh import render_mesh, render_textured
@@ -46,8 +48,12 @@ class ImageConfig:
         coarse_size: Side of the coarse stage's reference render, pixels (0: the stage's render size).
         mesh_size: Side of the mesh stage's reference render, pixels (0: the stage's render size).
         score_size: Side of the render the result is scored at (IoU, colour error), pixels.
-        inversion: Without a prompt: the text condition learned from the picture (``steps`` 0: score
-            distillation runs unconditioned).
+        condition: What guides the unseen sides when no prompt is given: ``"caption"``, the prompt found in the
+            prior's vocabulary that best explains the picture (:mod:`~dreamsmith.core.guidance.caption`; it is
+            reported and recorded); ``"embedding"``, a text condition learned from the picture (textual inversion,
+            :mod:`~dreamsmith.core.guidance.inversion`); ``"none"``, unconditioned score distillation.
+        caption: How the caption is searched for.
+        inversion: How the embedding is learned (``steps`` 0: unconditioned).
         find_azimuth: With a prior that takes the camera as an input, estimate the picture's azimuth (the object's
             turn in the prior's frame) and put the reference camera there; the result is turned back so that the
             picture's view is its front (-Y).
@@ -65,9 +71,23 @@ class ImageConfig:
     coarse_size: int = 0
     mesh_size: int = 0
     score_size: int = 128
+    condition: Literal["caption", "embedding", "none"] = "caption"
+    caption: CaptionConfig = field(default_factory=CaptionConfig)
     inversion: InversionConfig = field(default_factory=InversionConfig)
     find_azimuth: bool = True
     min_component_fraction: float = 0.3
+
+
+CONDITIONS = ("caption", "embedding", "none")
+
+
+def check_image_config(cfg: ImageConfig) -> None:
+    """Raise :class:`ConfigError` for settings no picture can run with."""
+    if cfg.condition not in CONDITIONS:
+        raise ConfigError(f"image.condition must be one of {', '.join(CONDITIONS)}, got {cfg.condition!r}.")
+    if cfg.caption.batch < 1 or cfg.caption.sweeps < 1:
+        raise ConfigError(f"image.caption needs at least one noised copy and one sweep (batch={cfg.caption.batch}, "
+                          f"sweeps={cfg.caption.sweeps}).")
 
 
 def reference_fov(cfg: ImageConfig, views: ViewSamplerConfig) -> float:

@@ -286,7 +286,8 @@ print("REPORT " + json.dumps(REPORT))
 def test_image_to_3d_with_the_real_engine(tmp_path):
     png = tmp_path / "disc.png"
     Image.fromarray(DISC).save(png)
-    tiny = dict(TINY, image={"inversion": {"steps": 2, "batch": 1}, "score_size": 32})  # a few steps of each part
+    # a few steps of each part
+    tiny = dict(TINY, image={"inversion": {"steps": 2, "batch": 1}, "caption": {"batch": 4}, "score_size": 32})
     rep = _run(ENGINE, {"png": str(png), "model": str(REPO / "assets" / "demo_prior"), "tiny": tiny}, timeout=600)
     assert rep["result"] == "{'FINISHED'}", rep["result"]
     assert rep["delta"] == [1, 1, 1, 1] and rep["faces"] > 0

@@ -140,3 +140,48 @@ def test_turned_to_front_turns_about_z_only():
     out = turned_to_front(mesh, 90.0)  # the view from azimuth 90 (the +X side) becomes the front (-Y side)
     assert np.allclose(out.verts, [[-1.0, 0.0, 0.5], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0]], atol=1e-6)
     assert turned_to_front(mesh, 0.0) is mesh
+
+
+def test_caption_words_are_those_the_tokenizer_can_spell(demo_guidance, tmp_path):
+    from dreamsmith.core.errors import ConfigError
+    from dreamsmith.core.guidance.caption import CaptionConfig, slot_words
+
+    tok = demo_guidance[0].tokenizer
+    words = slot_words(CaptionConfig(), tok)  # the built-in lists, filtered to the toy prior's twelve words
+    assert words == {"colour": ["red", "green", "blue", "yellow"], "object": ["cube", "sphere", "cone", "torus"]}
+    own = tmp_path / "words.json"
+    own.write_text('{"shape": ["torus", "teapot", "cube"]}')
+    assert slot_words(CaptionConfig(template="a {shape}", words_file=str(own)), tok) == {"shape": ["torus", "cube"]}
+    for template, text, match in (("a {colour} {thing}", '{"colour": ["red"]}', "no list named 'thing'"),
+                                  ("a {shape}", '{"shape": ["teapot"]}', "knows none"),
+                                  ("a {shape}", "not json", "Cannot read")):
+        own.write_text(text)
+        with pytest.raises(ConfigError, match=match):
+            slot_words(CaptionConfig(template=template, words_file=str(own)), tok)
+
+
+@pytest.mark.parametrize(("shape", "colour", "azimuth", "elevation"), [
+    ("cube", "green", 200.0, 10.0), ("torus", "yellow", 60.0, 20.0), ("cone", "red", 300.0, 0.0)])
+def test_the_prior_captions_the_picture(demo_guidance, tmp_path, shape, colour, azimuth, elevation):
+    """Of the captions the prior can read, the one it denoises the picture best under names its shape and colour
+    (the azimuth found first, as the engine does)."""
+    from dreamsmith.core.guidance.caption import CaptionConfig, find_caption
+    from dreamsmith.core.guidance.inversion import estimate_azimuth
+
+    _, _, guidance = demo_guidance
+    ref = load_reference(write_picture(tmp_path / "pic.png", render_picture(shape, colour, azimuth, elevation)))
+    picture, gen = torch.from_numpy(ref.rgb), torch.Generator().manual_seed(0)
+    az = estimate_azimuth(guidance, picture, elevation, gen)
+    assert find_caption(guidance, picture, az, elevation, CaptionConfig(), gen) == f"a {colour} {shape}"
+
+
+def test_caption_search_slot_by_slot_finds_the_same_caption(demo_guidance, tmp_path):
+    """With more combinations than ``exhaustive``, the slots are searched in turn: same answer on a clear picture."""
+    from dreamsmith.core.guidance.caption import CaptionConfig, find_caption
+
+    _, _, guidance = demo_guidance
+    ref = load_reference(write_picture(tmp_path / "pic.png", render_picture("cube", "blue", 20.0, 10.0)))
+    picture = torch.from_numpy(ref.rgb)
+    full, by_slot = (find_caption(guidance, picture, 20.0, 10.0, CaptionConfig(exhaustive=n),
+                                  torch.Generator().manual_seed(0)) for n in (256, 1))
+    assert full == by_slot == "a blue cube"

@@ -43,14 +43,15 @@ def scaled_down(command: str) -> dict[str, Any]:
         return over
     over["coarse_sds"] = {"render_size": 32}
     if command == "image":  # image to 3D: generate with a picture; a few steps of learning its condition
-        over["image"] = {"inversion": {"steps": 2}}
+        over["image"] = {"inversion": {"steps": 2}, "caption": {"batch": 2, "sweeps": 1}}
     if command == "edit":
         over["prior_resolution"] = 24
     return over
 
 
 # The leaves scaled_down may change: steps and sizes.
-SCALED = {"steps", "render_size", "resolution", "n_samples_per_ray", "texture_size", "prior_resolution"}
+SCALED = {"steps", "render_size", "resolution", "n_samples_per_ray", "texture_size", "prior_resolution", "batch",
+          "sweeps"}
 
 
 def _config(command: str, preset: str, overrides: dict[str, Any]) -> dict[str, Any]:

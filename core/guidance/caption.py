@@ -1,0 +1,193 @@
+"""Image to 3D without a prompt: the picture's caption, chosen by the prior itself.
+
+A text-conditioned diffusion prior is also a zero-shot classifier (Li et al. 2023, "Your diffusion model is
+secretly a zero-shot classifier"): of a set of captions, the one under which it best denoises noised copies of the
+picture describes the picture. The captions are a template with word slots (``"a {colour} {object}"``) filled from
+word lists (:data:`WORDS_FILE`, or the user's own); words the tokenizer cannot spell (unknown tokens, as most are
+for the toy prior's twelve-word vocabulary) are left out. Every combination is tried when there are few, else the
+slots are searched in turn (coordinate descent) until a pass changes nothing. Every caption is scored on the same
+noised copies (same timesteps, same noise), by the prediction guided at the stage's scale at the picture's camera,
+with the view words the picture's camera will get in score distillation.
+
+Why a caption and not a learned embedding (:mod:`.inversion`): an embedding fitted to one view explains the picture
+from its side but lies off the text encoder's manifold, and the prior draws something else from behind (measured
+with the toy prior: a red cube's learned condition sampled as a red sphere, a dark cube and a blue cube from the
+other three sides). A caption means the same from every side. Why a template and not any words: a free search over
+the vocabulary finds word salad ("view view side", "green green green") that scores well only because it barely
+guides. The caption is printed and recorded with the result.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..errors import ConfigError
+from ..prompts import VIEW_SUFFIXES, view_index
+from .camera import camera_features
+
+WORDS_FILE = Path(__file__).with_name("caption_words.json")
+
+
+@dataclass
+class CaptionConfig:
+    """Choosing the picture's caption.
+
+    Attributes:
+        template: The caption with ``{slot}`` fields, each filled from the word list of that name.
+        words_file: A JSON file ``{"slot": ["word", ...], ...}`` (``""``: the built-in lists of colours and materials
+            and of common objects).
+        exhaustive: Try every combination when there are at most this many, else search the slots in turn.
+        sweeps: Most passes over the slots in that search.
+        batch: Noised copies of the picture every caption is scored on.
+        guidance_scale: Scale of the guided prediction that is scored (0: the stage's own).
+        min_step_percent: Smallest timestep drawn, as a fraction of the scheduler's training steps.
+        max_step_percent: Largest timestep drawn.
+    """
+
+    template: str = "a {colour} {object}"
+    words_file: str = ""
+    exhaustive: int = 256
+    sweeps: int = 3
+    batch: int = 64
+    guidance_scale: float = 0.0
+    min_step_percent: float = 0.1
+    max_step_percent: float = 0.9
+
+
+def slot_words(cfg: CaptionConfig, tokenizer) -> dict[str, list[str]]:
+    """The template's slots and the words of each the tokenizer can spell (no unknown token).
+
+    Raises:
+        ConfigError: A template field without a word list, an unreadable list, or a slot left with no word.
+    """
+    path = Path(cfg.words_file).expanduser() if cfg.words_file else WORDS_FILE
+    try:
+        lists = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"Cannot read the caption word lists {str(path)!r}: {exc}") from exc
+    slots = [name for _, name, _, _ in string.Formatter().parse(cfg.template) if name]
+    unk = getattr(tokenizer, "unk_token_id", None)
+    out = {}
+    for slot in dict.fromkeys(slots):
+        words = lists.get(slot) if isinstance(lists, dict) else None
+        if not isinstance(words, list):
+            raise ConfigError(f"The caption template {cfg.template!r} has the slot {{{slot}}} but {str(path)!r} has "
+                              f"no list named {slot!r}.")
+        known = [w for w in dict.fromkeys(str(w).strip() for w in words) if w
+                 and unk not in tokenizer(w, add_special_tokens=False)["input_ids"]]
+        if not known:
+            raise ConfigError(f"The model's tokenizer knows none of the {slot!r} words in {str(path)!r}; give a word "
+                              f"list it can spell (image.caption.words_file) or a prompt.")
+        out[slot] = known
+    return out
+
+
+class _Scorer:
+    """The guided denoising error of the picture under text conditions, on one fixed set of noised copies."""
+
+    def __init__(self, guidance, picture: Tensor, azimuth: float, elevation: float, cfg: CaptionConfig,
+                 generator: torch.Generator) -> None:
+        prior = guidance.prior
+        self.guidance, self.unet = guidance, prior.unet
+        with torch.no_grad():
+            x0 = guidance.encode(picture[None].to(guidance.device), generator)
+        n, total = cfg.batch, guidance.num_train_timesteps
+        lo, hi = int(cfg.min_step_percent * total), min(int(cfg.max_step_percent * total), total - 1)
+        self.t = torch.randint(lo, max(hi, lo) + 1, (n,), generator=generator,
+                               device=generator.device).to(guidance.device)
+        noise = guidance._randn((n, *x0.shape[1:]), generator)
+        a = guidance.alphas_cumprod[self.t].view(-1, 1, 1, 1)
+        self.x_t = (a.sqrt() * x0 + (1.0 - a).sqrt() * noise).to(self.unet.dtype)
+        self.target = noise
+        if guidance.prediction_type == "v_prediction":
+            self.target = a.sqrt() * noise - (1.0 - a).sqrt() * x0
+        elif guidance.prediction_type == "sample":
+            self.target = x0.expand_as(noise)
+        self.extra = {}
+        if prior.camera_features:
+            cam = camera_features(torch.full((n,), float(azimuth)), torch.full((n,), float(elevation)),
+                                  prior.camera_features)
+            self.extra = {"class_labels": cam.to(guidance.device, self.unet.dtype)}
+        self.scale = cfg.guidance_scale or guidance.cfg.guidance_scale
+        self.channels = x0.shape[1]
+        self.uncond = self._predict(guidance.prompts.uncond[0].float())
+
+    @torch.no_grad()
+    def _predict(self, emb: Tensor) -> Tensor:
+        n = self.x_t.shape[0]
+        with self.guidance._autocast():
+            out = self.unet(self.x_t, self.t, encoder_hidden_states=emb[None].expand(n, -1, -1).to(self.unet.dtype),
+                            **self.extra).sample.float()
+        return out[:, :self.channels]
+
+    def error(self, emb: Tensor) -> float:
+        """Mean squared error of the guided prediction under the condition ``emb [L, D]``."""
+        pred = self.uncond + self.scale * (self._predict(emb) - self.uncond)
+        return F.mse_loss(pred, self.target).item()
+
+
+def find_caption(guidance, picture: Tensor, azimuth: float, elevation: float, cfg: CaptionConfig,
+                 generator: torch.Generator, view_dependent: bool = True, reporter=None) -> str:
+    """The caption under which ``guidance``'s prior best denoises ``picture`` (``[H, W, 3]`` in [0, 1], the object
+    on white) seen from ``azimuth``/``elevation`` (degrees).
+
+    ``guidance``'s prior must still have its text encoder (the captions are embedded through its prompt processor
+    and caches); the unconditional half is its prompts' (the empty text or the negative prompt), as in score
+    distillation. With ``view_dependent``, every caption carries the view words of the picture's camera.
+    """
+    prompts = guidance.prompts
+    slots = slot_words(cfg, guidance.prior.tokenizer)
+    names = list(slots)
+    scorer = _Scorer(guidance, picture, azimuth, elevation, cfg, generator)
+    suffix = ""
+    if view_dependent:
+        suffix = VIEW_SUFFIXES[int(view_index(torch.tensor([float(azimuth)]), torch.tensor([float(elevation)])))]
+    scores: dict[tuple[str, ...], float] = {}
+
+    def score(choices: list[tuple[str, ...]]) -> None:
+        todo = [c for c in dict.fromkeys(choices) if c not in scores]
+        texts = [cfg.template.format(**dict(zip(names, c, strict=True))) for c in todo]
+        for text in texts:
+            prompts.validate(text + suffix, "caption")
+        for c, emb in zip(todo, prompts.embed([t + suffix for t in texts]), strict=True):
+            scores[c] = scorer.error(emb.to(guidance.device))
+            if reporter is not None:
+                reporter.step(min(len(scores), reporter.total), scores[c])
+
+    total = 1
+    for words in slots.values():
+        total *= len(words)
+    if total <= cfg.exhaustive:
+        score(list(itertools.product(*slots.values())))
+        return _caption(cfg, names, min(scores, key=scores.get))
+    current = tuple(words[0] for words in slots.values())
+    for _sweep in range(cfg.sweeps):
+        before = current
+        for k, name in enumerate(names):
+            trials = [current[:k] + (w,) + current[k + 1:] for w in slots[name]]
+            score(trials)
+            current = min(trials, key=scores.get)
+        if current == before:
+            break
+    return _caption(cfg, names, current)
+
+
+def caption_candidates(cfg: CaptionConfig, tokenizer) -> int:
+    """How many captions :func:`find_caption` scores at most (progress totals)."""
+    sizes = [len(w) for w in slot_words(cfg, tokenizer).values()]
+    total = 1
+    for s in sizes:
+        total *= s
+    return total if total <= cfg.exhaustive else cfg.sweeps * sum(sizes)
+
+
+def _caption(cfg: CaptionConfig, names: list[str], choice: tuple[str, ...]) -> str:
+    return cfg.template.format(**dict(zip(names, choice, strict=True)))
