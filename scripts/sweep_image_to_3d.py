@@ -4,9 +4,10 @@
 Pictures are ray-marched renders of the toy prior's primitives (shaded with its light, 256 px), taken from a random
 azimuth (0-360) and elevation (-10..40 degrees) at the prior's distance and field of view; half are PNGs with alpha,
 half RGB on a plain white background. The engine is given the elevation (``--elevation``), never the azimuth: the
-picture defines the front. Each row: seconds, shape (nearest primitive by Chamfer, minimised over turns about Z, as
-``sweep_toy_prior.py`` judges text results), colour (the texture's dominant colour), and the result's silhouette IoU
-and colour error at the picture's camera (the engine's own summary).
+picture defines the front. Each row: seconds, the caption the prior gave the picture (no prompt), shape (nearest
+primitive by Chamfer, minimised over turns about Z, as ``sweep_toy_prior.py`` judges text results), colour (the
+texture's dominant colour), and the result's silhouette IoU and colour error at the picture's camera (the engine's
+own summary).
 
     python scripts/sweep_image_to_3d.py [--n 16] [--seed 0] [--prompt] [--out DIR] [--config JSON]
 """
@@ -113,16 +114,18 @@ def main() -> int:
                                    image=pic, elevation=el)
             row = {"picture": pic.name, "azimuth": round(az), "elevation": round(el),
                    "seconds": round(time.perf_counter() - t0, 1), **judge(out_dir / f"{name}.glb", prims),
-                   **summary["reference"], "want": f"{colour} {shape}"}
+                   **summary["reference"], "caption": summary.get("caption", ""), "want": f"{colour} {shape}"}
             rows.append(row)
             print(json.dumps(row), flush=True)
     ok_s = sum(r["shape"] == r["want"].split()[1] for r in rows)
     ok_c = sum(r["colour"] == r["want"].split()[0] for r in rows)
-    print("\n| picture | az / el | s | shape | colour | IoU | colour error | Chamfer % cube / sphere / cone / torus |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| picture | az / el | s | caption | shape | colour | IoU | colour error | "
+          "Chamfer % cube / sphere / cone / torus |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         d = r["chamfer_pct"]
-        print(f"| {r['picture']} | {r['azimuth']} / {r['elevation']} | {r['seconds']:.0f} | {r['shape']} | "
+        print(f"| {r['picture']} | {r['azimuth']} / {r['elevation']} | {r['seconds']:.0f} | {r['caption'] or '-'} | "
+              f"{r['shape']} | "
               f"{r['colour']} | {r['iou']:.3f} | {r['colour_error']:.3f} | "
               f"{d['cube']:.2f} / {d['sphere']:.2f} / {d['cone']:.2f} / {d['torus']:.2f} |")
     ious = [r["iou"] for r in rows]

@@ -62,31 +62,45 @@ class CaptionConfig:
     max_step_percent: float = 0.9
 
 
-def slot_words(cfg: CaptionConfig, tokenizer) -> dict[str, list[str]]:
-    """The template's slots and the words of each the tokenizer can spell (no unknown token).
+def word_lists(cfg: CaptionConfig) -> dict[str, list[str]]:
+    """The template's slots and their word lists as the file gives them (checked before any model is loaded).
 
     Raises:
-        ConfigError: A template field without a word list, an unreadable list, or a slot left with no word.
+        ConfigError: An unreadable file, or a template field without a list of words.
     """
     path = Path(cfg.words_file).expanduser() if cfg.words_file else WORDS_FILE
     try:
         lists = json.loads(path.read_text(encoding="utf-8"))
+        slots = [name for _, name, _, _ in string.Formatter().parse(cfg.template) if name is not None]
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"Cannot read the caption word lists {str(path)!r}: {exc}") from exc
-    slots = [name for _, name, _, _ in string.Formatter().parse(cfg.template) if name]
-    unk = getattr(tokenizer, "unk_token_id", None)
+        raise ConfigError(f"Cannot read the caption word lists {str(path)!r} or the template {cfg.template!r}: "
+                          f"{exc}") from exc
+    if not slots:
+        raise ConfigError(f"The caption template {cfg.template!r} has no {{slot}} to fill; e.g. 'a {{colour}} "
+                          f"{{object}}'.")
     out = {}
     for slot in dict.fromkeys(slots):
         words = lists.get(slot) if isinstance(lists, dict) else None
-        if not isinstance(words, list):
+        if not isinstance(words, list) or not words:
             raise ConfigError(f"The caption template {cfg.template!r} has the slot {{{slot}}} but {str(path)!r} has "
-                              f"no list named {slot!r}.")
-        known = [w for w in dict.fromkeys(str(w).strip() for w in words) if w
-                 and unk not in tokenizer(w, add_special_tokens=False)["input_ids"]]
-        if not known:
-            raise ConfigError(f"The model's tokenizer knows none of the {slot!r} words in {str(path)!r}; give a word "
-                              f"list it can spell (image.caption.words_file) or a prompt.")
-        out[slot] = known
+                              f"no list of words named {slot!r}.")
+        out[slot] = [w for w in dict.fromkeys(str(w).strip() for w in words) if w]
+    return out
+
+
+def slot_words(cfg: CaptionConfig, tokenizer) -> dict[str, list[str]]:
+    """The template's slots and the words of each the tokenizer can spell (no unknown token).
+
+    Raises:
+        ConfigError: As :func:`word_lists`, or a slot left with no word the tokenizer knows.
+    """
+    unk = getattr(tokenizer, "unk_token_id", None)
+    out = {}
+    for slot, words in word_lists(cfg).items():
+        out[slot] = [w for w in words if unk not in tokenizer(w, add_special_tokens=False)["input_ids"]]
+        if not out[slot]:
+            raise ConfigError(f"The model's tokenizer knows none of the {slot!r} words for the caption; give word "
+                              f"lists it can spell (image.caption.words_file) or a prompt.")
     return out
 
 

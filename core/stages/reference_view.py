@@ -26,7 +26,7 @@ from torch import Tensor
 
 from ..cameras import Cameras, ViewSamplerConfig, orbit_cameras
 from ..errors import ConfigError
-from ..guidance.caption import CaptionConfig
+from ..guidance.caption import CaptionConfig, word_lists
 from ..guidance.inversion import InversionConfig
 from ..image_input import ImageInputConfig, ReferenceImage
 from ..render.mesh import render_mesh, render_textured
@@ -88,6 +88,8 @@ def check_image_config(cfg: ImageConfig) -> None:
     if cfg.caption.batch < 1 or cfg.caption.sweeps < 1:
         raise ConfigError(f"image.caption needs at least one noised copy and one sweep (batch={cfg.caption.batch}, "
                           f"sweeps={cfg.caption.sweeps}).")
+    if cfg.condition == "caption":
+        word_lists(cfg.caption)
 
 
 def reference_fov(cfg: ImageConfig, views: ViewSamplerConfig) -> float:

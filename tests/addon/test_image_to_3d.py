@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import sys
 
 import numpy as np
@@ -128,6 +129,8 @@ shutil.copy({glb!r}, job["out"])
 summary = {{"models": {{"coarse": "toy", "fine": "toy"}}}}
 if job["image"]:
     summary |= {{"image": os.path.basename(job["image"]), "reference": {{"iou": 0.83, "colour_error": 0.1}}}}
+    if not job["prompt"]:  # the engine's own caption of a picture given without words
+        summary["caption"] = "a yellow disc"
 print(json.dumps({{"type": "done", "out": job["out"], "summary": summary}}), flush=True)
 """
 
@@ -235,7 +238,9 @@ def test_image_jobs_send_the_picture_and_label_the_result(tmp_path):
     assert obj["props"]["dreamsmith_image"] == "disc.png" and obj["props"]["dreamsmith_prompt"] == ""
     assert obj["props"]["dreamsmith_elevation"] == 15.0 and obj["props"]["dreamsmith_fov"] == 40.0
     assert obj["props"]["dreamsmith_seed"] == 3 and obj["props"]["dreamsmith_coarse_model"] == "toy"
-    assert rep["file_message"].startswith("Added 'disc'. Matches the picture's outline: IoU 0.83")
+    assert obj["props"]["dreamsmith_caption"] == "a yellow disc"
+    assert rep["file_message"].startswith("Added 'disc'. Read the picture as 'a yellow disc'. Matches the picture's "
+                                          "outline: IoU 0.83"), rep["file_message"]
 
     # 2. a packed image: written as a PNG into the job's folder, the same pixels (alpha kept), data-block untouched
     job = jobs[1]
@@ -246,6 +251,7 @@ def test_image_jobs_send_the_picture_and_label_the_result(tmp_path):
     written = Image.open(record / "01-picture")
     assert written.format == "PNG" and written.mode == "RGBA" and np.array_equal(np.asarray(written), DISC)
     assert rep["packed_obj"]["props"]["dreamsmith_image"] == os.path.basename(job["image"])
+    assert "dreamsmith_caption" not in rep["packed_obj"]["props"]  # words were given: none was sought
 
     # 3. a generated (painted) image: a PNG in the job folder, without alpha (all opaque), right way up
     job = jobs[2]
@@ -294,5 +300,8 @@ def test_image_to_3d_with_the_real_engine(tmp_path):
     props = rep["props"]
     assert props["dreamsmith_image"] == "disc.png" and props["dreamsmith_prompt"] == ""
     assert props["dreamsmith_elevation"] == 10.0 and props["dreamsmith_fov"] == 0.0
-    assert rep["message"].startswith("Added 'disc'. Matches the picture's outline: IoU "), rep["message"]
+    # the toy prior read the yellow disc in its own words: one of its colours and shapes
+    assert re.fullmatch(r"a (red|green|blue|yellow) (cube|sphere|cone|torus)", props["dreamsmith_caption"]), props
+    assert rep["message"].startswith(f"Added 'disc'. Read the picture as {props['dreamsmith_caption']!r}. Matches "
+                                     "the picture's outline: IoU "), rep["message"]
     assert rep["job_dirs"] == []

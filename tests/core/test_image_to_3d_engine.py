@@ -59,6 +59,14 @@ def test_bad_camera_and_missing_inputs_exit_2(tmp_path, capsys):
     for args in (["--fov", "200"], ["--elevation", "90"], ["--elevation", "nan"]):
         assert main(["generate", "--image", str(pic), *args, "--out", out, "--quiet"]) == 2, args
         assert "degrees" in capsys.readouterr().err
+    bad_words = tmp_path / "words.json"
+    bad_words.write_text('{"colour": ["red"]}')  # no list for {object}
+    config = tmp_path / "config.json"
+    config.write_text(f'{{"image": {{"caption": {{"words_file": "{bad_words.as_posix()}"}}}}}}')
+    assert main(["generate", "--image", str(pic), "--config", str(config), "--model", "/does/not/exist",
+                 "--out", out, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "no list of words named 'object'" in err and "does/not/exist" not in err, err  # before the model
     assert main(["generate", "--out", out, "--quiet"]) == 2  # neither a prompt nor a picture
     assert "prompt is empty" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.glb"))
@@ -152,9 +160,9 @@ def test_caption_words_are_those_the_tokenizer_can_spell(demo_guidance, tmp_path
     own = tmp_path / "words.json"
     own.write_text('{"shape": ["torus", "teapot", "cube"]}')
     assert slot_words(CaptionConfig(template="a {shape}", words_file=str(own)), tok) == {"shape": ["torus", "cube"]}
-    for template, text, match in (("a {colour} {thing}", '{"colour": ["red"]}', "no list named 'thing'"),
+    for template, text, match in (("a {colour} {thing}", '{"colour": ["red"]}', "no list of words named 'thing'"),
                                   ("a {shape}", '{"shape": ["teapot"]}', "knows none"),
-                                  ("a {shape}", "not json", "Cannot read")):
+                                  ("a {shape}", "not json", "Cannot read"), ("a thing", "{}", "no {slot}")):
         own.write_text(text)
         with pytest.raises(ConfigError, match=match):
             slot_words(CaptionConfig(template=template, words_file=str(own)), tok)
