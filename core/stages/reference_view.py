@@ -71,7 +71,7 @@ class ImageConfig:
     coarse_size: int = 0
     mesh_size: int = 0
     score_size: int = 128
-    condition: Literal["caption", "embedding", "none"] = "caption"
+    condition: Literal["caption", "embedding", "none"] = "embedding"
     caption: CaptionConfig = field(default_factory=CaptionConfig)
     inversion: InversionConfig = field(default_factory=InversionConfig)
     find_azimuth: bool = True

@@ -37,5 +37,4 @@ def test_picture_becomes_its_object(tmp_path, capsys, primitives, shape, colour,
     assert summary["reference"]["iou"] >= 0.85, summary
     assert summary["reference"]["colour_error"] < 0.1, summary
     assert read_mesh(out)[0].shape[0] > 100
-    # without words, the prior's own caption of the picture guided the unseen sides; with them, none was sought
-    assert summary.get("caption") == (None if prompt else f"a {colour} {shape}"), summary
+    assert "caption" not in summary, summary  # the default condition without words is learned, not a caption
