@@ -3,6 +3,7 @@ picture's learned condition."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,7 @@ def test_bad_camera_and_missing_inputs_exit_2(tmp_path, capsys):
     bad_words = tmp_path / "words.json"
     bad_words.write_text('{"colour": ["red"]}')  # no list for {object}
     config = tmp_path / "config.json"
-    config.write_text(f'{{"image": {{"caption": {{"words_file": "{bad_words.as_posix()}"}}}}}}')
+    config.write_text(json.dumps({"image": {"condition": "caption", "caption": {"words_file": str(bad_words)}}}))
     assert main(["generate", "--image", str(pic), "--config", str(config), "--model", "/does/not/exist",
                  "--out", out, "--quiet"]) == 2
     err = capsys.readouterr().err
