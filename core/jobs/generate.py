@@ -133,7 +133,9 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
             del probe
             timings["picture"] = time.perf_counter() - t0
         text = reference.caption if image and not prompt else prompt
+        t0 = time.perf_counter()
         guidance = make_guidance(coarse_prior, text, negative_prompt, cfg.prompt, cfg.coarse_guidance, image)
+        timings["load"] += time.perf_counter() - t0  # the model and its prompt's embeddings, as for every job
         if image and not text and cfg.image.condition == "embedding":
             t0 = time.perf_counter()
             picture_condition(cfg, guidance, reference, gen, callback, cancel)
