@@ -77,8 +77,8 @@ def squared_up(verts: np.ndarray, step_deg: float = 1.0) -> np.ndarray:
 
 def shape_distance(verts: np.ndarray, faces: np.ndarray, prim: tuple[np.ndarray, np.ndarray], shape: str) -> float:
     """Symmetric Chamfer distance (% of the unit diagonal) to a normalised primitive: the result squared up and
-    normalised once, then minimised over Z turns within the primitive's symmetry."""
-    v = normalised(squared_up(verts))
+    normalised once per turn, minimised over Z turns within the primitive's symmetry."""
+    v = squared_up(verts)
     return min(100 * chamfer_meshes((normalised(v @ r.T), faces), prim, n=20000, normalise_by=None)["symmetric"]
                for r in yaw_turns(shape))
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,13 +119,8 @@ class _Scorer:
         self.t = torch.randint(lo, max(hi, lo) + 1, (n,), generator=generator,
                                device=generator.device).to(guidance.device)
         noise = guidance._randn((n, *x0.shape[1:]), generator)
-        a = guidance.alphas_cumprod[self.t].view(-1, 1, 1, 1)
-        self.x_t = (a.sqrt() * x0 + (1.0 - a).sqrt() * noise).to(self.unet.dtype)
-        self.target = noise
-        if guidance.prediction_type == "v_prediction":
-            self.target = a.sqrt() * noise - (1.0 - a).sqrt() * x0
-        elif guidance.prediction_type == "sample":
-            self.target = x0.expand_as(noise)
+        self.x_t = guidance.noised(x0, noise, self.t).to(self.unet.dtype)
+        self.target = guidance.target(x0, noise, self.t)
         self.extra = {}
         if prior.camera_features:
             cam = camera_features(torch.full((n,), float(azimuth)), torch.full((n,), float(elevation)),
@@ -168,7 +164,7 @@ def find_caption(guidance, picture: Tensor, azimuth: float, elevation: float, cf
 
     def score(choices: list[tuple[str, ...]]) -> None:
         todo = [c for c in dict.fromkeys(choices) if c not in scores]
-        texts = [cfg.template.format(**dict(zip(names, c, strict=True))) for c in todo]
+        texts = [_caption(cfg, names, c) for c in todo]
         for text in texts:
             prompts.validate(text + suffix, "caption")
         for c, emb in zip(todo, prompts.embed([t + suffix for t in texts]), strict=True):
@@ -176,10 +172,7 @@ def find_caption(guidance, picture: Tensor, azimuth: float, elevation: float, cf
             if reporter is not None:
                 reporter.step(min(len(scores), reporter.total), scores[c])
 
-    total = 1
-    for words in slots.values():
-        total *= len(words)
-    if total <= cfg.exhaustive:
+    if _exhaustive(cfg, slots):
         score(list(itertools.product(*slots.values())))
         return _caption(cfg, names, min(scores, key=scores.get))
     current = tuple(words[0] for words in slots.values())
@@ -196,11 +189,14 @@ def find_caption(guidance, picture: Tensor, azimuth: float, elevation: float, cf
 
 def caption_candidates(cfg: CaptionConfig, tokenizer) -> int:
     """How many captions :func:`find_caption` scores at most (progress totals)."""
-    sizes = [len(w) for w in slot_words(cfg, tokenizer).values()]
-    total = 1
-    for s in sizes:
-        total *= s
-    return total if total <= cfg.exhaustive else cfg.sweeps * sum(sizes)
+    slots = slot_words(cfg, tokenizer)
+    sizes = [len(words) for words in slots.values()]
+    return math.prod(sizes) if _exhaustive(cfg, slots) else cfg.sweeps * sum(sizes)
+
+
+def _exhaustive(cfg: CaptionConfig, slots: dict[str, list[str]]) -> bool:
+    """Whether every combination of the slots' words is tried (at most ``cfg.exhaustive`` of them)."""
+    return math.prod(map(len, slots.values())) <= cfg.exhaustive
 
 
 def _caption(cfg: CaptionConfig, names: list[str], choice: tuple[str, ...]) -> str:

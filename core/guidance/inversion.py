@@ -76,8 +76,7 @@ def invert_picture(guidance, picture: Tensor, azimuth: float, elevation: float, 
         t = torch.randint(lo, max(hi, lo) + 1, (cfg.batch,), generator=generator,
                           device=generator.device).to(guidance.device)
         noise = guidance._randn((cfg.batch, *x0.shape[1:]), generator)
-        a = guidance.alphas_cumprod[t].view(-1, 1, 1, 1)
-        x_t = a.sqrt() * x0 + (1.0 - a).sqrt() * noise
+        x_t = guidance.noised(x0, noise, t)
         extra = {"class_labels": camera} if camera is not None else {}
         c = x0.shape[1]
         with guidance._autocast():
@@ -87,12 +86,7 @@ def invert_picture(guidance, picture: Tensor, azimuth: float, elevation: float, 
                 with torch.no_grad():
                     uncond = unet(x_t.to(unet.dtype), t, encoder_hidden_states=empty_b, **extra).sample.float()[:, :c]
                 pred = uncond + scale * (pred - uncond)
-        target = noise
-        if guidance.prediction_type == "v_prediction":
-            target = a.sqrt() * noise - (1.0 - a).sqrt() * x0
-        elif guidance.prediction_type == "sample":
-            target = x0.expand_as(pred)
-        loss = F.mse_loss(pred, target)
+        loss = F.mse_loss(pred, guidance.target(x0, noise, t))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -120,8 +114,7 @@ def estimate_azimuth(guidance, picture: Tensor, elevation: float, generator: tor
     t = torch.randint(int(0.1 * n), int(0.98 * n), (batch,), generator=generator,
                       device=generator.device).to(guidance.device)
     noise = guidance._randn((batch, *x0.shape[1:]), generator)
-    a = guidance.alphas_cumprod[t].view(-1, 1, 1, 1)
-    x_t = (a.sqrt() * x0 + (1.0 - a).sqrt() * noise).to(unet.dtype)
+    x_t = guidance.noised(x0, noise, t).to(unet.dtype)
     empty = guidance.prompts.uncond[0][None].expand(batch, -1, -1).to(unet.dtype)
     best, best_loss = 0.0, float("inf")
     for az in torch.arange(0.0, 360.0, step_deg).tolist():

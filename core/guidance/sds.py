@@ -136,6 +136,21 @@ class SDSGuidance:
         shift = getattr(vae.config, "shift_factor", None) or 0.0
         return (z - shift) * vae.config.scaling_factor
 
+    def noised(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        """``x0`` noised to timesteps ``t [B]``: ``sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) noise``."""
+        a = self.alphas_cumprod[t].view(-1, 1, 1, 1)
+        return a.sqrt() * x0 + (1.0 - a).sqrt() * noise
+
+    def target(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        """What the UNet should predict for ``x0`` noised with ``noise`` at ``t``: the noise, ``v`` or the clean
+        sample, by the scheduler's prediction type (the denoising error of inversion and captioning)."""
+        a = self.alphas_cumprod[t].view(-1, 1, 1, 1)
+        if self.prediction_type == "v_prediction":
+            return a.sqrt() * noise - (1.0 - a).sqrt() * x0
+        if self.prediction_type == "sample":
+            return x0.expand_as(noise)
+        return noise
+
     def weight(self, t: Tensor) -> Tensor:
         """``w(t)`` per sample, ``[B]``."""
         a = self.alphas_cumprod[t]
@@ -204,8 +219,7 @@ class SDSGuidance:
         views = self.prompts.view_index(azimuth, elevation).to(self.device)
         uncond, cond = self.prompts.embeddings(views)
         with torch.no_grad():
-            a = self.alphas_cumprod[t].view(-1, 1, 1, 1)
-            x_t = a.sqrt() * latents.detach() + (1.0 - a).sqrt() * noise
+            x_t = self.noised(latents.detach(), noise, t)
             camera = None
             if self.prior.camera_features:
                 camera = camera_features(azimuth, elevation, self.prior.camera_features).to(self.device)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, get_args
 
 import numpy as np
 import torch
@@ -30,6 +30,9 @@ from ..guidance.caption import CaptionConfig, word_lists
 from ..guidance.inversion import InversionConfig
 from ..image_input import ImageInputConfig, ReferenceImage
 from ..render.mesh import render_mesh, render_textured
+
+Condition = Literal["caption", "embedding", "none"]
+CONDITIONS = get_args(Condition)
 
 
 @dataclass
@@ -71,14 +74,11 @@ class ImageConfig:
     coarse_size: int = 0
     mesh_size: int = 0
     score_size: int = 128
-    condition: Literal["caption", "embedding", "none"] = "embedding"
+    condition: Condition = "embedding"
     caption: CaptionConfig = field(default_factory=CaptionConfig)
     inversion: InversionConfig = field(default_factory=InversionConfig)
     find_azimuth: bool = True
     min_component_fraction: float = 0.3
-
-
-CONDITIONS = ("caption", "embedding", "none")
 
 
 def check_image_config(cfg: ImageConfig) -> None:
