@@ -152,4 +152,7 @@ def reference_text(summary: dict) -> str:
     if not isinstance(iou, (int, float)):
         return ""
     read = f" Read the picture as {summary['caption']!r}." if summary.get("caption") else ""
+    unsure = summary.get("caption_set_aside") or {}
+    if not read and unsure.get("caption"):
+        read = f" Not sure the picture is {unsure['caption']!r}: learned its look instead."
     return f"{read} Matches the picture's outline: IoU {iou:.2f} (1 is a perfect match)."

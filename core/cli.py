@@ -169,6 +169,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:
         return user_error_exit(exc)
-    print(json.dumps({k: summary[k] for k in ("out", "faces", "vertices", "seconds", "image", "caption", "reference")
-                      if k in summary}))
+    shown = ("out", "faces", "vertices", "seconds", "image", "caption", "caption_set_aside", "reference")
+    print(json.dumps({k: summary[k] for k in shown if k in summary}))
     return 0

@@ -66,7 +66,10 @@ class ReferenceImage:
         had_alpha: The mask came from the picture's alpha (else from a plain background).
         azimuth: The picture's azimuth in the prior's frame, degrees (estimated by a camera-conditioned prior; 0:
             the picture is the front).
-        caption: The prompt found in the prior's vocabulary for a picture given without one (``""``: none).
+        caption: The prompt found in the prior's vocabulary for a picture given without one, when used (``""``:
+            none).
+        caption_read: The caption the prior gave the picture, used or not (``""``: none was read).
+        caption_margin: How clearly that caption won (:class:`~dreamsmith.core.guidance.caption.CaptionReading`).
     """
 
     rgb: np.ndarray
@@ -75,6 +78,8 @@ class ReferenceImage:
     had_alpha: bool
     azimuth: float = 0.0
     caption: str = ""
+    caption_read: str = ""
+    caption_margin: float = 0.0
 
 
 def _open(path: Path) -> Image.Image:

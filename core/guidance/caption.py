@@ -51,6 +51,9 @@ class CaptionConfig:
         guidance_scale: Scale of the guided prediction that is scored (0: the stage's own).
         min_step_percent: Smallest timestep drawn, as a fraction of the scheduler's training steps.
         max_step_percent: Largest timestep drawn.
+        min_margin: How clearly the caption must win to be used: for every slot, the best other word's error must
+            be at least this fraction above the caption's (0: any caption is used). A caption that does not is
+            reported and set aside, and the picture's condition is learned instead (``embedding``).
     """
 
     template: str = "a {colour} {object}"
@@ -61,6 +64,25 @@ class CaptionConfig:
     guidance_scale: float = 0.0
     min_step_percent: float = 0.1
     max_step_percent: float = 0.9
+    min_margin: float = 0.0
+
+
+@dataclass
+class CaptionReading:
+    """The caption the prior gave a picture.
+
+    Attributes:
+        text: The caption (the template filled in).
+        margin: The smallest, over the slots, relative gap between the best other word's error and the caption's
+            (``inf`` when no slot had a choice).
+    """
+
+    text: str
+    margin: float
+
+    def clear(self, cfg: CaptionConfig) -> bool:
+        """Whether the caption won by at least ``cfg.min_margin``."""
+        return self.margin >= cfg.min_margin
 
 
 def word_lists(cfg: CaptionConfig) -> dict[str, list[str]]:
@@ -146,6 +168,12 @@ class _Scorer:
 
 def find_caption(guidance, picture: Tensor, azimuth: float, elevation: float, cfg: CaptionConfig,
                  generator: torch.Generator, view_dependent: bool = True, reporter=None) -> str:
+    """The caption text of :func:`read_caption`."""
+    return read_caption(guidance, picture, azimuth, elevation, cfg, generator, view_dependent, reporter).text
+
+
+def read_caption(guidance, picture: Tensor, azimuth: float, elevation: float, cfg: CaptionConfig,
+                 generator: torch.Generator, view_dependent: bool = True, reporter=None) -> CaptionReading:
     """The caption under which ``guidance``'s prior best denoises ``picture`` (``[H, W, 3]`` in [0, 1], the object
     on white) seen from ``azimuth``/``elevation`` (degrees).
 
@@ -174,17 +202,25 @@ def find_caption(guidance, picture: Tensor, azimuth: float, elevation: float, cf
 
     if _exhaustive(cfg, slots):
         score(list(itertools.product(*slots.values())))
-        return _caption(cfg, names, min(scores, key=scores.get))
-    current = tuple(words[0] for words in slots.values())
-    for _sweep in range(cfg.sweeps):
-        before = current
-        for k, name in enumerate(names):
-            trials = [current[:k] + (w,) + current[k + 1:] for w in slots[name]]
-            score(trials)
-            current = min(trials, key=scores.get)
-        if current == before:
-            break
-    return _caption(cfg, names, current)
+        current = min(scores, key=scores.get)
+    else:
+        current = tuple(words[0] for words in slots.values())
+        for _sweep in range(cfg.sweeps):
+            before = current
+            for k, name in enumerate(names):
+                trials = [current[:k] + (w,) + current[k + 1:] for w in slots[name]]
+                score(trials)
+                current = min(trials, key=scores.get)
+            if current == before:
+                break
+    margin = math.inf  # each slot's runner-up, the other slots as chosen (already scored unless a search was cut off)
+    for k, name in enumerate(names):
+        others = [current[:k] + (w,) + current[k + 1:] for w in slots[name] if w != current[k]]
+        if others:
+            score(others)
+            best = max(scores[current], 1e-12)
+            margin = min(margin, (min(scores[c] for c in others) - best) / best)
+    return CaptionReading(_caption(cfg, names, current), margin)
 
 
 def caption_candidates(cfg: CaptionConfig, tokenizer) -> int:

@@ -19,7 +19,7 @@ from ..config import to_dict
 from ..device import resolve_device, seeded_job
 from ..errors import InputError
 from ..events import CancelToken, ProgressCallback, StageReporter
-from ..guidance.caption import caption_candidates, find_caption
+from ..guidance.caption import caption_candidates, read_caption
 from ..guidance.inversion import condition_on_picture, estimate_azimuth
 from ..guidance.sds import SDSConfig, SDSGuidance
 from ..image_input import ReferenceImage, load_reference
@@ -37,6 +37,7 @@ from ..stages.reference_view import (
     MeshReference,
     ReferenceTarget,
     check_image_config,
+    mesh_stage_settings,
     reference_scores,
     turned_to_front,
 )
@@ -128,15 +129,18 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
             if not prompt and cfg.image.condition == "caption":
                 reporter = StageReporter("picture", caption_candidates(cfg.image.caption, coarse_prior.tokenizer),
                                          callback, cancel, every=4)
-                reference.caption = find_caption(probe, picture, reference.azimuth, cfg.image.elevation,
-                                                 cfg.image.caption, gen, cfg.prompt.view_dependent, reporter)
+                reading = read_caption(probe, picture, reference.azimuth, cfg.image.elevation, cfg.image.caption, gen,
+                                       cfg.prompt.view_dependent, reporter)
+                reference.caption_read, reference.caption_margin = reading.text, reading.margin
+                if reading.clear(cfg.image.caption):  # else the condition is learned from the picture
+                    reference.caption = reading.text
             del probe
             timings["picture"] = time.perf_counter() - t0
         text = reference.caption if image and not prompt else prompt
         t0 = time.perf_counter()
         guidance = make_guidance(coarse_prior, text, negative_prompt, cfg.prompt, cfg.coarse_guidance, image)
         timings["load"] += time.perf_counter() - t0  # the model and its prompt's embeddings, as for every job
-        if image and not text and cfg.image.condition == "embedding":
+        if image and not text and cfg.image.condition != "none":
             t0 = time.perf_counter()
             picture_condition(cfg, guidance, reference, gen, callback, cancel)
             timings["picture"] += time.perf_counter() - t0
@@ -162,7 +166,7 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
             gc.collect()
             fine_guidance = make_guidance(load_prior(cfg.fine_model, dev), text, negative_prompt, cfg.prompt,
                                           cfg.fine_guidance, image)
-            if image and not text and cfg.image.condition == "embedding":
+            if image and not text and cfg.image.condition != "none":
                 picture_condition(cfg, fine_guidance, reference, gen, callback, cancel)
         geo = init_geometry(cfg.mesh, bbox, dev, model.density, source="text")
         timings["mesh"] = time.perf_counter() - t0  # loading the fine prior, initialising DMTet
@@ -201,7 +205,8 @@ def fine_stage(cfg: GenerateConfig, guidance: SDSGuidance, field, geo, gen: torc
         size = cfg.image.mesh_size or cfg.mesh.render_size
         target = ReferenceTarget.make(reference, cfg.image, cfg.mesh_sds.views, size, field.bbox.device)
         objective = MeshReference(target, cfg.image, objective)
-    train_mesh(cfg.mesh, objective, field, geo, gen,
+    mesh_cfg = cfg.mesh if reference is None else mesh_stage_settings(cfg.mesh, cfg.image)
+    train_mesh(mesh_cfg, objective, field, geo, gen,
                StageReporter(stage, cfg.mesh.steps, callback, cancel, every=5), preview_fn=watch if live else None)
     timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -264,6 +269,9 @@ def run_generate(prompt: str | None, out: str | os.PathLike, cfg: GenerateConfig
                    "picture_azimuth": reference.azimuth}
         if reference.caption:
             extras["caption"] = summary["caption"] = reference.caption
+        elif reference.caption_read:  # read but not clear enough: the condition was learned instead
+            summary["caption_set_aside"] = {"caption": reference.caption_read,
+                                            "margin": round(reference.caption_margin, 3)}
         summary |= {"image": reference.name, "picture_azimuth": reference.azimuth,
                    "reference": reference_scores(mesh, reference, cfg.image, cfg.mesh_sds.views)}
     write_outputs(mesh, out_path, preview, extras, state)

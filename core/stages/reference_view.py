@@ -48,6 +48,10 @@ class ImageConfig:
         mask_weight: Weight of the silhouette error (mean squared, rendered opacity against the picture's mask).
         sds_weight: Weight of score distillation on the other views, once ramped in.
         sds_warmup: Fraction of each stage over which the score-distillation weight ramps up from 0.
+        mesh_geometry_lr: Factor on the mesh stage's geometry learning rates (``mesh.lr_sdf``, ``mesh.lr_deform``)
+            for image to 3D. The coarse stage has already fitted the picture's silhouette; the tet grid's free
+            per-vertex SDF values and offsets under score distillation's noise dent flat faces (the draft preset,
+            measured with the toy prior, takes 0.2).
         coarse_size: Side of the coarse stage's reference render, pixels (0: the stage's render size).
         mesh_size: Side of the mesh stage's reference render, pixels (0: the stage's render size).
         score_size: Side of the render the result is scored at (IoU, colour error), pixels.
@@ -71,6 +75,7 @@ class ImageConfig:
     mask_weight: float = 500.0
     sds_weight: float = 1.0
     sds_warmup: float = 0.2
+    mesh_geometry_lr: float = 1.0
     coarse_size: int = 0
     mesh_size: int = 0
     score_size: int = 128
@@ -88,6 +93,9 @@ def check_image_config(cfg: ImageConfig) -> None:
     if cfg.caption.batch < 1 or cfg.caption.sweeps < 1:
         raise ConfigError(f"image.caption needs at least one noised copy and one sweep (batch={cfg.caption.batch}, "
                           f"sweeps={cfg.caption.sweeps}).")
+    if not cfg.mesh_geometry_lr >= 0:
+        raise ConfigError(f"image.mesh_geometry_lr must be >= 0 (0 freezes the mesh stage's geometry), "
+                          f"got {cfg.mesh_geometry_lr!r}.")
     if cfg.condition == "caption":
         word_lists(cfg.caption)
 
@@ -128,6 +136,15 @@ class ReferenceTarget:
         ``[1, S, S]`` or ``[1, S, S, 1]``)."""
         alpha = alpha.reshape(self.mask.shape)
         return cfg.rgb_weight * F.mse_loss(rgb, self.rgb) + cfg.mask_weight * F.mse_loss(alpha, self.mask)
+
+
+def mesh_stage_settings(mesh_cfg, cfg: ImageConfig):
+    """The mesh stage's config for image to 3D: ``mesh_cfg`` with its geometry learning rates times
+    ``cfg.mesh_geometry_lr``."""
+    k = cfg.mesh_geometry_lr
+    if k == 1.0:
+        return mesh_cfg
+    return dataclasses.replace(mesh_cfg, lr_sdf=mesh_cfg.lr_sdf * k, lr_deform=mesh_cfg.lr_deform * k)
 
 
 def sds_ramp(cfg: ImageConfig, step: int, total: int) -> float:

@@ -292,8 +292,8 @@ print("REPORT " + json.dumps(REPORT))
 def test_image_to_3d_with_the_real_engine(tmp_path):
     png = tmp_path / "disc.png"
     Image.fromarray(DISC).save(png)
-    # a few steps of each part; the picture captioned by the prior (not the default, so that the path is run here)
-    tiny = dict(TINY, image={"condition": "caption", "caption": {"batch": 4}, "score_size": 32})
+    # a few steps of each part; the prior's caption used whatever its margin (so that its path is run here)
+    tiny = dict(TINY, image={"condition": "caption", "caption": {"batch": 4, "min_margin": 0.0}, "score_size": 32})
     rep = _run(ENGINE, {"png": str(png), "model": str(REPO / "assets" / "demo_prior"), "tiny": tiny}, timeout=600)
     assert rep["result"] == "{'FINISHED'}", rep["result"]
     assert rep["delta"] == [1, 1, 1, 1] and rep["faces"] > 0

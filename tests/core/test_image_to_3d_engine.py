@@ -4,6 +4,7 @@ picture's learned condition."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -151,6 +152,22 @@ def test_turned_to_front_turns_about_z_only():
     assert turned_to_front(mesh, 0.0) is mesh
 
 
+def test_the_mesh_stage_moves_the_geometry_slower_for_a_picture():
+    from dreamsmith.core.errors import ConfigError
+    from dreamsmith.core.jobs.generate import generate_config
+    from dreamsmith.core.stages.mesh import MeshStageConfig
+    from dreamsmith.core.stages.reference_view import check_image_config, mesh_stage_settings
+
+    mesh = MeshStageConfig(lr_sdf=0.05, lr_deform=0.01, lr_color=0.02)
+    slow = mesh_stage_settings(mesh, ImageConfig(mesh_geometry_lr=0.2))
+    assert (slow.lr_sdf, slow.lr_deform, slow.lr_color, slow.steps) == pytest.approx((0.01, 0.002, 0.02, mesh.steps))
+    assert mesh_stage_settings(mesh, ImageConfig()) is mesh  # real models' presets: unchanged
+    draft = generate_config("draft")
+    assert draft.image.mesh_geometry_lr < 1.0 and generate_config("standard").image.mesh_geometry_lr == 1.0
+    with pytest.raises(ConfigError, match="mesh_geometry_lr"):
+        check_image_config(ImageConfig(mesh_geometry_lr=-1.0))
+
+
 def test_caption_words_are_those_the_tokenizer_can_spell(demo_guidance, tmp_path):
     from dreamsmith.core.errors import ConfigError
     from dreamsmith.core.guidance.caption import CaptionConfig, slot_words
@@ -182,6 +199,50 @@ def test_the_prior_captions_the_picture(demo_guidance, tmp_path, shape, colour, 
     picture, gen = torch.from_numpy(ref.rgb), torch.Generator().manual_seed(0)
     az = estimate_azimuth(guidance, picture, elevation, gen)
     assert find_caption(guidance, picture, az, elevation, CaptionConfig(), gen) == f"a {colour} {shape}"
+
+
+def test_a_narrow_caption_is_set_aside(demo_guidance, tmp_path):
+    """The draft preset takes the prior's caption only when it wins clearly: the sweep's red cube is read as one by
+    a wide margin; its blue sphere, seen from a little below, is read as a cone by almost none, so that caption is
+    set aside (the picture's condition is learned instead)."""
+    from dreamsmith.core.guidance.caption import CaptionConfig, read_caption
+    from dreamsmith.core.guidance.inversion import estimate_azimuth
+    from dreamsmith.core.jobs.generate import generate_config
+
+    _, _, guidance = demo_guidance
+    draft = generate_config("draft").image.caption
+    readings = {}
+    for shape, colour, azimuth, elevation in (("cube", "red", 229.0, 3.0), ("sphere", "blue", 309.0, -8.0)):
+        ref = load_reference(write_picture(tmp_path / f"{shape}.png", render_picture(shape, colour, azimuth,
+                                                                                    elevation)))
+        picture, gen = torch.from_numpy(ref.rgb), torch.Generator().manual_seed(0)
+        found = estimate_azimuth(guidance, picture, elevation, gen)
+        readings[shape] = read_caption(guidance, picture, found, elevation, CaptionConfig(), gen)
+    assert readings["cube"].text == "a red cube" and readings["cube"].clear(draft), readings
+    assert not readings["sphere"].clear(draft), readings
+
+
+def test_a_set_aside_caption_is_reported_and_the_condition_learned(tmp_path, capsys):
+    """No caption wins by a margin this wide: the job learns the picture's condition, names no caption, and
+    reports the one it set aside."""
+    import pygltflib
+
+    from tests.core.batch_inputs import TINY
+
+    pic = write_picture(tmp_path / "cone.png", render_picture("cone", "green", 30.0, 10.0, size=64))
+    config = tmp_path / "config.json"
+    tiny = TINY["image"]
+    config.write_text(json.dumps(dict(tiny, image=dict(tiny["image"], condition="caption",
+                                                       caption={"batch": 4, "min_margin": 1e9}))))
+    out = tmp_path / "cone.glb"
+    assert main(["generate", "--image", str(pic), "--config", str(config), "--out", str(out), "--device", "cpu",
+                 "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    extras = pygltflib.GLTF2().load(str(out)).nodes[0].extras
+    assert "caption" not in summary and "caption" not in extras and extras["image"] == "cone.png", summary
+    aside = summary["caption_set_aside"]
+    assert re.fullmatch(r"a (red|green|blue|yellow) (cube|sphere|cone|torus)", aside["caption"]), aside
+    assert 0 <= aside["margin"] < 1e9
 
 
 def test_caption_search_slot_by_slot_finds_the_same_caption(demo_guidance, tmp_path):
