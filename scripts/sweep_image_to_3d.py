@@ -7,7 +7,7 @@ half RGB on a plain white background. The engine is given the elevation (``--ele
 picture defines the front. Each row: seconds, the caption the prior gave the picture (no prompt), shape (nearest
 primitive by Chamfer, minimised over turns about Z, as ``sweep_toy_prior.py`` judges text results), colour (the
 texture's dominant colour), and the result's silhouette IoU and colour error at the picture's camera (the engine's
-own summary).
+own summary). A caption in brackets, with its margin, was read but not clear enough to use.
 
     python scripts/sweep_image_to_3d.py [--n 16] [--seed 0] [--prompt] [--out DIR] [--config JSON]
 """
@@ -114,7 +114,8 @@ def main() -> int:
                                    image=pic, elevation=el)
             row = {"picture": pic.name, "azimuth": round(az), "elevation": round(el),
                    "seconds": round(time.perf_counter() - t0, 1), **judge(out_dir / f"{name}.glb", prims),
-                   **summary["reference"], "caption": summary.get("caption", ""), "want": f"{colour} {shape}"}
+                   **summary["reference"], "caption": summary.get("caption", ""),
+                   "set_aside": summary.get("caption_set_aside"), "want": f"{colour} {shape}"}
             rows.append(row)
             print(json.dumps(row), flush=True)
     ok_s = sum(r["shape"] == r["want"].split()[1] for r in rows)
@@ -124,7 +125,9 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         d = r["chamfer_pct"]
-        print(f"| {r['picture']} | {r['azimuth']} / {r['elevation']} | {r['seconds']:.0f} | {r['caption'] or '-'} | "
+        aside = r["set_aside"]
+        caption = r["caption"] or (f"({aside['caption']}? {aside['margin']:.2f})" if aside else "-")
+        print(f"| {r['picture']} | {r['azimuth']} / {r['elevation']} | {r['seconds']:.0f} | {caption} | "
               f"{r['shape']} | "
               f"{r['colour']} | {r['iou']:.3f} | {r['colour_error']:.3f} | "
               f"{d['cube']:.2f} / {d['sphere']:.2f} / {d['cone']:.2f} / {d['torus']:.2f} |")
