@@ -102,11 +102,6 @@ GENERATE_PRESETS: dict[str, dict[str, Any]] = {
         "mesh_sds": {"shading": "lambertian", "light": {"offset": TOY_PRIOR_LIGHT}, "views": {"views_per_step": 4}},
         "fine_guidance": {"guidance_scale": 20.0, "max_step_percent": 0.5, "max_step_percent_end": 0.5},
         "bake": {"texture_size": 256},
-        # Image to 3D (measured with the toy prior, README "Image to 3D, measured"): the prior's caption when it
-        # wins clearly, else the picture's learned condition. On 32 pictures (two seeds of the sweep) it misread
-        # spheres and tori as cones by margins up to 1.0, and read 11 (2 cubes, 8 cones, a torus) right by 1.5 or
-        # more. The mesh stage keeps the coarse shape (free tet-grid values under score distillation dent faces).
-        "image": {"condition": "caption", "caption": {"min_margin": 1.5}, "mesh_geometry_lr": 0.2},
     },
     "standard": merge(_MAGIC3D, {**_priors("standard", "coarse_model", "fine_model"),
                                  "coarse": {"steps": 5000, "volume": {"n_samples_per_ray": 512}},
