@@ -50,8 +50,8 @@ class ImageConfig:
         sds_warmup: Fraction of each stage over which the score-distillation weight ramps up from 0.
         mesh_geometry_lr: Factor on the mesh stage's geometry learning rates (``mesh.lr_sdf``, ``mesh.lr_deform``)
             for image to 3D. The coarse stage has already fitted the picture's silhouette; the tet grid's free
-            per-vertex SDF values and offsets under score distillation's noise dent flat faces (the draft preset,
-            measured with the toy prior, takes 0.2).
+            per-vertex SDF values and offsets under score distillation's noise dent flat faces. A fifth kept a cube's
+            shape but fitted outlines less (README, "Image to 3D, measured"), so no preset changes it.
         coarse_size: Side of the coarse stage's reference render, pixels (0: the stage's render size).
         mesh_size: Side of the mesh stage's reference render, pixels (0: the stage's render size).
         score_size: Side of the render the result is scored at (IoU, colour error), pixels.
