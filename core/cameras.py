@@ -65,8 +65,12 @@ class Cameras:
         """``[B, 3]`` camera positions in world space."""
         return self.c2w[:, :3, 3]
 
-    def rays(self) -> tuple[Tensor, Tensor]:
-        """World-space rays through every pixel centre.
+    def rays(self, offsets: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """World-space rays through every pixel centre, or moved from it by ``offsets``.
+
+        Args:
+            offsets: Optional ``[B, H, W, 2]`` shifts in pixels (x right, y down), e.g. uniform in [-0.5, 0.5) to
+                jitter each ray within its pixel.
 
         Returns:
             origins ``[B, H, W, 3]`` and unit directions ``[B, H, W, 3]``.
@@ -75,8 +79,11 @@ class Cameras:
         j = torch.arange(self.width, device=dev, dtype=dt) + 0.5
         i = torch.arange(self.height, device=dev, dtype=dt) + 0.5
         ii, jj = torch.meshgrid(i, j, indexing="ij")  # [H, W]
-        x = (jj[None] - self.cx[:, None, None]) / self.fx[:, None, None]
-        y = -(ii[None] - self.cy[:, None, None]) / self.fy[:, None, None]
+        ii, jj = ii[None], jj[None]
+        if offsets is not None:
+            jj, ii = jj + offsets[..., 0].to(dt), ii + offsets[..., 1].to(dt)
+        x = (jj - self.cx[:, None, None]) / self.fx[:, None, None]
+        y = -(ii - self.cy[:, None, None]) / self.fy[:, None, None]
         d_cam = torch.stack([x, y, -torch.ones_like(x)], dim=-1)  # [B, H, W, 3]
         rot = self.c2w[:, :3, :3]
         d = torch.einsum("bij,bhwj->bhwi", rot, d_cam)

@@ -35,6 +35,8 @@ class InversionConfig:
         min_step_percent: Smallest timestep drawn, as a fraction of the scheduler's training steps.
         max_step_percent: Largest timestep drawn.
         guided: Fit the guided prediction at the stage's guidance scale (else the conditional one alone).
+        from_caption: With ``image.condition: caption`` and a reading too narrow to use, start from that reading's
+            text condition instead of the empty text (the words the prior found, corrected by the picture).
     """
 
     steps: int = 300
@@ -43,10 +45,11 @@ class InversionConfig:
     min_step_percent: float = 0.02
     max_step_percent: float = 0.98
     guided: bool = True
+    from_caption: bool = False
 
 
 def invert_picture(guidance, picture: Tensor, azimuth: float, elevation: float, cfg: InversionConfig,
-                   generator: torch.Generator, reporter=None) -> Tensor:
+                   generator: torch.Generator, reporter=None, start: Tensor | None = None) -> Tensor:
     """The condition ``[L, D]`` (fp32) under which ``guidance``'s prior best denoises ``picture``.
 
     Args:
@@ -56,11 +59,12 @@ def invert_picture(guidance, picture: Tensor, azimuth: float, elevation: float, 
         cfg: Steps, batch, learning rate and timesteps.
         generator: The job's random generator.
         reporter: Optional :class:`~dreamsmith.core.events.StageReporter` (progress and cancellation).
+        start: The condition ``[L, D]`` to start from (None: the empty text).
     """
     prior = guidance.prior
     unet = prior.unet
     empty = guidance.prompts.uncond[0].detach().float()  # the empty text, [L, D]
-    emb = empty.clone().requires_grad_(True)
+    emb = (empty if start is None else start.detach().float().to(empty.device)).clone().requires_grad_(True)
     opt = torch.optim.Adam([emb], lr=cfg.lr)
     with torch.no_grad():
         x0 = guidance.encode(picture[None].to(guidance.device), generator)  # [1, C, S, S]
@@ -129,12 +133,12 @@ def estimate_azimuth(guidance, picture: Tensor, elevation: float, generator: tor
 
 
 def condition_on_picture(guidance, picture: Tensor, azimuth: float, elevation: float, cfg: InversionConfig,
-                         generator: torch.Generator, reporter=None) -> None:
+                         generator: torch.Generator, reporter=None, start: Tensor | None = None) -> None:
     """Make the picture's learned condition ``guidance``'s prompt for every view (the empty text stays the
-    unconditional half); nothing happens when ``cfg.steps`` is 0."""
+    unconditional half), learned from ``start`` (None: the empty text); nothing happens when ``cfg.steps`` is 0."""
     if cfg.steps <= 0:
         return
     for p in guidance.prior.unet.parameters():
         p.requires_grad_(False)
-    emb = invert_picture(guidance, picture, azimuth, elevation, cfg, generator, reporter)
+    emb = invert_picture(guidance, picture, azimuth, elevation, cfg, generator, reporter, start)
     guidance.prompts.cond = emb[None].expand_as(guidance.prompts.cond).to(guidance.prompts.cond.dtype).clone()

@@ -119,6 +119,7 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
         coarse_prior = load_prior(cfg.coarse_model, dev)
         image = reference is not None
         timings["load"] = time.perf_counter() - t0
+        start = None  # image to 3D: where learning the picture's condition starts (None: the empty text)
         if image:
             t0 = time.perf_counter()
             probe = SDSGuidance(coarse_prior, PromptProcessor(coarse_prior, prompt, negative_prompt, cfg.prompt,
@@ -134,6 +135,8 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
                 reference.caption_read, reference.caption_margin = reading.text, reading.margin
                 if reading.clear(cfg.image.caption):  # else the condition is learned from the picture
                     reference.caption = reading.text
+                elif cfg.image.inversion.from_caption:
+                    start = probe.prompts.embed([reading.text])[0]
             del probe
             timings["picture"] = time.perf_counter() - t0
         text = reference.caption if image and not prompt else prompt
@@ -142,7 +145,7 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
         timings["load"] += time.perf_counter() - t0  # the model and its prompt's embeddings, as for every job
         if image and not text and cfg.image.condition != "none":
             t0 = time.perf_counter()
-            picture_condition(cfg, guidance, reference, gen, callback, cancel)
+            picture_condition(cfg, guidance, reference, gen, callback, cancel, start)
             timings["picture"] += time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -166,7 +169,7 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
             gc.collect()
             fine_guidance = make_guidance(load_prior(cfg.fine_model, dev), text, negative_prompt, cfg.prompt,
                                           cfg.fine_guidance, image)
-            if image and not text and cfg.image.condition != "none":
+            if image and not text and cfg.image.condition != "none":  # another encoder: learned from the empty text
                 picture_condition(cfg, fine_guidance, reference, gen, callback, cancel)
         geo = init_geometry(cfg.mesh, bbox, dev, model.density, source="text")
         timings["mesh"] = time.perf_counter() - t0  # loading the fine prior, initialising DMTet
@@ -184,11 +187,13 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
 
 
 def picture_condition(cfg: GenerateConfig, guidance: SDSGuidance, reference: ReferenceImage, gen: torch.Generator,
-                      callback: ProgressCallback | None, cancel: CancelToken | None) -> None:
-    """Image to 3D without a prompt: the condition learned from the picture becomes ``guidance``'s prompt."""
+                      callback: ProgressCallback | None, cancel: CancelToken | None,
+                      start: torch.Tensor | None = None) -> None:
+    """Image to 3D without a prompt: the condition learned from the picture (from ``start``, a text condition of
+    ``guidance``'s encoder; None: the empty text) becomes ``guidance``'s prompt."""
     inv = cfg.image.inversion
     condition_on_picture(guidance, torch.from_numpy(reference.rgb), reference.azimuth, cfg.image.elevation, inv, gen,
-                         StageReporter("picture", inv.steps, callback, cancel, every=5))
+                         StageReporter("picture", inv.steps, callback, cancel, every=5), start)
 
 
 def fine_stage(cfg: GenerateConfig, guidance: SDSGuidance, field, geo, gen: torch.Generator,

@@ -52,6 +52,12 @@ class ImageConfig:
             for image to 3D. The coarse stage has already fitted the picture's silhouette; the tet grid's free
             per-vertex SDF values and offsets under score distillation's noise dent flat faces. A fifth kept a cube's
             shape but fitted outlines less (README, "Image to 3D, measured"), so no preset changes it.
+        mesh_normal_weight: The mesh stage's normal-consistency weight for image to 3D (None: ``mesh.normal_weight``,
+            as for text). A flat face seen in the picture comes out of the coarse stage with rims and pits; a stiffer
+            surface lets the mesh stage flatten it instead of hammering it further.
+        ray_jitter: Send the coarse stage's reference rays through a random point of each pixel every step (else
+            through the pixel centres, where a volume can fit the picture and leave the space between the rays
+            free: the README's torus seen from above kept its hole only along those rays).
         coarse_size: Side of the coarse stage's reference render, pixels (0: the stage's render size).
         mesh_size: Side of the mesh stage's reference render, pixels (0: the stage's render size).
         score_size: Side of the render the result is scored at (IoU, colour error), pixels.
@@ -76,6 +82,8 @@ class ImageConfig:
     sds_weight: float = 1.0
     sds_warmup: float = 0.2
     mesh_geometry_lr: float = 1.0
+    mesh_normal_weight: float | None = None
+    ray_jitter: bool = False
     coarse_size: int = 0
     mesh_size: int = 0
     score_size: int = 128
@@ -114,37 +122,64 @@ def reference_camera(cfg: ImageConfig, views: ViewSamplerConfig, size: int, azim
 
 @dataclass
 class ReferenceTarget:
-    """The picture at one render size: its camera, colour on white ``[1, S, S, 3]`` and mask ``[1, S, S]``."""
+    """The picture at one render size: its camera, colour on white ``[1, S, S, 3]`` and mask ``[1, S, S]``, and the
+    picture at its own resolution (``picture``, ``[1, 4, R, R]``) to look up between the pixels."""
 
     cameras: Cameras
     rgb: Tensor
     mask: Tensor
+    picture: Tensor | None = None
 
     @classmethod
     def make(cls, ref: ReferenceImage, cfg: ImageConfig, views: ViewSamplerConfig, size: int,
              device: torch.device) -> ReferenceTarget:
         """The reference view of ``ref`` at ``size`` pixels, on ``device``."""
-        rgba = torch.from_numpy(np.concatenate([ref.rgb, ref.mask[..., None]], axis=2)).permute(2, 0, 1)[None]
+        full = torch.from_numpy(np.concatenate([ref.rgb, ref.mask[..., None]], axis=2)).permute(2, 0, 1)[None]
+        rgba = full
         if rgba.shape[-1] != size:
             rgba = F.interpolate(rgba, size=(size, size), mode="area" if rgba.shape[-1] > size else "bilinear")
         rgba = rgba[0].permute(1, 2, 0).to(device)
         cams = reference_camera(cfg, views, size, ref.azimuth).to(device)
-        return cls(cams, rgba[None, ..., :3], rgba[None, ..., 3])
+        return cls(cams, rgba[None, ..., :3], rgba[None, ..., 3], full.to(device))
 
-    def loss(self, cfg: ImageConfig, rgb: Tensor, alpha: Tensor) -> Tensor:
+    def jittered(self, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        """One ray per pixel at a random point of it: the ``[1, S, S, 2]`` offsets from the pixel centres (for
+        :meth:`~dreamsmith.core.cameras.Cameras.rays`) and the picture's colour ``[1, S, S, 3]`` and mask
+        ``[1, S, S]`` there (bilinear in the full-resolution picture).
+
+        Rays through the pixel centres alone, the same every step, let a volume fit the picture along those rays
+        and anything between them (seen at a finer resolution: a lattice of density beside the object, a torus's
+        hole filled); rays anywhere in the pixel constrain the whole view.
+        """
+        size = self.rgb.shape[1]
+        offsets = torch.rand((1, size, size, 2), generator=generator, device=generator.device).to(self.rgb) - 0.5
+        centres = (torch.arange(size, device=self.rgb.device, dtype=self.rgb.dtype) + 0.5)
+        x = (centres[None, None, :] + offsets[..., 0]) / size * 2.0 - 1.0
+        y = (centres[None, :, None] + offsets[..., 1]) / size * 2.0 - 1.0
+        picture = self.picture if self.picture is not None else torch.cat([self.rgb, self.mask[..., None]], -1) \
+            .permute(0, 3, 1, 2)
+        rgba = F.grid_sample(picture, torch.stack([x, y], dim=-1), mode="bilinear", padding_mode="border",
+                             align_corners=False).permute(0, 2, 3, 1)
+        return offsets, rgba[..., :3], rgba[..., 3]
+
+    def loss(self, cfg: ImageConfig, rgb: Tensor, alpha: Tensor, want: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """Weighted colour and mask errors of a render of the reference view (``rgb`` on white; ``alpha``
-        ``[1, S, S]`` or ``[1, S, S, 1]``)."""
-        alpha = alpha.reshape(self.mask.shape)
-        return cfg.rgb_weight * F.mse_loss(rgb, self.rgb) + cfg.mask_weight * F.mse_loss(alpha, self.mask)
+        ``[1, S, S]`` or ``[1, S, S, 1]``) against the pixels (or ``want``: colour and mask where the rays went)."""
+        want_rgb, want_mask = want if want is not None else (self.rgb, self.mask)
+        alpha = alpha.reshape(want_mask.shape)
+        return cfg.rgb_weight * F.mse_loss(rgb, want_rgb) + cfg.mask_weight * F.mse_loss(alpha, want_mask)
 
 
 def mesh_stage_settings(mesh_cfg, cfg: ImageConfig):
     """The mesh stage's config for image to 3D: ``mesh_cfg`` with its geometry learning rates times
-    ``cfg.mesh_geometry_lr``."""
+    ``cfg.mesh_geometry_lr`` and, when set, ``cfg.mesh_normal_weight`` as its normal-consistency weight."""
+    changes = {}
     k = cfg.mesh_geometry_lr
-    if k == 1.0:
-        return mesh_cfg
-    return dataclasses.replace(mesh_cfg, lr_sdf=mesh_cfg.lr_sdf * k, lr_deform=mesh_cfg.lr_deform * k)
+    if k != 1.0:
+        changes |= {"lr_sdf": mesh_cfg.lr_sdf * k, "lr_deform": mesh_cfg.lr_deform * k}
+    if cfg.mesh_normal_weight is not None:
+        changes["normal_weight"] = cfg.mesh_normal_weight
+    return dataclasses.replace(mesh_cfg, **changes) if changes else mesh_cfg
 
 
 def sds_ramp(cfg: ImageConfig, step: int, total: int) -> float:
@@ -170,9 +205,19 @@ class CoarseReference:
 
     def __call__(self, field, occupancy, renderer, step: int, total: int, generator: torch.Generator) -> Tensor:
         white = torch.ones(3, device=self.target.rgb.device)
-        out = renderer.render_image(field, self.target.cameras, occupancy, shading="albedo", bg_color=white,
-                                    perturb=True, generator=generator)
-        loss = self.target.loss(self.cfg, out["rgb"], out["opacity"])
+        if self.cfg.ray_jitter:
+            offsets, *want = self.target.jittered(generator)
+            o, d = self.target.cameras.rays(offsets)
+            size = self.target.rgb.shape[1]
+            out = renderer.render(field, o.reshape(-1, 3), d.reshape(-1, 3), occupancy, shading="albedo",
+                                  bg_color=white, perturb=True, generator=generator)
+            rgb, opacity = out["rgb"].reshape(1, size, size, 3), out["opacity"]
+        else:
+            want = None
+            out = renderer.render_image(field, self.target.cameras, occupancy, shading="albedo", bg_color=white,
+                                        perturb=True, generator=generator)
+            rgb, opacity = out["rgb"], out["opacity"]
+        loss = self.target.loss(self.cfg, rgb, opacity, want)
         w = sds_ramp(self.cfg, step, total)
         if self.novel is not None and w > 0:
             loss = loss + w * self.novel(field, occupancy, renderer, step, total, generator)

@@ -88,6 +88,32 @@ def test_reference_camera_looks_from_the_front_at_the_pictures_elevation(elevati
         < 1e-3
 
 
+def test_jittered_reference_rays_see_the_picture_where_they_go():
+    """Each jittered ray is paired with the picture's value at the point of the view it passes through: a picture
+    whose top-right corner is the object (its edges through pixel centres of the 32 px view), looked up with
+    random offsets, gives mask 1 exactly for the rays that the camera sends into that corner (away from its
+    edges, where the lookup blends)."""
+    from dreamsmith.core.image_input import ReferenceImage
+    from dreamsmith.core.stages.reference_view import ReferenceTarget
+
+    mask = np.zeros((256, 256), np.float32)
+    mask[:100, 140:] = 1.0  # edges at x = 17.5, y = 12.5 of 32 px
+    ref = ReferenceImage(rgb=np.ones((256, 256, 3), np.float32), mask=mask, name="quarter.png", had_alpha=True)
+    target = ReferenceTarget.make(ref, ImageConfig(elevation=20.0), ViewSamplerConfig(), 32, torch.device("cpu"))
+    offsets, _, got = target.jittered(torch.Generator().manual_seed(0))
+    assert offsets.abs().max() <= 0.5 and offsets.std() > 0.2
+    cam = target.cameras
+    _, d = cam.rays(offsets)
+    local = torch.einsum("ij,hwj->hwi", cam.c2w[0, :3, :3].T, d[0])  # camera frame: x right, y up, -z forward
+    x = cam.fx[0] * local[..., 0] / -local[..., 2] + cam.cx[0]
+    y = cam.cy[0] - cam.fy[0] * local[..., 1] / -local[..., 2]
+    inside = (x >= 17.5) & (y < 12.5)
+    clear = ((x - 17.5).abs() > 0.1) & ((y - 12.5).abs() > 0.1)
+    assert clear.sum() > 900
+    assert torch.equal(got[0][clear] > 0.5, inside[clear])
+    assert torch.allclose(got[0][clear], inside[clear].float(), atol=1e-4)
+
+
 @pytest.fixture(scope="module")
 def demo_guidance():
     prior = load_prior(PriorConfig(model="demo"), torch.device("cpu"))
@@ -130,6 +156,22 @@ def test_the_pictures_condition_explains_the_picture_better_than_no_text(demo_gu
     assert learned < 0.95 * empty, (learned, empty)
 
 
+def test_the_picture_corrects_a_wrong_reading_it_starts_from(demo_guidance, tmp_path):
+    """Learning from a reading (here the wrong one, "a blue cube" for a blue cone) starts at its words and ends
+    explaining the picture better than they do."""
+    prior, prompts, guidance = demo_guidance
+    ref = load_reference(write_picture(tmp_path / "cone.png", render_picture("cone", "blue", 40, 10, size=96)))
+    picture = torch.from_numpy(ref.rgb)
+    wrong = prompts.embed(["a blue cube"])[0]
+    start = invert_picture(guidance, picture, 0.0, 10.0, InversionConfig(steps=0), torch.Generator(), start=wrong)
+    assert torch.equal(start, wrong)
+    emb = invert_picture(guidance, picture, 0.0, 10.0, InversionConfig(steps=80), torch.Generator().manual_seed(0),
+                         start=wrong)
+    x0 = guidance.encode(picture[None], torch.Generator().manual_seed(0))
+    learned, words = (_denoising_loss(guidance, x0, e, 10.0) for e in (emb, wrong))
+    assert learned < 0.95 * words, (learned, words)
+
+
 def test_the_prior_finds_which_way_a_cube_is_turned(demo_guidance, tmp_path):
     """The camera-conditioned toy prior draws cubes face-on at azimuth 0: a cube seen from 30 degrees is explained
     best from 30 (or a quarter turn from it: the cube's symmetry); a sphere gives no reason to turn."""
@@ -162,6 +204,8 @@ def test_the_mesh_stage_moves_the_geometry_slower_for_a_picture():
     slow = mesh_stage_settings(mesh, ImageConfig(mesh_geometry_lr=0.2))
     assert (slow.lr_sdf, slow.lr_deform, slow.lr_color, slow.steps) == pytest.approx((0.01, 0.002, 0.02, mesh.steps))
     assert mesh_stage_settings(mesh, ImageConfig()) is mesh  # real models' presets: unchanged
+    stiff = mesh_stage_settings(mesh, ImageConfig(mesh_normal_weight=10.0))
+    assert (stiff.normal_weight, stiff.laplacian_weight, stiff.lr_sdf) == (10.0, mesh.laplacian_weight, mesh.lr_sdf)
     assert generate_config("draft").image.mesh_geometry_lr == 1.0  # measured, not taken: README
     with pytest.raises(ConfigError, match="mesh_geometry_lr"):
         check_image_config(ImageConfig(mesh_geometry_lr=-1.0))
@@ -241,6 +285,33 @@ def test_a_set_aside_caption_is_reported_and_the_condition_learned(tmp_path, cap
     aside = summary["caption_set_aside"]
     assert re.fullmatch(r"a (red|green|blue|yellow) (cube|sphere|cone|torus)", aside["caption"]), aside
     assert 0 <= aside["margin"] < 1e9
+
+
+def test_a_set_aside_caption_can_start_the_learned_condition(tmp_path, capsys, monkeypatch):
+    """With ``inversion.from_caption`` the picture's condition is learned from the set-aside reading's words."""
+    from dreamsmith.core.jobs import generate as job
+    from tests.core.batch_inputs import TINY
+
+    starts = []
+    real = job.condition_on_picture
+
+    def record(*args, **kwargs):
+        starts.append(args[-1] if len(args) == 8 else kwargs.get("start"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(job, "condition_on_picture", record)
+    pic = write_picture(tmp_path / "cube.png", render_picture("cube", "red", 30.0, 10.0, size=64))
+    tiny = TINY["image"]
+    image = dict(tiny["image"], condition="caption", caption={"batch": 4, "min_margin": 1e9},
+                 inversion=dict(tiny["image"].get("inversion", {}), from_caption=True))
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(dict(tiny, image=image)))
+    assert main(["generate", "--image", str(pic), "--config", str(config), "--out", str(tmp_path / "cube.glb"),
+                 "--device", "cpu", "--quiet"]) == 0
+    aside = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["caption_set_aside"]["caption"]
+    prior = load_prior(PriorConfig(model="demo"), torch.device("cpu"))
+    words = PromptProcessor(prior, "", "", allow_empty=True).embed([aside])[0]
+    assert len(starts) == 1 and starts[0] is not None and torch.allclose(starts[0].cpu(), words), aside
 
 
 def test_caption_search_slot_by_slot_finds_the_same_caption(demo_guidance, tmp_path):
