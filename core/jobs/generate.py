@@ -153,7 +153,8 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
         objective = ScoreDistillation(guidance, cfg.coarse_sds)
         if image:
             size = cfg.image.coarse_size or cfg.coarse_sds.render_size
-            target = ReferenceTarget.make(reference, cfg.image, cfg.coarse_sds.views, size, dev)
+            target = ReferenceTarget.make(reference, cfg.image, cfg.coarse_sds.views, size, dev,
+                                          cfg.image.coarse_edge_band)
             objective = CoarseReference(target, cfg.image, objective)
         model, _, renderer = train_coarse(cfg.coarse, objective, bbox, dev, gen,
                                           StageReporter("coarse", cfg.coarse.steps, callback, cancel, every=5),

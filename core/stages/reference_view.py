@@ -22,6 +22,7 @@ from typing import ClassVar, Literal, get_args
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 from torch import Tensor
 
 from ..cameras import Cameras, ViewSamplerConfig, orbit_cameras
@@ -55,6 +56,10 @@ class ImageConfig:
         mesh_normal_weight: The mesh stage's normal-consistency weight for image to 3D (None: ``mesh.normal_weight``,
             as for text). A flat face seen in the picture comes out of the coarse stage with rims and pits; a stiffer
             surface lets the mesh stage flatten it instead of hammering it further.
+        coarse_edge_band: With ``ray_jitter``, the width (coarse reference pixels) of the band on each side of the
+            picture's outline whose rays are left out of the coarse stage's losses (0: none). A ray grazing a sharp
+            edge crosses little of the object; fitting it opaque thickens the field along it, which leaves rims
+            on the edges seen from the side. The mesh stage's hard surface fits the outline after.
         ray_jitter: Send the coarse stage's reference rays through a random point of each pixel every step (else
             through the pixel centres, where a volume can fit the picture and leave the space between the rays
             free: the README's torus seen from above kept its hole only along those rays).
@@ -84,6 +89,7 @@ class ImageConfig:
     mesh_geometry_lr: float = 1.0
     mesh_normal_weight: float | None = None
     ray_jitter: bool = False
+    coarse_edge_band: float = 0.0
     coarse_size: int = 0
     mesh_size: int = 0
     score_size: int = 128
@@ -104,6 +110,8 @@ def check_image_config(cfg: ImageConfig) -> None:
     if not cfg.mesh_geometry_lr >= 0:
         raise ConfigError(f"image.mesh_geometry_lr must be >= 0 (0 freezes the mesh stage's geometry), "
                           f"got {cfg.mesh_geometry_lr!r}.")
+    if cfg.coarse_edge_band > 0 and not cfg.ray_jitter:
+        raise ConfigError("image.coarse_edge_band needs image.ray_jitter (the band is left out of the jittered rays).")
     if cfg.condition == "caption":
         word_lists(cfg.caption)
 
@@ -132,20 +140,28 @@ class ReferenceTarget:
 
     @classmethod
     def make(cls, ref: ReferenceImage, cfg: ImageConfig, views: ViewSamplerConfig, size: int,
-             device: torch.device) -> ReferenceTarget:
-        """The reference view of ``ref`` at ``size`` pixels, on ``device``."""
+             device: torch.device, edge_band: float = 0.0) -> ReferenceTarget:
+        """The reference view of ``ref`` at ``size`` pixels, on ``device``; ``edge_band``: the width (render pixels)
+        of the band on each side of the outline that the jittered rays leave out (:meth:`jittered`)."""
         full = torch.from_numpy(np.concatenate([ref.rgb, ref.mask[..., None]], axis=2)).permute(2, 0, 1)[None]
         rgba = full
         if rgba.shape[-1] != size:
             rgba = F.interpolate(rgba, size=(size, size), mode="area" if rgba.shape[-1] > size else "bilinear")
         rgba = rgba[0].permute(1, 2, 0).to(device)
         cams = reference_camera(cfg, views, size, ref.azimuth).to(device)
+        if edge_band > 0:
+            solid = ref.mask > 0.5
+            reach = max(1, round(edge_band * ref.mask.shape[0] / size))
+            band = ndimage.binary_dilation(solid, iterations=reach) & ~ndimage.binary_erosion(solid, iterations=reach)
+            keep = torch.from_numpy((~band).astype(np.float32))[None, None]
+            full = torch.cat([full, keep], dim=1)
         return cls(cams, rgba[None, ..., :3], rgba[None, ..., 3], full.to(device))
 
-    def jittered(self, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    def jittered(self, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """One ray per pixel at a random point of it: the ``[1, S, S, 2]`` offsets from the pixel centres (for
-        :meth:`~dreamsmith.core.cameras.Cameras.rays`) and the picture's colour ``[1, S, S, 3]`` and mask
-        ``[1, S, S]`` there (bilinear in the full-resolution picture).
+        :meth:`~dreamsmith.core.cameras.Cameras.rays`), the picture's colour ``[1, S, S, 3]`` and mask
+        ``[1, S, S]`` there (bilinear in the full-resolution picture), and the weight of each ray ``[1, S, S]``
+        (0 in the band along the outline, when the target has one; else None).
 
         Rays through the pixel centres alone, the same every step, let a volume fit the picture along those rays
         and anything between them (seen at a finer resolution: a lattice of density beside the object, a torus's
@@ -160,14 +176,18 @@ class ReferenceTarget:
             .permute(0, 3, 1, 2)
         rgba = F.grid_sample(picture, torch.stack([x, y], dim=-1), mode="bilinear", padding_mode="border",
                              align_corners=False).permute(0, 2, 3, 1)
-        return offsets, rgba[..., :3], rgba[..., 3]
+        return offsets, rgba[..., :3], rgba[..., 3], (rgba[..., 4] if rgba.shape[-1] > 4 else None)
 
-    def loss(self, cfg: ImageConfig, rgb: Tensor, alpha: Tensor, want: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    def loss(self, cfg: ImageConfig, rgb: Tensor, alpha: Tensor, want: tuple | None = None) -> Tensor:
         """Weighted colour and mask errors of a render of the reference view (``rgb`` on white; ``alpha``
-        ``[1, S, S]`` or ``[1, S, S, 1]``) against the pixels (or ``want``: colour and mask where the rays went)."""
-        want_rgb, want_mask = want if want is not None else (self.rgb, self.mask)
+        ``[1, S, S]`` or ``[1, S, S, 1]``) against the pixels, or against ``want`` (colour, mask and per-ray weight
+        or None, where the rays went: :meth:`jittered`)."""
+        want_rgb, want_mask, weight = want if want is not None else (self.rgb, self.mask, None)
         alpha = alpha.reshape(want_mask.shape)
-        return cfg.rgb_weight * F.mse_loss(rgb, want_rgb) + cfg.mask_weight * F.mse_loss(alpha, want_mask)
+        rgb_err, mask_err = ((rgb - want_rgb) ** 2).mean(-1), (alpha - want_mask) ** 2
+        if weight is not None:
+            rgb_err, mask_err = rgb_err * weight, mask_err * weight
+        return cfg.rgb_weight * rgb_err.mean() + cfg.mask_weight * mask_err.mean()
 
 
 def mesh_stage_settings(mesh_cfg, cfg: ImageConfig):

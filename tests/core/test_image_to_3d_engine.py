@@ -100,7 +100,7 @@ def test_jittered_reference_rays_see_the_picture_where_they_go():
     mask[:100, 140:] = 1.0  # edges at x = 17.5, y = 12.5 of 32 px
     ref = ReferenceImage(rgb=np.ones((256, 256, 3), np.float32), mask=mask, name="quarter.png", had_alpha=True)
     target = ReferenceTarget.make(ref, ImageConfig(elevation=20.0), ViewSamplerConfig(), 32, torch.device("cpu"))
-    offsets, _, got = target.jittered(torch.Generator().manual_seed(0))
+    offsets, _, got, _ = target.jittered(torch.Generator().manual_seed(0))
     assert offsets.abs().max() <= 0.5 and offsets.std() > 0.2
     cam = target.cameras
     _, d = cam.rays(offsets)
@@ -112,6 +112,33 @@ def test_jittered_reference_rays_see_the_picture_where_they_go():
     assert clear.sum() > 900
     assert torch.equal(got[0][clear] > 0.5, inside[clear])
     assert torch.allclose(got[0][clear], inside[clear].float(), atol=1e-4)
+
+
+def test_the_coarse_edge_band_leaves_out_the_rays_along_the_outline():
+    """With an edge band of one render pixel, the jittered rays within a pixel of the outline weigh 0 and all others
+    1; the band needs jittered rays."""
+    from dreamsmith.core.errors import ConfigError
+    from dreamsmith.core.image_input import ReferenceImage
+    from dreamsmith.core.stages.reference_view import ReferenceTarget, check_image_config
+
+    mask = np.zeros((256, 256), np.float32)
+    mask[64:192, 64:192] = 1.0  # a square, its edges at 8 and 24 of 32 px
+    ref = ReferenceImage(rgb=np.ones((256, 256, 3), np.float32), mask=mask, name="square.png", had_alpha=True)
+    target = ReferenceTarget.make(ref, ImageConfig(), ViewSamplerConfig(), 32, torch.device("cpu"), edge_band=1.0)
+    offsets, _, _, weight = target.jittered(torch.Generator().manual_seed(0))
+    centres = torch.arange(32, dtype=torch.float32) + 0.5
+    x, y = centres[None, :] + offsets[0, ..., 0], centres[:, None] + offsets[0, ..., 1]
+    inside = (x > 8) & (x < 24) & (y > 8) & (y < 24)
+    edge = torch.where(inside, torch.stack([x - 8, 24 - x, y - 8, 24 - y]).amin(0),  # to the nearest edge
+                       (x.clamp(8, 24) - x).abs() + (y.clamp(8, 24) - y).abs())  # to the square (as dilation steps)
+    far, near = edge > 1.25, edge < 0.75  # the band's own edge is a staircase of the picture's pixels
+    assert bool((weight[0][far] > 0.999).all()) and bool((weight[0][near] < 1e-3).all())
+    assert near.sum() > 50 and far.sum() > 500
+    assert ReferenceTarget.make(ref, ImageConfig(), ViewSamplerConfig(), 32, torch.device("cpu")).jittered(
+        torch.Generator())[3] is None
+    with pytest.raises(ConfigError, match="ray_jitter"):
+        check_image_config(ImageConfig(coarse_edge_band=1.0))
+    check_image_config(ImageConfig(coarse_edge_band=1.0, ray_jitter=True))
 
 
 @pytest.fixture(scope="module")
