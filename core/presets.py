@@ -102,6 +102,9 @@ GENERATE_PRESETS: dict[str, dict[str, Any]] = {
         "mesh_sds": {"shading": "lambertian", "light": {"offset": TOY_PRIOR_LIGHT}, "views": {"views_per_step": 4}},
         "fine_guidance": {"guidance_scale": 20.0, "max_step_percent": 0.5, "max_step_percent_end": 0.5},
         "bake": {"texture_size": 256},
+        # From a picture, the mesh stage with a stiffer surface: the sweep's cubes and spheres nearer their primitives
+        # (README, "Image to 3D, measured").
+        "image": {"mesh_normal_weight": 100.0},
     },
     "standard": merge(_MAGIC3D, {**_priors("standard", "coarse_model", "fine_model"),
                                  "coarse": {"steps": 5000, "volume": {"n_samples_per_ray": 512}},

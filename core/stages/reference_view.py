@@ -54,8 +54,8 @@ class ImageConfig:
             per-vertex SDF values and offsets under score distillation's noise dent flat faces. A fifth kept a cube's
             shape but fitted outlines less (README, "Image to 3D, measured"), so no preset changes it.
         mesh_normal_weight: The mesh stage's normal-consistency weight for image to 3D (None: ``mesh.normal_weight``,
-            as for text). A flat face seen in the picture comes out of the coarse stage with rims and pits; a stiffer
-            surface lets the mesh stage flatten it instead of hammering it further.
+            as for text; the draft preset takes 100). A flat face seen in the picture comes out of the coarse stage
+            with rims and pits; a stiffer surface lets the mesh stage flatten it instead of hammering it further.
         coarse_edge_band: With ``ray_jitter``, the width (coarse reference pixels) of the band on each side of the
             picture's outline whose rays are left out of the coarse stage's losses (0: none). A ray grazing a sharp
             edge crosses little of the object; fitting it opaque thickens the field along it, which leaves rims

@@ -234,6 +234,8 @@ def test_the_mesh_stage_moves_the_geometry_slower_for_a_picture():
     stiff = mesh_stage_settings(mesh, ImageConfig(mesh_normal_weight=10.0))
     assert (stiff.normal_weight, stiff.laplacian_weight, stiff.lr_sdf) == (10.0, mesh.laplacian_weight, mesh.lr_sdf)
     assert generate_config("draft").image.mesh_geometry_lr == 1.0  # measured, not taken: README
+    assert generate_config("draft").image.mesh_normal_weight == 100.0  # measured and taken: README
+    assert generate_config("standard").image.mesh_normal_weight is None  # real models: the mesh stage's own
     with pytest.raises(ConfigError, match="mesh_geometry_lr"):
         check_image_config(ImageConfig(mesh_geometry_lr=-1.0))
 
