@@ -284,7 +284,7 @@ def _render_chunk(cfg: VolumeConfig, field, rays_o: Tensor, rays_d: Tensor, occu
 def render_image(field, cameras: Cameras, config: VolumeConfig | None = None, occupancy: OccupancyGrid | None = None,
                  shading: str = "albedo", light_dir: Tensor | None = None, bg_color: Tensor | None = None,
                  perturb: bool = False, normals: bool = False, generator: torch.Generator | None = None,
-                 background: BackgroundMLP | None = None) -> dict:
+                 background: BackgroundMLP | None = None, offsets: Tensor | None = None) -> dict:
     """Render every pixel of a batch of ``B`` cameras (in chunks of ``config.chunk_rays`` rays).
 
     Args:
@@ -301,6 +301,8 @@ def render_image(field, cameras: Cameras, config: VolumeConfig | None = None, oc
         normals: As in :func:`render_rays`.
         generator: As in :func:`render_rays`.
         background: As in :func:`render_rays`.
+        offsets: Optional ``[B, H, W, 2]`` shifts of the rays from the pixel centres, in pixels
+            (:meth:`~dreamsmith.core.cameras.Cameras.rays`).
 
     Returns:
         The dict of :func:`render_rays` with images ``[B, H, W, C]`` (``opacity`` and ``depth`` have ``C = 1``) and the
@@ -310,7 +312,7 @@ def render_image(field, cameras: Cameras, config: VolumeConfig | None = None, oc
     dev = field.bbox.device
     cams = cameras.to(dev)
     b, h, w = len(cams), cams.height, cams.width
-    o, d = cams.rays()  # [B, H, W, 3]
+    o, d = cams.rays(offsets)  # [B, H, W, 3]
     if shading != "albedo":
         if light_dir is None:
             if any(config.light.offset):
@@ -354,10 +356,11 @@ class VolumeRenderer(nn.Module):
 
     def render_image(self, field, cameras: Cameras, occupancy: OccupancyGrid | None = None, shading: str = "albedo",
                      light_dir: Tensor | None = None, bg_color: Tensor | None = None, perturb: bool = False,
-                     normals: bool = False, generator: torch.Generator | None = None) -> dict:
+                     normals: bool = False, generator: torch.Generator | None = None,
+                     offsets: Tensor | None = None) -> dict:
         """:func:`render_image` with this renderer's config and background."""
         return render_image(field, cameras, self.config, occupancy, shading, light_dir, bg_color, perturb, normals,
-                            generator, self.background)
+                            generator, self.background, offsets)
 
 
 def _randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:

@@ -131,12 +131,13 @@ def reference_camera(cfg: ImageConfig, views: ViewSamplerConfig, size: int, azim
 @dataclass
 class ReferenceTarget:
     """The picture at one render size: its camera, colour on white ``[1, S, S, 3]`` and mask ``[1, S, S]``, and the
-    picture at its own resolution (``picture``, ``[1, 4, R, R]``) to look up between the pixels."""
+    picture at its own resolution (``picture``, ``[1, 4, R, R]``, with a fifth channel, the rays' weight, when an
+    edge band is left out) to look up between the pixels."""
 
     cameras: Cameras
     rgb: Tensor
     mask: Tensor
-    picture: Tensor | None = None
+    picture: Tensor
 
     @classmethod
     def make(cls, ref: ReferenceImage, cfg: ImageConfig, views: ViewSamplerConfig, size: int,
@@ -172,9 +173,7 @@ class ReferenceTarget:
         centres = (torch.arange(size, device=self.rgb.device, dtype=self.rgb.dtype) + 0.5)
         x = (centres[None, None, :] + offsets[..., 0]) / size * 2.0 - 1.0
         y = (centres[None, :, None] + offsets[..., 1]) / size * 2.0 - 1.0
-        picture = self.picture if self.picture is not None else torch.cat([self.rgb, self.mask[..., None]], -1) \
-            .permute(0, 3, 1, 2)
-        rgba = F.grid_sample(picture, torch.stack([x, y], dim=-1), mode="bilinear", padding_mode="border",
+        rgba = F.grid_sample(self.picture, torch.stack([x, y], dim=-1), mode="bilinear", padding_mode="border",
                              align_corners=False).permute(0, 2, 3, 1)
         return offsets, rgba[..., :3], rgba[..., 3], (rgba[..., 4] if rgba.shape[-1] > 4 else None)
 
@@ -225,19 +224,12 @@ class CoarseReference:
 
     def __call__(self, field, occupancy, renderer, step: int, total: int, generator: torch.Generator) -> Tensor:
         white = torch.ones(3, device=self.target.rgb.device)
+        offsets, want = None, None
         if self.cfg.ray_jitter:
             offsets, *want = self.target.jittered(generator)
-            o, d = self.target.cameras.rays(offsets)
-            size = self.target.rgb.shape[1]
-            out = renderer.render(field, o.reshape(-1, 3), d.reshape(-1, 3), occupancy, shading="albedo",
-                                  bg_color=white, perturb=True, generator=generator)
-            rgb, opacity = out["rgb"].reshape(1, size, size, 3), out["opacity"]
-        else:
-            want = None
-            out = renderer.render_image(field, self.target.cameras, occupancy, shading="albedo", bg_color=white,
-                                        perturb=True, generator=generator)
-            rgb, opacity = out["rgb"], out["opacity"]
-        loss = self.target.loss(self.cfg, rgb, opacity, want)
+        out = renderer.render_image(field, self.target.cameras, occupancy, shading="albedo", bg_color=white,
+                                    perturb=True, generator=generator, offsets=offsets)
+        loss = self.target.loss(self.cfg, out["rgb"], out["opacity"], want)
         w = sds_ramp(self.cfg, step, total)
         if self.novel is not None and w > 0:
             loss = loss + w * self.novel(field, occupancy, renderer, step, total, generator)

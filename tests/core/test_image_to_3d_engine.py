@@ -141,6 +141,35 @@ def test_the_coarse_edge_band_leaves_out_the_rays_along_the_outline():
     check_image_config(ImageConfig(coarse_edge_band=1.0, ray_jitter=True))
 
 
+def test_a_job_with_jittered_rays_and_an_outline_band_runs(tmp_path, capsys, monkeypatch):
+    """The options reach the coarse stage: every reference render there goes through jittered rays (offsets within
+    half a pixel), and the job ends with its reference-view scores."""
+    import inspect
+
+    from dreamsmith.core.render import volume
+    from tests.core.batch_inputs import TINY
+
+    seen = []
+    real = volume.render_image
+
+    def record(*args, **kwargs):
+        seen.append(inspect.signature(real).bind(*args, **kwargs).arguments.get("offsets"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(volume, "render_image", record)
+    pic = write_picture(tmp_path / "cube.png", render_picture("cube", "red", 30.0, 10.0, size=64))
+    tiny = TINY["image"]
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(dict(tiny, image=dict(tiny["image"], ray_jitter=True, coarse_edge_band=1.0))))
+    assert main(["generate", "--image", str(pic), "--config", str(config), "--out", str(tmp_path / "cube.glb"),
+                 "--device", "cpu", "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0.0 <= summary["reference"]["iou"] <= 1.0, summary
+    jittered = [o for o in seen if o is not None]
+    assert len(jittered) == tiny["coarse"]["steps"] and all(o.abs().max() <= 0.5 for o in jittered)
+    assert len({float(o.sum()) for o in jittered}) == len(jittered)  # new offsets every step
+
+
 @pytest.fixture(scope="module")
 def demo_guidance():
     prior = load_prior(PriorConfig(model="demo"), torch.device("cpu"))
