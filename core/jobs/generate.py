@@ -8,6 +8,7 @@ import gc
 import os
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -172,7 +173,9 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
                                           cfg.fine_guidance, image)
             if image and not text and cfg.image.condition != "none":  # another encoder: learned from the empty text
                 picture_condition(cfg, fine_guidance, reference, gen, callback, cancel)
-        geo = init_geometry(cfg.mesh, bbox, dev, model.density, source="text")
+        carve = partial(target.carve, margin=cfg.image.carve_margin) if image and cfg.image.carve else None
+        geo = init_geometry(cfg.mesh, bbox, dev, model.density, carve, source="text", hull_fallback=False,
+                            carve_after_cleaning=True)
         timings["mesh"] = time.perf_counter() - t0  # loading the fine prior, initialising DMTet
         name = prompt[:60] or (reference.name if image else "")
         mesh = fine_stage(cfg, fine_guidance, model, geo, gen, name, callback, cancel, timings, reference=reference)

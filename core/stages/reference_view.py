@@ -63,6 +63,12 @@ class ImageConfig:
         ray_jitter: Send the coarse stage's reference rays through a random point of each pixel every step (else
             through the pixel centres, where a volume can fit the picture and leave the space between the rays
             free: the README's torus seen from above kept its hole only along those rays).
+        carve: Carve the mesh stage's start with the picture: what the reference camera sees as background at a
+            point of the tet grid (the mask grown by ``carve_margin``) is left empty there, also through the
+            cleaning that closes narrow gaps. The coarse field is fitted at a few dozen pixels; a hole the picture
+            sees through, or a rim beyond its outline, would otherwise reach the mesh stage, whose reference loss
+            moves outlines but cannot open a hole its surface covers.
+        carve_margin: How far the mask is grown before carving, as a fraction of the picture's side.
         coarse_size: Side of the coarse stage's reference render, pixels (0: the stage's render size).
         mesh_size: Side of the mesh stage's reference render, pixels (0: the stage's render size).
         score_size: Side of the render the result is scored at (IoU, colour error), pixels.
@@ -90,6 +96,8 @@ class ImageConfig:
     mesh_normal_weight: float | None = None
     ray_jitter: bool = False
     coarse_edge_band: float = 0.0
+    carve: bool = True
+    carve_margin: float = 0.02
     coarse_size: int = 0
     mesh_size: int = 0
     score_size: int = 128
@@ -110,6 +118,9 @@ def check_image_config(cfg: ImageConfig) -> None:
     if not cfg.mesh_geometry_lr >= 0:
         raise ConfigError(f"image.mesh_geometry_lr must be >= 0 (0 freezes the mesh stage's geometry), "
                           f"got {cfg.mesh_geometry_lr!r}.")
+    if not 0.0 <= cfg.carve_margin < 0.5:
+        raise ConfigError(f"image.carve_margin is a fraction of the picture's side, in [0, 0.5), "
+                          f"got {cfg.carve_margin!r}.")
     if cfg.coarse_edge_band > 0 and not cfg.ray_jitter:
         raise ConfigError("image.coarse_edge_band needs image.ray_jitter (the band is left out of the jittered rays).")
     if cfg.condition == "caption":
@@ -176,6 +187,22 @@ class ReferenceTarget:
         rgba = F.grid_sample(self.picture, torch.stack([x, y], dim=-1), mode="bilinear", padding_mode="border",
                              align_corners=False).permute(0, 2, 3, 1)
         return offsets, rgba[..., :3], rgba[..., 3], (rgba[..., 4] if rgba.shape[-1] > 4 else None)
+
+    def carve(self, points: Tensor, margin: float = 0.0) -> Tensor:
+        """``[N]`` bool: False where the reference camera sees the picture's background at world ``points``
+        ``[N, 3]`` (the mask grown by ``margin``, a fraction of the picture's side). Points outside the picture's
+        frame or behind the camera are not judged (True)."""
+        mask = self.picture[:, 3:4]
+        grow = round(margin * mask.shape[-1])
+        if grow > 0:
+            mask = F.max_pool2d(mask, 2 * grow + 1, stride=1, padding=grow)
+        size = self.rgb.shape[1]
+        uv, depth = self.cameras.pixel_coords(points.to(mask))
+        xy = uv[0] / size * 2.0 - 1.0  # [N, 2], -1..1 across the picture
+        seen = (depth[0] > 0) & (xy.abs() < 1.0).all(-1)
+        alpha = F.grid_sample(mask, xy[None, None], mode="bilinear", padding_mode="border",
+                              align_corners=False)[0, 0, 0]
+        return ~(seen & (alpha < 0.5))
 
     def loss(self, cfg: ImageConfig, rgb: Tensor, alpha: Tensor, want: tuple | None = None) -> Tensor:
         """Weighted colour and mask errors of a render of the reference view (``rgb`` on white; ``alpha``

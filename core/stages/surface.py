@@ -78,7 +78,8 @@ def iso_occupancy(density: Tensor, level: float) -> Tensor:
 
 @torch.no_grad()
 def initial_sdf(density_fn, grid_verts: Tensor, grid_shape: tuple[int, int, int], bbox: Tensor, iso_density: float,
-                carve_fn=None, min_fraction: float = 0.05, source: str = "images") -> Tensor:
+                carve_fn=None, min_fraction: float = 0.05, source: str = "images", hull_fallback: bool = True,
+                carve_after_cleaning: bool = False) -> Tensor:
     """SDF at the tet-grid vertices from the coarse density (and the visual hull, when given).
 
     Args:
@@ -92,18 +93,27 @@ def initial_sdf(density_fn, grid_verts: Tensor, grid_shape: tuple[int, int, int]
         min_fraction: See :class:`~.mesh.MeshStageConfig`.
         source: What the coarse stage was fitted to, ``"images"`` or ``"text"``: the error for an empty field
             speaks of that (:data:`EMPTY_FIELD`).
+        hull_fallback: With ``carve_fn``, start from the hull itself when no density inside it is above
+            ``iso_density`` (many views: a tight hull); else the level adapts to the carved field as without one
+            (one view: its hull is an open cone).
+        carve_after_cleaning: With ``carve_fn``, carve again after the cleaning, which closes gaps narrower than
+            a few cells: a hole the images see through (a torus seen from above, at the draft's 32 cells) stays
+            open. Image to 3D does; ``reconstruct`` carves before the cleaning only, as measured for it.
     """
     diag = float((bbox[1] - bbox[0]).norm())
     dens = torch.cat([density_fn(c) for c in grid_verts.split(1 << 18)])
-    if carve_fn is None:
-        occ = iso_occupancy(dens, iso_density / diag)
+    hull = None if carve_fn is None else torch.cat([carve_fn(c) for c in grid_verts.split(1 << 18)])
+    if hull is None or not hull_fallback:
+        occ = iso_occupancy(dens if hull is None else torch.where(hull, dens, torch.zeros_like(dens)),
+                            iso_density / diag)
     else:
         occ = dens > iso_density / diag
-        hull = torch.cat([carve_fn(c) for c in grid_verts.split(1 << 18)])
         # An under-trained field (tiny budgets) may have no density above the iso level yet: the hull still is a
         # valid start for the mesh stage, which refines it against the images.
         occ = occ & hull if bool((occ & hull).any()) else hull
     occ_np = clean_occupancy(occ.reshape(grid_shape).cpu().numpy(), min_fraction)
+    if hull is not None and carve_after_cleaning:
+        occ_np &= hull.reshape(grid_shape).cpu().numpy()
     if not occ_np.any():
         raise InputError(EMPTY_FIELD[source])
     cell = tuple(float(c) for c in (bbox[1] - bbox[0]) / (torch.tensor(grid_shape) - 1))
@@ -111,11 +121,12 @@ def initial_sdf(density_fn, grid_verts: Tensor, grid_shape: tuple[int, int, int]
 
 
 def init_geometry(cfg, bbox: Tensor, device: torch.device, density_fn, carve_fn=None,
-                  source: str = "images") -> DMTetGeometry:
+                  source: str = "images", hull_fallback: bool = True, carve_after_cleaning: bool = False
+                  ) -> DMTetGeometry:
     """The mesh stage's tetrahedral geometry (``cfg``: a :class:`~.mesh.MeshStageConfig`), its SDF initialised
     from ``density_fn`` (and ``carve_fn``) by :func:`initial_sdf`."""
     geo = DMTetGeometry(cfg.dmtet, bbox.to(device)).to(device)
     r = cfg.dmtet.resolution + 1
     geo.init_from_sdf(initial_sdf(density_fn, geo.grid_verts, (r, r, r), bbox, cfg.iso_density, carve_fn,
-                                  cfg.min_component_fraction, source))
+                                  cfg.min_component_fraction, source, hull_fallback, carve_after_cleaning))
     return geo

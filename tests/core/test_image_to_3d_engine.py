@@ -141,6 +141,74 @@ def test_the_coarse_edge_band_leaves_out_the_rays_along_the_outline():
     check_image_config(ImageConfig(coarse_edge_band=1.0, ray_jitter=True))
 
 
+def test_the_picture_carves_what_its_camera_sees_as_background():
+    """A ring seen from 20 degrees up: points on the rays through its hole are carved at every depth, points on the
+    rays through the ring are kept, as are points outside the picture's frame and behind the camera; the margin
+    grows the mask into the hole."""
+    from dreamsmith.core.image_input import ReferenceImage
+    from dreamsmith.core.stages.reference_view import ReferenceTarget
+
+    yy, xx = np.mgrid[:256, :256] + 0.5
+    r = np.hypot(xx - 128, yy - 128)
+    mask = ((r > 40) & (r < 100)).astype(np.float32)
+    ref = ReferenceImage(rgb=np.ones((256, 256, 3), np.float32), mask=mask, name="ring.png", had_alpha=True)
+    target = ReferenceTarget.make(ref, ImageConfig(elevation=20.0), ViewSamplerConfig(), 32, torch.device("cpu"))
+    cam = target.cameras
+    eye, right, up, back = cam.c2w[0, :3, 3], cam.c2w[0, :3, 0], cam.c2w[0, :3, 1], cam.c2w[0, :3, 2]
+    depths = torch.linspace(0.3, 4.0, 12)[:, None]
+
+    def along(dx, dy=0.0, sign=1.0):  # points on the ray through (dx, dy) picture pixels right of / above the centre
+        k = 32 / 256 / float(cam.fx[0])
+        return eye + sign * depths * (-back + dx * k * right + dy * k * up)
+
+    assert not target.carve(along(0)).any()  # the hole's centre
+    assert target.carve(along(70)).all() and target.carve(along(0, -60)).all()  # on the ring
+    assert not target.carve(along(115)).any()  # beyond it
+    assert target.carve(along(0, sign=-1.0)).all()  # behind the camera
+    assert target.carve(along(400)).all()  # outside the picture's frame
+    # 6 px inside the hole's edge: a margin of 10 px of 256 fills it; the centre stays carved
+    assert not target.carve(along(34)).any() and target.carve(along(34), margin=10 / 256).all()
+    assert not target.carve(along(0), margin=10 / 256).any()
+
+
+@pytest.mark.parametrize("carve", [True, False])
+def test_a_job_carves_its_mesh_start_with_the_picture(tmp_path, capsys, monkeypatch, carve):
+    """By default the mesh stage starts from the coarse field carved by the picture at its margin: the tet grid's
+    points are judged by the reference view, and none that it sees as background is inside the start."""
+    from dreamsmith.core.stages import reference_view, surface
+    from tests.core.batch_inputs import TINY
+
+    judged, starts = [], []
+    real_carve, real_sdf = reference_view.ReferenceTarget.carve, surface.initial_sdf
+
+    def record_carve(self, points, margin=0.0):
+        keep = real_carve(self, points, margin)
+        judged.append((points, keep, margin))
+        return keep
+
+    def record_sdf(*args, **kwargs):
+        sdf = real_sdf(*args, **kwargs)
+        starts.append(sdf)
+        return sdf
+
+    monkeypatch.setattr(reference_view.ReferenceTarget, "carve", record_carve)
+    monkeypatch.setattr(surface, "initial_sdf", record_sdf)
+    pic = write_picture(tmp_path / "torus.png", render_picture("torus", "red", 30.0, 35.0, size=64))
+    tiny = TINY["image"]
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(dict(tiny, image=dict(tiny["image"], carve=carve))))
+    assert main(["generate", "--image", str(pic), "--config", str(config), "--out", str(tmp_path / "torus.glb"),
+                 "--device", "cpu", "--quiet"]) == 0
+    assert len(starts) == 1
+    if not carve:
+        assert not judged
+        return
+    keep = torch.cat([k for _, k, _ in judged])
+    assert {m for *_, m in judged} == {ImageConfig().carve_margin}
+    assert len(keep) == len(starts[0]) and not keep.all() and keep.any()
+    assert bool((starts[0][~keep] > 0).all())  # carved points are outside the start
+
+
 def test_a_job_with_jittered_rays_and_an_outline_band_runs(tmp_path, capsys, monkeypatch):
     """The options reach the coarse stage: every reference render there goes through jittered rays (offsets within
     half a pixel), and the job ends with its reference-view scores."""
