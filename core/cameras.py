@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -125,6 +126,25 @@ class Cameras:
         u = self.cx[:, None] + self.fx[:, None] * pc[..., 0] / z
         v = self.cy[:, None] - self.fy[:, None] * pc[..., 1] / z
         return torch.stack([u, v], dim=-1), depth
+
+
+def mask_at_points(camera: Cameras, mask: Tensor, points: Tensor, bilinear: bool = False) -> tuple[Tensor, Tensor]:
+    """What one camera's mask says at world ``points`` ``[N, 3]``: its value ``[N]`` at each point's pixel (the
+    pixel the point falls in, or bilinear between pixel centres) and ``[N]`` bool whether the camera sees the point
+    at all (in front of it, inside its frame). ``mask``: ``[1, 1, H, W]``, rows from the top, covering the camera's
+    frame at any resolution."""
+    h, w = mask.shape[-2:]
+    uv, depth = camera.pixel_coords(points.to(mask))
+    uv, depth = uv[0], depth[0]
+    u, v = uv[:, 0], uv[:, 1]
+    seen = (depth > 0) & (u >= 0) & (u < camera.width) & (v >= 0) & (v < camera.height)
+    if bilinear:
+        xy = uv / uv.new_tensor([camera.width, camera.height]) * 2.0 - 1.0  # -1..1 across the frame
+        value = F.grid_sample(mask, xy[None, None], mode="bilinear", padding_mode="border", align_corners=False)
+        return value[0, 0, 0], seen
+    if (w, h) != (camera.width, camera.height):
+        u, v = u * (w / camera.width), v * (h / camera.height)
+    return mask[0, 0, v.long().clamp(0, h - 1), u.long().clamp(0, w - 1)], seen
 
 
 def camera_light(cams: Cameras, offset: tuple[float, float]) -> Tensor:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..cameras import Cameras
+from ..cameras import Cameras, mask_at_points
 from ..datasets import PosedImages
 from ..errors import InputError
 
@@ -69,12 +69,7 @@ class ReferenceGuidance:
         inside = torch.ones(points.shape[0], dtype=torch.bool, device=points.device)
         seen = torch.zeros(points.shape[0], dtype=torch.int32, device=points.device)
         for i in range(self.n):
-            uv, depth = self.cameras[i].pixel_coords(points)
-            uv, depth = uv[0], depth[0]
-            valid = (depth > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < self.w) & (uv[:, 1] >= 0) & (uv[:, 1] < self.h)
-            col = uv[:, 0].long().clamp(0, self.w - 1)
-            row = uv[:, 1].long().clamp(0, self.h - 1)
-            a = alpha[i, 0, row, col]
+            a, valid = mask_at_points(self.cameras[i], alpha[i:i + 1], points)
             inside &= ~(valid & (a < self.cfg.hull_alpha))
             seen += valid.int()
         return inside & (seen >= max(1, int(self.cfg.hull_min_views * self.n)))

@@ -28,3 +28,28 @@ def test_orbit_camera_front_is_minus_y_and_z_up():
     # Top rows look up (+Z), left columns look to -X.
     assert d[0, 0, 8, 2] > 0 and d[0, 8, 0, 0] < 0
     assert math.isclose(float(cams.fy[0]), 8 / math.tan(math.radians(30)), rel_tol=1e-5)
+
+
+def test_a_mask_is_read_at_the_pixels_points_fall_in():
+    """mask_at_points: the pixel a point projects into (or bilinear between centres), and whether it is seen at all
+    (in front of the camera, inside its frame)."""
+    from dreamsmith.core.cameras import mask_at_points
+
+    cam = orbit_cameras(torch.tensor([30.0]), torch.tensor([20.0]), 3.0, 40.0, 8, 6)
+    o, d = cam.rays()
+    mask = torch.zeros(1, 1, 6, 8)
+    mask[0, 0, 2, 5] = 1.0
+    on = o[0, 2, 5] + 2.0 * d[0, 2, 5]  # through the centre of pixel (row 2, col 5)
+    beside = o[0, 2, 4] + 2.0 * d[0, 2, 4]
+    behind = o[0, 2, 5] - 2.0 * d[0, 2, 5]
+    outside = o[0, 0, 0] + 2.0 * (d[0, 0, 0] - 0.5 * (d[0, 5, 7] - d[0, 0, 0]))  # left of and above the frame
+    points = torch.stack([on, beside, behind, outside])
+    value, seen = mask_at_points(cam, mask, points)
+    assert value.tolist()[:2] == [1.0, 0.0] and seen.tolist() == [True, True, False, False]
+    half = o[0, 2, 5] + 2.0 * (d[0, 2, 5] + d[0, 2, 4]) / 2  # halfway between the two pixel centres
+    smooth, _ = mask_at_points(cam, mask, torch.stack([on, half]), bilinear=True)
+    assert torch.allclose(smooth, torch.tensor([1.0, 0.5]), atol=0.05)
+    fine = mask.repeat_interleave(4, dim=2).repeat_interleave(4, dim=3)  # the same mask at 4x the camera's size
+    for bilinear in (False, True):
+        got, seen_fine = mask_at_points(cam, fine, points[:2], bilinear=bilinear)
+        assert got.tolist() == [1.0, 0.0] and seen_fine.all()
