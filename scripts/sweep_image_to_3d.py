@@ -5,9 +5,11 @@ Pictures are ray-marched renders of the toy prior's primitives (shaded with its 
 azimuth (0-360) and elevation (-10..40 degrees) at the prior's distance and field of view; half are PNGs with alpha,
 half RGB on a plain white background. The engine is given the elevation (``--elevation``), never the azimuth: the
 picture defines the front. Each row: seconds, the caption the prior gave the picture (no prompt), shape (nearest
-primitive by Chamfer, minimised over turns about Z, as ``sweep_toy_prior.py`` judges text results), colour (the
-texture's dominant colour), and the result's silhouette IoU and colour error at the picture's camera (the engine's
-own summary). A caption in brackets, with its margin, was read but not clear enough to use.
+primitive by Chamfer, minimised over turns about Z, the result and the primitives each centred on its surface and
+scaled to a unit RMS distance of the surface; in brackets, each scaled to a unit bounding-box diagonal instead, as
+``sweep_toy_prior.py`` judges text results), colour (the texture's dominant colour), and the result's silhouette IoU
+and colour error at the picture's camera (the engine's own summary). A caption in brackets, with its margin, was
+read but not clear enough to use.
 
     python scripts/sweep_image_to_3d.py [--n 16] [--seed 0] [--prompt] [--out DIR] [--config JSON]
 """
@@ -27,7 +29,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sweep_toy_prior import dominant_colour, reference_primitive, shape_distance  # noqa: E402
+from sweep_toy_prior import SCALES, dominant_colour, reference_primitive, shape_distance  # noqa: E402
 from synth_objects import sphere_trace  # noqa: E402
 from toy_prior_data import COLOURS, DISTANCE, FOV_DEG, LIGHT, SHAPES, _normals, shape_object  # noqa: E402
 
@@ -72,13 +74,25 @@ def write_picture(path: Path, pixels: np.ndarray) -> Path:
     return path
 
 
+def primitives() -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """The four primitives normalised both ways (``sweep_toy_prior.SCALES``), for :func:`judge`."""
+    return {scale: {s: reference_primitive(s, scale) for s in SHAPES} for scale in SCALES}
+
+
 def judge(glb: Path, prims: dict) -> dict:
-    """Shape (nearest primitive, with the distances) and dominant colour of a result file."""
+    """Shape (nearest primitive, with the distances) and dominant colour of a result file.
+
+    ``shape`` is judged with both normalised by their surfaces (``"surface"``); ``shape_bbox`` by their bounding
+    boxes, as ``sweep_toy_prior.py`` judges text results. A boxy result with a rim along its top edges is a cube by
+    its surface and can be a sphere by its box: the rim sets the box, and the cube inside is scaled down to fit it.
+    """
     v, f, uv, tex = read_mesh(glb)
     colour, med = dominant_colour(TexturedMesh(v, f, uv, None, tex))
-    dist = {s: shape_distance(v, f, prims[s], s) for s in SHAPES}
-    return {"shape": min(dist, key=dist.get), "colour": colour, "median_rgb": med,
-            "chamfer_pct": {k: round(x, 2) for k, x in dist.items()}}
+    dist = {s: shape_distance(v, f, prims["surface"][s], s, "surface") for s in SHAPES}
+    box = {s: shape_distance(v, f, prims["bbox"][s], s, "bbox") for s in SHAPES}
+    return {"shape": min(dist, key=dist.get), "shape_bbox": min(box, key=box.get), "colour": colour,
+            "median_rgb": med, "chamfer_pct": {k: round(x, 2) for k, x in dist.items()},
+            "chamfer_pct_bbox": {k: round(x, 2) for k, x in box.items()}}
 
 
 def main() -> int:
@@ -93,7 +107,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_grad_enabled(True)
     over = json.loads(Path(args.config).read_text()) if args.config else {}
-    prims = {s: reference_primitive(s) for s in SHAPES}
+    prims = primitives()
     rng = np.random.default_rng(args.seed)
     objects = [(c, s) for s in SHAPES for c in COLOURS]
     rows = []
@@ -119,20 +133,22 @@ def main() -> int:
             rows.append(row)
             print(json.dumps(row), flush=True)
     ok_s = sum(r["shape"] == r["want"].split()[1] for r in rows)
+    ok_b = sum(r["shape_bbox"] == r["want"].split()[1] for r in rows)
     ok_c = sum(r["colour"] == r["want"].split()[0] for r in rows)
-    print("\n| picture | az / el | s | caption | shape | colour | IoU | colour error | "
-          "Chamfer % cube / sphere / cone / torus |")
+    print("\n| picture | az / el | s | caption | shape (by box) | colour | IoU | colour error | "
+          "Chamfer % cube / sphere / cone / torus (by box) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        d = r["chamfer_pct"]
+        d, b = r["chamfer_pct"], r["chamfer_pct_bbox"]
         aside = r["set_aside"]
         caption = r["caption"] or (f"({aside['caption']}? {aside['margin']:.2f})" if aside else "-")
         print(f"| {r['picture']} | {r['azimuth']} / {r['elevation']} | {r['seconds']:.0f} | {caption} | "
-              f"{r['shape']} | "
-              f"{r['colour']} | {r['iou']:.3f} | {r['colour_error']:.3f} | "
-              f"{d['cube']:.2f} / {d['sphere']:.2f} / {d['cone']:.2f} / {d['torus']:.2f} |")
+              f"{r['shape']} ({r['shape_bbox']}) | {r['colour']} | {r['iou']:.3f} | {r['colour_error']:.3f} | "
+              f"{d['cube']:.2f} / {d['sphere']:.2f} / {d['cone']:.2f} / {d['torus']:.2f} "
+              f"({b['cube']:.2f} / {b['sphere']:.2f} / {b['cone']:.2f} / {b['torus']:.2f}) |")
     ious = [r["iou"] for r in rows]
-    print(f"\nshape right {ok_s}/{len(rows)}, colour right {ok_c}/{len(rows)}, IoU min {min(ious):.3f} "
+    print(f"\nshape right {ok_s}/{len(rows)} ({ok_b} by box), colour right {ok_c}/{len(rows)}, "
+          f"IoU min {min(ious):.3f} "
           f"mean {np.mean(ious):.3f}, max time {max(r['seconds'] for r in rows):.0f} s "
           f"({'with' if args.prompt else 'no'} prompt)")
     return 0

@@ -36,22 +36,36 @@ from toy_prior_data import COLOURS, SHAPES, shape_object  # noqa: E402
 
 from dreamsmith.core.jobs.generate import generate_config, run_generate  # noqa: E402
 from dreamsmith.core.meshio import TexturedMesh, read_mesh  # noqa: E402
-from dreamsmith.core.metrics import chamfer_meshes  # noqa: E402
+from dreamsmith.core.metrics import chamfer_meshes, sample_surface  # noqa: E402
 from dreamsmith.core.render.mesh import render_textured  # noqa: E402
 from dreamsmith.core.render.preview import preview_cameras  # noqa: E402
 
 TOY = Path(__file__).resolve().parents[1] / "assets" / "demo_prior"
 
 
-def normalised(verts: np.ndarray) -> np.ndarray:
+#: How a mesh is brought to a common size before it is compared with the primitives: ``"bbox"``, centred on its
+#: bounding box and scaled to a unit box diagonal (what the extreme points say); ``"surface"``, centred on its
+#: surface's centroid and scaled to a unit root-mean-square distance of the surface from it (what the whole surface
+#: says: a rim or a spike a few percent of the area moves it by a few percent, where it can move the box by a third).
+SCALES = ("bbox", "surface")
+
+
+def normalised(verts: np.ndarray, faces: np.ndarray | None = None, scale: str = "bbox") -> np.ndarray:
+    """``verts`` centred and scaled by ``scale`` (:data:`SCALES`; ``"surface"`` needs ``faces``)."""
+    if scale == "surface":
+        pts = sample_surface(np.asarray(verts, np.float64), faces, 20000, 0)
+        centre = pts.mean(0)
+        return (verts - centre) / max(float(np.sqrt(((pts - centre) ** 2).sum(1).mean())), 1e-9)
+    if scale != "bbox":
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     lo, hi = verts.min(0), verts.max(0)
     return (verts - (lo + hi) / 2) / max(float(np.linalg.norm(hi - lo)), 1e-9)
 
 
-def reference_primitive(shape: str) -> tuple[np.ndarray, np.ndarray]:
+def reference_primitive(shape: str, scale: str = "bbox") -> tuple[np.ndarray, np.ndarray]:
     """The training primitive ``shape`` as a fine mesh (verts, faces), normalised like the results it is compared to."""
     v, f = ground_truth_mesh(shape_object(shape), resolution=96)[:2]
-    return normalised(v), f
+    return normalised(v, f, scale), f
 
 
 def yaw_turns(shape: str, step_deg: float = 5.0) -> list[np.ndarray]:
@@ -75,12 +89,13 @@ def squared_up(verts: np.ndarray, step_deg: float = 1.0) -> np.ndarray:
     return np.concatenate([v[:, :2] @ rot[int(np.argmin(area))].T, v[:, 2:]], axis=1)
 
 
-def shape_distance(verts: np.ndarray, faces: np.ndarray, prim: tuple[np.ndarray, np.ndarray], shape: str) -> float:
-    """Symmetric Chamfer distance (% of the unit diagonal) to a normalised primitive: the result squared up and
-    normalised once per turn, minimised over Z turns within the primitive's symmetry."""
+def shape_distance(verts: np.ndarray, faces: np.ndarray, prim: tuple[np.ndarray, np.ndarray], shape: str,
+                   scale: str = "bbox") -> float:
+    """Symmetric Chamfer distance (% of the unit size of ``scale``) to a primitive normalised the same way: the
+    result squared up and normalised once per turn, minimised over Z turns within the primitive's symmetry."""
     v = squared_up(verts)
-    return min(100 * chamfer_meshes((normalised(v @ r.T), faces), prim, n=20000, normalise_by=None)["symmetric"]
-               for r in yaw_turns(shape))
+    return min(100 * chamfer_meshes((normalised(v @ r.T, faces, scale), faces), prim, n=20000,
+                                    normalise_by=None)["symmetric"] for r in yaw_turns(shape))
 
 
 def dominant_colour(mesh: TexturedMesh) -> tuple[str, list[float]]:

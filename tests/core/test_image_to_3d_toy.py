@@ -11,19 +11,19 @@ import pytest
 
 from dreamsmith.core.cli import main
 from dreamsmith.core.meshio import read_mesh
-from dreamsmith.scripts.sweep_image_to_3d import SHAPES, judge, reference_primitive, render_picture, write_picture
+from dreamsmith.scripts.sweep_image_to_3d import judge, primitives, render_picture, write_picture
 
 
 @pytest.fixture(scope="module")
-def primitives():
-    return {s: reference_primitive(s) for s in SHAPES}
+def prims():
+    return primitives()
 
 
 @pytest.mark.parametrize(("shape", "colour", "azimuth", "elevation", "alpha", "prompt"), [
     ("cone", "blue", 40.0, 10.0, False, ""),  # a JPEG on white, no prompt: the picture alone
     ("torus", "yellow", 200.0, 30.0, True, "a yellow torus"),  # alpha, seen from above the side, with its words
 ])
-def test_picture_becomes_its_object(tmp_path, capsys, primitives, shape, colour, azimuth, elevation, alpha, prompt):
+def test_picture_becomes_its_object(tmp_path, capsys, prims, shape, colour, azimuth, elevation, alpha, prompt):
     pic = write_picture(tmp_path / f"{shape}.{'png' if alpha else 'jpg'}",
                         render_picture(shape, colour, azimuth, elevation, alpha=alpha))
     out = tmp_path / f"{shape}.glb"
@@ -31,8 +31,8 @@ def test_picture_becomes_its_object(tmp_path, capsys, primitives, shape, colour,
             "--quiet"] + (["--prompt", prompt] if prompt else [])
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    got = judge(out, primitives)
-    assert got["shape"] == shape, got
+    got = judge(out, prims)
+    assert got["shape"] == shape and got["shape_bbox"] == shape, got  # by the surface and by the box alike
     assert got["colour"] == colour, got
     assert summary["reference"]["iou"] >= 0.85, summary
     assert summary["reference"]["colour_error"] < 0.1, summary
