@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sweep_toy_prior import TOY, dominant_colour, reference_primitive, shape_distance  # noqa: E402
+from sweep_toy_prior import TOY, dominant_colour, reference_primitives, shape_distance, shape_distances  # noqa: E402
 from synth_objects import ground_truth_mesh  # noqa: E402
 from toy_prior_data import COLOURS, SHAPES, shape_object  # noqa: E402
 
@@ -56,7 +56,7 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     over = json.loads(Path(args.config).read_text()) if args.config else {}
-    prims = {s: reference_primitive(s) for s in SHAPES}
+    prims = reference_primitives()
     ratios = []
     print("| edit | target before -> after (ratio) | nearest | colour | s |\n|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,7 +79,7 @@ def main() -> int:
                      preview=out_dir / f"{name}.png")
             seconds = time.perf_counter() - t0
             v, f, uv, tex = read_mesh(out_dir / f"{name}.glb")
-            dist = {s: shape_distance(v, f, prims[s], s) for s in SHAPES}
+            dist = shape_distances(v, f, prims)
             colour, _ = dominant_colour(TexturedMesh(v, f, uv, None, tex))
             ratios.append(dist[target] / before)
             print(f"| {shape} -> {prompt} | {before:.2f} -> {dist[target]:.2f} ({ratios[-1]:.2f}) | "

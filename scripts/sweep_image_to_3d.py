@@ -29,7 +29,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sweep_toy_prior import SCALES, dominant_colour, reference_primitive, shape_distance  # noqa: E402
+from sweep_toy_prior import SCALES, dominant_colour, reference_primitives, shape_distances  # noqa: E402
 from synth_objects import sphere_trace  # noqa: E402
 from toy_prior_data import COLOURS, DISTANCE, FOV_DEG, LIGHT, SHAPES, _normals, shape_object  # noqa: E402
 
@@ -76,7 +76,7 @@ def write_picture(path: Path, pixels: np.ndarray) -> Path:
 
 def primitives() -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """The four primitives normalised both ways (``sweep_toy_prior.SCALES``), for :func:`judge`."""
-    return {scale: {s: reference_primitive(s, scale) for s in SHAPES} for scale in SCALES}
+    return {scale: reference_primitives(scale) for scale in SCALES}
 
 
 def judge(glb: Path, prims: dict) -> dict:
@@ -88,8 +88,8 @@ def judge(glb: Path, prims: dict) -> dict:
     """
     v, f, uv, tex = read_mesh(glb)
     colour, med = dominant_colour(TexturedMesh(v, f, uv, None, tex))
-    dist = {s: shape_distance(v, f, prims["surface"][s], s, "surface") for s in SHAPES}
-    box = {s: shape_distance(v, f, prims["bbox"][s], s, "bbox") for s in SHAPES}
+    dist = shape_distances(v, f, prims["surface"], "surface")
+    box = shape_distances(v, f, prims["bbox"], "bbox")
     return {"shape": min(dist, key=dist.get), "shape_bbox": min(box, key=box.get), "colour": colour,
             "median_rgb": med, "chamfer_pct": {k: round(x, 2) for k, x in dist.items()},
             "chamfer_pct_bbox": {k: round(x, 2) for k, x in box.items()}}

@@ -68,6 +68,11 @@ def reference_primitive(shape: str, scale: str = "bbox") -> tuple[np.ndarray, np
     return normalised(v, f, scale), f
 
 
+def reference_primitives(scale: str = "bbox") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every training primitive, normalised by ``scale``, for :func:`shape_distances`."""
+    return {s: reference_primitive(s, scale) for s in SHAPES}
+
+
 def yaw_turns(shape: str, step_deg: float = 5.0) -> list[np.ndarray]:
     """Rotations about Z to try for ``shape``: its symmetry period about Z sampled every ``step_deg``."""
     period = 90.0 if shape == "cube" else step_deg  # sphere, cone and torus are symmetric about Z
@@ -96,6 +101,12 @@ def shape_distance(verts: np.ndarray, faces: np.ndarray, prim: tuple[np.ndarray,
     v = squared_up(verts)
     return min(100 * chamfer_meshes((normalised(v @ r.T, faces, scale), faces), prim, n=20000,
                                     normalise_by=None)["symmetric"] for r in yaw_turns(shape))
+
+
+def shape_distances(verts: np.ndarray, faces: np.ndarray, prims: dict[str, tuple[np.ndarray, np.ndarray]],
+                    scale: str = "bbox") -> dict[str, float]:
+    """:func:`shape_distance` to each primitive of ``prims`` (from :func:`reference_primitives` with ``scale``)."""
+    return {s: shape_distance(verts, faces, prim, s, scale) for s, prim in prims.items()}
 
 
 def dominant_colour(mesh: TexturedMesh) -> tuple[str, list[float]]:
@@ -139,7 +150,7 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     torch.set_grad_enabled(True)
     over = json.loads(Path(args.config).read_text()) if args.config else {}
-    prims = {s: reference_primitive(s) for s in SHAPES}
+    prims = reference_primitives()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         out_dir = Path(args.out or tmp)
@@ -155,7 +166,7 @@ def main() -> int:
                 v, f, uv, tex = read_mesh(glb)
                 mesh = TexturedMesh(v, f, uv, None, tex)
                 got_colour, med = dominant_colour(mesh)
-                dist = {s: shape_distance(v, f, prims[s], s) for s in SHAPES}
+                dist = shape_distances(v, f, prims)
                 got_shape = min(dist, key=dist.get)
                 row = {"prompt": prompt, "seconds": round(seconds, 1), "colour": got_colour, "median_rgb": med,
                        "shape": got_shape, "chamfer_pct": {k: round(x, 2) for k, x in dist.items()},

@@ -12,19 +12,19 @@ from dreamsmith.scripts.sweep_toy_prior import (
     SHAPES,
     ground_truth_mesh,
     normalised,
-    reference_primitive,
-    shape_distance,
+    reference_primitives,
+    shape_distances,
     shape_object,
 )
 
 
 @pytest.fixture(scope="module")
 def prims():
-    return {scale: {s: reference_primitive(s, scale) for s in SHAPES} for scale in SCALES}
+    return {scale: reference_primitives(scale) for scale in SCALES}
 
 
 def _nearest(verts, faces, prims, scale):
-    dist = {s: shape_distance(verts, faces, prims[scale][s], s, scale) for s in SHAPES}
+    dist = shape_distances(verts, faces, prims[scale], scale)
     return min(dist, key=dist.get), dist
 
 
