@@ -91,7 +91,10 @@ GENERATE_PRESETS: dict[str, dict[str, Any]] = {
             "field": {"grid": {"n_levels": 6, "log2_hashmap_size": 14, "base_resolution": 8,
                                "finest_resolution": 96}, "blob_density": 2.0, "blob_radius": 0.5},
             "occupancy": {"resolution": 32},
-            "volume": {"n_samples_per_ray": 64, "background": "white", "light": {"offset": TOY_PRIOR_LIGHT}},
+            # normal_min_weight 0.01: samples under 1 % of their pixel are shaded without normals (README, "Text to
+            # 3D, measured"; a coarse step 1.3-1.5x faster, no pixel moved by more than 0.03).
+            "volume": {"n_samples_per_ray": 64, "background": "white", "light": {"offset": TOY_PRIOR_LIGHT},
+                       "normal_min_weight": 0.01},
         },
         "coarse_sds": {"render_size": 32, "shading": "lambertian", "sparsity_weight": 0.1,
                        "views": {"views_per_step": 4}},
@@ -102,10 +105,8 @@ GENERATE_PRESETS: dict[str, dict[str, Any]] = {
         "mesh_sds": {"shading": "lambertian", "light": {"offset": TOY_PRIOR_LIGHT}, "views": {"views_per_step": 4}},
         "fine_guidance": {"guidance_scale": 20.0, "max_step_percent": 0.5, "max_step_percent_end": 0.5},
         "bake": {"texture_size": 256},
-        # From a picture, the mesh stage with a stiffer surface: the sweep's cubes and spheres nearer their primitives;
-        # the coarse stage's lit views shade samples under 1 % weight without normals (faster; README, "Image to
-        # 3D, measured").
-        "image": {"mesh_normal_weight": 100.0, "coarse_normal_min_weight": 0.01},
+        # From a picture, the mesh stage with a stiffer surface: the sweep's cubes and spheres nearer their primitives.
+        "image": {"mesh_normal_weight": 100.0},
     },
     "standard": merge(_MAGIC3D, {**_priors("standard", "coarse_model", "fine_model"),
                                  "coarse": {"steps": 5000, "volume": {"n_samples_per_ray": 512}},

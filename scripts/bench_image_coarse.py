@@ -4,7 +4,7 @@ For each shape, a picture of the toy prior's object (as ``sweep_image_to_3d.py``
 draft preset's image-to-3D coarse stage (``--steps`` of it, the rest of the job is not run); then one whole coarse
 step (the reference view and the lit score-distillation views, forward and backward) is timed on that field with
 the volume's default normal threshold (normals for every sample over 0.001 of its pixel) and with the draft's
-``image.coarse_normal_min_weight`` (0.01), alternately, ``--repeats`` times each, with the same random numbers for
+``coarse.volume.normal_min_weight`` (0.01), alternately, ``--repeats`` times each, with the same random numbers for
 both. Printed: median seconds a step, their ratio, and the largest change of any pixel of the score-distillation
 views between the two.
 
@@ -91,10 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     default = VolumeConfig().normal_min_weight
-    draft = generate.generate_config("draft").image.coarse_normal_min_weight
+    draft = generate.generate_config("draft").coarse.volume.normal_min_weight
     print(f"torch threads {torch.get_num_threads()}; normal threshold {default} (volume default) vs {draft} (draft "
-          f"image)\n")
-    print("| shape | s a step, default | s a step, draft image | ratio | largest pixel change |")
+          f"preset)\n")
+    print("| shape | s a step, 0.001 | s a step, draft | ratio | largest pixel change |")
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for shape in args.shapes.split(","):

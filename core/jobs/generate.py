@@ -38,7 +38,6 @@ from ..stages.reference_view import (
     MeshReference,
     ReferenceTarget,
     check_image_config,
-    coarse_stage_settings,
     mesh_stage_settings,
     reference_scores,
     turned_to_front,
@@ -158,8 +157,7 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
             target = ReferenceTarget.make(reference, cfg.image, cfg.coarse_sds.views, size, dev,
                                           cfg.image.coarse_edge_band)
             objective = CoarseReference(target, cfg.image, objective)
-        coarse_cfg = coarse_stage_settings(cfg.coarse, cfg.image) if image else cfg.coarse
-        model, _, renderer = train_coarse(coarse_cfg, objective, bbox, dev, gen,
+        model, _, renderer = train_coarse(cfg.coarse, objective, bbox, dev, gen,
                                           StageReporter("coarse", cfg.coarse.steps, callback, cancel, every=5),
                                           preview_fn=field_preview(r) if live else None, density_prior=density_prior)
         timings["coarse"] = time.perf_counter() - t0

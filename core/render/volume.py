@@ -86,6 +86,9 @@ class VolumeConfig:
                 raise ConfigError(f"{name} must be a positive integer (got {getattr(self, name)}).")
         if not 0.0 < self.termination_eps < 1.0:
             raise ConfigError(f"termination_eps must be in (0, 1) (got {self.termination_eps}); try 1e-4.")
+        if not 0.0 <= self.normal_min_weight < 1.0:
+            raise ConfigError(f"normal_min_weight is a compositing weight, in [0, 1) (got {self.normal_min_weight}); "
+                              f"try 1e-3.")
 
 
 class BackgroundMLP(nn.Module):

@@ -56,11 +56,6 @@ class ImageConfig:
         mesh_normal_weight: The mesh stage's normal-consistency weight for image to 3D (None: ``mesh.normal_weight``,
             as for text; the draft preset takes 100). A flat face seen in the picture comes out of the coarse stage
             with rims and pits; a stiffer surface lets the mesh stage flatten it instead of hammering it further.
-        coarse_normal_min_weight: The coarse stage's ``volume.normal_min_weight`` for image to 3D (None: the
-            volume's own, as for text; the draft preset takes 0.01). The lit score-distillation views' normals (6
-            density queries each) are a large part of a draft coarse step on a CPU; skipping them for samples under
-            1 % in their pixel changes no pixel of those views by more than about 0.03 and makes a step 1.3-1.5x faster
-            (README, "Image to 3D, measured").
         coarse_edge_band: With ``ray_jitter``, the width (coarse reference pixels) of the band on each side of the
             picture's outline whose rays are left out of the coarse stage's losses (0: none). A ray grazing a sharp
             edge crosses little of the object; fitting it opaque thickens the field along it, which leaves rims
@@ -99,7 +94,6 @@ class ImageConfig:
     sds_warmup: float = 0.2
     mesh_geometry_lr: float = 1.0
     mesh_normal_weight: float | None = None
-    coarse_normal_min_weight: float | None = None
     ray_jitter: bool = False
     coarse_edge_band: float = 0.0
     carve: bool = True
@@ -124,9 +118,6 @@ def check_image_config(cfg: ImageConfig) -> None:
     if not cfg.mesh_geometry_lr >= 0:
         raise ConfigError(f"image.mesh_geometry_lr must be >= 0 (0 freezes the mesh stage's geometry), "
                           f"got {cfg.mesh_geometry_lr!r}.")
-    if cfg.coarse_normal_min_weight is not None and not 0.0 <= cfg.coarse_normal_min_weight < 1.0:
-        raise ConfigError(f"image.coarse_normal_min_weight is a compositing weight, in [0, 1) (or null: the coarse "
-                          f"volume's own), got {cfg.coarse_normal_min_weight!r}.")
     if not 0.0 <= cfg.carve_margin < 0.5:
         raise ConfigError(f"image.carve_margin is a fraction of the picture's side, in [0, 0.5), "
                           f"got {cfg.carve_margin!r}.")
@@ -218,15 +209,6 @@ class ReferenceTarget:
         if weight is not None:
             rgb_err, mask_err = rgb_err * weight, mask_err * weight
         return cfg.rgb_weight * rgb_err.mean() + cfg.mask_weight * mask_err.mean()
-
-
-def coarse_stage_settings(coarse_cfg, cfg: ImageConfig):
-    """The coarse stage's config for image to 3D: ``coarse_cfg`` with ``cfg.coarse_normal_min_weight``, when set, as
-    its volume's ``normal_min_weight``."""
-    if cfg.coarse_normal_min_weight is None:
-        return coarse_cfg
-    volume = dataclasses.replace(coarse_cfg.volume, normal_min_weight=cfg.coarse_normal_min_weight)
-    return dataclasses.replace(coarse_cfg, volume=volume)
 
 
 def mesh_stage_settings(mesh_cfg, cfg: ImageConfig):

@@ -337,25 +337,22 @@ def test_the_mesh_stage_moves_the_geometry_slower_for_a_picture():
         check_image_config(ImageConfig(mesh_geometry_lr=-1.0))
 
 
-def test_the_coarse_stage_skips_faint_samples_normals_for_a_picture(tmp_path, capsys, monkeypatch):
-    """image.coarse_normal_min_weight replaces the coarse volume's threshold (draft: 0.01; real models' presets keep
-    the volume's own), is checked, and reaches a job's coarse stage."""
+def test_the_draft_coarse_stage_skips_faint_samples_normals(tmp_path, monkeypatch):
+    """The draft preset's coarse volume shades samples under 1 % of their pixel without normals, for text, pictures
+    and edits alike (measured and taken: README); real models' presets keep the volume's own 0.001; the threshold is
+    checked and a config's own reaches a picture's coarse stage unchanged."""
     from dreamsmith.core.errors import ConfigError
     from dreamsmith.core.jobs import generate
-    from dreamsmith.core.stages.coarse import CoarseConfig
-    from dreamsmith.core.stages.reference_view import check_image_config, coarse_stage_settings
+    from dreamsmith.core.jobs.edit import edit_config
+    from dreamsmith.core.render.volume import VolumeConfig
     from tests.core.batch_inputs import TINY
 
-    coarse = CoarseConfig()
-    assert coarse_stage_settings(coarse, ImageConfig()) is coarse
-    faint = coarse_stage_settings(coarse, ImageConfig(coarse_normal_min_weight=0.05))
-    assert faint.volume.normal_min_weight == 0.05 and coarse.volume.normal_min_weight == 1e-3
-    assert (faint.steps, faint.volume.n_samples_per_ray) == (coarse.steps, coarse.volume.n_samples_per_ray)
-    assert generate.generate_config("draft").image.coarse_normal_min_weight == 0.01  # measured and taken: README
-    assert generate.generate_config("standard").image.coarse_normal_min_weight is None
+    assert generate.generate_config("draft").coarse.volume.normal_min_weight == 0.01
+    assert edit_config("draft").coarse.volume.normal_min_weight == 0.01
+    assert generate.generate_config("standard").coarse.volume.normal_min_weight == VolumeConfig().normal_min_weight
     for bad in (-0.1, 1.0):
-        with pytest.raises(ConfigError, match="coarse_normal_min_weight"):
-            check_image_config(ImageConfig(coarse_normal_min_weight=bad))
+        with pytest.raises(ConfigError, match="normal_min_weight"):
+            VolumeConfig(normal_min_weight=bad)
 
     seen, real = [], generate.train_coarse
 
@@ -367,7 +364,9 @@ def test_the_coarse_stage_skips_faint_samples_normals_for_a_picture(tmp_path, ca
     pic = write_picture(tmp_path / "cone.png", render_picture("cone", "blue", 30.0, 10.0, size=64))
     tiny = TINY["image"]
     config = tmp_path / "config.json"
-    config.write_text(json.dumps(dict(tiny, image=dict(tiny["image"], coarse_normal_min_weight=0.05))))
+    coarse = tiny.get("coarse", {})
+    config.write_text(json.dumps(dict(tiny, coarse=dict(coarse, volume=dict(coarse.get("volume", {}),
+                                                                            normal_min_weight=0.05)))))
     assert main(["generate", "--image", str(pic), "--config", str(config), "--out", str(tmp_path / "cone.glb"),
                  "--device", "cpu", "--quiet"]) == 0
     assert seen == [0.05]
