@@ -6,8 +6,8 @@ azimuth (0-360) and elevation (-10..40 degrees) at the prior's distance and fiel
 half RGB on a plain white background. The engine is given the elevation (``--elevation``), never the azimuth: the
 picture defines the front. Each row: seconds, the caption the prior gave the picture (no prompt), shape (nearest
 primitive by Chamfer, minimised over turns about Z, the result and the primitives each centred on its surface and
-scaled to a unit RMS distance of the surface; in brackets, each scaled to a unit bounding-box diagonal instead, as
-``sweep_toy_prior.py`` judges text results), colour (the texture's dominant colour), and the result's silhouette IoU
+scaled to a unit RMS distance of the surface; in brackets, each scaled to a unit bounding-box diagonal instead;
+``sweep_toy_prior.judge``), colour (the texture's dominant colour), and the result's silhouette IoU
 and colour error at the picture's camera (the engine's own summary). A caption in brackets, with its margin, was
 read but not clear enough to use.
 
@@ -29,13 +29,12 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sweep_toy_prior import SCALES, dominant_colour, reference_primitives, shape_distances  # noqa: E402
+from sweep_toy_prior import judge, primitives  # noqa: E402,F401  (judge and primitives: also for the tests)
 from synth_objects import sphere_trace  # noqa: E402
 from toy_prior_data import COLOURS, DISTANCE, FOV_DEG, LIGHT, SHAPES, _normals, shape_object  # noqa: E402
 
 from dreamsmith.core.cameras import orbit_cameras  # noqa: E402
 from dreamsmith.core.jobs.generate import generate_config, run_generate  # noqa: E402
-from dreamsmith.core.meshio import TexturedMesh, read_mesh  # noqa: E402
 from dreamsmith.core.render.shading import shade  # noqa: E402
 
 TOY = Path(__file__).resolve().parents[1] / "assets" / "demo_prior"
@@ -72,27 +71,6 @@ def write_picture(path: Path, pixels: np.ndarray) -> Path:
     img = Image.fromarray(pixels)
     img.save(path, quality=95) if path.suffix.lower() in (".jpg", ".jpeg") else img.save(path)
     return path
-
-
-def primitives() -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """The four primitives normalised both ways (``sweep_toy_prior.SCALES``), for :func:`judge`."""
-    return {scale: reference_primitives(scale) for scale in SCALES}
-
-
-def judge(glb: Path, prims: dict) -> dict:
-    """Shape (nearest primitive, with the distances) and dominant colour of a result file.
-
-    ``shape`` is judged with both normalised by their surfaces (``"surface"``); ``shape_bbox`` by their bounding
-    boxes, as ``sweep_toy_prior.py`` judges text results. A boxy result with a rim along its top edges is a cube by
-    its surface and can be a sphere by its box: the rim sets the box, and the cube inside is scaled down to fit it.
-    """
-    v, f, uv, tex = read_mesh(glb)
-    colour, med = dominant_colour(TexturedMesh(v, f, uv, None, tex))
-    dist = shape_distances(v, f, prims["surface"], "surface")
-    box = shape_distances(v, f, prims["bbox"], "bbox")
-    return {"shape": min(dist, key=dist.get), "shape_bbox": min(box, key=box.get), "colour": colour,
-            "median_rgb": med, "chamfer_pct": {k: round(x, 2) for k, x in dist.items()},
-            "chamfer_pct_bbox": {k: round(x, 2) for k, x in box.items()}}
 
 
 def main() -> int:

@@ -2,9 +2,11 @@
 
 Prints one row per prompt: time, the dominant colour of the result's texture (median colour of the object's
 pixels in 8 flat, unlit renders, classified to the nearest of the four training colours by chromaticity), and the
-primitive its shape is closest to by symmetric Chamfer distance after normalisation (centred on its bounding box,
-scaled to a unit bounding-box diagonal; Z up as in training), with the distances to all four so that "closest"
-comes with its margin, and whether a vertical line through the centre misses the mesh (a torus's hole).
+primitive its shape is closest to by symmetric Chamfer distance after normalisation (centred on its surface's
+centroid and scaled to a unit RMS distance of the surface from it; in brackets, centred on its bounding box and
+scaled to a unit box diagonal; Z up as in training), with the distances to all four so that "closest" comes with
+its margin, and whether a vertical line through the centre misses the mesh (a torus's hole). ``--judge-only``
+judges the GLBs an earlier run left in ``--out`` again (after a change to the judge).
 
 The prompt fixes no orientation about the vertical axis (the prior's view words each cover 90 degrees of
 azimuth; an image-to-3D result is turned to its picture's view), so the result is first turned about Z to the
@@ -15,6 +17,7 @@ The distance to each primitive is then the smallest over turns about Z (every 5 
 symmetry period: 90 degrees for the cube; the others are symmetric about Z).
 
     python scripts/sweep_toy_prior.py [--colours red green ...] [--shapes cube ...] [--seed 0] [--out DIR]
+        [--config FILE] [--judge-only]
 """
 
 from __future__ import annotations
@@ -135,6 +138,27 @@ def has_hole(verts: np.ndarray, faces: np.ndarray) -> bool:
     return not bool(inside.any())
 
 
+def primitives() -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """The four primitives normalised both ways (:data:`SCALES`), for :func:`judge`."""
+    return {scale: reference_primitives(scale) for scale in SCALES}
+
+
+def judge(glb: Path, prims: dict) -> dict:
+    """Shape (nearest primitive, with the distances) and dominant colour of a result file.
+
+    ``shape`` is judged with both normalised by their surfaces (``"surface"``); ``shape_bbox`` by their bounding
+    boxes (the sweeps' judge before the surface one). A boxy result with a rim along its top edges is a cube by its
+    surface and can be a sphere by its box: the rim sets the box, and the cube inside is scaled down to fit it.
+    """
+    v, f, uv, tex = read_mesh(glb)
+    colour, med = dominant_colour(TexturedMesh(v, f, uv, None, tex))
+    dist = shape_distances(v, f, prims["surface"], "surface")
+    box = shape_distances(v, f, prims["bbox"], "bbox")
+    return {"shape": min(dist, key=dist.get), "shape_bbox": min(box, key=box.get), "colour": colour,
+            "median_rgb": med, "chamfer_pct": {k: round(x, 2) for k, x in dist.items()},
+            "chamfer_pct_bbox": {k: round(x, 2) for k, x in box.items()}}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--colours", nargs="+", default=list(COLOURS))
@@ -145,45 +169,51 @@ def main() -> int:
     parser.add_argument("--model", default=str(TOY), help="the prior (default: the committed toy prior)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--device", default="cpu", help="where generate runs (the goals are for the CPU)")
+    parser.add_argument("--judge-only", action="store_true",
+                        help="judge the GLBs an earlier run left in --out instead of generating them")
     args = parser.parse_args()
+    if args.judge_only and not args.out:
+        parser.error("--judge-only judges the GLBs in --out: give --out")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.set_grad_enabled(True)
     over = json.loads(Path(args.config).read_text()) if args.config else {}
-    prims = reference_primitives()
+    prims = primitives()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         out_dir = Path(args.out or tmp)
         for colour in args.colours:
             for shape in args.shapes:
                 prompt = f"a {colour} {shape}"
-                cfg = generate_config("draft", over | {"seed": args.seed, "coarse_model": {"model": args.model}})
                 glb = out_dir / f"{colour}_{shape}.glb"
-                t0 = time.perf_counter()
-                run_generate(prompt, glb, cfg, device=args.device, preset="draft",
-                             preview=out_dir / f"{colour}_{shape}.png")
-                seconds = time.perf_counter() - t0
-                v, f, uv, tex = read_mesh(glb)
-                mesh = TexturedMesh(v, f, uv, None, tex)
-                got_colour, med = dominant_colour(mesh)
-                dist = shape_distances(v, f, prims)
-                got_shape = min(dist, key=dist.get)
-                row = {"prompt": prompt, "seconds": round(seconds, 1), "colour": got_colour, "median_rgb": med,
-                       "shape": got_shape, "chamfer_pct": {k: round(x, 2) for k, x in dist.items()},
-                       "hole": has_hole(v, f), "faces": int(len(f))}
+                seconds = None
+                if not args.judge_only:
+                    cfg = generate_config("draft", over | {"seed": args.seed, "coarse_model": {"model": args.model}})
+                    t0 = time.perf_counter()
+                    run_generate(prompt, glb, cfg, device=args.device, preset="draft",
+                                 preview=out_dir / f"{colour}_{shape}.png")
+                    seconds = round(time.perf_counter() - t0, 1)
+                v, f = read_mesh(glb)[:2]
+                row = {"prompt": prompt, "seconds": seconds, **judge(glb, prims), "hole": has_hole(v, f),
+                       "faces": int(len(f))}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    ok_c = sum(r["colour"] == r["prompt"].split()[1] for r in rows)
-    ok_s = sum(r["shape"] == r["prompt"].split()[2] for r in rows)
+    want = [r["prompt"].split()[1:] for r in rows]
+    ok_c = sum(r["colour"] == c for r, (c, _) in zip(rows, want, strict=True))
+    ok_s = sum(r["shape"] == s for r, (_, s) in zip(rows, want, strict=True))
+    ok_b = sum(r["shape_bbox"] == s for r, (_, s) in zip(rows, want, strict=True))
     print()
-    print("| prompt | s | colour | shape | Chamfer % to cube / sphere / cone / torus | hole |")
+    print("| prompt | s | colour | shape (by box) | Chamfer % cube / sphere / cone / torus (by box) | hole |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        d = r["chamfer_pct"]
-        print(f"| {r['prompt']} | {r['seconds']:.0f} | {r['colour']} | {r['shape']} | "
-              f"{d['cube']:.2f} / {d['sphere']:.2f} / {d['cone']:.2f} / {d['torus']:.2f} | {r['hole']} |")
-    print(f"\ncolour right {ok_c}/{len(rows)}, shape right {ok_s}/{len(rows)}, "
-          f"max time {max(r['seconds'] for r in rows):.0f} s")
+        d, b = r["chamfer_pct"], r["chamfer_pct_bbox"]
+        s = "-" if r["seconds"] is None else f"{r['seconds']:.0f}"
+        print(f"| {r['prompt']} | {s} | {r['colour']} | {r['shape']} ({r['shape_bbox']}) | "
+              f"{d['cube']:.2f} / {d['sphere']:.2f} / {d['cone']:.2f} / {d['torus']:.2f} "
+              f"({b['cube']:.2f} / {b['sphere']:.2f} / {b['cone']:.2f} / {b['torus']:.2f}) | {r['hole']} |")
+    times = [r["seconds"] for r in rows if r["seconds"] is not None]
+    print(f"\ncolour right {ok_c}/{len(rows)}, shape right {ok_s}/{len(rows)} by the surface, {ok_b}/{len(rows)} by "
+          f"the box" + (f", max time {max(times):.0f} s" if times else ""))
     return 0
 
 
