@@ -16,6 +16,7 @@ when the condition prefers the picture's shape).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -32,7 +33,7 @@ from sweep_toy_prior import TOY  # noqa: E402
 from toy_prior_data import COLOURS, SHAPES  # noqa: E402
 
 from dreamsmith.core.guidance.camera import camera_features  # noqa: E402
-from dreamsmith.core.guidance.inversion import InversionConfig, estimate_azimuth, invert_picture  # noqa: E402
+from dreamsmith.core.guidance.inversion import estimate_azimuth, invert_picture  # noqa: E402
 from dreamsmith.core.guidance.sds import SDSGuidance  # noqa: E402
 from dreamsmith.core.image_input import load_reference  # noqa: E402
 from dreamsmith.core.jobs.generate import generate_config  # noqa: E402
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = generate_config("draft", {"seed": 0, "coarse_model": {"model": str(TOY)}})
     inversion = cfg.image.inversion
     if args.min_step is not None:
-        inversion = InversionConfig(**{**vars(inversion), "min_step_percent": args.min_step})
+        inversion = dataclasses.replace(inversion, min_step_percent=args.min_step)
     prior = load_prior(cfg.coarse_model, torch.device("cpu"))
     for p in prior.unet.parameters():
         p.requires_grad_(False)
