@@ -91,8 +91,9 @@ GENERATE_PRESETS: dict[str, dict[str, Any]] = {
             "field": {"grid": {"n_levels": 6, "log2_hashmap_size": 14, "base_resolution": 8,
                                "finest_resolution": 96}, "blob_density": 2.0, "blob_radius": 0.5},
             "occupancy": {"resolution": 32},
-            # normal_min_weight 0.01: samples under 1 % of their pixel are shaded without normals (README, "Text to
-            # 3D, measured"; a coarse step 1.3-1.5x faster, no pixel moved by more than 0.03).
+            # normal_min_weight 0.01: samples under 1 % of their pixel are shaded without normals (a coarse step
+            # 1.3-1.5x faster, no pixel moved by more than 0.03: README, "Image to 3D, measured"; the text sweep
+            # with it: README, "Status").
             "volume": {"n_samples_per_ray": 64, "background": "white", "light": {"offset": TOY_PRIOR_LIGHT},
                        "normal_min_weight": 0.01},
         },
