@@ -12,6 +12,7 @@ and colour error at the picture's camera (the engine's own summary). A caption i
 read but not clear enough to use.
 
     python scripts/sweep_image_to_3d.py [--n 16] [--seed 0] [--prompt] [--out DIR] [--config JSON]
+        [--only 3 13 14]
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=16, help="pictures (cycling through the 16 objects)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the views and of generate")
     parser.add_argument("--prompt", action="store_true", help="also give the object's words as the prompt")
+    parser.add_argument("--only", type=int, nargs="+", help="run only these picture numbers (same views)")
     parser.add_argument("--out", help="keep pictures, GLBs and previews here")
     parser.add_argument("--config", help="JSON overrides merged over the draft preset")
     parser.add_argument("--model", default=str(TOY), help="the prior (default: the committed toy prior)")
@@ -95,6 +97,8 @@ def main() -> int:
         for i in range(args.n):
             colour, shape = objects[i % len(objects)]
             az, el = float(rng.uniform(0, 360)), float(rng.uniform(-10, 40))
+            if args.only and i not in args.only:
+                continue  # its view is drawn all the same: the others keep theirs
             with_alpha = i % 2 == 0
             name = f"{i:02d}_{colour}_{shape}"
             pic = write_picture(out_dir / f"{name}.{'png' if with_alpha else 'jpg'}",
