@@ -28,9 +28,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sweep_image_to_3d import render_picture, write_picture  # noqa: E402
+from sweep_image_to_3d import render_picture, sweep_pictures, write_picture  # noqa: E402
 from sweep_toy_prior import TOY  # noqa: E402
-from toy_prior_data import COLOURS, SHAPES  # noqa: E402
+from toy_prior_data import SHAPES  # noqa: E402
 
 from dreamsmith.core.guidance.camera import camera_features  # noqa: E402
 from dreamsmith.core.guidance.inversion import estimate_azimuth, invert_picture  # noqa: E402
@@ -81,14 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     prior = load_prior(cfg.coarse_model, torch.device("cpu"))
     for p in prior.unet.parameters():
         p.requires_grad_(False)
-    rng = np.random.default_rng(args.seed)
-    objects = [(c, s) for s in SHAPES for c in COLOURS]
-    views = [(float(rng.uniform(0, 360)), float(rng.uniform(-10, 40))) for _ in range(max(args.pictures) + 1)]
+    pictures = sweep_pictures(args.seed, max(args.pictures) + 1)
     print("| picture | condition | best shape by band (low / mid / high noise) | margin of its own shape |")
     print("|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for i in args.pictures:
-            (colour, shape), (az, el) = objects[i % len(objects)], views[i]
+            colour, shape, az, el = pictures[i]
             name = f"{i:02d}_{colour}_{shape}.{'png' if i % 2 == 0 else 'jpg'}"
             pic = write_picture(Path(tmp) / name, render_picture(shape, colour, az, el, alpha=i % 2 == 0))
             picture = torch.from_numpy(load_reference(pic, cfg.image.input).rgb)

@@ -30,7 +30,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sweep_toy_prior import judge, primitives  # noqa: E402,F401  (judge and primitives: also for the tests)
+from sweep_toy_prior import judge, primitives  # noqa: E402
 from synth_objects import sphere_trace  # noqa: E402
 from toy_prior_data import COLOURS, DISTANCE, FOV_DEG, LIGHT, SHAPES, _normals, shape_object  # noqa: E402
 
@@ -74,6 +74,14 @@ def write_picture(path: Path, pixels: np.ndarray) -> Path:
     return path
 
 
+def sweep_pictures(seed: int, n: int) -> list[tuple[str, str, float, float]]:
+    """The sweep's first ``n`` pictures at ``seed``: (colour, shape, azimuth, elevation), cycling through the 16
+    objects, each from a random azimuth (0-360) and elevation (-10..40 degrees)."""
+    rng = np.random.default_rng(seed)
+    objects = [(c, s) for s in SHAPES for c in COLOURS]
+    return [(*objects[i % len(objects)], float(rng.uniform(0, 360)), float(rng.uniform(-10, 40))) for i in range(n)]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=16, help="pictures (cycling through the 16 objects)")
@@ -88,17 +96,13 @@ def main() -> int:
     torch.set_grad_enabled(True)
     over = json.loads(Path(args.config).read_text()) if args.config else {}
     prims = primitives()
-    rng = np.random.default_rng(args.seed)
-    objects = [(c, s) for s in SHAPES for c in COLOURS]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         out_dir = Path(args.out or tmp)
         out_dir.mkdir(parents=True, exist_ok=True)
-        for i in range(args.n):
-            colour, shape = objects[i % len(objects)]
-            az, el = float(rng.uniform(0, 360)), float(rng.uniform(-10, 40))
+        for i, (colour, shape, az, el) in enumerate(sweep_pictures(args.seed, args.n)):
             if args.only and i not in args.only:
-                continue  # its view is drawn all the same: the others keep theirs
+                continue
             with_alpha = i % 2 == 0
             name = f"{i:02d}_{colour}_{shape}"
             pic = write_picture(out_dir / f"{name}.{'png' if with_alpha else 'jpg'}",

@@ -198,10 +198,9 @@ def main() -> int:
                        "faces": int(len(f))}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    want = [r["prompt"].split()[1:] for r in rows]
-    ok_c = sum(r["colour"] == c for r, (c, _) in zip(rows, want, strict=True))
-    ok_s = sum(r["shape"] == s for r, (_, s) in zip(rows, want, strict=True))
-    ok_b = sum(r["shape_bbox"] == s for r, (_, s) in zip(rows, want, strict=True))
+    ok_c = sum(r["colour"] == r["prompt"].split()[1] for r in rows)
+    ok_s = sum(r["shape"] == r["prompt"].split()[2] for r in rows)
+    ok_b = sum(r["shape_bbox"] == r["prompt"].split()[2] for r in rows)
     print()
     print("| prompt | s | colour | shape (by box) | Chamfer % cube / sphere / cone / torus (by box) | hole |")
     print("|---|---|---|---|---|---|")
