@@ -115,7 +115,8 @@ def main() -> int:
             row = {"picture": pic.name, "azimuth": round(az), "elevation": round(el),
                    "seconds": round(time.perf_counter() - t0, 1), **judge(out_dir / f"{name}.glb", prims),
                    **summary["reference"], "caption": summary.get("caption", ""),
-                   "set_aside": summary.get("caption_set_aside"), "want": f"{colour} {shape}"}
+                   "set_aside": summary.get("caption_set_aside"), "want": f"{colour} {shape}",
+                   "stage_seconds": {k: round(v, 1) for k, v in summary["seconds"].items()}}
             rows.append(row)
             print(json.dumps(row), flush=True)
     ok_s = sum(r["shape"] == r["want"].split()[1] for r in rows)

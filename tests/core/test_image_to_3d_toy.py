@@ -37,4 +37,7 @@ def test_picture_becomes_its_object(tmp_path, capsys, prims, shape, colour, azim
     assert summary["reference"]["iou"] >= 0.85, summary
     assert summary["reference"]["colour_error"] < 0.1, summary
     assert read_mesh(out)[0].shape[0] > 100
-    assert "caption" not in summary, summary  # the default condition without words is learned, not a caption
+    if prompt:  # the words given guide the unseen sides; no caption is looked for
+        assert "caption" not in summary and "caption_set_aside" not in summary, summary
+    else:  # the draft's condition without words: the caption the prior reads from high noise, clear and right
+        assert summary.get("caption") == f"a {colour} {shape}", summary
