@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO / "tests" / "assets"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ctrl_c_reaches_children():
+    """A suite started in the background (``make test &``) inherits an ignored SIGINT, and so would the engines the
+    Ctrl-C tests start and interrupt. Python's own handler here, as from a terminal: a child's exec resets a handled
+    signal to its default, and the child then installs its own."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

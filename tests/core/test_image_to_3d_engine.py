@@ -405,22 +405,26 @@ def test_the_prior_captions_the_picture(demo_guidance, tmp_path, shape, colour, 
     assert find_caption(guidance, picture, az, elevation, CaptionConfig(), gen) == f"a {colour} {shape}"
 
 
+def _read_caption(guidance, tmp_path: Path, shape: str, colour: str, azimuth: float, elevation: float, cfg):
+    """The caption the prior reads from a sweep-style picture (a PNG), its azimuth estimated first, as a job does."""
+    from dreamsmith.core.guidance.caption import read_caption
+    from dreamsmith.core.guidance.inversion import estimate_azimuth
+
+    ref = load_reference(write_picture(tmp_path / f"{shape}.png", render_picture(shape, colour, azimuth, elevation)))
+    picture, gen = torch.from_numpy(ref.rgb), torch.Generator().manual_seed(0)
+    return read_caption(guidance, picture, estimate_azimuth(guidance, picture, elevation, gen), elevation, cfg, gen)
+
+
 def test_a_narrow_caption_is_set_aside(demo_guidance, tmp_path):
     """With a margin of 1.5 (above every wrong reading measured on the sweep's pictures, README) the sweep's red cube
     is read as one clearly; its blue sphere, seen from a little below, is read as a cone by almost no margin, so
     that caption is set aside (the picture's condition is learned instead)."""
-    from dreamsmith.core.guidance.caption import CaptionConfig, read_caption
-    from dreamsmith.core.guidance.inversion import estimate_azimuth
+    from dreamsmith.core.guidance.caption import CaptionConfig
 
     _, _, guidance = demo_guidance
     clear_only = CaptionConfig(min_margin=1.5)
-    readings = {}
-    for shape, colour, azimuth, elevation in (("cube", "red", 229.0, 3.0), ("sphere", "blue", 309.0, -8.0)):
-        ref = load_reference(write_picture(tmp_path / f"{shape}.png", render_picture(shape, colour, azimuth,
-                                                                                    elevation)))
-        picture, gen = torch.from_numpy(ref.rgb), torch.Generator().manual_seed(0)
-        found = estimate_azimuth(guidance, picture, elevation, gen)
-        readings[shape] = read_caption(guidance, picture, found, elevation, CaptionConfig(), gen)
+    readings = {view[0]: _read_caption(guidance, tmp_path, *view, CaptionConfig())
+                for view in (("cube", "red", 229.0, 3.0), ("sphere", "blue", 309.0, -8.0))}
     assert readings["cube"].text == "a red cube" and readings["cube"].clear(clear_only), readings
     assert not readings["sphere"].clear(clear_only), readings
 
@@ -431,8 +435,6 @@ def test_the_drafts_high_noise_caption_reads_the_sweeps_hard_pictures(demo_guida
     the default range, 0.1-0.9, read them as a cube by a narrow margin and as a cone) are read right and clearly;
     the torus seen from 39 degrees above is set aside rather than used as a cone. Real models' presets keep the
     learned condition."""
-    from dreamsmith.core.guidance.caption import read_caption
-    from dreamsmith.core.guidance.inversion import estimate_azimuth
     from dreamsmith.core.jobs.generate import generate_config
 
     draft = generate_config("draft").image
@@ -440,14 +442,9 @@ def test_the_drafts_high_noise_caption_reads_the_sweeps_hard_pictures(demo_guida
         0.6, 0.98) and draft.caption.min_margin == 0.5
     assert generate_config("standard").image.condition == generate_config("high").image.condition == "embedding"
     _, _, guidance = demo_guidance
-    readings = {}
-    for shape, colour, azimuth, elevation in (("cube", "yellow", 218.0, 26.0), ("sphere", "red", 196.0, 37.0),
-                                              ("torus", "green", 359.0, 39.0)):
-        ref = load_reference(write_picture(tmp_path / f"{shape}.png", render_picture(shape, colour, azimuth,
-                                                                                    elevation)))
-        picture, gen = torch.from_numpy(ref.rgb), torch.Generator().manual_seed(0)
-        found = estimate_azimuth(guidance, picture, elevation, gen)
-        readings[shape] = read_caption(guidance, picture, found, elevation, draft.caption, gen)
+    readings = {view[0]: _read_caption(guidance, tmp_path, *view, draft.caption)
+                for view in (("cube", "yellow", 218.0, 26.0), ("sphere", "red", 196.0, 37.0),
+                             ("torus", "green", 359.0, 39.0))}
     assert readings["cube"].text == "a yellow cube" and readings["cube"].clear(draft.caption), readings
     assert readings["sphere"].text == "a red sphere" and readings["sphere"].clear(draft.caption), readings
     assert not readings["torus"].clear(draft.caption), readings
