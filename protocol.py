@@ -153,6 +153,7 @@ DEPENDENCIES = (
     ("transformers", "transformers>=4.40"),
     ("huggingface_hub", "huggingface_hub>=0.20"),
     ("ninja", "ninja>=1.11"),
+    ("filelock", "filelock>=3.12"),
 )
 
 # Messages from the worker, one JSON object a line (see core/worker.py). A heartbeat comes every HEARTBEAT_S

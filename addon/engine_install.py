@@ -1,10 +1,11 @@
 """Installing the engine environment: the uv processes, their output, the one running installation, uninstall.
 
-An installation runs up to three child processes one after the other (argument lists, never a shell string; the
+An installation runs up to four child processes one after the other (argument lists, never a shell string; the
 commands come from :mod:`.engine_setup`): Blender's pip installs the pinned uv into ``<root>/tools`` (only when no
 uv is there yet), ``uv venv`` makes ``<root>/env`` with a standalone Python that uv downloads, and
 ``uv pip install -r engine.lock --torch-backend auto`` installs the locked packages with the torch build for this
-machine. Their output goes to ``<root>/install.log``; :func:`status_text` is its latest meaningful line. Each
+machine, then the engine builds its C++ CPU kernels (optional: without a compiler the references run). Their output
+goes to ``<root>/install.log``; :func:`status_text` is its latest meaningful line. Each
 process is a :class:`.child_process.LineProcess` (a thread reads its pipe); :func:`advance` (a persistent
 ``bpy.app.timers`` callback in the UI, a loop in background mode) moves the lines on and starts the next step. Only
 a successful installation writes the marker that makes :func:`engine_python` use the environment; a failed or
@@ -40,12 +41,15 @@ from .engine_setup import (
     uv_environment,
     venv_command,
 )
+from .job import bootstrap
 from .redraw import redraw
 
 TIMER_INTERVAL = 0.5
 EXTENSION_ROOT = Path(__file__).resolve().parents[1]
 STEP_LABELS = {"uv": f"Installing uv {UV_VERSION}", "venv": "Creating the environment",
-               "packages": "Installing packages"}
+               "packages": "Installing packages", "kernels": "Building the CPU kernels"}
+#: Steps whose failure leaves a working engine (without a compiler, the kernels' PyTorch references run).
+OPTIONAL_STEPS = ("kernels",)
 
 
 def layout() -> EngineLayout:
@@ -128,6 +132,8 @@ def _command(step: str, lay: EngineLayout) -> list[str]:
         raise OSError(f"uv was not found in {lay.tools} after installing it")
     if step == "venv":
         return venv_command(uv, lay, opts.get("python_request") or PYTHON_VERSION)
+    if step == "kernels":  # built now, not inside a job where a Cancel could kill the build
+        return [str(lay.python), "-c", bootstrap("dreamsmith.kernels.cpu_build"), str(EXTENSION_ROOT)]
     return packages_command(uv, lay, opts.get("lock") or str(lock_path()), opts.get("torch_backend", "auto"),
                             opts.get("uv_args", []))
 
@@ -172,7 +178,7 @@ def start_install(options: dict, repair: bool = False) -> EngineLayout:
         log.write(f"Dreamsmith engine {'repair' if repair else 'install'}, {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
     _install.options, _install.failed = dict(options), False
     _install.tail.clear()
-    _install.steps = [*([] if uv_binary(lay) else ["uv"]), "venv", "packages"]
+    _install.steps = [*([] if uv_binary(lay) else ["uv"]), "venv", "packages", "kernels"]
     _install.active = True
     try:
         _start_step(lay)
@@ -198,6 +204,11 @@ def advance() -> tuple[bool, str] | None:
     if _install.proc is not None and _install.proc.poll() is None:
         return None
     code = _end_step(lay) if _install.proc is not None else 1
+    if code != 0 and _install.step in OPTIONAL_STEPS:
+        with open(lay.log, "a", encoding="utf-8") as log:
+            log.write(f"({STEP_LABELS[_install.step]} failed with exit code {code}; jobs run the PyTorch "
+                      "references instead.)\n")
+        code = 0
     if code == 0 and _install.steps:
         try:
             _start_step(lay)

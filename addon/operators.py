@@ -127,7 +127,7 @@ class _JobOperator:
         job = job_state.job
         try:
             limit = float(getattr(get_preferences(), "time_limit_min", 0.0)) * 60.0
-            seen: set[str] = set()
+            seen: set = set()
 
             def on_message(msg: dict) -> None:
                 handle_message(msg, props)

@@ -105,6 +105,8 @@ class DREAMSMITH_PT_generate(bpy.types.Panel):
                 box.progress(factor=job.step / job.total, type="BAR", text=text)
             else:
                 box.label(text=f"{stage}...", icon="TIME")
+            if job.stage_message:
+                box.label(text=job.stage_message[:1].upper() + job.stage_message[1:], icon="INFO")
             box.operator(DREAMSMITH_OT_cancel.bl_idname, icon="CANCEL")
         elif job.message:
             layout.label(text=job.message, icon="ERROR" if job.message_is_error else "INFO")

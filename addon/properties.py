@@ -53,6 +53,8 @@ class DreamsmithJobProps(bpy.types.PropertyGroup):
     step: IntProperty(name="Step", default=0, min=0)
     total: IntProperty(name="Total", default=0, min=0)
     eta: FloatProperty(name="ETA", default=-1.0, description="Seconds left in this stage (-1: unknown)")
+    stage_message: StringProperty(name="Stage message", default="",
+                                  description="What the stage is doing, when it says (e.g. waiting for a build)")
     message: StringProperty(name="Message", default="", description="The last job's outcome")
     message_is_error: BoolProperty(default=False)
     preview_image: StringProperty(name="Preview image", default="", description="Name of the live preview image")
@@ -66,7 +68,7 @@ def job_props(context=None):
 
 def reset_progress(props) -> None:
     """Clear the progress fields (keeps the inputs and the preview)."""
-    props.stage, props.step, props.total, props.eta = "", 0, 0, -1.0
+    props.stage, props.step, props.total, props.eta, props.stage_message = "", 0, 0, -1.0, ""
 
 
 def apply_message(props, msg: dict) -> None:
@@ -78,3 +80,4 @@ def apply_message(props, msg: dict) -> None:
     props.total = max(0, int(msg.get("total") or 0))
     eta = msg.get("eta")
     props.eta = -1.0 if eta is None else float(eta)
+    props.stage_message = str(msg.get("message") or "")

@@ -167,9 +167,15 @@ def handle_message(msg: dict, props) -> None:
 
 def print_stage(msg: dict, seen: set[str]) -> None:
     """Scripts (``blender --background``): one console line per stage, at its first progress, with step/total and
-    the ETA."""
+    the ETA, and one for each new message of a stage (e.g. waiting for another process's kernel build)."""
     stage = str(msg.get("stage", ""))
-    if msg.get("type") != PROGRESS or not stage or stage in seen:
+    if msg.get("type") != PROGRESS or not stage:
+        return
+    note = str(msg.get("message") or "")
+    if note and (stage, note) not in seen:
+        seen.add((stage, note))
+        print(f"Dreamsmith: {stage}: {note}", flush=True)
+    if stage in seen:
         return
     seen.add(stage)
     eta = msg.get("eta")

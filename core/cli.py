@@ -37,6 +37,8 @@ class ProgressBar:
         self.bar.n = ev.step
         if ev.loss is not None:
             self.bar.set_postfix(loss=f"{ev.loss:.4f}", refresh=False)
+        elif ev.message:
+            self.bar.set_postfix_str(ev.message, refresh=False)
         self.bar.refresh()
 
     def close(self) -> None:

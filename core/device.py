@@ -46,3 +46,24 @@ def seeded_job(seed: int, device: torch.device) -> Iterator[torch.Generator]:
         yield torch.Generator().manual_seed(seed)
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+
+#: The progress stage of the C++ CPU kernels' build, or of the wait for another process's build.
+KERNELS_STAGE = "kernels"
+
+
+def prepare_kernels(callback=None, cancel=None) -> None:
+    """Load the C++ CPU kernels before a job's work, so that a build (or the wait for another process's build) is
+    a stage of its own: ``callback`` gets :data:`KERNELS_STAGE` events with the message (seconds waited of the
+    limit), ``cancel`` stops the wait. Loading a built library is a file import; without the kernels the references
+    run, as always."""
+    from ..kernels.cpu_build import cpu_ops
+    from .events import ProgressEvent
+
+    def report(message: str, waited: float, limit: float) -> None:
+        if cancel is not None:
+            cancel.check()
+        if callback is not None:
+            callback(ProgressEvent(KERNELS_STAGE, int(waited), int(limit), seconds=waited, message=message))
+
+    cpu_ops(report)

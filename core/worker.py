@@ -8,8 +8,9 @@ Blender and a crash of the engine never takes Blender down. The protocol:
 * stdin: ONE JSON object (:class:`dreamsmith.protocol.Job`), on one line or several.
 * stdout: JSON lines, nothing else (anything a library prints goes to stderr):
 
-  - ``{"type": "progress", "stage", "step", "total", "loss", "eta"}``, throttled to a few a second
-    (a stage's first and last step always get through);
+  - ``{"type": "progress", "stage", "step", "total", "loss", "eta", "message"}``, throttled to a few a second
+    (a stage's first and last step always get through; ``message``: a note for people, often empty, e.g. the
+    wait for another process's kernel build);
   - ``{"type": "preview", "path": png}``: a preview image written (atomically) beside the output;
   - then exactly one of ``{"type": "done", "out": path, "summary": {...}}`` or
     ``{"type": "error", "message": ..., "kind": "<error class>"}``.
@@ -150,7 +151,7 @@ class Forwarder:
             loss = ev.loss if ev.loss is not None and math.isfinite(ev.loss) else None
             eta = ev.eta
             self.emit({"type": protocol.PROGRESS, "stage": ev.stage, "step": int(ev.step), "total": int(ev.total),
-                       "loss": loss, "eta": None if eta is None else round(float(eta), 2)})
+                       "loss": loss, "eta": None if eta is None else round(float(eta), 2), "message": ev.message})
 
     def _write_preview(self, image) -> Path:
         from .meshio import write_png

@@ -50,8 +50,10 @@ class BatchWorker:
     """The actor: a worker process with a :class:`~.execute.JobRunner`."""
 
     def __init__(self, device: str) -> None:
+        from ..device import prepare_kernels
         from .execute import JobRunner
 
+        prepare_kernels()  # the worker's set-up builds (or loads) the C++ kernels, not its first job
         self.runner = JobRunner(device)
 
     def pid(self) -> int:

@@ -50,7 +50,10 @@ class JobKind:
 
     def run(self, inputs: dict[str, Any], out: Any, cfg: Any, **common: Any) -> dict[str, Any]:
         """Run the job; ``common``: device, callback, cancel, preset, preview. Returns its summary."""
+        from ..device import prepare_kernels
+
         run: Callable[..., dict[str, Any]] = getattr(self._mod(), f"run_{self.name}")
+        prepare_kernels(common.get("callback"), common.get("cancel"))
         args = [inputs.get(k) for k in self.inputs]
         extra = {k: inputs[k] for k in self.options if inputs.get(k) is not None}
         return run(*args, out, cfg, **extra, **common)

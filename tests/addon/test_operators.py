@@ -89,6 +89,10 @@ props = bpy.context.window_manager.dreamsmith_job
 props.stage, props.step, props.total, props.eta = "coarse", 30, 120, 75.0
 running.job_state.job = object()  # what the panel sees while a job runs
 REPORT["running"] = draw()
+from dreamsmith.addon.properties import apply_message
+apply_message(props, {"type": "progress", "stage": "kernels", "step": 12, "total": 300, "loss": None, "eta": 288.0,
+                      "message": "waiting for another Dreamsmith process to finish building its kernels"})
+REPORT["kernels_wait"] = draw()
 REPORT["generate_poll_running"] = bpy.ops.dreamsmith.generate.poll()
 running.job_state.job = None
 from dreamsmith.addon import engine_install
@@ -289,6 +293,10 @@ def test_register_unregister_is_symmetric_and_panel_draws():
     bars = [c for c in running if c[0] == "progress"]
     assert bars and bars[0][-1] == "coarse 30/120  ETA 1:15"
     assert ["operator", "dreamsmith.cancel", ""] in running
+    assert not any(c[0] == "label" and "Waiting" in c[-1] for c in running)
+    wait = rep["kernels_wait"]  # a worker waiting on another process's kernel build: a stage with its message
+    assert [c[-1] for c in wait if c[0] == "progress"] == ["kernels 12/300  ETA 4:48"]
+    assert ["label", "Waiting for another Dreamsmith process to finish building its kernels"] in wait
 
 
 def test_background_generate_adds_one_textured_object(prior):

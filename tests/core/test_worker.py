@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -172,3 +173,51 @@ def test_worker_exits_when_its_parent_dies(pixel, tmp_path):
     last = _lines(log.read_text())[-1]
     assert last["kind"] == "Cancelled" and "parent process is gone" in last["message"]
     assert not out.exists()
+
+
+HOLD_LOCK = ("import sys; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); "
+             "print('held', flush=True); sys.stdin.readline()")
+
+
+def _kernel_cache(root: Path) -> Path:
+    """The folder the worker's kernels use under ``DREAMSMITH_KERNEL_CACHE=root`` (same sources, same torch)."""
+    from dreamsmith.kernels import cpu_build
+
+    return root / cpu_build.library_path().parent.name
+
+
+def test_kernel_locks_never_hang_a_job(pixel, tmp_path):
+    """A built cache with lock files left by a killed builder does not stop a job (it once waited forever); a live
+    builder is waited for as a "kernels" stage with its message, at most DREAMSMITH_KERNEL_WAIT_S, then the
+    references run and the job finishes."""
+    from dreamsmith.kernels import cpu_build
+
+    if cpu_build.cpu_ops() is None:
+        pytest.skip(f"the C++ kernels are not built here ({cpu_build.reason()})")
+    quick = TINY | {"coarse": TINY["coarse"] | {"steps": 1}, "mesh": TINY["mesh"] | {"steps": 1}}
+    runs = {}
+    for case in ("stale", "live"):
+        cache = _kernel_cache(tmp_path / case)
+        cache.mkdir(parents=True)
+        holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(cache / "build.lock")],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert holder.stdout.readline().strip() == "held"
+        if case == "stale":  # the built library, and the locks of a builder that was killed
+            shutil.copy2(cpu_build.library_path(), cache / cpu_build.library_path().name)
+            holder.kill()
+            (cache / "lock").write_text("")
+        env = dict(_env(), DREAMSMITH_KERNEL_CACHE=str(tmp_path / case), DREAMSMITH_KERNEL_WAIT_S="2")
+        job = json.dumps(_job(tmp_path / case / "x.glb", pixel) | {"config": quick})
+        try:
+            runs[case] = subprocess.run(WORKER, input=job, capture_output=True, text=True, timeout=300, env=env)
+        finally:
+            holder.kill()
+            holder.wait()
+    for case, proc in runs.items():
+        assert proc.returncode == 0 and _lines(proc.stdout)[-1]["type"] == "done", (case, proc.stderr[-3000:])
+    stale, live = (_lines(runs[c].stdout) for c in ("stale", "live"))
+    assert not [m for m in stale if m.get("stage") == "kernels"]
+    assert "pure-PyTorch reference" not in runs["stale"].stderr  # the built C++ kernels ran
+    waits = [m for m in live if m.get("stage") == "kernels"]
+    assert waits and all(m["message"] == cpu_build.WAIT_MESSAGE and m["total"] == 2 for m in waits)
+    assert "still building the kernels after 2 s" in runs["live"].stderr  # then the references ran, and said why
