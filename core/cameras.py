@@ -158,11 +158,12 @@ def camera_light(cams: Cameras, offset: tuple[float, float]) -> Tensor:
     return d / d.norm(dim=-1, keepdim=True)
 
 
-def look_at(eye: Tensor, target: Tensor, up: tuple[float, float, float] = (0.0, 0.0, 1.0)) -> Tensor:
-    """Camera-to-world matrices ``[B, 4, 4]`` for cameras at ``eye [B, 3]`` looking at ``target [B, 3]``."""
+def look_at(eye: Tensor, target: Tensor, up: tuple[float, float, float] | Tensor = (0.0, 0.0, 1.0)) -> Tensor:
+    """Camera-to-world matrices ``[B, 4, 4]`` for cameras at ``eye [B, 3]`` looking at ``target [B, 3]`` (``up``: one
+    vector, or ``[B, 3]``)."""
     fwd = target - eye
     fwd = fwd / fwd.norm(dim=-1, keepdim=True)
-    up_t = torch.tensor(up, dtype=eye.dtype, device=eye.device).expand_as(fwd)
+    up_t = torch.as_tensor(up, dtype=eye.dtype, device=eye.device).expand_as(fwd)
     right = torch.linalg.cross(fwd, up_t, dim=-1)
     # Looking straight up or down: pick another up vector.
     bad = right.norm(dim=-1) < 1e-6
@@ -216,6 +217,12 @@ class ViewSamplerConfig:
         elevation_min: Lowest elevation above the XY plane, degrees.
         elevation_max: Highest elevation, degrees.
         views_per_step: Cameras per optimisation step.
+        elevation_sphere_fraction: Share of the steps whose elevations are drawn uniformly on the sphere (in
+            ``sin``) rather than uniformly in angle (threestudio draws half of its batches each way).
+        camera_perturb: Each camera position moves by up to this much along each axis (uniform, world units).
+        center_perturb: The point each camera looks at moves from the centre by a normal offset of this standard
+            deviation (world units).
+        up_perturb: The up vector of each camera tilts by a normal offset of this standard deviation.
     """
 
     distance_min: float = 2.0
@@ -225,6 +232,10 @@ class ViewSamplerConfig:
     elevation_min: float = -10.0
     elevation_max: float = 60.0
     views_per_step: int = 4
+    elevation_sphere_fraction: float = 0.0
+    camera_perturb: float = 0.0
+    center_perturb: float = 0.0
+    up_perturb: float = 0.0
 
 
 def _uniform(lo: float, hi: float, n: int, generator: torch.Generator) -> Tensor:
@@ -243,7 +254,17 @@ def sample_views(cfg: ViewSamplerConfig, size: int, generator: torch.Generator,
     # Stratified azimuths: one per equal sector, jittered, so every step sees the object from all around.
     az = (torch.arange(n, dtype=torch.float32) + torch.rand(n, generator=generator)) * (360.0 / n)
     az = (az + 360.0 * torch.rand(1, generator=generator)) % 360.0
-    el = _uniform(cfg.elevation_min, cfg.elevation_max, n, generator)
+    if cfg.elevation_sphere_fraction > 0 and float(torch.rand(1, generator=generator)) < cfg.elevation_sphere_fraction:
+        lo, hi = (math.sin(math.radians(e)) for e in (cfg.elevation_min, cfg.elevation_max))
+        el = torch.rad2deg(torch.asin(_uniform(lo, hi, n, generator)))
+    else:
+        el = _uniform(cfg.elevation_min, cfg.elevation_max, n, generator)
     dist = _uniform(cfg.distance_min, cfg.distance_max, n, generator)
     fov = float(_uniform(cfg.fov_min, cfg.fov_max, 1, generator))
-    return orbit_cameras(az, el, dist, fov, size), az, el
+    cams = orbit_cameras(az, el, dist, fov, size)
+    if cfg.camera_perturb > 0 or cfg.center_perturb > 0 or cfg.up_perturb > 0:
+        eye = cams.centers + (2 * torch.rand(n, 3, generator=generator) - 1) * cfg.camera_perturb
+        target = torch.randn(n, 3, generator=generator) * cfg.center_perturb
+        up = torch.tensor([0.0, 0.0, 1.0]) + torch.randn(n, 3, generator=generator) * cfg.up_perturb
+        cams.c2w = look_at(eye, target, up)
+    return cams, az, el

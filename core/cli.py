@@ -54,6 +54,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output file (.glb, or .obj with .mtl and .png beside it)")
     p.add_argument("--config", help="JSON file with config overrides merged over the preset")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--force", action="store_true",
+                   help="run even when the estimate says the job cannot fit (GPU memory, or over 6 hours)")
 
 
 #: The command-line option of each job input: (flags, keywords of ``add_argument``).
@@ -136,7 +138,7 @@ def run(args: argparse.Namespace) -> dict:
                                 args.allow_network)
         inputs = {name: getattr(args, name, None) for name in (*kind.inputs, *kind.options)}
         return kind.run(inputs, args.out, kind.config(args.preset, over), device=args.device, callback=bar,
-                        preset=args.preset, preview=args.preview)
+                        preset=args.preset, preview=args.preview, force=args.force)
     finally:
         bar.close()
 

@@ -55,6 +55,7 @@ def state_files(path: str | os.PathLike, field: NeRFField, geo: DMTetGeometry, c
         tensors.update({f"background.{k}": v.detach().cpu().contiguous() for k, v in background.state_dict().items()})
     tensors["geo.sdf"] = geo.sdf.detach().cpu().contiguous()
     tensors["geo.deform"] = geo.deform.detach().cpu().contiguous()
+    tensors["geo.bbox"] = geo.bbox.detach().cpu().contiguous()  # the object's box, when the grid was tight
     meta = {"format": FORMAT, "config": json.dumps(config), "field": json.dumps(_field_cfg(config)),
             "dmtet": json.dumps(config["mesh"]["dmtet"]), "scene_radius": str(config["scene_radius"])}
     return [(Path(path), lambda p: save_file(tensors, str(p), metadata=meta))]
@@ -99,7 +100,8 @@ def _restore(meta: dict[str, str], tensors: dict[str, torch.Tensor], device: tor
     if prior is not None:
         field.set_density_prior(prior[0, 0].permute(2, 1, 0))
     field.load_state_dict(weights)
-    geo = DMTetGeometry(from_dict(DMTetConfig, json.loads(meta["dmtet"])), bbox).to(device)
+    geo_box = tensors["geo.bbox"].to(device) if "geo.bbox" in tensors else bbox  # states before tight grids: the scene
+    geo = DMTetGeometry(from_dict(DMTetConfig, json.loads(meta["dmtet"])), geo_box).to(device)
     with torch.no_grad():
         geo.sdf.copy_(tensors["geo.sdf"])
         geo.deform.copy_(tensors["geo.deform"])

@@ -1,6 +1,7 @@
 """Time and memory of a GPU preset at its real sizes, with full-size random-weight priors.
 
-    python scripts/bench_presets.py --preset standard|high --device cpu|cuda --steps N [--pairing if+sd|sd|both]
+    python scripts/bench_presets.py --preset fast|standard|high --device cpu|cuda --steps N [--pairing if+sd|sd|both]
+                                    [--compare before]
 
 The priors are the public architectures (``scripts/random_priors.py``, ``full``): Stable Diffusion 2.1-base
 (UNet, x8 VAE) and DeepFloyd IF-I-XL stage I. Text embeddings have the real encoders' shapes (T5-XXL: 77 x 4096,
@@ -11,7 +12,12 @@ For each stage it runs ``N`` steps of the engine's own loop at the preset's exac
 step, samples per ray, grids) and prints seconds per step, UNet calls per step, the projected stage time for the
 preset's step count, and peak memory (``torch.cuda.max_memory_allocated`` on CUDA, resident memory on the CPU);
 then the bake at the preset's texture size, and the projected total. The first coarse steps run before the
-occupancy grid prunes anything, so the coarse projection is an upper bound.
+occupancy grid prunes anything, so the coarse projection is an upper bound. Each step's time is split into render,
+VAE encode, UNet, backward and optimiser (the rest: everything else in the step).
+
+``--compare before`` runs the standard preset as it was before it followed threestudio's recipe (:data:`BEFORE`:
+4 views a step, 512 samples per ray, the scene-wide tet grid, ...) and the current one, in one process on the same
+priors, and prints the ratios side by side.
 """
 
 from __future__ import annotations
@@ -38,6 +44,66 @@ from dreamsmith.scripts.random_priors import (
 )
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: The standard preset as it was before the recipe audit (commit 821f042), as overrides of today's config.
+_VIEWS_BEFORE = {"views_per_step": 4, "elevation_max": 60.0, "elevation_sphere_fraction": 0.0, "camera_perturb": 0.0,
+                 "center_perturb": 0.0, "up_perturb": 0.0}
+_LIGHT_BEFORE = {"sample": "fixed", "soft": False}
+BEFORE = {
+    "coarse": {"steps": 5000, "lr_mlp": 1e-3, "lr_background": None,
+               "volume": {"n_samples_per_ray": 512, "light": _LIGHT_BEFORE}},
+    "coarse_sds": {"shading_warmup": 100, "lambertian_prob": 0.5, "textureless_prob": 0.2, "sparsity_weight": 0.1,
+                   "sparsity_form": "mean", "orientation": (0.0, 0.0, 0), "views": _VIEWS_BEFORE},
+    "coarse_guidance": {"weighting": "sds", "max_step_percent_end": 0.5, "anneal": "linear",
+                        "vae_grad_checkpointing": False},
+    "mesh": {"steps": 3000, "box": "scene", "start": "occupancy", "normal_weight": 0.05, "laplacian_weight": 0.05,
+             "sdf_weight": 0.01},
+    "mesh_sds": {"shading": "lambertian", "light": _LIGHT_BEFORE,
+                 "views": {**_VIEWS_BEFORE, "fov_min": 40.0, "fov_max": 70.0}},
+}
+PARTS = ("render", "vae", "unet", "backward", "optimiser")
+
+
+class PartTimer:
+    """Seconds spent in each part of a step (:data:`PARTS`), by wrapping the functions that do them; CUDA is
+    synchronised around each so that the figures are the GPU's."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.seconds, self._undo = device, dict.fromkeys(PARTS, 0.0), []
+
+    def _wrap(self, owner, name: str, part: str) -> None:
+        original = getattr(owner, name)
+        timer = self
+
+        def timed(*args, **kwargs):
+            if timer.device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                if timer.device.type == "cuda":
+                    torch.cuda.synchronize()
+                timer.seconds[part] += time.perf_counter() - t0
+
+        setattr(owner, name, timed)
+        self._undo.append((owner, name, original))
+
+    def __enter__(self) -> PartTimer:
+        from dreamsmith.core.guidance.sds import SDSGuidance
+        from dreamsmith.core.render.volume import VolumeRenderer
+        from dreamsmith.core.stages import objectives
+
+        self._wrap(VolumeRenderer, "render_image", "render")
+        self._wrap(objectives, "render_mesh", "render")
+        self._wrap(SDSGuidance, "encode", "vae")
+        self._wrap(SDSGuidance, "predict_noise_pair", "unet")
+        self._wrap(torch.Tensor, "backward", "backward")
+        self._wrap(torch.optim.Adam, "step", "optimiser")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for owner, name, original in reversed(self._undo):
+            setattr(owner, name, original)
 BYTES = {torch.float32: 4, torch.bfloat16: 2, torch.float16: 2}
 
 
@@ -161,33 +227,43 @@ def timed_steps(times: list[float]):
 
 def measure(name: str, steps_total: int, run, device: torch.device, counter: UNetCounter | None) -> dict:
     """Run a stage's ``run(callback)``; its seconds per step (the first step dropped when there are three or more),
-    UNet calls per step, projection and peak memory."""
+    split into :data:`PARTS` (over all steps), UNet calls per step, projection and peak memory."""
     times: list[float] = []
     calls0 = counter.calls if counter else 0
-    with timed_steps(times) as cb, PeakMemory(device) as mem:
+    with timed_steps(times) as cb, PeakMemory(device) as mem, PartTimer(device) as parts:
         result = run(cb)
     measured = times[1:] if len(times) >= 3 else times
     per_step = sum(measured) / max(len(measured), 1)
     calls = (counter.calls - calls0) / max(len(times), 1) if counter else 0.0
+    split = {k: v / max(len(times), 1) for k, v in parts.seconds.items()}
     row = {"stage": name, "s_per_step": per_step, "unet_calls_per_step": calls,
            "unet_batch": counter.batch if counter else 0, "projected_s": per_step * steps_total,
-           "steps": steps_total, "peak_gib": mem.peak / 2**30}
-    print(f"| {name} | {per_step:.2f} | {calls:.0f} (batch {row['unet_batch']}) | {steps_total} | "
+           "steps": steps_total, "peak_gib": mem.peak / 2**30, "parts": split}
+    shown = " / ".join(f"{split[k]:.2f}" for k in PARTS)
+    print(f"| {name} | {per_step:.2f} | {shown} | {calls:.0f} (batch {row['unet_batch']}) | {steps_total} | "
           f"{row['projected_s'] / 60:.1f} min | {row['peak_gib']:.2f} GiB |", flush=True)
     return {**row, "result": result}
 
 
-def _stage_prior(stage: str, kind: str, device: torch.device, dtype: torch.dtype, folder: Path):
-    """The prior of a stage and its UNet call counter, or ``(None, None)`` after a table row saying why not."""
-    prior, note = build_prior(kind, device, dtype, folder)
-    if prior is None:
-        print(f"| {stage} | {note} | | | | |")
-        return None, None
-    return prior, UNetCounter(prior.unet)
+def _stage_prior(stage: str, kind: str, device: torch.device, dtype: torch.dtype, folder: Path, cache: dict):
+    """The prior of a stage and its UNet call counter (built once per kind: ``cache``), or ``(None, None)`` after a
+    table row saying why not."""
+    if kind not in cache:
+        for other in [k for k in cache if k != kind]:  # one full-size prior in memory at a time
+            del cache[other]
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        prior, note = build_prior(kind, device, dtype, folder)
+        if prior is None:
+            print(f"| {stage} | {note} | | | | | |")
+            return None, None
+        cache[kind] = (prior, UNetCounter(prior.unet))
+    return cache[kind]
 
 
 def run_pairing(pairing: str, preset: str, steps: int, device: torch.device, dtype: torch.dtype,
-                folder: Path) -> None:
+                folder: Path, cache: dict, overrides: dict | None = None, label: str = "") -> list[dict]:
     from dreamsmith.core.events import StageReporter
     from dreamsmith.core.guidance.sds import SDSGuidance
     from dreamsmith.core.jobs.generate import generate_config
@@ -198,19 +274,21 @@ def run_pairing(pairing: str, preset: str, steps: int, device: torch.device, dty
     from dreamsmith.core.stages.objectives import MeshScoreDistillation, ScoreDistillation
     from dreamsmith.core.stages.surface import init_geometry
 
-    cfg = generate_config(preset)
+    cfg = generate_config(preset, overrides)
+    full = generate_config(preset, overrides)
     coarse_kind, fine_kind = ("if", "sd") if pairing == "if+sd" else ("sd", "sd")
-    print(f"\n### {preset}, {pairing} ({coarse_kind.upper()}-like coarse prior, {fine_kind.upper()}-like fine prior), "
-          f"{device}, {dtype}, {steps} steps a stage\n")
-    print("| stage | s/step | UNet calls/step | preset steps | projected | peak memory |\n|---|---|---|---|---|---|")
+    print(f"\n### {preset}{label}, {pairing} ({coarse_kind.upper()}-like coarse prior, {fine_kind.upper()}-like fine "
+          f"prior), {device}, {dtype}, {steps} steps a stage\n")
+    print(f"| stage | s/step | {' / '.join(PARTS)} | UNet calls/step | preset steps | projected | peak memory |\n"
+          "|---|---|---|---|---|---|---|")
     r = cfg.scene_radius
     bbox = torch.tensor([[-r] * 3, [r] * 3])
     gen = torch.Generator().manual_seed(0)
     rows = []
 
-    prior, counter = _stage_prior("coarse", coarse_kind, device, dtype, folder)
+    prior, counter = _stage_prior("coarse", coarse_kind, device, dtype, folder, cache)
     if prior is None:
-        return
+        return []
     guidance = SDSGuidance(prior, PromptProcessor(prior, "a red cube", "", cfg.prompt), cfg.coarse_guidance)
     cfg.coarse.steps = steps
 
@@ -218,18 +296,15 @@ def run_pairing(pairing: str, preset: str, steps: int, device: torch.device, dty
         return train_coarse(cfg.coarse, ScoreDistillation(guidance, cfg.coarse_sds), bbox, device, gen,
                             StageReporter("coarse", steps, cb, None))
 
-    row = measure("coarse", generate_config(preset).coarse.steps, coarse, device, counter)
+    row = measure("coarse", full.coarse.steps, coarse, device, counter)
     field = row.pop("result")[0]
     rows.append(row)
 
     if fine_kind != coarse_kind:
         del guidance, prior, counter
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-        prior, counter = _stage_prior("mesh", fine_kind, device, dtype, folder)
+        prior, counter = _stage_prior("mesh", fine_kind, device, dtype, folder, cache)
         if prior is None:
-            return
+            return rows
     fine_guidance = SDSGuidance(prior, PromptProcessor(prior, "a red cube", "", cfg.prompt), cfg.fine_guidance)
     geo = init_geometry(cfg.mesh, bbox, device, field.density, source="text")
     cfg.mesh.steps = steps
@@ -238,10 +313,10 @@ def run_pairing(pairing: str, preset: str, steps: int, device: torch.device, dty
         objective = MeshScoreDistillation(fine_guidance, cfg.mesh.render_size, cfg=cfg.mesh_sds)
         return train_mesh(cfg.mesh, objective, field, geo, gen, StageReporter("mesh", steps, cb, None))
 
-    row = measure("mesh", generate_config(preset).mesh.steps, mesh, device, counter)
+    row = measure("mesh", full.mesh.steps, mesh, device, counter)
     row.pop("result")
     rows.append(row)
-    prior = counter = fine_guidance = None  # release the prior before the bake
+    prior = counter = fine_guidance = None
     gc.collect()
 
     def bake(cb):
@@ -253,13 +328,17 @@ def run_pairing(pairing: str, preset: str, steps: int, device: torch.device, dty
     print(f"\nbake: {len(row.pop('result').faces)} faces at texture {cfg.bake.texture_size}")
     rows.append(row)
     total = sum(x["projected_s"] for x in rows)
-    print(f"projected total ({preset}, {pairing}): {total / 60:.1f} min; peak memory "
-          f"{max(x['peak_gib'] for x in rows):.2f} GiB (loading the priors not included)", flush=True)
+    unet = sum(x["unet_calls_per_step"] * x["steps"] for x in rows)
+    print(f"projected total ({preset}{label}, {pairing}): {total / 60:.1f} min; {unet:.0f} UNet evaluations a job; "
+          f"peak memory {max(x['peak_gib'] for x in rows):.2f} GiB (loading the priors not included)", flush=True)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=("standard", "high"), default="standard")
+    parser.add_argument("--preset", choices=("fast", "standard", "high"), default="standard")
+    parser.add_argument("--compare", choices=("before",), help="also run the preset as it was before the recipe "
+                        "audit (the standard preset's old settings), side by side, and print the ratios")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=5, help="steps of each stage to time (default 5)")
     parser.add_argument("--pairing", choices=("if+sd", "sd", "both"), default="both")
@@ -280,11 +359,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fast paths: tiny-cuda-nn {'yes' if hashgrid.available(device) else 'no'}, "
           f"nvdiffrast {'yes' if raster.available() else 'no'}")
     with tempfile.TemporaryDirectory() as tmp:
+        cache: dict = {}
         for pairing in (("if+sd", "sd") if args.pairing == "both" else (args.pairing,)):
-            run_pairing(pairing, args.preset, args.steps, device, dtype, Path(tmp))
-            gc.collect()
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
+            now = run_pairing(pairing, args.preset, args.steps, device, dtype, Path(tmp), cache)
+            if args.compare == "before":
+                then = run_pairing(pairing, args.preset, args.steps, device, dtype, Path(tmp), cache, BEFORE,
+                                   " as before the recipe audit")
+                print(f"\n| {pairing}: before / now | s per step | projected stage time | peak memory |\n"
+                      "|---|---|---|---|")
+                for a, b in zip(then, now, strict=False):
+                    print(f"| {a['stage']} | {a['s_per_step'] / b['s_per_step']:.2f}x | "
+                          f"{a['projected_s'] / b['projected_s']:.2f}x | {a['peak_gib'] / b['peak_gib']:.2f}x |")
+                total = sum(x["projected_s"] for x in then) / max(sum(x["projected_s"] for x in now), 1e-9)
+                print(f"| total | | {total:.2f}x | |", flush=True)
     return 0
 
 

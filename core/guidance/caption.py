@@ -32,7 +32,6 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..prompts import VIEW_SUFFIXES, view_index
-from .camera import camera_features
 
 WORDS_FILE = Path(__file__).with_name("caption_words.json")
 
@@ -132,8 +131,7 @@ class _Scorer:
 
     def __init__(self, guidance, picture: Tensor, azimuth: float, elevation: float, cfg: CaptionConfig,
                  generator: torch.Generator) -> None:
-        prior = guidance.prior
-        self.guidance, self.unet = guidance, prior.unet
+        self.guidance = guidance
         with torch.no_grad():
             x0 = guidance.encode(picture[None].to(guidance.device), generator)
         n, total = cfg.batch, guidance.num_train_timesteps
@@ -141,24 +139,15 @@ class _Scorer:
         self.t = torch.randint(lo, max(hi, lo) + 1, (n,), generator=generator,
                                device=generator.device).to(guidance.device)
         noise = guidance._randn((n, *x0.shape[1:]), generator)
-        self.x_t = guidance.noised(x0, noise, self.t).to(self.unet.dtype)
+        self.x_t = guidance.noised(x0, noise, self.t)
         self.target = guidance.target(x0, noise, self.t)
-        self.extra = {}
-        if prior.camera_features:
-            cam = camera_features(torch.full((n,), float(azimuth)), torch.full((n,), float(elevation)),
-                                  prior.camera_features)
-            self.extra = {"class_labels": cam.to(guidance.device, self.unet.dtype)}
+        self.camera = guidance.camera(torch.full((n,), float(azimuth)), torch.full((n,), float(elevation)))
         self.scale = cfg.guidance_scale or guidance.cfg.guidance_scale
-        self.channels = x0.shape[1]
         self.uncond = self._predict(guidance.prompts.uncond[0].float())
 
     @torch.no_grad()
     def _predict(self, emb: Tensor) -> Tensor:
-        n = self.x_t.shape[0]
-        with self.guidance._autocast():
-            out = self.unet(self.x_t, self.t, encoder_hidden_states=emb[None].expand(n, -1, -1).to(self.unet.dtype),
-                            **self.extra).sample.float()
-        return out[:, :self.channels]
+        return self.guidance.predict(self.x_t, self.t, emb[None].expand(self.x_t.shape[0], -1, -1), self.camera)
 
     def error(self, emb: Tensor) -> float:
         """Mean squared error of the guided prediction under the condition ``emb [L, D]``."""

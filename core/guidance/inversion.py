@@ -21,8 +21,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .camera import camera_features
-
 
 @dataclass
 class InversionConfig:
@@ -61,35 +59,26 @@ def invert_picture(guidance, picture: Tensor, azimuth: float, elevation: float, 
         reporter: Optional :class:`~dreamsmith.core.events.StageReporter` (progress and cancellation).
         start: The condition ``[L, D]`` to start from (None: the empty text).
     """
-    prior = guidance.prior
-    unet = prior.unet
     empty = guidance.prompts.uncond[0].detach().float()  # the empty text, [L, D]
     emb = (empty if start is None else start.detach().float().to(empty.device)).clone().requires_grad_(True)
     opt = torch.optim.Adam([emb], lr=cfg.lr)
     with torch.no_grad():
         x0 = guidance.encode(picture[None].to(guidance.device), generator)  # [1, C, S, S]
-    camera = None
-    if prior.camera_features:
-        camera = camera_features(torch.tensor([azimuth]), torch.tensor([elevation]), prior.camera_features)
-        camera = camera.expand(cfg.batch, -1).to(guidance.device, unet.dtype)
+    camera = guidance.camera(torch.full((cfg.batch,), float(azimuth)), torch.full((cfg.batch,), float(elevation)))
     n = guidance.num_train_timesteps
     lo, hi = int(cfg.min_step_percent * n), min(int(cfg.max_step_percent * n), n - 1)
     scale = guidance.cfg.guidance_scale if cfg.guided else 1.0
-    empty_b = empty[None].expand(cfg.batch, -1, -1).to(unet.dtype)
+    empty_b = empty[None].expand(cfg.batch, -1, -1)
     for step in range(1, cfg.steps + 1):
         t = torch.randint(lo, max(hi, lo) + 1, (cfg.batch,), generator=generator,
                           device=generator.device).to(guidance.device)
         noise = guidance._randn((cfg.batch, *x0.shape[1:]), generator)
         x_t = guidance.noised(x0, noise, t)
-        extra = {"class_labels": camera} if camera is not None else {}
-        c = x0.shape[1]
-        with guidance._autocast():
-            pred = unet(x_t.to(unet.dtype), t, encoder_hidden_states=emb[None].expand(cfg.batch, -1, -1)
-                        .to(unet.dtype), **extra).sample.float()[:, :c]
-            if scale != 1.0:
-                with torch.no_grad():
-                    uncond = unet(x_t.to(unet.dtype), t, encoder_hidden_states=empty_b, **extra).sample.float()[:, :c]
-                pred = uncond + scale * (pred - uncond)
+        pred = guidance.predict(x_t, t, emb[None].expand(cfg.batch, -1, -1), camera)
+        if scale != 1.0:
+            with torch.no_grad():
+                uncond = guidance.predict(x_t, t, empty_b, camera)
+            pred = uncond + scale * (pred - uncond)
         loss = F.mse_loss(pred, guidance.target(x0, noise, t))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -109,24 +98,21 @@ def estimate_azimuth(guidance, picture: Tensor, elevation: float, generator: tor
     (the empty text: the picture's own condition is not learned yet). A cube seen from 30 degrees is then told
     apart from one seen face-on, which the prior draws differently.
     """
-    prior = guidance.prior
-    if not prior.camera_features:
+    if not guidance.prior.camera_features:
         return 0.0
-    unet = prior.unet
     x0 = guidance.encode(picture[None].to(guidance.device), generator)
     n = guidance.num_train_timesteps
     t = torch.randint(int(0.1 * n), int(0.98 * n), (batch,), generator=generator,
                       device=generator.device).to(guidance.device)
     noise = guidance._randn((batch, *x0.shape[1:]), generator)
-    x_t = guidance.noised(x0, noise, t).to(unet.dtype)
-    empty = guidance.prompts.uncond[0][None].expand(batch, -1, -1).to(unet.dtype)
+    x_t = guidance.noised(x0, noise, t)
+    target = guidance.target(x0, noise, t)  # by the prediction type: a v-prediction prior is scored on v
+    empty = guidance.prompts.uncond[0][None].expand(batch, -1, -1)
+    elevations = torch.full((batch,), float(elevation))
     best, best_loss = 0.0, float("inf")
     for az in torch.arange(0.0, 360.0, step_deg).tolist():
-        camera = camera_features(torch.full((batch,), az), torch.full((batch,), float(elevation)),
-                                 prior.camera_features).to(guidance.device, unet.dtype)
-        with guidance._autocast():
-            pred = unet(x_t, t, encoder_hidden_states=empty, class_labels=camera).sample.float()[:, :x0.shape[1]]
-        loss = F.mse_loss(pred, noise).item()
+        pred = guidance.predict(x_t, t, empty, guidance.camera(torch.full((batch,), az), elevations))
+        loss = F.mse_loss(pred, target).item()
         if loss < best_loss:
             best, best_loss = az, loss
     return best

@@ -36,6 +36,11 @@ class SDSConfig:
         anneal: How the largest timestep moves from ``max_step_percent`` to ``max_step_percent_end``: ``"linear"``
             in the progress ``p``, ``"sqrt"`` in ``sqrt(p)`` (fast early, slow late) or ``"none"``.
         anneal_fraction: Fraction of the run over which the annealing happens (afterwards it stays at the end value).
+        schedule: How each step's timestep is chosen: ``"random"``, uniformly in ``[min_step_percent, t_max]`` (t_max
+            as annealed); ``"decreasing"``, one timestep for the whole batch falling linearly from
+            ``max_step_percent`` to ``min_step_percent`` over the run (the monotonically non-increasing schedules
+            of DreamTime, Huang et al. 2023, and DreamGaussian, Tang et al. 2023: coarse structure first, detail
+            last, in fewer steps).
         weighting: ``w(t)``: ``"sds"`` = ``1 - alpha_bar_t`` (``sigma_t^2``, DreamFusion's choice), ``"uniform"`` =
             1, ``"fantasia3d"`` = ``sqrt(alpha_bar_t) (1 - alpha_bar_t)``.
         grad_clip: Clip the SDS gradient (0: off): elementwise to ``[-c, c]`` (``"value"``) or each sample's
@@ -55,6 +60,7 @@ class SDSConfig:
     max_step_percent_end: float = 0.98
     anneal: Literal["none", "linear", "sqrt"] = "none"
     anneal_fraction: float = 1.0
+    schedule: Literal["random", "decreasing"] = "random"
     weighting: Literal["sds", "uniform", "fantasia3d"] = "sds"
     grad_clip: float = 0.0
     grad_clip_mode: Literal["value", "norm"] = "value"
@@ -87,6 +93,8 @@ class SDSGuidance:
         self.prompts = prompts
         self.cfg = cfg or SDSConfig()
         c = self.cfg
+        if c.schedule not in ("random", "decreasing"):
+            raise ConfigError(f"SDS schedule must be 'random' or 'decreasing', got {c.schedule!r}.")
         if c.score not in ("sds", "csd"):
             raise ConfigError(f"SDS score must be 'sds' or 'csd', got {c.score!r}.")
         if not (0.0 <= c.min_step_percent <= c.max_step_percent <= 1.0
@@ -160,6 +168,25 @@ class SDSGuidance:
             return torch.ones_like(a)
         return a.sqrt() * (1.0 - a)
 
+    def camera(self, azimuth: Tensor, elevation: Tensor) -> Tensor | None:
+        """``[B, F]`` camera features of views at ``azimuth``/``elevation`` (degrees, ``[B]``) for a prior that
+        takes the camera as an input; None for one that does not."""
+        if not self.prior.camera_features:
+            return None
+        return camera_features(azimuth, elevation, self.prior.camera_features).to(self.device)
+
+    def predict(self, x_t: Tensor, t: Tensor, emb: Tensor, camera: Tensor | None = None) -> Tensor:
+        """The prior's raw prediction (noise, ``v`` or the clean sample, by its prediction type; fp32,
+        ``[B, C, S, S]``) for ``x_t`` at timesteps ``t [B]`` under text conditions ``emb [B, L, D]`` and, for a
+        prior that takes them, camera features ``camera [B, F]``. The one place the UNet is called: score
+        distillation, the picture's inversion, caption and azimuth all go through it. Gradients flow to ``emb``
+        when it needs them."""
+        unet = self.prior.unet
+        extra = {"class_labels": camera.to(x_t.device, unet.dtype)} if camera is not None else {}
+        with self._autocast():
+            out = unet(x_t.to(unet.dtype), t, encoder_hidden_states=emb.to(unet.dtype), **extra).sample.float()
+        return out[:, :x_t.shape[1]]  # models that also predict a variance (DeepFloyd IF) output 2C channels
+
     @torch.no_grad()
     def predict_noise_pair(self, x_t: Tensor, t: Tensor, uncond: Tensor, cond: Tensor,
                            camera: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -167,17 +194,11 @@ class SDSGuidance:
 
         ``camera``: ``[B, F]`` camera features for a prior that takes them (:mod:`.camera`); both halves get them.
         """
-        unet = self.prior.unet
-        b, ch = x_t.shape[:2]
-        x_in = torch.cat([x_t, x_t]).to(unet.dtype)
-        t_in = torch.cat([t, t])
-        emb = torch.cat([uncond, cond]).to(unet.dtype)
-        extra = {"class_labels": torch.cat([camera, camera]).to(x_in.device, unet.dtype)} if camera is not None else {}
-        with self._autocast():
-            out = unet(x_in, t_in, encoder_hidden_states=emb, **extra).sample.float()
-        out = out[:, :ch]  # models that also predict a variance (DeepFloyd IF) output 2C channels
-        a = self.alphas_cumprod[t_in].view(-1, 1, 1, 1)
+        b = x_t.shape[0]
         x2 = torch.cat([x_t, x_t])
+        t_in = torch.cat([t, t])
+        out = self.predict(x2, t_in, torch.cat([uncond, cond]), None if camera is None else torch.cat([camera, camera]))
+        a = self.alphas_cumprod[t_in].view(-1, 1, 1, 1)
         if self.prediction_type == "v_prediction":
             out = a.sqrt() * out + (1.0 - a).sqrt() * x2
         elif self.prediction_type == "sample":
@@ -214,16 +235,18 @@ class SDSGuidance:
         hi = min(hi, self.num_train_timesteps - 1)
         lo = min(lo, hi)
         gen_dev = generator.device if generator is not None else self.device
-        t = torch.randint(lo, hi + 1, (b,), generator=generator, device=gen_dev).to(self.device)
+        if self.cfg.schedule == "decreasing":
+            p = min(max(step / max(total_steps, 1), 0.0), 1.0)
+            top = min(int(self.cfg.max_step_percent * self.num_train_timesteps), self.num_train_timesteps - 1)
+            t = torch.full((b,), round(top + (lo - top) * p), dtype=torch.long, device=self.device)
+        else:
+            t = torch.randint(lo, hi + 1, (b,), generator=generator, device=gen_dev).to(self.device)
         noise = self._randn(tuple(latents.shape), generator)
         views = self.prompts.view_index(azimuth, elevation).to(self.device)
         uncond, cond = self.prompts.embeddings(views)
         with torch.no_grad():
             x_t = self.noised(latents.detach(), noise, t)
-            camera = None
-            if self.prior.camera_features:
-                camera = camera_features(azimuth, elevation, self.prior.camera_features).to(self.device)
-            eps_u, eps_c = self.predict_noise_pair(x_t, t, uncond, cond, camera)
+            eps_u, eps_c = self.predict_noise_pair(x_t, t, uncond, cond, self.camera(azimuth, elevation))
             if self.cfg.score == "csd":
                 residual = self.cfg.guidance_scale * (eps_c - eps_u)
             else:

@@ -48,15 +48,29 @@ class JobKind:
         make: Callable[..., Any] = getattr(self._mod(), f"{self.name}_config")
         return make(preset, overrides)
 
-    def run(self, inputs: dict[str, Any], out: Any, cfg: Any, **common: Any) -> dict[str, Any]:
-        """Run the job; ``common``: device, callback, cancel, preset, preview. Returns its summary."""
-        from ..device import prepare_kernels
+    def run(self, inputs: dict[str, Any], out: Any, cfg: Any, force: bool = False, **common: Any) -> dict[str, Any]:
+        """Run the job; ``common``: device, callback, cancel, preset, preview. Returns its summary, with the cost
+        estimated before any work (``estimate``).
+
+        First the estimate (:mod:`..estimate`), reported as an ``estimate`` event: a job that cannot fit is refused
+        unless ``force``; then the C++ kernels are loaded (a ``kernels`` stage when they must be built or waited
+        for); then the job.
+        """
+        from ..device import prepare_kernels, resolve_device
+        from ..estimate import check_fits, estimate_job, free_gib
+        from ..events import ProgressEvent
 
         run: Callable[..., dict[str, Any]] = getattr(self._mod(), f"run_{self.name}")
-        prepare_kernels(common.get("callback"), common.get("cancel"))
+        callback = common.get("callback")
+        dev = resolve_device(common.get("device", "auto"))
+        cost = estimate_job(self.name, cfg, dev.type)
+        if callback is not None:
+            callback(ProgressEvent("estimate", 0, 0, message=cost.text()))
+        check_fits(cost, free_gib(dev), common.get("preset", "custom"), force)
+        prepare_kernels(callback, common.get("cancel"))
         args = [inputs.get(k) for k in self.inputs]
         extra = {k: inputs[k] for k in self.options if inputs.get(k) is not None}
-        return run(*args, out, cfg, **extra, **common)
+        return run(*args, out, cfg, **extra, **common) | {"estimate": cost.as_dict()}
 
 
 JOBS: dict[str, JobKind] = {kind.name: kind for kind in (

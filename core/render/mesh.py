@@ -26,7 +26,8 @@ def _composite(col: Tensor, mask: Tensor, rast: Tensor, clip: Tensor, faces: Ten
 
 
 def render_mesh(verts: Tensor, faces: Tensor, cams: Cameras, color_fn, bg: Tensor, shading: str = "albedo",
-                light: LightConfig | None = None) -> dict[str, Tensor]:
+                light: LightConfig | None = None, light_dir: Tensor | None = None,
+                ambient: Tensor | None = None) -> dict[str, Tensor]:
     """Rasterise a mesh, colour its surface points with ``color_fn`` and antialias the silhouette.
 
     Args:
@@ -36,6 +37,9 @@ def render_mesh(verts: Tensor, faces: Tensor, cams: Cameras, color_fn, bg: Tenso
         bg: Background colour ``[B, 1, 1, 3]`` (or broadcastable).
         shading: One of :data:`~.shading.SHADINGS`.
         light: The light of the lit modes; its ``(0, 0)`` offset is a point light at each camera.
+        light_dir: Optional ``[B, 3]`` directions towards each camera's light (drawn by
+            :func:`~.shading.sample_lights`), instead of ``light.offset``'s.
+        ambient: Optional ``[B]`` ambient shares of each camera's soft light.
 
     Returns:
         ``rgb [B, H, W, 3]`` composited over ``bg``, ``alpha [B, H, W]``, ``rast``.
@@ -53,13 +57,16 @@ def render_mesh(verts: Tensor, faces: Tensor, cams: Cameras, color_fn, bg: Tenso
         if shading != "albedo":
             normals = interpolate(vertex_normals(verts, faces), rast, faces)[mask]
             normals = normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-            if any(light.offset):
+            if light_dir is not None:
+                to_light = light_dir.to(pts)[:, None, None, :].expand_as(pts)[mask]
+            elif any(light.offset):
                 to_light = camera_light(cams, light.offset).to(pts)[:, None, None, :].expand_as(pts)[mask]
             else:
                 centres = cams.centers.to(verts.device)[:, None, None, :].expand_as(pts)[mask]
                 to_light = centres - pts[mask]
                 to_light = to_light / to_light.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-        col = col.index_put((mask,), shade(albedo, normals, to_light, shading, light))
+        amb = None if ambient is None else ambient.to(pts)[:, None, None].expand(mask.shape)[mask][:, None]
+        col = col.index_put((mask,), shade(albedo, normals, to_light, shading, light, amb))
     rgb, alpha = _composite(col, mask, rast, clip, faces, bg)
     return {"rgb": rgb, "alpha": alpha, "rast": rast}
 

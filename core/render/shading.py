@@ -6,8 +6,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Literal
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
@@ -25,11 +29,21 @@ class LightConfig:
         offset: ``(right, up)`` offset of the light in each camera's frame; ``(0, 0)`` is a headlight, anything else
             a directional light fixed to the camera (:func:`~dreamsmith.core.cameras.camera_light`). The draft
             presets use the light the toy prior was trained with (``presets.TOY_PRIOR_LIGHT``).
+        sample: ``"fixed"``: the light ``offset`` gives, every view alike; ``"magic3d"``: for each view a direction
+            drawn within ``max_angle`` degrees of the camera's own (seen from the scene centre), uniformly in
+            azimuth and in elevation above the plane across the view (Magic3D's light sampling, as threestudio's
+            ``light_sample_strategy: magic3d``), as a directional light.
+        max_angle: Largest angle between the drawn light and the camera's direction, degrees (``"magic3d"``).
+        soft: Draw each view's ambient share ``a`` uniformly in [0, 1] and light it ``a + (1 - a) max(0, n . l)``
+            instead of ``ambient``/``diffuse`` (threestudio's ``soft_shading``).
     """
 
     ambient: float = 0.35
     diffuse: float = 0.65
     offset: tuple[float, float] = (0.0, 0.0)
+    sample: Literal["fixed", "magic3d"] = "fixed"
+    max_angle: float = 60.0
+    soft: bool = False
 
     def __post_init__(self) -> None:
         if self.ambient < 0 or self.diffuse < 0:
@@ -37,6 +51,15 @@ class LightConfig:
         if len(self.offset) != 2:
             raise ConfigError(f"offset is (right, up), two numbers (got {self.offset!r}).")
         self.offset = (float(self.offset[0]), float(self.offset[1]))
+        if self.sample not in ("fixed", "magic3d"):
+            raise ConfigError(f"light.sample must be 'fixed' or 'magic3d' (got {self.sample!r}).")
+        if not 0.0 < self.max_angle <= 90.0:
+            raise ConfigError(f"light.max_angle must be in (0, 90] degrees (got {self.max_angle}).")
+
+    @property
+    def varies(self) -> bool:
+        """Whether each view draws its own light (direction or ambient share)."""
+        return self.sample != "fixed" or self.soft
 
 
 def check_shading(shading: str) -> str:
@@ -46,12 +69,37 @@ def check_shading(shading: str) -> str:
     return shading
 
 
-def shade(albedo: Tensor, normals: Tensor | None, light: Tensor | None, shading: str, cfg: LightConfig) -> Tensor:
+def shade(albedo: Tensor, normals: Tensor | None, light: Tensor | None, shading: str, cfg: LightConfig,
+          ambient: Tensor | None = None) -> Tensor:
     """Colours ``[N, 3]`` of surface points with ``albedo [N, 3]``, unit ``normals [N, 3]`` and unit directions
-    towards the light ``light [N, 3]`` (both unused for ``albedo``)."""
+    towards the light ``light [N, 3]`` (both unused for ``albedo``). ``ambient``: optional ``[N, 1]`` ambient shares
+    (a soft light, :func:`sample_lights`): ``ambient + (1 - ambient) max(0, n . l)`` instead of ``cfg``'s."""
     if shading == "albedo":
         return albedo
-    lum = cfg.ambient + cfg.diffuse * (normals * light).sum(-1, keepdim=True).clamp_min(0.0)  # [N, 1]
+    facing = (normals * light).sum(-1, keepdim=True).clamp_min(0.0)  # [N, 1]
+    lum = cfg.ambient + cfg.diffuse * facing if ambient is None else ambient + (1.0 - ambient) * facing
     if shading == "lambertian":
         return albedo * lum
     return lum.expand(-1, 3)
+
+
+def sample_lights(cfg: LightConfig, centers: Tensor, generator: torch.Generator) -> tuple[Tensor | None, Tensor | None]:
+    """Each view's light under ``cfg``: directions towards it ``[B, 3]`` (None: the renderer's own, from
+    ``offset``) and ambient shares ``[B]`` (None: ``cfg.ambient``/``cfg.diffuse``). ``centers``: ``[B, 3]`` camera
+    positions around the scene centre (the origin). Draws from ``generator`` only when the light varies."""
+    b = centers.shape[0]
+    directions = ambient = None
+    if cfg.sample == "magic3d":
+        z = F.normalize(centers.float().cpu(), dim=-1)
+        x = torch.stack([z[:, 1], -z[:, 0], torch.zeros_like(z[:, 0])], dim=-1)
+        x = torch.where(x.norm(dim=-1, keepdim=True) < 1e-6, torch.tensor([1.0, 0.0, 0.0]), x)  # camera overhead
+        x = F.normalize(x, dim=-1)
+        y = torch.linalg.cross(z, x, dim=-1)
+        lowest = math.radians(90.0 - cfg.max_angle)
+        el = lowest + (math.pi / 2 - lowest) * torch.rand(b, generator=generator)
+        az = (2 * torch.rand(b, generator=generator) - 1) * math.pi
+        local = torch.stack([el.cos() * az.cos(), el.cos() * az.sin(), el.sin()], dim=-1)
+        directions = (local[:, :1] * x + local[:, 1:2] * y + local[:, 2:] * z).to(centers.device)
+    if cfg.soft:
+        ambient = torch.rand(b, generator=generator).to(centers.device)
+    return directions, ambient

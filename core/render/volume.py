@@ -152,7 +152,8 @@ def background_color(config: VolumeConfig, rays_d: Tensor, background: Backgroun
 def render_rays(field, rays_o: Tensor, rays_d: Tensor, config: VolumeConfig | None = None,
                 occupancy: OccupancyGrid | None = None, shading: str = "albedo", light_dir: Tensor | None = None,
                 bg_color: Tensor | None = None, perturb: bool = False, normals: bool = False,
-                generator: torch.Generator | None = None, background: BackgroundMLP | None = None) -> dict:
+                generator: torch.Generator | None = None, background: BackgroundMLP | None = None,
+                ambient: Tensor | None = None) -> dict:
     """Volume-render rays through ``field``.
 
     Args:
@@ -169,6 +170,7 @@ def render_rays(field, rays_o: Tensor, rays_d: Tensor, config: VolumeConfig | No
         normals: Also composite normals (and the orientation loss) in ``"albedo"`` mode.
         generator: Random numbers for the jitter and the random background (any device); ``None``: the global RNG.
         background: The learned background module when ``config.background == "learned"``.
+        ambient: Optional ``[R]`` ambient shares of a soft light (:func:`~.shading.shade`); None: the config's.
 
     Returns:
         A dict with ``rgb [R, 3]``, ``opacity [R]`` (the sum of weights, for opacity/sparsity losses), ``depth [R]``
@@ -194,7 +196,7 @@ def render_rays(field, rays_o: Tensor, rays_d: Tensor, config: VolumeConfig | No
         sl = slice(s, s + config.chunk_rays)
         chunks.append(_render_chunk(config, field, rays_o[sl], rays_d[sl], occupancy, shading,
                                     light_dir[sl] if want_normals else None, bg_color[sl], perturb, want_normals,
-                                    generator))
+                                    generator, None if ambient is None else ambient[sl]))
     if len(chunks) == 1:
         return chunks[0]
     out = {}
@@ -205,7 +207,7 @@ def render_rays(field, rays_o: Tensor, rays_d: Tensor, config: VolumeConfig | No
 
 def _render_chunk(cfg: VolumeConfig, field, rays_o: Tensor, rays_d: Tensor, occupancy: OccupancyGrid | None,
                   shading: str, light: Tensor | None, bg: Tensor, perturb: bool, want_normals: bool,
-                  generator: torch.Generator | None) -> dict:
+                  generator: torch.Generator | None, ambient: Tensor | None = None) -> dict:
     """Render one chunk of rays (see :func:`render_rays`)."""
     r, dev, dt = rays_o.shape[0], rays_o.device, rays_o.dtype
     bbox = field.bbox.to(rays_o)
@@ -214,6 +216,7 @@ def _render_chunk(cfg: VolumeConfig, field, rays_o: Tensor, rays_d: Tensor, occu
     hit = (far > near).nonzero().squeeze(1)  # [Rh]
     o, d, near, far = rays_o[hit], rays_d[hit], near[hit], far[hit]
     light = light[hit] if light is not None else None
+    ambient = ambient[hit].to(dt)[:, None] if ambient is not None else None
     rh, n_s = hit.numel(), cfg.n_samples_per_ray
     step = float((bbox[1] - bbox[0]).norm()) / n_s
 
@@ -261,7 +264,8 @@ def _render_chunk(cfg: VolumeConfig, field, rays_o: Tensor, rays_d: Tensor, occu
             n = torch.zeros_like(xs)
             if nsel.numel() > 0:
                 n = n.index_put((nsel,), field.normals(xs[nsel]).to(dt))
-        c = shade(albedo, n, light[ray_of] if want_normals else None, shading, cfg.light)
+        c = shade(albedo, n, light[ray_of] if want_normals else None, shading, cfg.light,
+                  None if ambient is None else ambient[ray_of])
         rgb = rgb.index_add(0, ray_of, w[:, None] * c)
         wt = wt.index_add(0, ray_of, w * ts)
         if want_normals:
@@ -287,7 +291,8 @@ def _render_chunk(cfg: VolumeConfig, field, rays_o: Tensor, rays_d: Tensor, occu
 def render_image(field, cameras: Cameras, config: VolumeConfig | None = None, occupancy: OccupancyGrid | None = None,
                  shading: str = "albedo", light_dir: Tensor | None = None, bg_color: Tensor | None = None,
                  perturb: bool = False, normals: bool = False, generator: torch.Generator | None = None,
-                 background: BackgroundMLP | None = None, offsets: Tensor | None = None) -> dict:
+                 background: BackgroundMLP | None = None, offsets: Tensor | None = None,
+                 ambient: Tensor | None = None) -> dict:
     """Render every pixel of a batch of ``B`` cameras (in chunks of ``config.chunk_rays`` rays).
 
     Args:
@@ -306,6 +311,7 @@ def render_image(field, cameras: Cameras, config: VolumeConfig | None = None, oc
         background: As in :func:`render_rays`.
         offsets: Optional ``[B, H, W, 2]`` shifts of the rays from the pixel centres, in pixels
             (:meth:`~dreamsmith.core.cameras.Cameras.rays`).
+        ambient: Optional ``[B]`` ambient shares of each camera's soft light (:func:`~.shading.sample_lights`).
 
     Returns:
         The dict of :func:`render_rays` with images ``[B, H, W, C]`` (``opacity`` and ``depth`` have ``C = 1``) and the
@@ -331,8 +337,10 @@ def render_image(field, cameras: Cameras, config: VolumeConfig | None = None, oc
         bg_color = _rand((b, 3), dev, o.dtype, generator)
     if bg_color is not None:
         bg_color = bg_color.to(o).expand(b, 3)[:, None, None].expand(b, h, w, 3).reshape(-1, 3)
+    if ambient is not None:
+        ambient = ambient.to(o)[:, None].expand(b, h * w).reshape(-1)
     out = render_rays(field, o.reshape(-1, 3), d.reshape(-1, 3), config, occupancy, shading, light_dir, bg_color,
-                      perturb, normals, generator, background)
+                      perturb, normals, generator, background, ambient)
     return {k: v if isinstance(v, int) else v.reshape(b, h, w, -1) for k, v in out.items()}
 
 
@@ -360,10 +368,10 @@ class VolumeRenderer(nn.Module):
     def render_image(self, field, cameras: Cameras, occupancy: OccupancyGrid | None = None, shading: str = "albedo",
                      light_dir: Tensor | None = None, bg_color: Tensor | None = None, perturb: bool = False,
                      normals: bool = False, generator: torch.Generator | None = None,
-                     offsets: Tensor | None = None) -> dict:
+                     offsets: Tensor | None = None, ambient: Tensor | None = None) -> dict:
         """:func:`render_image` with this renderer's config and background."""
         return render_image(field, cameras, self.config, occupancy, shading, light_dir, bg_color, perturb, normals,
-                            generator, self.background, offsets)
+                            generator, self.background, offsets, ambient)
 
 
 def _randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from ..cameras import ViewSamplerConfig
+from ..errors import ConfigError
 from ..events import StageReporter
 from ..field import FieldConfig, NeRFField
 from ..occupancy import OccupancyConfig, OccupancyGrid
@@ -25,7 +26,8 @@ class CoarseConfig:
         steps: Optimisation steps.
         rays_per_step: Random rays per step (posed images).
         lr: Adam learning rate of the hash table.
-        lr_mlp: Adam learning rate of the MLP heads and the learned background.
+        lr_mlp: Adam learning rate of the MLP heads (and of the learned background, unless ``lr_background``).
+        lr_background: Adam learning rate of the learned background; None: ``lr_mlp``.
         opacity_weight: Extra weight on matching the images' alpha (posed images; carves empty space).
         field: The NeRF field.
         occupancy: The occupancy grid that skips empty space.
@@ -37,6 +39,7 @@ class CoarseConfig:
     rays_per_step: int = 4096
     lr: float = 1e-2
     lr_mlp: float = 1e-3
+    lr_background: float | None = None
     opacity_weight: float = 1.0
     field: FieldConfig = dc_field(default_factory=FieldConfig)
     occupancy: OccupancyConfig = dc_field(default_factory=OccupancyConfig)
@@ -56,7 +59,13 @@ class CoarseSDSConfig:
         lambertian_prob: Probability of lambertian shading in ``mixed`` mode.
         textureless_prob: Probability of textureless shading in ``mixed`` mode.
         shading_warmup: Albedo-only steps before ``mixed`` shading starts.
-        sparsity_weight: Weight of the mean-opacity (sparsity) penalty that clears haze.
+        sparsity_weight: Weight of the sparsity penalty that clears haze.
+        sparsity_form: ``"mean"``: the mean opacity; ``"sqrt"``: the mean of ``sqrt(opacity^2 + 0.01)``
+            (threestudio's Magic3D form).
+        orientation: ``(first, last, steps)``: the weight of the orientation penalty (normals facing away from
+            the camera where the ray sees them, Ref-NeRF / DreamFusion) rises linearly from ``first`` to ``last``
+            over the first ``steps`` steps, then stays; ``(0, 0, 0)``: off. Any weight makes every view evaluate
+            normals, albedo views included.
         views: The camera distribution.
     """
 
@@ -66,15 +75,34 @@ class CoarseSDSConfig:
     textureless_prob: float = 0.2
     shading_warmup: int = 100
     sparsity_weight: float = 0.1
+    sparsity_form: Literal["mean", "sqrt"] = "mean"
+    orientation: tuple[float, float, int] = (0.0, 0.0, 0)
     views: ViewSamplerConfig = dc_field(default_factory=ViewSamplerConfig)
 
+    def __post_init__(self) -> None:
+        if self.sparsity_form not in ("mean", "sqrt"):
+            raise ConfigError(f"coarse_sds.sparsity_form must be 'mean' or 'sqrt' (got {self.sparsity_form!r}).")
+        if len(self.orientation) != 3 or min(self.orientation[:2]) < 0 or self.orientation[2] < 0:
+            raise ConfigError(f"coarse_sds.orientation is (first weight, last weight, steps), all >= 0 (got "
+                              f"{self.orientation!r}).")
+        self.orientation = (float(self.orientation[0]), float(self.orientation[1]), int(self.orientation[2]))
+
+    def orientation_weight(self, step: int) -> float:
+        """The orientation penalty's weight at ``step``."""
+        first, last, steps = self.orientation
+        return last if step >= steps else first + (last - first) * step / steps
 
 def coarse_optimizer(cfg: CoarseConfig, field: NeRFField, renderer: VolumeRenderer) -> torch.optim.Adam:
-    """The hash grid at ``cfg.lr``; the MLP heads and the renderer's learned background at ``cfg.lr_mlp``."""
+    """The hash grid at ``cfg.lr``; the MLP heads at ``cfg.lr_mlp``; the renderer's learned background at
+    ``cfg.lr_background`` (None: with the MLP heads)."""
     grid = field.grid_parameters()
     in_grid = {id(p) for p in grid}
-    mlp = [p for p in field.parameters() if id(p) not in in_grid] + list(renderer.parameters())
-    return adam([{"params": grid, "lr": cfg.lr}, {"params": mlp, "lr": cfg.lr_mlp}])
+    mlp = [p for p in field.parameters() if id(p) not in in_grid]
+    background = list(renderer.parameters())
+    if cfg.lr_background is None:
+        return adam([{"params": grid, "lr": cfg.lr}, {"params": mlp + background, "lr": cfg.lr_mlp}])
+    return adam([{"params": grid, "lr": cfg.lr}, {"params": mlp, "lr": cfg.lr_mlp},
+                 {"params": background, "lr": cfg.lr_background}])
 
 
 def train_coarse(cfg: CoarseConfig, objective, bbox: Tensor, device: torch.device, generator: torch.Generator,

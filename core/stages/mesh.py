@@ -34,6 +34,13 @@ class MeshStageConfig:
         normal_weight: Weight of the normal-consistency term.
         sdf_weight: Weight of the SDF sign-flip regulariser.
         min_component_fraction: Pieces smaller than this fraction of the largest are dropped.
+        box: Where the tet grid's cells go: ``"scene"``, the whole scene box; ``"object"``, the box around the
+            coarse object grown by ``box_margin`` (about twice the resolution on the object, as threestudio's
+            Magic3D refinement does).
+        box_margin: The object box's growth on each side, as a fraction of its size (``box: object``).
+        start: How the coarse density becomes the first SDF (:func:`.surface.initial_sdf`): ``"occupancy"``, the
+            distance to the cleaned occupancy; ``"density"``, continuous in the density, keeping the surface's
+            position between grid points (threestudio's start).
         dmtet: The tetrahedral grid.
         preview_every: Steps between live preview images when the caller asks for them (0: none).
     """
@@ -48,6 +55,9 @@ class MeshStageConfig:
     normal_weight: float = 0.05
     sdf_weight: float = 0.01
     min_component_fraction: float = 0.05
+    box: Literal["scene", "object"] = "scene"
+    box_margin: float = 0.1
+    start: Literal["occupancy", "density"] = "occupancy"
     dmtet: DMTetConfig = field(default_factory=DMTetConfig)
     preview_every: int = 50
 
@@ -68,13 +78,21 @@ class MeshSDSConfig:
     """The mesh stage under score distillation (text to 3D, edits and re-texturing).
 
     Attributes:
-        shading: Shading of the renders (``albedo`` | ``lambertian`` | ``textureless``).
+        shading: Shading of the renders (``albedo`` | ``lambertian`` | ``textureless``); ``mixed`` draws per step
+            with ``lambertian_prob`` / ``textureless_prob`` (else albedo) after ``shading_warmup`` albedo-only
+            steps, so the prior also sees the albedo that the bake exports.
+        lambertian_prob: Probability of lambertian shading in ``mixed`` mode.
+        textureless_prob: Probability of textureless shading in ``mixed`` mode.
+        shading_warmup: Albedo-only steps before ``mixed`` shading starts.
         background: Grey level of the background the renders are composited on (the toy prior saw white).
         light: The light of the lit modes (:class:`~dreamsmith.core.render.shading.LightConfig`).
         views: The camera distribution.
     """
 
-    shading: Literal["albedo", "lambertian", "textureless"] = "lambertian"
+    shading: Literal["albedo", "lambertian", "textureless", "mixed"] = "lambertian"
+    lambertian_prob: float = 0.375
+    textureless_prob: float = 0.375
+    shading_warmup: int = 0
     background: float = 1.0
     light: LightConfig = field(default_factory=LightConfig)
     views: ViewSamplerConfig = field(default_factory=ViewSamplerConfig)

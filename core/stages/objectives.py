@@ -20,6 +20,7 @@ from torch import Tensor
 
 from ..cameras import sample_views
 from ..render.mesh import render_mesh
+from ..render.shading import sample_lights
 
 
 @dataclass
@@ -47,8 +48,17 @@ class PosedRays:
         return loss
 
 
+def view_lights(light, shading: str, cams, generator: torch.Generator) -> tuple[Tensor | None, Tensor | None]:
+    """Each view's light direction and ambient share under ``light`` (a
+    :class:`~dreamsmith.core.render.shading.LightConfig`) for a step shaded ``shading``; ``(None, None)`` (the
+    renderer's fixed light, no random draws) when the step is unlit or the light does not vary."""
+    if shading == "albedo" or not light.varies:
+        return None, None
+    return sample_lights(light, cams.centers, generator)
+
+
 def pick_shading(cfg, step: int, generator: torch.Generator) -> str:
-    """The shading mode of a step under a :class:`~.coarse.CoarseSDSConfig`."""
+    """The shading mode of a step under a :class:`~.coarse.CoarseSDSConfig` or :class:`~.mesh.MeshSDSConfig`."""
     if cfg.shading != "mixed":
         return cfg.shading
     if step <= cfg.shading_warmup:
@@ -77,10 +87,17 @@ class ScoreDistillation:
         dev = field.bbox.device
         cams, az, el = sample_views(self.cfg.views, self.cfg.render_size, generator)
         shading = pick_shading(self.cfg, step, generator)
-        out = renderer.render_image(field, cams, occupancy, shading=shading, perturb=True, generator=generator)
+        light_dir, ambient = view_lights(renderer.config.light, shading, cams, generator)
+        w_orient = self.cfg.orientation_weight(step)
+        out = renderer.render_image(field, cams, occupancy, shading=shading, perturb=True, generator=generator,
+                                    normals=w_orient > 0, light_dir=light_dir, ambient=ambient)
         loss = self.guidance(out["rgb"], az.to(dev), el.to(dev), step, total, generator)["loss_sds"]
         if self.cfg.sparsity_weight > 0:
-            loss = loss + self.cfg.sparsity_weight * out["opacity"].mean()
+            o = out["opacity"]
+            loss = loss + self.cfg.sparsity_weight * (o.mean() if self.cfg.sparsity_form == "mean"
+                                                      else (o.square() + 0.01).sqrt().mean())
+        if w_orient > 0:
+            loss = loss + w_orient * out["orientation"].sum() / (out["opacity"] > 0).sum().clamp_min(1)
         return loss
 
 
@@ -155,5 +172,8 @@ class MeshScoreDistillation(MeshObjective):
         dev = verts.device
         cams, az, el = sample_views(self.cfg.views, self.render_size, generator)
         bg = torch.full((1, 1, 1, 3), self.cfg.background, device=dev)
-        out = render_mesh(verts, faces, cams.to(dev), color_fn, bg, shading=self.cfg.shading, light=self.cfg.light)
+        shading = pick_shading(self.cfg, step, generator)
+        light_dir, ambient = view_lights(self.cfg.light, shading, cams, generator)
+        out = render_mesh(verts, faces, cams.to(dev), color_fn, bg, shading=shading, light=self.cfg.light,
+                          light_dir=light_dir, ambient=ambient)
         return self.guidance(out["rgb"], az.to(dev), el.to(dev), step, total, generator)["loss_sds"]

@@ -62,33 +62,59 @@ def auto_iso_level(density: Tensor, eps: float = 1e-5) -> float:
     return float(positive.mean()) if positive.numel() else 0.0
 
 
-def iso_occupancy(density: Tensor, level: float) -> Tensor:
-    """Where ``density`` exceeds ``level``.
-
-    When too little of the grid (fewer than :data:`MIN_OCCUPIED_FRACTION` of its points) is above ``level`` (a short
-    or weak coarse run, a faint object), the level adapts to the field (:func:`auto_iso_level`), so that whatever
-    shape the field holds is meshed.
-    """
-    occ = density > level
-    if int(occ.sum()) >= max(1, MIN_OCCUPIED_FRACTION * density.numel()):
-        return occ
+def iso_level(density: Tensor, level: float) -> float:
+    """The iso level to mesh ``density`` at: ``level``, or, when too little of the grid (fewer than
+    :data:`MIN_OCCUPIED_FRACTION` of its points) is above it (a short or weak coarse run, a faint object), the level
+    adapted to the field (:func:`auto_iso_level`), so that whatever shape the field holds is meshed."""
+    if int((density > level).sum()) >= max(1, MIN_OCCUPIED_FRACTION * density.numel()):
+        return level
     auto = auto_iso_level(density)
-    return density > auto if 0.0 < auto < level else occ
+    return auto if 0.0 < auto < level else level
+
+
+def iso_occupancy(density: Tensor, level: float) -> Tensor:
+    """Where ``density`` exceeds :func:`iso_level` (``level``, or the level adapted to a faint field)."""
+    return density > iso_level(density, level)
+
+
+@torch.no_grad()
+def _start_occupancy(density_fn, grid_verts: Tensor, grid_shape: tuple[int, int, int], level: float, carve_fn,
+                     min_fraction: float, source: str, hull_fallback: bool, carve_after_cleaning: bool
+                     ) -> tuple[np.ndarray, Tensor, float]:
+    """The cleaned occupancy ``grid_shape`` of :func:`initial_sdf`, the raw densities ``[V]`` and the level used."""
+    dens = torch.cat([density_fn(c) for c in grid_verts.split(1 << 18)])
+    hull = None if carve_fn is None else torch.cat([carve_fn(c) for c in grid_verts.split(1 << 18)])
+    if hull is None or not hull_fallback:
+        seen = dens if hull is None else torch.where(hull, dens, torch.zeros_like(dens))
+        level = iso_level(seen, level)
+        occ = seen > level
+    else:
+        occ = dens > level
+        # An under-trained field (tiny budgets) may have no density above the iso level yet: the hull still is a
+        # valid start for the mesh stage, which refines it against the images.
+        occ = occ & hull if bool((occ & hull).any()) else hull
+    occ_np = clean_occupancy(occ.reshape(grid_shape).cpu().numpy(), min_fraction)
+    if hull is not None and carve_after_cleaning:
+        occ_np &= hull.reshape(grid_shape).cpu().numpy()
+    if not occ_np.any():
+        raise InputError(EMPTY_FIELD[source])
+    return occ_np, dens, level
 
 
 @torch.no_grad()
 def initial_sdf(density_fn, grid_verts: Tensor, grid_shape: tuple[int, int, int], bbox: Tensor, iso_density: float,
                 carve_fn=None, min_fraction: float = 0.05, source: str = "images", hull_fallback: bool = True,
-                carve_after_cleaning: bool = False) -> Tensor:
+                carve_after_cleaning: bool = False, start: str = "occupancy", scene_diagonal: float | None = None
+                ) -> Tensor:
     """SDF at the tet-grid vertices from the coarse density (and the visual hull, when given).
 
     Args:
         density_fn: ``x [N, 3] -> [N]`` coarse density.
         grid_verts: ``[V, 3]`` tet-grid vertices, a regular ``grid_shape`` lattice in ``[x, y, z]`` order.
         grid_shape: Lattice size per axis.
-        bbox: ``[2, 3]`` scene box.
-        iso_density: Surface density times the box diagonal. Without a visual hull it adapts to the field when too
-            little is above it (:func:`iso_occupancy`); with one, the hull is the fallback.
+        bbox: ``[2, 3]`` the lattice's box.
+        iso_density: Surface density times the scene box's diagonal. Without a visual hull it adapts to the field
+            when too little is above it (:func:`iso_level`); with one, the hull is the fallback.
         carve_fn: Optional ``x [N, 3] -> bool [N]`` that is False where images see background.
         min_fraction: See :class:`~.mesh.MeshStageConfig`.
         source: What the coarse stage was fitted to, ``"images"`` or ``"text"``: the error for an empty field
@@ -99,34 +125,61 @@ def initial_sdf(density_fn, grid_verts: Tensor, grid_shape: tuple[int, int, int]
         carve_after_cleaning: With ``carve_fn``, carve again after the cleaning, which closes gaps narrower than
             a few cells: a hole the images see through (a torus seen from above, at the draft's 32 cells) stays
             open. Image to 3D does; ``reconstruct`` carves before the cleaning only, as measured for it.
+        start: ``"occupancy"``: the signed distance to the cleaned occupancy (a surface on the lattice's
+            half-cells); ``"density"``: ``cell * clamp((level - density) / level, -1, 1)``, whose zero crossing lies
+            where the field crosses the level between lattice points (threestudio's continuous start), except where
+            the cleaning changed the occupancy (filled hollows, dropped specks, carving): there one cell in or out.
+        scene_diagonal: The scene box's diagonal that ``iso_density`` is relative to (None: ``bbox``'s).
     """
-    diag = float((bbox[1] - bbox[0]).norm())
-    dens = torch.cat([density_fn(c) for c in grid_verts.split(1 << 18)])
-    hull = None if carve_fn is None else torch.cat([carve_fn(c) for c in grid_verts.split(1 << 18)])
-    if hull is None or not hull_fallback:
-        occ = iso_occupancy(dens if hull is None else torch.where(hull, dens, torch.zeros_like(dens)),
-                            iso_density / diag)
-    else:
-        occ = dens > iso_density / diag
-        # An under-trained field (tiny budgets) may have no density above the iso level yet: the hull still is a
-        # valid start for the mesh stage, which refines it against the images.
-        occ = occ & hull if bool((occ & hull).any()) else hull
-    occ_np = clean_occupancy(occ.reshape(grid_shape).cpu().numpy(), min_fraction)
-    if hull is not None and carve_after_cleaning:
-        occ_np &= hull.reshape(grid_shape).cpu().numpy()
-    if not occ_np.any():
-        raise InputError(EMPTY_FIELD[source])
+    diag = scene_diagonal or float((bbox[1] - bbox[0]).norm())
+    occ_np, dens, level = _start_occupancy(density_fn, grid_verts, grid_shape, iso_density / diag, carve_fn,
+                                           min_fraction, source, hull_fallback, carve_after_cleaning)
     cell = tuple(float(c) for c in (bbox[1] - bbox[0]) / (torch.tensor(grid_shape) - 1))
+    if start == "density":
+        occ = torch.from_numpy(occ_np.reshape(-1)).to(dens.device)
+        size = min(cell)
+        sdf = size * ((level - dens) / level).clamp(-1.0, 1.0)
+        sdf = torch.where(occ != (dens > level), torch.where(occ, -size, size), sdf)
+        return sdf.float().to(grid_verts.device)
     return torch.from_numpy(occupancy_to_sdf(occ_np, cell)).reshape(-1).to(grid_verts.device)
+
+
+@torch.no_grad()
+def object_box(density_fn, bbox: Tensor, resolution: int, iso_density: float, margin: float, carve_fn=None,
+               min_fraction: float = 0.05, source: str = "images", hull_fallback: bool = True,
+               carve_after_cleaning: bool = False) -> Tensor:
+    """The box ``[2, 3]`` around the coarse object (the cleaned occupancy of :func:`initial_sdf` on a
+    ``resolution``-cell lattice over the scene box ``bbox``), grown by ``margin`` times its size on each side and
+    by at least two lattice cells, inside the scene box: where a tight tet grid puts all its cells."""
+    from ..dmtet import make_tet_grid
+
+    verts, _ = make_tet_grid(resolution, bbox)
+    r = resolution + 1
+    diag = float((bbox[1] - bbox[0]).norm())
+    occ_np, _, _ = _start_occupancy(density_fn, verts.to(bbox.device), (r, r, r), iso_density / diag, carve_fn,
+                                    min_fraction, source, hull_fallback, carve_after_cleaning)
+    idx = np.argwhere(occ_np)
+    cell = (bbox[1] - bbox[0]) / resolution
+    lo = bbox[0] + torch.from_numpy(idx.min(0)).to(bbox) * cell
+    hi = bbox[0] + torch.from_numpy(idx.max(0)).to(bbox) * cell
+    grow = torch.maximum(margin * (hi - lo), 2 * cell)
+    return torch.stack([torch.maximum(lo - grow, bbox[0]), torch.minimum(hi + grow, bbox[1])])
 
 
 def init_geometry(cfg, bbox: Tensor, device: torch.device, density_fn, carve_fn=None,
                   source: str = "images", hull_fallback: bool = True, carve_after_cleaning: bool = False
                   ) -> DMTetGeometry:
-    """The mesh stage's tetrahedral geometry (``cfg``: a :class:`~.mesh.MeshStageConfig`), its SDF initialised
-    from ``density_fn`` (and ``carve_fn``) by :func:`initial_sdf`."""
-    geo = DMTetGeometry(cfg.dmtet, bbox.to(device)).to(device)
+    """The mesh stage's tetrahedral geometry (``cfg``: a :class:`~.mesh.MeshStageConfig`) over the scene box
+    ``bbox`` or, with ``cfg.box == "object"``, over the coarse object's box (:func:`object_box`), its SDF
+    initialised from ``density_fn`` (and ``carve_fn``) by :func:`initial_sdf` as ``cfg.start`` says."""
+    bbox = bbox.to(device)
+    options = (cfg.min_component_fraction, source, hull_fallback, carve_after_cleaning)
+    grid_box = bbox
+    if cfg.box == "object":
+        grid_box = object_box(density_fn, bbox, cfg.dmtet.resolution, cfg.iso_density, cfg.box_margin, carve_fn,
+                              *options)
+    geo = DMTetGeometry(cfg.dmtet, grid_box).to(device)
     r = cfg.dmtet.resolution + 1
-    geo.init_from_sdf(initial_sdf(density_fn, geo.grid_verts, (r, r, r), bbox, cfg.iso_density, carve_fn,
-                                  cfg.min_component_fraction, source, hull_fallback, carve_after_cleaning))
+    geo.init_from_sdf(initial_sdf(density_fn, geo.grid_verts, (r, r, r), grid_box, cfg.iso_density, carve_fn,
+                                  *options, start=cfg.start, scene_diagonal=float((bbox[1] - bbox[0]).norm())))
     return geo

@@ -23,7 +23,7 @@ from dreamsmith.core.meshio import TexturedMesh, read_mesh, write_glb
 from dreamsmith.scripts.random_priors import write_prior
 from dreamsmith.scripts.synth_objects import write_dataset
 
-PRESETS = ("draft", "standard", "high")
+PRESETS = ("draft", "fast", "standard", "high")
 PAIRINGS = ("if+sd", "sd")
 
 

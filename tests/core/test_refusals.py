@@ -228,3 +228,31 @@ def test_out_of_memory_in_a_run_exits_2_with_what_to_lower(tmp_path, capsys, mon
     monkeypatch.setattr(generate, "generate_mesh", boom)
     _refused(["generate", "--prompt", "a red cube", "--model", str(TOY), "--device", "cpu", "--quiet", "--out",
               str(tmp_path / "o.glb")], tmp_path, capsys, "out of memory")
+
+
+def test_a_job_that_cannot_fit_is_refused_with_its_estimate_before_any_work(tmp_path, capsys):
+    """Standard with Stable Diffusion 2.1 on a CPU: hundreds of hours. Refused with the estimate and what to choose
+    instead, before the model is even looked for (it is not on this machine) and with nothing written."""
+    out = tmp_path / "x.glb"
+    assert main(["generate", "--prompt", "a red cube", "--preset", "standard", "--device", "cpu", "--out", str(out),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "standard preset would take about" in err and "days" in err and "on CPU" in err
+    assert "--device cuda" in err and "draft" in err and "--force" in err
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_the_estimate_refuses_what_does_not_fit_and_force_runs_it():
+    from dreamsmith.core.estimate import Estimate, check_fits, estimate_job
+    from dreamsmith.core.jobs.generate import generate_config
+
+    draft = estimate_job("generate", generate_config("draft"), "cpu")
+    assert 30 < draft.seconds < 600 and draft.peak_gib < 2  # the demo on a CPU: minutes
+    check_fits(draft, None, "draft")
+    fast, std = (estimate_job("generate", generate_config(p), "cuda") for p in ("fast", "standard"))
+    assert fast.seconds < std.seconds / 3 and std.peak_gib < 8.0
+    big = Estimate(600.0, 12.0, "cuda", {}, "test")
+    with pytest.raises(ResourceError, match=r"needs about 10 min and 12.0 GB on CUDA but the GPU has 8.0 GB free"):
+        check_fits(big, 8.0, "standard")
+    check_fits(big, 8.0, "standard", force=True)
+    check_fits(big, 16.0, "standard")
