@@ -30,6 +30,9 @@ class ProgressBar:
             return
         from tqdm import tqdm
 
+        if ev.total <= 0 and ev.message:  # a note, not a stage with steps (the job's estimate)
+            tqdm.write(f"{ev.stage}: {ev.message}", file=sys.stderr)
+            return
         if ev.stage != self.stage:
             self.close()
             self.stage = ev.stage
@@ -173,6 +176,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:
         return user_error_exit(exc)
-    shown = ("out", "faces", "vertices", "seconds", "image", "caption", "caption_set_aside", "reference")
+    shown = ("out", "faces", "vertices", "seconds", "estimate", "image", "caption", "caption_set_aside", "reference")
     print(json.dumps({k: summary[k] for k in shown if k in summary}))
     return 0

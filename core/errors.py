@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import errno
 
+from ..protocol import DEPENDENCIES
+
 
 class DreamsmithError(Exception):
     """A problem the user can fix; the message says how."""
@@ -37,6 +39,11 @@ class Cancelled(DreamsmithError):
     """The job was cancelled by the user; nothing was written."""
 
 
+class EngineMissing(DreamsmithError):
+    """The Python running the engine lacks one of its packages (torch, diffusers, ...): install the engine."""
+
+
+
 #: What to lower when memory runs out, in the order that frees the most.
 LOWER = ("a smaller preset (--preset draft)", "the texture size (bake.texture_size)",
          "the render size (mesh.render_size, coarse_sds.render_size)")
@@ -45,12 +52,18 @@ LOWER = ("a smaller preset (--preset draft)", "the texture size (bake.texture_si
 def as_user_error(exc: BaseException) -> DreamsmithError | None:
     """``exc`` as an error the user can fix, or None for a bug.
 
-    A :class:`DreamsmithError` is itself; running out of memory (CPU ``MemoryError``, CUDA's
-    ``OutOfMemoryError``, the MPS backend's message) or disk space (``ENOSPC``, ``EDQUOT``) becomes a
-    :class:`ResourceError` that says what to lower or free.
+    A :class:`DreamsmithError` is itself; a missing engine package is :class:`EngineMissing`; running out of memory
+    (CPU ``MemoryError``, CUDA's ``OutOfMemoryError``, the MPS backend's message) or disk space (``ENOSPC``,
+    ``EDQUOT``) becomes a :class:`ResourceError` that says what to lower or free.
     """
     if isinstance(exc, DreamsmithError):
         return exc
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in {n for n, _ in DEPENDENCIES}:
+        import sys
+
+        return EngineMissing(f"The engine's packages are not installed in the Python that runs it ({sys.executable}:"
+                             f" no module {exc.name!r}). Install the engine: Edit > Preferences > Add-ons > "
+                             f"Dreamsmith > Install Engine (or pip install dreamsmith in that Python).")
     text = str(exc)
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or (
             isinstance(exc, RuntimeError) and "out of memory" in text.lower()):

@@ -6,10 +6,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .errors import Cancelled
+
+if TYPE_CHECKING:  # the worker imports this module before it knows the engine's packages are there
+    import numpy as np
 
 
 @dataclass

@@ -221,3 +221,28 @@ def test_kernel_locks_never_hang_a_job(pixel, tmp_path):
     waits = [m for m in live if m.get("stage") == "kernels"]
     assert waits and all(m["message"] == cpu_build.WAIT_MESSAGE and m["total"] == 2 for m in waits)
     assert "still building the kernels after 2 s" in runs["live"].stderr  # then the references ran, and said why
+
+
+NO_TORCH = r"""
+import builtins, io, json, sys
+real = builtins.__import__
+def without_torch(name, *args, **kwargs):  # a Python where torch is not installed (Blender's own, say)
+    if name == "torch" or name.startswith("torch."):
+        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+    return real(name, *args, **kwargs)
+builtins.__import__ = without_torch
+from dreamsmith.core import worker
+out = io.StringIO()
+code = worker.main(io.StringIO(json.dumps({"command": "generate", "prompt": "a red cube", "out": sys.argv[1]})), out)
+print(json.dumps({"code": code, "lines": out.getvalue()}))
+"""
+
+
+def test_a_python_without_the_engine_is_told_to_install_it_not_to_report_a_bug(tmp_path):
+    out = tmp_path / "res" / "x.glb"
+    proc = subprocess.run([sys.executable, "-c", NO_TORCH, str(out)], capture_output=True, text=True, timeout=120)
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    error = [m for m in _lines(report["lines"]) if m["type"] == "error"]
+    assert report["code"] == 2 and len(error) == 1 and error[0]["kind"] == "EngineMissing", proc.stdout
+    assert "Install Engine" in error[0]["message"] and "'torch'" in error[0]["message"]
+    assert "bug" not in error[0]["message"] and "Traceback" not in proc.stderr and not out.parent.exists()
