@@ -158,6 +158,34 @@ DEPENDENCIES = (
     ("filelock", "filelock>=3.12"),
 )
 
+#: The job's stages as people read them (the worker's progress messages name them by id).
+STAGE_LABELS = {"load": "Starting", "estimate": "Estimating", "kernels": "Preparing Kernels",
+                "picture": "Reading the Picture", "prepare": "Preparing the Mesh", "coarse": "Coarse Shape",
+                "mesh": "Mesh and Texture", "texture": "Painting the Texture", "edit": "Editing", "bake": "Baking"}
+#: The stages of each job, in order (the whole-job progress weighs them by the engine's estimate when it has one).
+JOB_STAGES = {"generate": ("coarse", "mesh", "bake"), "edit": ("prepare", "coarse", "mesh", "edit", "bake"),
+              "retexture": ("texture", "bake"), "reconstruct": ("coarse", "mesh", "bake")}
+
+
+def stage_label(stage: str) -> str:
+    """A stage id as people read it ("coarse" -> "Coarse Shape"; unknown ids are capitalised)."""
+    return STAGE_LABELS.get(stage, stage.replace("_", " ").title())
+
+
+def job_progress(command: str, stage: str, step: int, total: int, seconds: dict[str, float] | None = None) -> float:
+    """How far a whole job is (0-1) in ``stage`` at ``step`` of ``total``: the stages before it done, this one in
+    part, each weighted by its estimated ``seconds`` (equal weights without an estimate)."""
+    order = JOB_STAGES.get(command, JOB_STAGES["generate"])
+    if stage not in order:
+        return 0.0
+    weights = [max(float((seconds or {}).get(s, 0.0)), 0.0) for s in order]
+    if sum(weights) <= 0:
+        weights = [1.0] * len(order)
+    i = order.index(stage)
+    part = min(max(step / total, 0.0), 1.0) if total > 0 else 0.0
+    return (sum(weights[:i]) + part * weights[i]) / sum(weights)
+
+
 # Messages from the worker, one JSON object a line (see core/worker.py). A heartbeat comes every HEARTBEAT_S
 # seconds while a job runs, whatever it is doing (loading a model included): a worker silent for SILENCE_LIMIT_S
 # has stopped responding and is ended.

@@ -34,6 +34,7 @@ from .engine_install import (  # noqa: F401  (installing, status_text, stop_inst
     uninstall,
 )
 from .engine_setup import path_problem
+from .preferences import online_hint
 
 ADDON_PACKAGE = __package__.rpartition(".")[0]  # "dreamsmith" or "bl_ext.<repo>.dreamsmith"
 
@@ -78,6 +79,36 @@ def busy() -> str:
     if job_running():
         return "A Dreamsmith job is running; wait for it or cancel it."
     return ""
+
+
+def install_progress() -> tuple[int, int, str]:
+    """The running installation as ``(steps done, steps, what it is doing)`` for a progress bar."""
+    return _install.done, _install.done + len(_install.steps) + (1 if _install.proc is not None else 0), \
+        status_text() or "starting"
+
+
+class DREAMSMITH_OT_cancel_install(bpy.types.Operator):
+    """Stop installing the engine; what was installed so far is removed (nothing half-installed stays)"""
+
+    bl_idname = "dreamsmith.cancel_install"
+    bl_label = "Cancel"
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context):
+        """Only while installing."""
+        return installing()
+
+    def execute(self, context):
+        """End the step's process, remove the half environment."""
+        from .engine_status import forget
+
+        if bpy.app.timers.is_registered(install_timer):
+            bpy.app.timers.unregister(install_timer)
+        stop_install()
+        forget()
+        self.report({"INFO"}, "Dreamsmith: installing the engine was cancelled; nothing was left half-installed.")
+        return {"FINISHED"}
 
 
 def _json_list(text: str) -> list[str]:
@@ -125,6 +156,9 @@ class DREAMSMITH_OT_install_dependencies(bpy.types.Operator):
 
     def execute(self, context):
         """Uninstall at once; install or repair: start (interactive) or run to the end (background)."""
+        from .engine_status import forget
+
+        forget()  # the engine's answers change with what is installed
         if self.action == "UNINSTALL":
             try:
                 message = uninstall(extra=(deps_dir(),))
@@ -135,7 +169,7 @@ class DREAMSMITH_OT_install_dependencies(bpy.types.Operator):
             self.report({"INFO"}, message)
             return {"FINISHED"}
         if not getattr(bpy.app, "online_access", False):
-            self.report({"ERROR"}, "Allow Online Access (Preferences > System > Network) to install the engine.")
+            self.report({"ERROR"}, online_hint("install the engine"))
             return {"CANCELLED"}
         try:
             options = {"lock": self.lock_file, "python_request": self.python_request,
@@ -184,6 +218,6 @@ def draw_engine(ui, prefs) -> None:
     if ready or Path(lay.marker).is_file():
         row.operator(op_id, text="Uninstall", icon="TRASH").action = "UNINSTALL"
     if not online:
-        box.label(text="Allow Online Access (Preferences > System > Network) to install the engine.", icon="INFO")
+        box.label(text=online_hint("install the engine"), icon="INFO")
     if status_text():
         box.label(text=status_text(), icon="ERROR" if _install.failed else "INFO")

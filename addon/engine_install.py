@@ -108,6 +108,8 @@ class _Install:
     tail: deque = deque(maxlen=30)
     status: str = ""
     failed: bool = False
+    #: Steps finished in this installation (the progress bar's numerator).
+    done: int = 0
 
 
 _install = _Install()
@@ -176,7 +178,7 @@ def start_install(options: dict, repair: bool = False) -> EngineLayout:
         _rmtree(Path(lay.env))
     with open(lay.log, "w", encoding="utf-8") as log:
         log.write(f"Dreamsmith engine {'repair' if repair else 'install'}, {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-    _install.options, _install.failed = dict(options), False
+    _install.options, _install.failed, _install.done = dict(options), False, 0
     _install.tail.clear()
     _install.steps = [*([] if uv_binary(lay) else ["uv"]), "venv", "packages", "kernels"]
     _install.active = True
@@ -210,6 +212,7 @@ def advance() -> tuple[bool, str] | None:
                       "references instead.)\n")
         code = 0
     if code == 0 and _install.steps:
+        _install.done += 1
         try:
             _start_step(lay)
             return None
@@ -218,6 +221,9 @@ def advance() -> tuple[bool, str] | None:
             code = 1
     _install.active = False
     if code == 0:
+        from .engine_status import forget
+
+        forget()  # ask the new engine what it has
         info = {"uv": UV_VERSION, "lock": _install.options.get("lock") or str(lock_path()),
                 "time": time.strftime("%Y-%m-%d %H:%M:%S")}
         Path(lay.installed_marker).write_text(json.dumps(info, indent=1), encoding="utf-8")

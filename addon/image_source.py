@@ -70,8 +70,8 @@ def picture_inputs(image_path: str, props, elevation: float, fov: float) -> dict
     elif props.image_path:
         inputs = {"image": _file(props.image_path), "image_block": ""}
     else:
-        raise ValueError("No picture: pick an image in the sidebar (From image) or a PNG or JPEG file, or switch "
-                         "to From text.")
+        raise ValueError("No picture: pick an image in the sidebar's Picture panel or a PNG or JPEG file, or set "
+                         "Source to Text.")
     if fov and not FOV_RANGE[0] <= fov <= FOV_RANGE[1]:
         raise ValueError(f"The field of view must be between {FOV_RANGE[0]:g} and {FOV_RANGE[1]:g} degrees, or 0 "
                          f"for the model's own (got {fov:g}).")

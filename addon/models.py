@@ -19,7 +19,7 @@ from bpy.props import StringProperty
 from ..protocol import DEMO_MODEL, MODELS, model_on_disk
 from .child_process import LineProcess
 from .job import PACKAGE_ROOT, bootstrap
-from .preferences import engine_env, get_preferences, interpreter, online_access
+from .preferences import engine_env, get_preferences, interpreter, online_access, online_hint
 from .redraw import redraw
 
 #: Runs ``python -m dreamsmith <args>`` with the add-on's own copy of the package (see :mod:`.job`).
@@ -225,8 +225,8 @@ class DREAMSMITH_OT_download_model(_OnModel, bpy.types.Operator):
         if not super().poll(context):
             return False
         if not online_access(get_preferences(context)):
-            cls.poll_message_set("Allow Online Access (Preferences > System > Network) and the Dreamsmith "
-                                 "preference Download models.")
+            cls.poll_message_set(online_hint("download models") + " The Dreamsmith preference Download "
+                                 "Models must be on too.")
             return False
         return True
 
@@ -374,8 +374,7 @@ def draw_models(layout, context) -> None:
     elif store.status:
         box.label(text=store.status, icon="ERROR" if store.failed else "INFO")
     if not online_access(prefs):
-        box.label(text="Downloads need Allow Online Access (Preferences > System > Network) and Download models.",
-                  icon="INFO")
+        box.label(text=online_hint("download models"), icon="INFO")
     for model in _rows(prefs):
         row = box.row()
         row.label(text=model["label"], icon="CHECKMARK" if model["on_disk"] else "BLANK1")

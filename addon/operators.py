@@ -8,15 +8,17 @@ imports, and returns; a failure is reported as an ERROR, so ``bpy.ops.dreamsmith
 raises ``RuntimeError("Error: <what to do>")`` and the scene is unchanged.
 """
 
-import os
+import random
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from .preferences import get_preferences
-from .properties import PRESET_ITEMS, elevation_prop, fov_prop, job_props
+from .properties import MAX_SEED, PRESET_ITEMS, elevation_prop, fov_prop, job_props
 from .running import (
     INPUTS,
+    Pending,
+    Request,
     finish_job,
     handle_message,
     job_running,
@@ -26,43 +28,60 @@ from .running import (
     redraw,
     start_job,
     stop_job,
+    submit,
 )
 
 
-def _idle(cls) -> bool:
-    """Whether a job may start: none is running and the engine is not being installed (else says why)."""
-    from .deps import busy
+def _can_start(cls) -> bool:
+    """Whether a job may start or be queued: the engine can run and is not being installed (else says why, and the
+    button is greyed with that reason)."""
+    from .engine_status import status
 
-    reason = busy()
+    reason = status(get_preferences()).reason
     if reason:
         cls.poll_message_set(reason)
     return not reason
 
 
+def _seeds(op, scene_props, n: int) -> list[int]:
+    """The seeds of ``n`` jobs: the operator's seed and the next ones when a script sets it; else new random seeds
+    (the sidebar's Random Seed, on by default) or the sidebar's seed and the next ones. The sidebar then shows the
+    first seed used."""
+    if op.properties.is_property_set("seed"):
+        return [(op.seed + k) % (MAX_SEED + 1) for k in range(n)]
+    if scene_props.random_seed:
+        seeds = [random.randint(0, MAX_SEED) for _ in range(n)]
+        scene_props.seed = seeds[0]
+        return seeds
+    return [(scene_props.seed + k) % (MAX_SEED + 1) for k in range(n)]
+
+
 class _JobOperator:
-    """What Generate, Re-texture and Edit share: inputs from the operator or the sidebar, one job at a time,
-    interactive (timer) or blocking (``--background``). Subclasses set ``command`` and ``targets()``."""
+    """What Generate, Re-texture and Edit with Prompt share: inputs from the operator or the sidebar, a queue of
+    jobs (interactive: they run one after the other while Blender stays responsive) or one blocking job after the
+    other (``--background``). Subclasses set ``command`` and ``targets()``."""
 
     command = "generate"
     #: What to say when the prompt is empty (and there is no picture).
-    empty_prompt = "The prompt is empty; describe the object to make, e.g. 'a red cube'."
+    empty_prompt = "The prompt is empty: describe the object to make, e.g. 'a red cube'."
 
     prompt: StringProperty(name="Prompt", default="", options={"SKIP_SAVE"},
                            description="What to make; unset: the sidebar's prompt")
-    negative_prompt: StringProperty(name="Negative prompt", default="", options={"SKIP_SAVE"},
+    negative_prompt: StringProperty(name="Negative Prompt", default="", options={"SKIP_SAVE"},
                                     description="What to avoid; unset: the sidebar's")
     preset: EnumProperty(name="Quality", items=PRESET_ITEMS, default="draft", options={"SKIP_SAVE"},
                          description="Quality preset; unset: the sidebar's")
-    seed: IntProperty(name="Seed", default=0, min=0, options={"SKIP_SAVE"}, description="Seed; unset: the sidebar's")
+    seed: IntProperty(name="Seed", default=0, min=0, max=MAX_SEED, options={"SKIP_SAVE"},
+                      description="Seed; unset: the sidebar's (or a random one, with Random Seed)")
     model: StringProperty(name="Model", default="", options={"SKIP_SAVE"},
                           description="Prior (Hugging Face id or diffusers folder); empty: the preference")
-    config_json: StringProperty(name="Config overrides", default="", options={"HIDDEN", "SKIP_SAVE"},
+    config_json: StringProperty(name="Config Overrides", default="", options={"HIDDEN", "SKIP_SAVE"},
                                 description="JSON object of engine config overrides (for scripts and tests)")
 
     @classmethod
     def poll(cls, context):
-        """One job at a time, and not while the engine is being installed."""
-        return _idle(cls)
+        """The engine can run and is not being installed (a running job does not stop it: the job is queued)."""
+        return _can_start(cls)
 
     def targets(self, context) -> list[str]:
         """Names of the objects to work on (raise ValueError with a message for the user)."""
@@ -73,13 +92,18 @@ class _JobOperator:
         for the user)."""
         return {}
 
+    def count(self, context) -> int:
+        """How many jobs of each target (Generate: the sidebar's Variations)."""
+        return 1
+
     def execute(self, context):
-        """Start the job (interactive) or run it to the end (background)."""
+        """Queue the jobs and start the first (interactive), or run them one by one to the end (background)."""
         scene_props = context.scene.dreamsmith
         values = {name: getattr(self if self.properties.is_property_set(name) else scene_props, name)
-                  for name in INPUTS}
+                  for name in INPUTS if name != "seed"}
         try:
             picture = self.picture(context)
+            targets = self.targets(context)
         except ValueError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -92,26 +116,27 @@ class _JobOperator:
         except ValueError as exc:
             self.report({"ERROR"}, f"The config overrides are not a JSON object ({exc}).")
             return {"CANCELLED"}
-        try:
-            targets = self.targets(context)
-        except ValueError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        values = dict(values, prompt=prompt, **picture)
-        kwargs = {"command": self.command, "as_new_object": getattr(self, "as_new_object", False)}
+        n = self.count(context)
+        seeds = _seeds(self, scene_props, n * max(1, len(targets)))
+        jobs = [Pending(Request(dict(values, prompt=prompt, seed=seeds[k * n + i], **picture), self.model, config,
+                                self.command), target, getattr(self, "as_new_object", False))
+                for k, target in enumerate(targets or [""]) for i in range(n)]
         if not bpy.app.background:
             try:
-                start_job(context, values, self.model, config, interactive=True, targets=targets, **kwargs)
+                waiting = submit(context, jobs)
             except (OSError, ValueError) as exc:
                 self.report({"ERROR"}, str(exc))
                 return {"CANCELLED"}
-            what = prompt or os.path.basename(picture.get("image", "")) or picture.get("image_block", "")
-            self.report({"INFO"}, f"Dreamsmith: {self.command} {what!r}...")
+            queued = f" ({len(jobs)} jobs)" if len(jobs) > 1 else ""
+            when = f"; {waiting} waiting in the queue" if job_running() and waiting else ""
+            self.report({"INFO"}, f"Dreamsmith: {jobs[0].label}{queued}{when}.")
             return {"FINISHED"}
         messages = []
-        for i in range(max(1, len(targets))):  # background: one blocking job per target
+        for item in jobs:  # background: one blocking job after the other
+            r = item.request
             try:
-                start_job(context, values, self.model, config, interactive=False, targets=targets[i:i + 1], **kwargs)
+                start_job(context, r.values, r.model, r.config, interactive=False, command=r.command,
+                          targets=[item.target] if item.target else None, as_new_object=item.as_new_object)
             except (OSError, ValueError) as exc:
                 self.report({"ERROR"}, str(exc))
                 return {"CANCELLED"}
@@ -142,23 +167,25 @@ class _JobOperator:
 
 class DREAMSMITH_OT_generate(_JobOperator, bpy.types.Operator):
     """Make a textured mesh from the prompt or from a picture (the engine runs in a separate process; Blender stays
-    responsive)"""
+    responsive; with a job running, this one waits in the queue)"""
 
     bl_idname = "dreamsmith.generate"
     bl_label = "Generate"
     bl_options = {"REGISTER"}
     command = "generate"
-    empty_prompt = ("The prompt is empty; describe the object to make, e.g. 'a red cube', or make it from a picture "
-                    "(From image in the sidebar, or image_path=...).")
+    empty_prompt = ("The prompt is empty: describe the object to make (e.g. 'a red cube'), or set Source to Picture "
+                    "and choose one.")
 
     image_path: StringProperty(name="Picture", default="", subtype="FILE_PATH", options={"SKIP_SAVE"},
                                description="Image to 3D: a PNG or JPEG to make the object from (the prompt is then "
                                            "optional); unset: the sidebar's source decides")
     elevation: elevation_prop(options={"SKIP_SAVE"})
     fov: fov_prop(options={"SKIP_SAVE"})
+    variations: IntProperty(name="Variations", default=1, min=1, max=16, options={"SKIP_SAVE"},
+                            description="How many objects to make, each with its own seed; unset: the sidebar's")
 
     def picture(self, context) -> dict:
-        """The operator's picture, else the sidebar's when it is on "From image"; its camera from the operator when
+        """The operator's picture, else the sidebar's when its Source is Picture; its camera from the operator when
         set, else from the sidebar."""
         from .image_source import picture_inputs
 
@@ -167,10 +194,21 @@ class DREAMSMITH_OT_generate(_JobOperator, bpy.types.Operator):
                           for name in ("elevation", "fov"))
         return picture_inputs(self.image_path, props, elevation, fov)
 
+    def count(self, context) -> int:
+        """The operator's Variations when a script sets them, else the sidebar's."""
+        if self.properties.is_property_set("variations"):
+            return self.variations
+        return context.scene.dreamsmith.variations
+
+
+def _meshes_to_paint(context) -> list:
+    """The selected mesh objects (lamps, cameras and other objects in the selection are left alone)."""
+    return [obj for obj in (context.selected_objects or []) if obj.type == "MESH"]
+
 
 class DREAMSMITH_OT_retexture(_JobOperator, bpy.types.Operator):
-    """Paint a new texture on the selected meshes from the prompt; their geometry is kept and the old materials
-    stay in the file"""
+    """Paint a new texture on each selected mesh from the prompt, one after the other; their geometry is kept and
+    the old materials stay in the file"""
 
     bl_idname = "dreamsmith.retexture"
     bl_label = "Re-texture"
@@ -179,47 +217,55 @@ class DREAMSMITH_OT_retexture(_JobOperator, bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        """One job at a time, not while installing, and a selected mesh to paint."""
-        if not _idle(cls):
+        """The engine can run, and a mesh with faces is selected (other selected objects are left alone)."""
+        if not _can_start(cls):
             return False
-        if not any(obj.type == "MESH" for obj in (context.selected_objects or [])):
+        meshes = _meshes_to_paint(context)
+        if not meshes:
             cls.poll_message_set("Select the mesh objects to re-texture.")
+            return False
+        if not any(len(obj.data.polygons) for obj in meshes):
+            cls.poll_message_set("The selected meshes have no faces; select meshes with faces to re-texture.")
             return False
         return True
 
     def targets(self, context) -> list[str]:
-        """The selected objects, all meshes with faces."""
+        """The selected meshes; one without faces is refused with its name."""
         from .mesh_io import check_target
 
-        selected = list(context.selected_objects or [])
-        if not selected:
-            raise ValueError("Nothing is selected; select the mesh objects to re-texture.")
-        for obj in selected:
+        meshes = _meshes_to_paint(context)
+        if not meshes:
+            raise ValueError("No mesh is selected; select the mesh objects to re-texture.")
+        for obj in meshes:
             problem = check_target(obj)
             if problem:
                 raise ValueError(problem)
-        return [obj.name for obj in selected]
+        return [obj.name for obj in meshes]
 
 
 class DREAMSMITH_OT_edit(_JobOperator, bpy.types.Operator):
-    """Change the active object's shape and texture towards the prompt; its old mesh stays in the file"""
+    """Change the active object's shape and texture towards the prompt (from its saved state when Dreamsmith made
+    it); its old mesh stays in the file"""
 
     bl_idname = "dreamsmith.edit"
-    bl_label = "Edit"
+    bl_label = "Edit with Prompt"
     bl_options = {"REGISTER"}
     command = "edit"
 
-    as_new_object: BoolProperty(name="As new object", default=False, options={"SKIP_SAVE"},
+    as_new_object: BoolProperty(name="As New Object", default=False, options={"SKIP_SAVE"},
                                 description="Add the result as a new object instead of replacing the mesh")
 
     @classmethod
     def poll(cls, context):
-        """One job at a time, not while installing, and an active mesh to edit."""
-        if not _idle(cls):
+        """The engine can run, and the active object is a mesh with faces."""
+        if not _can_start(cls):
             return False
         obj = context.view_layer.objects.active if context.view_layer else None
         if obj is None or obj.type != "MESH":
-            cls.poll_message_set("Make a mesh object active to edit it.")
+            cls.poll_message_set("Make a mesh object active to edit it with the prompt.")
+            return False
+        if not len(obj.data.polygons):
+            cls.poll_message_set(f"The active mesh {obj.name!r} has no faces; make a mesh with faces active.")
             return False
         return True
 
@@ -235,11 +281,14 @@ class DREAMSMITH_OT_edit(_JobOperator, bpy.types.Operator):
 
 
 class DREAMSMITH_OT_cancel(bpy.types.Operator):
-    """Stop the running Dreamsmith job; nothing is added to the scene"""
+    """Stop the running Dreamsmith job (nothing is added to the scene); the next queued job starts"""
 
     bl_idname = "dreamsmith.cancel"
     bl_label = "Cancel"
     bl_options = {"REGISTER"}
+
+    all: BoolProperty(name="All", default=False, options={"SKIP_SAVE"},
+                      description="Also drop every job waiting in the queue")
 
     @classmethod
     def poll(cls, context):
@@ -247,8 +296,66 @@ class DREAMSMITH_OT_cancel(bpy.types.Operator):
         return job_running()
 
     def execute(self, context):
-        """Stop the worker (SIGTERM, then kill) and clean up."""
-        stop_job()
+        """Stop the worker (SIGTERM, then kill) and clean up; with ``all``, empty the queue first."""
+        from .running import clear_queue
+
+        dropped = clear_queue() if self.all else 0
+        if self.all:
+            stop_job()
+        else:
+            cancel_and_continue(context)
         redraw()
-        self.report({"INFO"}, "Dreamsmith: cancelled; nothing was added to the scene.")
+        more = f" and {dropped} waiting" if dropped else ""
+        self.report({"INFO"}, f"Dreamsmith: cancelled the running job{more}; nothing was added to the scene.")
+        return {"FINISHED"}
+
+
+def cancel_and_continue(context) -> None:
+    """Cancel the running job and start the next queued one (the timer would, a tick later); with none waiting,
+    the job timer goes too."""
+    from .running import cancel_current, job_timer, start_next
+
+    cancel_current()
+    if not start_next(context) and bpy.app.timers.is_registered(job_timer):
+        bpy.app.timers.unregister(job_timer)
+
+
+class DREAMSMITH_OT_remove_queued(bpy.types.Operator):
+    """Take this job out of the queue (it has not started)"""
+
+    bl_idname = "dreamsmith.remove_queued"
+    bl_label = "Remove From Queue"
+    bl_options = {"REGISTER", "INTERNAL"}
+
+    index: IntProperty(name="Index", default=0, min=0)
+
+    def execute(self, context):
+        """Drop the queued job at ``index``."""
+        from .running import remove_queued
+
+        try:
+            remove_queued(self.index)
+        except IndexError:
+            self.report({"WARNING"}, "That job is no longer waiting.")
+            return {"CANCELLED"}
+        redraw()
+        return {"FINISHED"}
+
+
+class DREAMSMITH_OT_report(bpy.types.Operator):
+    """Show a Dreamsmith message in the status bar (how a job that ends while no operator runs reports)"""
+
+    bl_idname = "dreamsmith.report"
+    bl_label = "Dreamsmith Message"
+    bl_options = {"INTERNAL"}
+
+    message: StringProperty(default="", options={"SKIP_SAVE"})
+    error: BoolProperty(default=False, options={"SKIP_SAVE"})
+
+    def invoke(self, context, event):
+        return self.execute(context)
+
+    def execute(self, context):
+        """Report the message."""
+        self.report({"ERROR"} if self.error else {"INFO"}, f"Dreamsmith: {self.message}")
         return {"FINISHED"}

@@ -119,6 +119,14 @@ def engine_env(prefs) -> dict[str, str]:
     return prepend_python_path(dict(os.environ), engine_paths(prefs))
 
 
+def online_hint(action: str) -> str:
+    """How to get online access to ``action`` ("install the engine"): Blender started with ``--offline-mode`` needs
+    a restart without it; otherwise the preference (Preferences > System > Network)."""
+    if getattr(bpy.app, "online_access_override", False) and not getattr(bpy.app, "online_access", False):
+        return f"Blender was started with --offline-mode: restart it without that option to {action}."
+    return f"Allow Online Access (Preferences > System > Network) to {action}."
+
+
 def online_access(prefs=None) -> bool:
     """Whether models may be downloaded: Blender's "Allow Online Access" (False before 4.2) and the preference."""
     allowed = bool(getattr(bpy.app, "online_access", False))

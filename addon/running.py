@@ -1,23 +1,25 @@
 """The running job seen from Blender: one job at a time (typed state), its timer, live previews, and the import of
 its result into the scene.
 
-Interactive Blender: :func:`start_job` starts the worker and returns at once; a persistent ``bpy.app.timers``
-callback (:func:`job_timer`) drains progress into ``window_manager.dreamsmith_job``, redraws the sidebar, and on
-"done" imports the result (then one undo step). ``blender --background``: the operators wait for the worker through
-the same functions. A job belongs to the file it was started from: opening another file cancels it first
-(:mod:`.file_load`).
+Interactive Blender: :func:`submit` queues jobs (several prompts or seeds, each selected object to re-texture) and
+:func:`start_job` starts the worker of the first and returns at once; a persistent ``bpy.app.timers`` callback
+(:func:`job_timer`) drains progress into ``window_manager.dreamsmith_job``, redraws the sidebar, and on "done"
+imports the result (then one undo step) and starts the next queued job; a failed job does not stop the rest.
+``blender --background``: the operators wait for each worker through the same functions. A job belongs to the file
+it was started from: opening another file cancels it and the queue first (:mod:`.file_load`).
 """
 
 import json
 import os
 import shutil
 import sys
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import bpy
 
-from ..protocol import PREVIEW, PROGRESS, result_models
+from ..protocol import PREVIEW, PROGRESS, result_models, stage_label
 from .deps import engine_paths
 from .image_source import job_picture, picture_props, reference_text, result_name
 from .job import JOB_PREFIX, Outcome, WorkerJob, build_job, make_work_dir
@@ -63,7 +65,6 @@ class RunningJob:
         target: The object a re-texture or edit works on ("" for generate).
         info: How the target was exported (:class:`~.mesh_io.ExportInfo`), for putting the result back.
         as_new_object: An edit adds a new object instead of changing the target.
-        queue: Objects still to re-texture after this one.
     """
 
     request: Request
@@ -74,7 +75,6 @@ class RunningJob:
     target: str = ""
     info: Any = None
     as_new_object: bool = False
-    queue: list[str] = field(default_factory=list)
 
     @property
     def command(self) -> str:
@@ -84,14 +84,45 @@ class RunningJob:
         """The inputs as the result's custom properties record them."""
         v = self.request.values
         return {"prompt": v["prompt"], "negative_prompt": v["negative_prompt"], "seed": int(v["seed"]),
-                "preset": v["preset"]}
+                "preset": v["preset"], "command": self.command, "time": time.strftime("%Y-%m-%d %H:%M")}
+
+
+@dataclass
+class Pending:
+    """A queued job.
+
+    Attributes:
+        request: What to run.
+        target: The object a re-texture or edit works on ("" for generate).
+        as_new_object: An edit adds a new object.
+    """
+
+    request: Request
+    target: str = ""
+    as_new_object: bool = False
+
+    @property
+    def label(self) -> str:
+        """One line for the queue's list: "Generate 'a red cube', seed 7"."""
+        v = self.request.values
+        what = repr(v.get("prompt") or os.path.basename(v.get("image") or "") or v.get("image_block") or "")
+        on = f" on {self.target!r}" if self.target else ""
+        verb = {"edit": "Edit with Prompt", "retexture": "Re-texture"}.get(self.request.command, "Generate")
+        return f"{verb} {what}{on}, seed {v.get('seed', 0)}"
 
 
 class _State:
-    """The one job of this Blender session (module state: timers and panels have no operator instance)."""
+    """The one job of this Blender session and the jobs waiting after it (module state: timers and panels have no
+    operator instance)."""
 
     job: WorkerJob | None = None
     meta: RunningJob | None = None
+    queue: list[Pending] = []
+    #: The running job's number in this run of the queue, and how many the run has (done, running, waiting).
+    number: int = 0
+    of: int = 0
+    #: When the running job started (``time.monotonic()``; a float property would round it).
+    started: float = 0.0
     #: A message for the file being opened (a job cancelled by the load), shown by :func:`.file_load.on_load_post`.
     after_load: tuple[str, bool] | None = None
 
@@ -174,13 +205,14 @@ def print_stage(msg: dict, seen: set[str]) -> None:
     note = str(msg.get("message") or "")
     if note and (stage, note) not in seen:
         seen.add((stage, note))
-        print(f"Dreamsmith: {stage}: {note}", flush=True)
-    if stage in seen:
+        print(f"Dreamsmith: {stage_label(stage)}: {note}", flush=True)
+    if stage in seen or int(msg.get("total") or 0) <= 0 and note:
         return
     seen.add(stage)
     eta = msg.get("eta")
     eta_text = f", about {float(eta) / 60:.1f} min left in it" if isinstance(eta, (int, float)) and eta >= 0 else ""
-    print(f"Dreamsmith: {stage} {int(msg.get('step') or 0)}/{int(msg.get('total') or 0)}{eta_text}", flush=True)
+    print(f"Dreamsmith: {stage_label(stage)} {int(msg.get('step') or 0)}/{int(msg.get('total') or 0)}{eta_text}",
+          flush=True)
 
 
 def _import(outcome: Outcome, meta: RunningJob) -> tuple[object, str]:
@@ -243,21 +275,27 @@ def finish_job(outcome: Outcome | None, undo: bool) -> tuple[bool, str]:
 
 
 def _notify(message: str, error: bool) -> None:
-    """Tell the user about a job that ended while no operator was running (timer)."""
+    """Tell the user about a job that ended while no operator was running (timer): the status bar (a report), the
+    console, and for an error a popup as well."""
     print(f"Dreamsmith: {message}", file=sys.stderr if error else sys.stdout)
     override = _window_override()
-    if not error or not override:
+    if not override:
         return
-
-    def draw(menu, _context):
-        menu.layout.label(text=message)
-
     with bpy.context.temp_override(**override):
-        bpy.context.window_manager.popup_menu(draw, title="Dreamsmith", icon="ERROR")
+        try:
+            bpy.ops.dreamsmith.report("INVOKE_DEFAULT", message=message, error=error)
+        except (RuntimeError, AttributeError):  # not registered (tests that drive the module directly)
+            pass
+        if error:
+            def draw(menu, _context):
+                menu.layout.label(text=message)
+
+            bpy.context.window_manager.popup_menu(draw, title="Dreamsmith", icon="ERROR")
 
 
 def job_timer() -> float | None:
-    """``bpy.app.timers`` callback: drain progress, and finish the job when it has ended."""
+    """``bpy.app.timers`` callback: drain progress, finish the job when it has ended, then start the next queued
+    one (whatever became of this one)."""
     job = job_state.job
     if job is None:
         return None
@@ -271,39 +309,89 @@ def job_timer() -> float | None:
             if not why:
                 return TIMER_INTERVAL
             job.end_stalled(why)
-        meta = job_state.meta
         ok, message = finish_job(job.outcome, undo=True)
-        if meta is not None and meta.queue and ok:  # several objects: one job after the other (a failure stops)
-            try:
-                r = meta.request
-                start_job(bpy.context, r.values, r.model, r.config, interactive=True, command=r.command,
-                          targets=meta.queue)
-                return TIMER_INTERVAL
-            except (OSError, ValueError) as exc:
-                ok, message = False, str(exc)
+        cancelled = job.outcome.kind == "Cancelled"
+        _notify(message, error=not ok and not cancelled)
+        if start_next(bpy.context):
+            return TIMER_INTERVAL
     except Exception as exc:  # a timer must never raise (Blender drops it): end the job and say why
-        cancel_current()
+        stop_job()
         redraw()
         _notify(f"The job was stopped after an error in the add-on ({type(exc).__name__}: {exc}).", error=True)
         return None
     redraw()
-    _notify(message, error=not ok and job.outcome.kind != "Cancelled")
     return None
 
 
 def cancel_current() -> None:
-    """Cancel the running job (worker ended, job folder removed, nothing imported) and update the sidebar."""
+    """Cancel the running job (worker ended, job folder removed, nothing imported) and update the sidebar; jobs
+    waiting in the queue stay (the timer starts the next)."""
     job = job_state.job
     if job is not None:
         job.cancel()
         finish_job(job.outcome, undo=False)
 
 
+def clear_queue() -> int:
+    """Drop every waiting job; returns how many."""
+    dropped, job_state.queue = len(job_state.queue), []
+    job_state.of -= dropped
+    return dropped
+
+
+def remove_queued(index: int) -> None:
+    """Drop the waiting job at ``index`` (IndexError when there is none)."""
+    job_state.queue.pop(index)
+    job_state.of -= 1
+
+
 def stop_job() -> None:
-    """Cancel the running job (if any), remove the timer, clean up; the scene is left as it was."""
+    """Cancel the running job (if any) and the queue, remove the timer, clean up; the scene is left as it was."""
+    clear_queue()
     if bpy.app.timers.is_registered(job_timer):
         bpy.app.timers.unregister(job_timer)
     cancel_current()
+    job_state.number = job_state.of = 0
+
+
+def submit(context, jobs: list[Pending]) -> int:
+    """Queue ``jobs`` (interactive Blender) and start the first when none runs; returns how many wait now.
+
+    Raises OSError or ValueError (with a message for the user) when the first cannot start; the rest stay queued
+    only when a job was already running."""
+    if not job_running() and not job_state.queue:
+        job_state.number = job_state.of = 0
+    job_state.queue.extend(jobs)
+    job_state.of += len(jobs)
+    if not job_running():
+        first = job_state.queue.pop(0)
+        try:
+            _start_pending(context, first)
+        except (OSError, ValueError):
+            clear_queue()
+            job_state.of = job_state.number
+            raise
+    return len(job_state.queue)
+
+
+def _start_pending(context, item: Pending) -> WorkerJob:
+    r = item.request
+    job_state.number += 1
+    return start_job(context, r.values, r.model, r.config, interactive=True, command=r.command,
+                     targets=[item.target] if item.target else None, as_new_object=item.as_new_object)
+
+
+def start_next(context) -> bool:
+    """Start the next queued job that can start (one that cannot is skipped, with a message); whether one did."""
+    while job_state.queue:
+        item = job_state.queue.pop(0)
+        try:
+            _start_pending(context, item)
+            return True
+        except (OSError, ValueError) as exc:
+            _notify(f"{item.label}: {exc}", error=True)
+    job_state.number = job_state.of = 0
+    return False
 
 
 def parse_config(text: str) -> dict:
@@ -339,10 +427,10 @@ def start_job(context, values: dict, model: str, config: dict, interactive: bool
     """Start the worker for ``values`` (prompt, negative_prompt, preset, seed; image to 3D: image or image_block,
     elevation, fov) and make it the current job.
 
-    ``retexture`` and ``edit`` work on the first of ``targets`` (object names); the rest wait in a queue that
-    :func:`job_timer` works through. Interactive: previews are requested and :func:`job_timer` is registered
-    to drive the job. Raises OSError (interpreter or folder) or ValueError (object) with a message for the
-    user; nothing is left behind then.
+    ``retexture`` and ``edit`` work on the first of ``targets`` (object names; queue one job per object with
+    :func:`submit`). Interactive: previews are requested and :func:`job_timer` is registered to drive the job.
+    Raises OSError (interpreter or folder) or ValueError (object) with a message for the user; nothing is left
+    behind then.
     """
     prefs = get_preferences(context)
     model = model or prefs.coarse_model
@@ -379,10 +467,18 @@ def start_job(context, values: dict, model: str, config: dict, interactive: bool
                       "preferences and use Check setup.") from exc
     job_state.job = job
     job_state.meta = RunningJob(request, context.scene.name, interactive, PREVIEW_IMAGE in bpy.data.images,
-                                bpy.data.filepath, target, info, as_new_object, list(targets[1:]) if targets else [])
+                                bpy.data.filepath, target, info, as_new_object)
     props = job_props(context)
     props.running, props.message, props.message_is_error = True, "", False
     reset_progress(props)
+    props.command, job_state.started = command, time.monotonic()
+    props.estimate = ""
+    if interactive:  # the sidebar asked for it before the job (the whole-job bar weighs the stages by it)
+        from .engine_status import estimate
+
+        cost = estimate(prefs, command, values["preset"], model,
+                        prefs.fine_model if command in ("generate", "edit") else "")
+        props.estimate = json.dumps(cost) if cost and "error" not in cost else ""
     if interactive and not bpy.app.timers.is_registered(job_timer):
         bpy.app.timers.register(job_timer, first_interval=TIMER_INTERVAL, persistent=True)
     return job

@@ -107,10 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--preview", help="also write a preview PNG (four shaded views) here")
         _common(cmd)
     from .batch.command import add_batch_parser
+    from .estimate import add_estimate_parser
     from .model_store import add_models_parser
 
     add_batch_parser(sub)
     add_models_parser(sub)
+    add_estimate_parser(sub)
     return parser
 
 
@@ -169,6 +171,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .batch.command import main as batch_main
 
         return batch_main(args)
+    if args.command == "estimate":
+        from .estimate import run_estimate
+
+        try:
+            return run_estimate(args)
+        except Exception as exc:
+            return user_error_exit(exc)
     try:
         summary = run(args)
     except KeyboardInterrupt:

@@ -1,4 +1,4 @@
-"""A finished engine batch brought into Blender (scripts/batch_generate.py): ``--from DIR`` lays the done jobs out
+"""A finished engine batch brought into Blender (tools/batch_generate.py): ``--from DIR`` lays the done jobs out
 on a grid with their prompts and seeds recorded, and ``--prompts ... --cluster local`` sends the prompts to a Ray
 cluster through the engine's batch runner first. Each run is a separate process (bpy stays out of this one)."""
 
@@ -15,7 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 TOY = REPO / "assets" / "demo_prior"
-SCRIPT = REPO / "scripts" / "batch_generate.py"
+SCRIPT = REPO / "tools" / "batch_generate.py"
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("bpy") is None, reason="bpy is not installed")
 
 TINY = {"coarse": {"steps": 3, "occupancy": {"resolution": 32}, "volume": {"n_samples_per_ray": 64}},

@@ -115,6 +115,7 @@ def test_the_extension_ships_the_lock_and_the_setup_modules(tmp_path):
     package = _load("scripts/build_extension.py").build(tmp_path)
     files = set(zipfile.ZipFile(package).namelist())
     assert {setup.LOCK_NAME, "addon/engine_setup.py", "addon/engine_install.py", "addon/deps.py"} <= files
+    assert "tools/batch_generate.py" in files  # the batch script ships with the extension
     assert "scripts/lock_engine.py" not in files
 
 

@@ -84,7 +84,7 @@ REPORT["installed_under_user"] = os.path.isfile(os.path.join(ARGS["user"], "exte
                                                              "blender_manifest.toml"))
 REPORT["enabled"] = MOD in bpy.context.preferences.addons
 REPORT["operators"] = [hasattr(bpy.types, n) for n in ("DREAMSMITH_OT_generate", "DREAMSMITH_OT_cancel",
-                                                         "DREAMSMITH_PT_generate")]
+                                                         "DREAMSMITH_PT_main")]
 prefs = bpy.context.preferences.addons[MOD].preferences
 prefs.python_path = sys.executable  # the test's interpreter has torch; Blender's own would need the dependencies
 prefs.device = "cpu"
@@ -98,6 +98,7 @@ REPORT["added"] = len(bpy.data.objects) - n_objects
 REPORT["uv"] = [l.name for l in obj.data.uv_layers]
 REPORT["smooth"] = all(p.use_smooth for p in obj.data.polygons)
 REPORT["props"] = {k: obj[k] for k in ("dreamsmith_prompt", "dreamsmith_preset", "dreamsmith_seed")}
+REPORT["scene_seed"] = bpy.context.scene.dreamsmith.seed
 
 def texture_colour(obj):
     tex = [n for s in obj.material_slots for n in s.material.node_tree.nodes if n.type == "TEX_IMAGE"]
@@ -134,7 +135,9 @@ def test_built_zip_installs_generates_a_red_cube_and_disables_cleanly(package, t
     assert rep["operators"] == [True, True, True]
     assert rep["result"] == ["FINISHED"] and rep["added"] == 1 and rep["uv"] == ["UVMap"] and rep["smooth"]
     assert rep["models"] == ["demo", "demo"]
-    assert rep["props"] == {"dreamsmith_prompt": "a red cube", "dreamsmith_preset": "draft", "dreamsmith_seed": 0}
+    seed = rep["props"].pop("dreamsmith_seed")  # Random Seed is on in a new scene: the seed used is recorded
+    assert rep["props"] == {"dreamsmith_prompt": "a red cube", "dreamsmith_preset": "draft"}
+    assert seed == rep["scene_seed"] and 0 <= seed < 2**31
     r, g, b = rep["median_rgb"]
     assert rep["packed"] and r > 1.5 * max(g, b), rep["median_rgb"]  # red-dominant texture
     assert rep["disabled"] and not rep["timer_left"] and rep["handlers_same"] and rep["job_dirs"] == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -55,6 +56,16 @@ def handlers():
     h = bpy.app.handlers
     return {n: len(getattr(h, n)) for n in dir(h) if isinstance(getattr(h, n), list)}
 
+def draw_panels():
+    # what the sidebar draws: every Dreamsmith panel that polls true, top to bottom, into one log
+    from types import SimpleNamespace
+    from dreamsmith.addon import panels
+    log = []
+    for cls in panels.PANELS:
+        if issubclass(cls, bpy.types.Panel) and cls.poll(bpy.context):
+            cls.draw(SimpleNamespace(layout=Layout(log)), bpy.context)
+    return log
+
 def generate(**kw):
     try:
         return str(bpy.ops.dreamsmith.generate(**kw))
@@ -64,7 +75,7 @@ def generate(**kw):
 
 REGISTER = COMMON + r"""
 from types import SimpleNamespace
-NAMES = ["DREAMSMITH_OT_generate", "DREAMSMITH_OT_cancel", "DREAMSMITH_OT_check_setup", "DREAMSMITH_PT_generate",
+NAMES = ["DREAMSMITH_OT_generate", "DREAMSMITH_OT_cancel", "DREAMSMITH_OT_check_setup", "DREAMSMITH_PT_main",
          "DREAMSMITH_OT_install_dependencies", "DREAMSMITH_OT_retexture", "DREAMSMITH_OT_edit"]
 before = handlers()
 addon_utils.enable("dreamsmith", default_set=True)
@@ -74,22 +85,27 @@ REPORT["prefs"] = bpy.context.preferences.addons["dreamsmith"].preferences.pytho
 REPORT["scene_prop"] = bpy.context.scene.dreamsmith.preset
 REPORT["generate_poll"] = bpy.ops.dreamsmith.generate.poll()
 
-def draw():
-    log = []
-    panel = SimpleNamespace(layout=Layout(log))
-    assert panels.DREAMSMITH_PT_generate.poll(bpy.context)
-    panels.DREAMSMITH_PT_generate.draw(panel, bpy.context)
-    return log
+from dreamsmith.addon.engine_status import status, estimate
+from dreamsmith.addon.preferences import get_preferences
+REPORT["status"] = status(get_preferences(), wait=120).text  # the engine's Python asked once, in a thread
+for preset in ("draft", "standard"):
+    estimate(get_preferences(), "generate", preset, wait=120)
+draw = draw_panels
 
 REPORT["idle"] = draw()
 bpy.context.scene.dreamsmith.preset = "standard"
 REPORT["standard"] = draw()
 bpy.context.scene.dreamsmith.preset = "draft"
 props = bpy.context.window_manager.dreamsmith_job
-props.stage, props.step, props.total, props.eta = "coarse", 30, 120, 75.0
-running.job_state.job = object()  # what the panel sees while a job runs
-REPORT["running"] = draw()
+props.command, props.estimate = "generate", ""
+running.job_state.started = time.monotonic() - 60.0
 from dreamsmith.addon.properties import apply_message
+apply_message(props, {"type": "progress", "stage": "coarse", "step": 30, "total": 120, "loss": 0.1, "eta": 75.0})
+running.job_state.job = object()  # what the panel sees while a job runs
+running.job_state.number, running.job_state.of = 2, 3
+running.job_state.queue = [running.Pending(running.Request({"prompt": "a green cone", "seed": 5}, "", {}))]
+REPORT["running"] = draw()
+running.job_state.queue, running.job_state.number, running.job_state.of = [], 0, 0
 apply_message(props, {"type": "progress", "stage": "kernels", "step": 12, "total": 300, "loss": None, "eta": 288.0,
                       "message": "waiting for another Dreamsmith process to finish building its kernels"})
 REPORT["kernels_wait"] = draw()
@@ -161,8 +177,9 @@ prefs.python_path = ARGS["dying"] + "-does-not-exist"
 REPORT["no_python"] = generate(prompt="a red cube", model=ARGS["model"], config_json=tiny)
 REPORT["unchanged"] = counts() == before
 REPORT["job_dirs"] = job_dirs()
-REPORT["idle_again"] = bpy.ops.dreamsmith.generate.poll()
 REPORT["message"] = bpy.context.window_manager.dreamsmith_job.message
+prefs.python_path = ""
+REPORT["idle_again"] = bpy.ops.dreamsmith.generate.poll()
 print("REPORT " + json.dumps(REPORT))
 """
 
@@ -241,7 +258,15 @@ print("WORKER " + json.dumps({"pid": job.proc.pid, "dir": str(job.work_dir),
 os._exit(0)  # Blender quits (or crashes) without any clean-up
 """
 
-DYING_WORKER = """#!/bin/sh
+#: The first lines of a stand-in interpreter (a shell script): it answers the add-on's question about what it has
+#: (:data:`dreamsmith.addon.engine_status.PROBE`) as an engine on a CPU would.
+ANSWERS_PROBE = """#!/bin/sh
+case "$2" in "import importlib, importlib.util"*)
+  echo 'DREAMSMITH {"python": "3.11", "missing": [], "device": "cpu", "name": "CPU", "memory_gb": 0}'; exit 0;;
+esac
+"""
+
+DYING_WORKER = ANSWERS_PROBE + """
 read line
 echo '{"type": "progress", "stage": "coarse", "step": 1, "total": 10, "loss": null, "eta": null}'
 echo "fake engine: out of luck" >&2
@@ -276,27 +301,39 @@ def test_register_unregister_is_symmetric_and_panel_draws():
     rep = _run(REGISTER, {})
     assert len(rep["registered"]) >= 17 and all(rep["registered"]) and not any(rep["unregistered"])
     assert rep["prefs"] == "" and rep["scene_prop"] == "draft" and rep["scene_prop_gone"] and rep["wm_prop_gone"]
-    assert rep["generate_poll"] and not rep["generate_poll_running"] and not rep["generate_poll_installing"]
-    assert ["label", "Installing torch"] in rep["installing"]  # the install's progress in the sidebar
+    assert rep["status"] == "Ready: CPU"  # the first line: the engine can run a job, on this machine's CPU
+    assert rep["generate_poll"] and rep["generate_poll_running"] and not rep["generate_poll_installing"]
+    bar = [c for c in rep["installing"] if c[0] == "progress"]  # the install's progress, and a way to stop it
+    assert bar and bar[0][-1] == "Installing: Installing torch"
+    assert ["operator", "dreamsmith.cancel_install", ""] in rep["installing"]
     assert not rep["timer"] and rep["handlers_same"]
     assert rep["during"] == {"load_post": 1, "load_pre": 1}  # the file-load handlers, and nothing else
     idle, running = rep["idle"], rep["running"]
-    assert ["prop", "prompt", ""] in idle and ["operator", "dreamsmith.generate", ""] in idle
+    assert ["label", "Ready: CPU"] in idle and idle.index(["label", "Ready: CPU"]) == 0
+    assert ["prop", "prompt", "Prompt"] in idle and ["operator", "dreamsmith.generate", "Generate"] in idle
     assert ["operator", "dreamsmith.retexture", ""] in idle and ["operator", "dreamsmith.edit", ""] in idle
     assert not any(c[0] == "progress" for c in idle)
     assert ["label", "Models: Demo (16 shapes, offline)"] in idle  # the draft's prior, shipped, on disk
     assert any(c[0] == "label" and "cube, sphere, cone or torus" in c[-1] for c in idle)
     assert not any("GPU" in c[-1] for c in idle)
+    estimates = [c[-1] for c in idle if c[0] == "label" and c[-1].startswith("Estimate: ")]
+    assert estimates and estimates[0].startswith("Estimate: about ") and "on CPU" in estimates[0]
     labels = [c[-1] for c in rep["standard"] if c[0] == "label"]  # SD 2.1-base, not downloaded in the test
-    assert any("not on this computer: Stable Diffusion 2.1 base" in t and "5.2 GB" in t for t in labels), labels
+    text = " ".join(labels)
+    assert "not on this computer: Stable" in text and "5.2 GB" in text, labels
     assert "Needs a GPU with about 16 GB of memory." in labels
+    assert "days" in text and "use a GPU" in text and "--force" in text  # standard on a CPU: refused, in words
     bars = [c for c in running if c[0] == "progress"]
-    assert bars and bars[0][-1] == "coarse 30/120  ETA 1:15"
+    assert bars and bars[0][-1] == "Coarse Shape 30/120 - 11:00 left"  # the whole job: a quarter of its first third
+    assert ["label", "Job 2 of 3"] in running and ["operator", "dreamsmith.generate", "Add to Queue"] in running
+    assert any(c[0] == "label" and c[-1] == "3. Generate 'a green cone', seed 5" for c in running)
     assert ["operator", "dreamsmith.cancel", ""] in running
+    assert ["operator", "dreamsmith.cancel", "Cancel All"] in running
     assert not any(c[0] == "label" and "Waiting" in c[-1] for c in running)
     wait = rep["kernels_wait"]  # a worker waiting on another process's kernel build: a stage with its message
-    assert [c[-1] for c in wait if c[0] == "progress"] == ["kernels 12/300  ETA 4:48"]
-    assert ["label", "Waiting for another Dreamsmith process to finish building its kernels"] in wait
+    assert [c[-1] for c in wait if c[0] == "progress"][0].startswith("Preparing Kernels 12/300")
+    words = " ".join(c[-1] for c in wait if c[0] == "label")  # long lines wrap to the sidebar's width
+    assert "Waiting for another Dreamsmith process to finish building its kernels" in words
 
 
 def test_background_generate_adds_one_textured_object(prior):
@@ -311,9 +348,8 @@ def test_background_generate_adds_one_textured_object(prior):
     assert rep["location"] == [1.0, 2.0, 3.0] and rep["active"]
     assert rep["job_dirs"] == [] and rep["idle_again"]
     assert rep["state_kept"] and rep["edit"] and rep["edit_from_state"] and rep["state_prop_dropped"]
-    stages = [ln.split()[1] for ln in rep["_stdout"].splitlines() if ln.startswith("Dreamsmith: ")
-              and "/" in ln.split()[2]]
-    assert stages.count("coarse") >= 1 and stages.count("mesh") >= 1, rep["_stdout"][-2000:]  # one line a stage
+    stages = [m.group(1) for m in re.finditer(r"^Dreamsmith: (.+?) \d+/\d+", rep["_stdout"], re.M)]
+    assert stages.count("Coarse Shape") == 1 and stages.count("Mesh and Texture") == 1, rep["_stdout"][-2000:]
     assert len(stages) == len([(i, s) for i, s in enumerate(stages) if i == 0 or stages[i - 1] != s])
 
 
@@ -323,21 +359,22 @@ def test_bad_input_and_dying_worker_raise_readable_errors_and_change_nothing(pri
     dying.write_text(DYING_WORKER)
     dying.chmod(0o755)
     rep = _run(BAD, {"model": str(prior), "tiny": TINY, "dying": str(dying)})
-    assert rep["empty"] == ("RuntimeError: Error: The prompt is empty; describe the object to make, e.g. 'a red cube', "
-                            "or make it from a picture (From image in the sidebar, or image_path=...).\n")
+    assert rep["empty"] == ("RuntimeError: Error: The prompt is empty: describe the object to make (e.g. 'a red "
+                            "cube'), or set Source to Picture and choose one.\n")
     assert rep["bad_json"].startswith("RuntimeError: Error: The config overrides are not a JSON object")
     assert rep["missing_model"].startswith("RuntimeError: Error: The model 'nobody/no-such-model-xyz' was not found")
     killed = rep["killed"]
     assert killed.startswith("RuntimeError: Error: The engine stopped unexpectedly (it was killed by signal 9)")
     assert "fake engine: out of luck" in killed and str(dying) in killed
-    assert rep["no_python"].startswith("RuntimeError: Error: Cannot start the engine with")
+    assert rep["no_python"].startswith("RuntimeError: Operator bpy.ops.dreamsmith.generate.poll() Set an existing "
+                                       "Python in the add-on preferences")  # greyed, with what to do
     assert rep["unchanged"] and rep["job_dirs"] == [] and rep["idle_again"]
     assert rep["message"].startswith("The engine stopped unexpectedly")
 
 
 def test_interactive_job_imports_via_timer_and_disable_stops_a_running_job(prior):
     rep = _run(INTERACTIVE, {"model": str(prior), "tiny": TINY})
-    assert rep["timer_registered"] and not rep["poll_while_running"]
+    assert rep["timer_registered"] and rep["poll_while_running"]  # another Generate now waits in the queue
     assert {"load", "coarse", "mesh"} <= set(rep["stages"])
     assert rep["imported"] and rep["preview"] and rep["message"] == "Added 'a blue torus'." and rep["job_gone"]
     assert rep["cancel_saw_preview"] and rep["cancel_result"] == "['FINISHED']" and rep["cancel_worker_ended"]
@@ -360,7 +397,7 @@ def test_batch_script_writes_one_object_per_prompt_and_reports_failures(prior, t
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red cube\n# a comment\n\n" + "x" * 1200 + "\na blue torus\n")
     blend = tmp_path / "batch.blend"
-    cmd = [sys.executable, str(REPO / "scripts" / "batch_generate.py"), "--prompts", str(prompts), "--out", str(blend),
+    cmd = [sys.executable, str(REPO / "tools" / "batch_generate.py"), "--prompts", str(prompts), "--out", str(blend),
            "--model", str(prior), "--config", json.dumps(TINY), "--python", sys.executable, "--device", "cpu",
            "--spacing", "3"]
     env = dict(os.environ, HF_HUB_OFFLINE="1", BLENDER_USER_RESOURCES=str(tmp_path / "user"))
@@ -373,7 +410,7 @@ def test_batch_script_writes_one_object_per_prompt_and_reports_failures(prior, t
     assert rep["objects"] == {"a red cube": [0.0, 0.0, 0.0], "a blue torus": [6.0, 0.0, 0.0]}
     assert rep["packed"] == [True, True]
     assert not list(tmp_path.glob(".*.tmp.blend"))
-    bad = subprocess.run([sys.executable, str(REPO / "scripts" / "batch_generate.py"), "--prompts",
+    bad = subprocess.run([sys.executable, str(REPO / "tools" / "batch_generate.py"), "--prompts",
                           str(tmp_path / "none.txt"), "--out", str(blend)], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "No prompts file" in bad.stderr
 

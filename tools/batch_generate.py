@@ -1,11 +1,11 @@
 """Generate one object per line of a text file into a .blend, or bring a finished engine batch into one (for
 pipeline TDs).
 
-    blender --background --python scripts/batch_generate.py -- --prompts prompts.txt --out scene.blend \
+    blender --background --python tools/batch_generate.py -- --prompts prompts.txt --out scene.blend \
         [--preset draft] [--seed 0] [--model ID_OR_FOLDER] [--python PATH] [--device cpu] [--spacing 2.5] \
         [--cluster local|auto|ray://HOST:PORT [--batch-dir DIR]]
-    blender --background --python scripts/batch_generate.py -- --from DIR --out scene.blend [--spacing 2.5]
-    python scripts/batch_generate.py ...   (bpy installed as a module)
+    blender --background --python tools/batch_generate.py -- --from DIR --out scene.blend [--spacing 2.5]
+    python tools/batch_generate.py ...   (bpy installed as a module)
 
 ``--prompts``: blank lines and lines starting with ``#`` are skipped. Each prompt goes through
 ``bpy.ops.dreamsmith.generate`` (the installed extension, or this checkout when Blender runs as a module), so the
@@ -46,7 +46,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--batch-dir", default="", help="with --cluster: the batch's results folder (default: "
                                                         "beside --out, named after it)")
     parser.add_argument("--out", required=True, help="the .blend to write")
-    parser.add_argument("--preset", default="draft", choices=("draft", "standard", "high"))
+    parser.add_argument("--preset", default="draft", choices=("draft", "fast", "standard", "high"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default="", help="coarse-stage prior (Hub id or folder); empty: the preference")
     parser.add_argument("--python", default="", help="interpreter that runs the engine; empty: the preference")
