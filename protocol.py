@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 #: What the worker runs. ``reconstruct`` (posed images) is a command-line job only.
-COMMANDS = ("generate", "retexture", "edit")
+COMMANDS = ("generate", "retexture", "edit", "transfer")
 
 #: Quality presets: (name, label, description).
 PRESETS = (
@@ -206,7 +206,8 @@ class Job:
         model: Coarse-stage prior (Hub id or local diffusers folder); ``None`` or empty: the preset's.
         fine_model: Mesh-stage prior; ``None`` or empty: the preset's (with ``model`` only: the same as ``model``).
             Re-texturing has one prior, ``model``.
-        mesh: The input mesh (``.glb``/``.gltf``/``.obj``) of ``retexture`` and ``edit``.
+        mesh: The input mesh (``.glb``/``.gltf``/``.obj``) of ``retexture`` and ``edit``; ``transfer``'s source.
+        target: ``transfer``: the mesh that gets the source's colour and surface detail.
         image: ``generate`` from a picture (PNG or JPEG; image to 3D): its path; the prompt is then optional.
         elevation: Image to 3D: the elevation in degrees the picture was taken from (0: level with the object).
         fov: Image to 3D: the picture's vertical field of view in degrees; 0: the prior's own.
@@ -223,8 +224,9 @@ class Job:
         force: Run even when the job's estimate says it cannot fit (too little GPU memory, or many hours).
     """
 
-    command: Literal["generate", "retexture", "edit"] = "generate"
+    command: Literal["generate", "retexture", "edit", "transfer"] = "generate"
     mesh: str = ""
+    target: str = ""
     image: str = ""
     elevation: float = 0.0
     fov: float = 0.0

@@ -24,6 +24,7 @@ from .operators import (
 from .panels import MENUS, PANELS
 from .preferences import DREAMSMITH_OT_check_setup, DREAMSMITH_OT_clear_states, DreamsmithPreferences
 from .properties import DreamsmithJobProps, DreamsmithSceneProps
+from .remesh import CLASSES as REMESH_CLASSES
 
 CLASSES: tuple = (
     DreamsmithPreferences,
@@ -41,6 +42,7 @@ CLASSES: tuple = (
     DREAMSMITH_OT_remove_queued,
     DREAMSMITH_OT_report,
     *HISTORY_CLASSES,
+    *REMESH_CLASSES,
     *PANELS,
 )
 

@@ -80,9 +80,10 @@ def build_job(prompt: str, out: Path, *, negative_prompt: str = "", preset: str 
               config: dict | None = None, allow_network: bool = False, cache_dir: str = "",
               command: str = "generate", mesh: Path | None = None, state: str = "", state_out: str = "",
               world: list[float] | None = None, image: str = "", elevation: float = 0.0,
-              fov: float = 0.0) -> dict[str, Any]:
+              fov: float = 0.0, target: Path | None = None) -> dict[str, Any]:
     """The worker's job (:class:`dreamsmith.protocol.Job`) as its JSON object."""
-    return Job(command=command, mesh=str(mesh) if mesh else "", state=state or None, state_out=state_out or None,
+    return Job(command=command, mesh=str(mesh) if mesh else "", target=str(target) if target else "",
+               state=state or None, state_out=state_out or None,
                world=world, image=image, elevation=float(elevation), fov=float(fov), prompt=prompt,
                negative_prompt=negative_prompt, preset=preset, seed=int(seed),
                model=model or None, fine_model=fine_model or None, device=device, out=str(out),

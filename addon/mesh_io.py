@@ -92,7 +92,9 @@ def _read_obj_uvs(path: str) -> list[tuple[float, float]]:
     return corners
 
 
-def _material(name: str, image, uv_name: str):
+def _material(name: str, image, uv_name: str, normal_image=None):
+    """A Principled BSDF material with ``image`` as base colour and, when given, ``normal_image`` through a Normal
+    Map node (tangent space, on ``uv_name``)."""
     mat = bpy.data.materials.new(name)
     mat.use_nodes = True
     nodes, links = mat.node_tree.nodes, mat.node_tree.links
@@ -105,7 +107,62 @@ def _material(name: str, image, uv_name: str):
     uv.location = (-650, 300)
     links.new(uv.outputs["UV"], tex.inputs["Vector"])
     links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
+    if normal_image is not None:
+        normal_image.colorspace_settings.name = "Non-Color"
+        ntex = nodes.new("ShaderNodeTexImage")
+        ntex.image = normal_image
+        ntex.location = (-400, -50)
+        nmap = nodes.new("ShaderNodeNormalMap")
+        nmap.uv_map = uv_name
+        nmap.location = (-150, -50)
+        links.new(uv.outputs["UV"], ntex.inputs["Vector"])
+        links.new(ntex.outputs["Color"], nmap.inputs["Color"])
+        links.new(nmap.outputs["Normal"], bsdf.inputs["Normal"])
     return mat
+
+
+def export_source(obj, path: str) -> str:
+    """Write ``obj`` (a textured mesh, modifiers applied, world space) as a GLB with Blender's glTF exporter, for a
+    transfer's source; the selection and active object are restored. Raises ValueError when it has no texture."""
+    images = [n.image for s in obj.material_slots if s.material is not None and s.material.node_tree is not None
+              for n in s.material.node_tree.nodes if n.type == "TEX_IMAGE" and n.image is not None]
+    if not images or not obj.data.uv_layers:
+        raise ValueError(f"{obj.name!r} has no image texture on UVs to carry over; give it one first.")
+    view_layer = bpy.context.view_layer
+    selected, active = [o for o in view_layer.objects if o.select_get()], view_layer.objects.active
+    try:
+        for o in selected:
+            o.select_set(False)
+        obj.select_set(True)
+        view_layer.objects.active = obj
+        bpy.ops.export_scene.gltf(filepath=path, export_format="GLB", use_selection=True, export_apply=True,
+                                  export_animations=False)
+    finally:
+        obj.select_set(False)
+        for o in selected:
+            o.select_set(True)
+        view_layer.objects.active = active
+    return path
+
+
+def apply_transfer(obj, result_obj: str, info: ExportInfo, source) -> None:
+    """Give ``obj`` (a remeshed copy) the transferred base colour and normal map on its exported UV map, and hide
+    the ``source`` it was made from (kept in the file)."""
+    stem = os.path.splitext(result_obj)[0]
+    image = bpy.data.images.load(stem + ".png", check_existing=False)
+    image.name = f"{obj.name} colour"[:63]
+    image.pack()
+    normal = None
+    if os.path.isfile(stem + "_normal.png"):
+        normal = bpy.data.images.load(stem + "_normal.png", check_existing=False)
+        normal.name = f"{obj.name} normal"[:63]
+        normal.pack()
+    mat = _material(f"Dreamsmith: {obj.name}"[:63], image, info.uv_name, normal)
+    obj.data.materials.clear()
+    obj.data.materials.append(mat)
+    if source is not None:
+        source.hide_set(True)
+        source.hide_render = True
 
 
 def apply_retexture(obj, result_obj: str, info: ExportInfo, uvs_kept: bool, props: dict) -> None:

@@ -116,53 +116,64 @@ class _JobOperator:
         except ValueError as exc:
             self.report({"ERROR"}, f"The config overrides are not a JSON object ({exc}).")
             return {"CANCELLED"}
+        if self.command in ("generate", "edit") and (scene_props.faces != "0" or scene_props.lods > 1):
+            bake = {"faces": int(scene_props.faces), "lods": scene_props.lods, **config.get("bake", {})}
+            config = dict(config, bake=bake)  # the sidebar's face budget; a script's overrides win
         n = self.count(context)
         seeds = _seeds(self, scene_props, n * max(1, len(targets)))
         jobs = [Pending(Request(dict(values, prompt=prompt, seed=seeds[k * n + i], **picture), self.model, config,
                                 self.command), target, getattr(self, "as_new_object", False))
                 for k, target in enumerate(targets or [""]) for i in range(n)]
-        if not bpy.app.background:
-            try:
-                waiting = submit(context, jobs)
-            except (OSError, ValueError) as exc:
-                self.report({"ERROR"}, str(exc))
-                return {"CANCELLED"}
-            queued = f" ({len(jobs)} jobs)" if len(jobs) > 1 else ""
-            when = f"; {waiting} waiting in the queue" if job_running() and waiting else ""
-            self.report({"INFO"}, f"Dreamsmith: {jobs[0].label}{queued}{when}.")
-            return {"FINISHED"}
-        messages = []
-        for item in jobs:  # background: one blocking job after the other
-            r = item.request
-            try:
-                start_job(context, r.values, r.model, r.config, interactive=False, command=r.command,
-                          targets=[item.target] if item.target else None, as_new_object=item.as_new_object)
-            except (OSError, ValueError) as exc:
-                self.report({"ERROR"}, str(exc))
-                return {"CANCELLED"}
-            ok, message = self._wait(job_props(context))
-            if not ok:
-                self.report({"ERROR"}, message)
-                return {"CANCELLED"}
-            messages.append(message)
-        self.report({"INFO"}, "Dreamsmith: " + " ".join(messages))
-        return {"FINISHED"}
+        return dispatch(self, context, jobs)
 
-    def _wait(self, props) -> tuple[bool, str]:
-        job = job_state.job
+
+def dispatch(op, context, jobs: list[Pending]) -> set[str]:
+    """Run ``jobs`` for the operator ``op``: queued (interactive Blender: the first starts at once, Blender stays
+    responsive) or one blocking job after the other (``--background``: an error is raised by the operator)."""
+    if not bpy.app.background:
         try:
-            limit = float(getattr(get_preferences(), "time_limit_min", 0.0)) * 60.0
-            seen: set = set()
+            waiting = submit(context, jobs)
+        except (OSError, ValueError) as exc:
+            op.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        queued = f" ({len(jobs)} jobs)" if len(jobs) > 1 else ""
+        when = f"; {waiting} waiting in the queue" if job_running() and waiting else ""
+        op.report({"INFO"}, f"Dreamsmith: {jobs[0].label}{queued}{when}.")
+        return {"FINISHED"}
+    messages = []
+    for item in jobs:  # background: one blocking job after the other
+        r = item.request
+        try:
+            start_job(context, r.values, r.model, r.config, interactive=False, command=r.command,
+                      targets=[item.target] if item.target else None, as_new_object=item.as_new_object)
+        except (OSError, ValueError) as exc:
+            op.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        ok, message = _wait(job_props(context))
+        if not ok:
+            op.report({"ERROR"}, message)
+            return {"CANCELLED"}
+        messages.append(message)
+    op.report({"INFO"}, "Dreamsmith: " + " ".join(messages))
+    return {"FINISHED"}
 
-            def on_message(msg: dict) -> None:
-                handle_message(msg, props)
-                print_stage(msg, seen)
 
-            outcome = job.wait(on_message=on_message, time_limit=limit)
-        except BaseException:  # e.g. KeyboardInterrupt in a script: end the worker, then let it through
-            stop_job()
-            raise
-        return finish_job(outcome, undo=False)
+def _wait(props) -> tuple[bool, str]:
+    """Wait for the running job (``--background``), printing a line a stage; then finish it."""
+    job = job_state.job
+    try:
+        limit = float(getattr(get_preferences(), "time_limit_min", 0.0)) * 60.0
+        seen: set = set()
+
+        def on_message(msg: dict) -> None:
+            handle_message(msg, props)
+            print_stage(msg, seen)
+
+        outcome = job.wait(on_message=on_message, time_limit=limit)
+    except BaseException:  # e.g. KeyboardInterrupt in a script: end the worker, then let it through
+        stop_job()
+        raise
+    return finish_job(outcome, undo=False)
 
 
 class DREAMSMITH_OT_generate(_JobOperator, bpy.types.Operator):

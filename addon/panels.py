@@ -104,6 +104,8 @@ class DREAMSMITH_PT_input(_Sidebar, bpy.types.Panel):
         sub.prop(props, "seed")
         row.prop(props, "random_seed", text="", icon="FILE_REFRESH")
         layout.prop(props, "variations")
+        layout.row().prop(props, "faces", expand=True)
+        layout.prop(props, "lods")
 
 
 class DREAMSMITH_PT_picture(_Sidebar, bpy.types.Panel):
@@ -203,6 +205,7 @@ class DREAMSMITH_PT_job(_Sidebar, bpy.types.Panel):
         row = col.row(align=True)
         row.operator(DREAMSMITH_OT_retexture.bl_idname, icon="TEXTURE")
         row.operator(DREAMSMITH_OT_edit.bl_idname, icon="MODIFIER")
+        col.operator("dreamsmith.remesh_quads", icon="MOD_REMESH")
         width = _width(context)
         if running:
             box = layout.box()
@@ -281,6 +284,7 @@ class DREAMSMITH_MT_object(bpy.types.Menu):
         layout.operator(DREAMSMITH_OT_generate.bl_idname, icon="PLAY")
         layout.operator(DREAMSMITH_OT_retexture.bl_idname, icon="TEXTURE")
         layout.operator(DREAMSMITH_OT_edit.bl_idname, icon="MODIFIER")
+        layout.operator("dreamsmith.remesh_quads", icon="MOD_REMESH")
 
 
 def menu_object(self, context) -> None:

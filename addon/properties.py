@@ -9,6 +9,11 @@ from ..protocol import PRESETS, PROGRESS, job_progress, stage_label
 from .image_source import ELEVATION_MAX, FOV_RANGE
 
 PRESET_ITEMS = PRESETS
+#: The sidebar's face budgets: (id, label, description); the id is the budget in triangles ("0": the full surface).
+FACE_ITEMS = (("0", "Full", "The full surface the mesh stage made"),
+              ("100000", "100k", "At most 100,000 triangles, with a normal map of the full surface"),
+              ("20000", "20k", "At most 20,000 triangles, with a normal map of the full surface"),
+              ("5000", "5k", "At most 5,000 triangles, with a normal map of the full surface"))
 SOURCE_ITEMS = (("TEXT", "Text", "Make the object the prompt describes"),
                 ("IMAGE", "Picture", "Make the object in a picture (the prompt is optional)"))
 #: The largest seed a job takes (the engine's generators take 64-bit seeds; this keeps them readable).
@@ -42,6 +47,11 @@ class DreamsmithSceneProps(bpy.types.PropertyGroup):
     variations: IntProperty(name="Variations", default=1, min=1, max=16,
                             description="How many objects Generate makes, one after the other, each with its own "
                                         "seed")
+    faces: EnumProperty(name="Faces", items=FACE_ITEMS, default="0",
+                        description="The face budget of the mesh a job writes (decimated, with a normal map)")
+    lods: IntProperty(name="Levels of Detail", default=1, min=1, max=4,
+                      description="Levels of detail: LOD0 at the budget, each next a quarter of the faces, in one "
+                                  "collection")
     source: EnumProperty(name="Source", items=SOURCE_ITEMS, default="TEXT", description="What Generate starts from")
     image: PointerProperty(name="Image", type=bpy.types.Image,
                            description="A picture in this file (used before the file below)")

@@ -217,7 +217,7 @@ def print_stage(msg: dict, seen: set[str]) -> None:
 
 def _import(outcome: Outcome, meta: RunningJob) -> tuple[object, str]:
     """Bring a finished job's result into the scene; returns the object and what was done to it."""
-    from .mesh_io import apply_edit, apply_retexture
+    from .mesh_io import apply_edit, apply_retexture, apply_transfer
     from .scene_io import import_result
 
     summary = outcome.summary or {}
@@ -234,6 +234,9 @@ def _import(outcome: Outcome, meta: RunningJob) -> tuple[object, str]:
     if meta.command == "retexture":
         apply_retexture(target, outcome.out, meta.info, bool(summary.get("uvs_kept")), props)
         return target, "Re-textured"
+    if meta.command == "transfer":
+        apply_transfer(target, outcome.out, meta.info, bpy.data.objects.get(meta.request.values["source"]))
+        return target, "Remeshed"
     return apply_edit(target, outcome.out, props, as_new_object=meta.as_new_object), "Edited"
 
 
@@ -263,6 +266,8 @@ def finish_job(outcome: Outcome | None, undo: bool) -> tuple[bool, str]:
             message = outcome.message
         if not ok and meta is not None and not meta.had_preview:
             _remove_preview(props)  # a failed or cancelled job leaves the data-blocks as they were
+        if not ok and meta is not None and meta.command == "transfer":
+            _remove_made_object(meta.target)  # the remeshed copy made for the job: the scene as it was
     finally:
         if job is not None:
             job.cleanup()
@@ -272,6 +277,16 @@ def finish_job(outcome: Outcome | None, undo: bool) -> tuple[bool, str]:
             props.message = message
             props.message_is_error = not ok and (outcome is None or outcome.kind != "Cancelled")
     return ok, message
+
+
+def _remove_made_object(name: str) -> None:
+    """Remove an object (and its mesh) the add-on made for a job that then failed."""
+    obj = bpy.data.objects.get(name)
+    if obj is not None:
+        mesh = obj.data
+        bpy.data.objects.remove(obj, do_unlink=True)
+        if mesh is not None and mesh.users == 0:
+            bpy.data.meshes.remove(mesh)
 
 
 def _notify(message: str, error: bool) -> None:
@@ -407,11 +422,15 @@ def _job_files(command: str, target: str, work_dir, config: dict, values: dict) 
     """Write what the engine reads into the job folder: a re-texture's or edit's object (``(mesh path, export info,
     config, values)``), or a generate's picture data-block (``values`` then name its file). A failure removes the job
     folder and raises ValueError."""
-    from .mesh_io import export_for_engine
+    from .mesh_io import export_for_engine, export_source
 
     try:
         if command == "generate":
             return None, None, config, job_picture(values, work_dir)
+        if command == "transfer":  # the source (textured, as GLB) onto the target (with its UVs, as OBJ)
+            info = export_for_engine(bpy.data.objects[target], str(work_dir / "target.obj"))
+            source = export_source(bpy.data.objects[values["source"]], str(work_dir / "source.glb"))
+            return source, info, dict(config, keep_uvs=True), values
         mesh_path = work_dir / "input.obj"
         info = export_for_engine(bpy.data.objects[target], str(mesh_path))
     except (ValueError, OSError) as exc:
@@ -449,7 +468,7 @@ def start_job(context, values: dict, model: str, config: dict, interactive: bool
                       "folder in the add-on preferences.") from exc
     mesh_path, info, config, values = _job_files(command, target, work_dir, dict(config), values)
     request = Request(values, model, dict(config), command)
-    out = work_dir / ("result.obj" if command == "retexture" else "result.glb")
+    out = work_dir / ("result.obj" if command in ("retexture", "transfer") else "result.glb")
     state, state_out, world = job_states(prefs, command, target, work_dir.name.removeprefix(JOB_PREFIX))
     job = WorkerJob(build_job(
         values["prompt"], out, negative_prompt=values["negative_prompt"], preset=values["preset"],
@@ -457,7 +476,7 @@ def start_job(context, values: dict, model: str, config: dict, interactive: bool
         device=prefs.device, preview=work_dir / "preview.png" if interactive else None, config=config,
         allow_network=online_access(prefs), cache_dir=cache_dir, command=command, mesh=mesh_path, state=state,
         state_out=state_out, world=world, image=values.get("image", ""), elevation=values.get("elevation", 0.0),
-        fov=values.get("fov", 0.0)),
+        fov=values.get("fov", 0.0), target=work_dir / "target.obj" if command == "transfer" else None),
         interpreter(prefs), work_dir, python_paths=engine_paths(prefs))
     try:
         job.start()

@@ -24,7 +24,7 @@ from scipy.ndimage import distance_transform_edt
 from torch import Tensor
 
 from ..kernels.raster import interpolate, rasterize
-from .errors import InputError, NumericalError
+from .errors import ConfigError, InputError, NumericalError
 from .meshio import TexturedMesh, vertex_normals
 from .meshio.mesh import check_arrays
 
@@ -48,6 +48,11 @@ class BakeConfig:
         brute_force_pack: Slower, tighter xatlas packing.
         chart_max_iterations: xatlas chart-growing iterations (more: fewer, better-shaped charts; slower).
         chunk: Points per ``color_fn`` call.
+        faces: The face budget: the written mesh has at most this many triangles, decimated from the full surface
+            (quadric error, :mod:`.decimate`) before it is unwrapped; 0 keeps the full surface.
+        lods: Levels of detail written: LOD0 at the budget (or full), each next one a quarter of the faces of the
+            one before, each with its own UVs and maps (GLB only).
+        normal_map: Bake a tangent-space normal map from the full surface onto every level coarser than it.
     """
 
     texture_size: int = 1024
@@ -58,6 +63,16 @@ class BakeConfig:
     brute_force_pack: bool = False
     chart_max_iterations: int = 1
     chunk: int = 65536
+    faces: int = 0
+    lods: int = 1
+    normal_map: bool = True
+
+    def __post_init__(self) -> None:
+        from .decimate import check_budget
+
+        check_budget(self.faces)
+        if not 1 <= self.lods <= 4:
+            raise ConfigError(f"bake.lods must be 1 to 4 levels (got {self.lods}).")
 
 
 def _numpy(x, dtype) -> np.ndarray:

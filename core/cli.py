@@ -64,7 +64,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 #: The command-line option of each job input: (flags, keywords of ``add_argument``).
 INPUT_OPTIONS: dict[str, tuple[tuple[str, ...], dict]] = {
     "images": (("--images",), {"required": True, "help": "folder with transforms.json or transforms_train.json"}),
-    "mesh": (("--mesh",), {"required": True, "help": "the mesh to start from (.glb, .gltf or .obj)"}),
+    "mesh": (("--mesh",), {"required": True, "help": "the mesh to start from (.glb, .gltf or .obj); transfer: the "
+                                                     "textured source"}),
+    "target": (("--target",), {"required": True, "help": "transfer: the mesh that gets the source's maps"}),
     "prompt": (("--prompt",), {"required": True, "help": "what to make, e.g. 'a red cube'"}),
     "negative_prompt": (("--negative",), {"dest": "negative_prompt", "default": "", "help": "what to avoid"}),
     "state_out": (("--save-state",), {"dest": "state_out",
@@ -105,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
         if kind.priors:
             _model_options(cmd, "coarse_model" in kind.priors)
         cmd.add_argument("--preview", help="also write a preview PNG (four shaded views) here")
+        if kind.name not in ("retexture", "transfer"):  # these make a new surface: face budget, levels of detail
+            cmd.add_argument("--faces", type=int, default=0,
+                             help="face budget: at most this many triangles, decimated from the full surface, with "
+                                  "a normal map of it (default: 0, the full surface)")
+            cmd.add_argument("--lods", type=int, default=1,
+                             help="levels of detail in the GLB: NAME_LOD0 at the budget, each next a quarter of the "
+                                  "faces (default: 1)")
         _common(cmd)
     from .batch.command import add_batch_parser
     from .estimate import add_estimate_parser
@@ -138,6 +147,10 @@ def run(args: argparse.Namespace) -> dict:
     bar = ProgressBar(enabled=not args.quiet)
     try:
         over = _overrides(args.config) | {"seed": args.seed}
+        if getattr(args, "faces", 0) or getattr(args, "lods", 1) != 1:
+            from .config import merge
+
+            over = merge(over, {"bake": {"faces": args.faces, "lods": args.lods}})
         if kind.priors:
             over = merge_models(over, kind.priors, args.model, getattr(args, "fine_model", None),
                                 args.allow_network)

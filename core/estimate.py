@@ -103,20 +103,22 @@ def _stage_steps(command: str, cfg: Any) -> dict[str, tuple[int, int]]:
         return {"texture": (cfg.stage.steps, cfg.stage_sds.views.views_per_step)}
     if command == "reconstruct":
         return {"reconstruct": (cfg.coarse.steps + cfg.mesh.steps, 1)}
+    if command == "transfer":
+        return {}
     return {"coarse": (cfg.coarse.steps, cfg.coarse_sds.views.views_per_step),
             "mesh": (cfg.mesh.steps, cfg.mesh_sds.views.views_per_step)}
 
 
 def _faces(command: str, cfg: Any) -> float:
     """Faces the bake unwraps: a DMTet surface has about 7 r^2 faces at resolution r (121k measured at 128)."""
-    if command == "retexture":
+    if command in ("retexture", "transfer"):
         return 50_000.0
     return 7.4 * cfg.mesh.dmtet.resolution ** 2
 
 
 def job_models(command: str, cfg: Any) -> list[str]:
     """The priors a job's config loads."""
-    if command == "reconstruct":
+    if command in ("reconstruct", "transfer"):
         return []
     if command == "retexture":
         return [cfg.fine_model.model]

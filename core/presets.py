@@ -173,6 +173,12 @@ RETEXTURE_PRESETS: dict[str, dict[str, Any]] = {
     "high": merge(_RETEX_GPU, {**_priors("high", "fine_model"), "stage": {"steps": 2500},
                                "bake": {"texture_size": 2048}}),
 }
+# Transfers (a textured mesh baked onto another): only the texture's size differs.
+TRANSFER_PRESETS: dict[str, dict[str, Any]] = {
+    name: {"bake": {"texture_size": size}} for name, size in (("draft", 512), ("fast", 1024), ("standard", 1024),
+                                                              ("high", 2048))
+}
+
 # Edits are generate jobs that start from the object's shape (no blob) and need fewer coarse steps to get there.
 # They keep the volume's own normal threshold (0.001): the draft's 0.01 measured no faster for the edit sweep's
 # four edits (428 s against 418 s in all) and no nearer their targets (README, "Status").

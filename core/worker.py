@@ -83,8 +83,10 @@ def parse_job(data: dict[str, Any]) -> Job:
         raise ConfigError("The job's 'config' must be a JSON object of config overrides (or {}).")
     if not job.out:
         raise InputError("The job has no 'out' path; give the result file, ending in .glb or .obj.")
-    if job.command in ("retexture", "edit") and not job.mesh:
+    if job.command in ("retexture", "edit", "transfer") and not job.mesh:
         raise InputError(f"A {job.command!r} job needs a 'mesh': the input .glb, .gltf or .obj file.")
+    if job.command == "transfer" and not job.target:
+        raise InputError("A 'transfer' job needs a 'target': the mesh that gets the source's maps.")
     return job
 
 

@@ -82,4 +82,6 @@ JOBS: dict[str, JobKind] = {kind.name: kind for kind in (
             ("mesh", "prompt"), ("negative_prompt",), priors=("fine_model",)),
     JobKind("edit", "change a mesh's shape and texture towards a prompt", "edit", ("mesh", "prompt"),
             ("negative_prompt", "state", "world")),
+    JobKind("transfer", "bake a textured mesh's colour and surface detail onto another mesh (kept or new UVs)",
+            "transfer", ("mesh", "target"), priors=()),
 )}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -114,8 +114,7 @@ def run_edit(mesh_path: str | os.PathLike | None, prompt: str, out: str | os.Pat
         mesh, timings = _edit_state(Path(state), prompt, negative_prompt, cfg, dev, callback, cancel)
         if world is not None:
             m = np.asarray(world, dtype=np.float64).reshape(4, 4)
-            v = np.asarray(mesh.verts, dtype=np.float64)
-            mesh = replace(mesh, verts=(v @ m[:3, :3].T + m[:3, 3]).astype(np.float32), normals=None)
+            mesh = mesh.moved(lambda v: v @ m[:3, :3].T + m[:3, 3])
         source = "state"
     else:
         if mesh_path is None:
@@ -124,7 +123,7 @@ def run_edit(mesh_path: str | os.PathLike | None, prompt: str, out: str | os.Pat
         frame = Frame.fit(verts, cfg.fit_radius)
         start = density_prior(frame.to_prior(verts), faces, cfg, StageReporter("prepare", 1, callback, cancel))
         mesh, timings, _ = generate_mesh(prompt, negative_prompt, cfg, dev, callback, cancel, density_prior=start)
-        mesh = replace(mesh, verts=frame.from_prior(mesh.verts), normals=None)
+        mesh = mesh.moved(frame.from_prior)
         source = "mesh"
     extras = {"generator": f"Dreamsmith {__version__}", "command": "edit", "prompt": prompt,
               "negative_prompt": negative_prompt, "seed": cfg.seed, "preset": preset, "edited_from": source,

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..bake import BakeConfig, bake_mesh
+from ..bake import BakeConfig
 from ..device import resolve_device
 from ..errors import ConfigError, InputError
 from ..mesh_ops import largest_components
@@ -119,7 +119,9 @@ def result_files(mesh: TexturedMesh, path: Path, extras: dict[str, Any]) -> list
 
 
 def finish_mesh(geo, color_fn, cfg_bake: BakeConfig, min_fraction: float, name: str) -> TexturedMesh:
-    """Extract the final surface (dropping small pieces), unwrap it and bake the colour field into a texture."""
+    """Extract the final surface (dropping small pieces), and bake it at the config's face budget and levels of
+    detail (:func:`~dreamsmith.core.levels.bake_levels`): unwrapped, the colour field baked into a texture, and a
+    normal map of the full surface on every level coarser than it."""
     with torch.no_grad():
         verts, faces = geo()
     v, f = largest_components(verts.detach(), faces, keep=1_000_000, min_fraction=min_fraction)
@@ -129,14 +131,21 @@ def finish_mesh(geo, color_fn, cfg_bake: BakeConfig, min_fraction: float, name: 
     def color_query(points: torch.Tensor) -> torch.Tensor:
         return color_fn(points).clamp(0, 1)
 
-    return bake_mesh(v, f, color_query, cfg_bake, name=name, device=verts.device)
+    from ..levels import bake_levels
+
+    return bake_levels(v, f, color_query, cfg_bake, name=name, device=verts.device)
 
 
 def read_input(mesh_path: str | os.PathLike, max_faces: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """A job's input mesh ``(verts, faces, uvs)``, checked before any work: faces present (at most ``max_faces``
     when > 0), finite positions, and a surface with area."""
     verts, faces, uvs, _ = read_mesh(mesh_path)
-    name = Path(mesh_path).name
+    check_mesh(verts, faces, Path(mesh_path).name, max_faces)
+    return verts, faces, uvs
+
+
+def check_mesh(verts: np.ndarray, faces: np.ndarray, name: str, max_faces: int = 0) -> None:
+    """The checks of an input mesh (see :func:`read_input`); ``name`` is what the errors call it."""
     if len(faces) == 0:
         raise InputError(f"{name} has no faces; give a mesh with polygons.")
     if max_faces and len(faces) > max_faces:
@@ -150,7 +159,6 @@ def read_input(mesh_path: str | os.PathLike, max_faces: int = 0) -> tuple[np.nda
     if not area > 1e-10 * size**2:  # a single point (size 0) fails too
         raise InputError(f"{name} has no surface area (all its faces are flat lines or points); give a mesh with "
                          "real faces.")
-    return verts, faces, uvs
 
 
 def write_outputs(mesh: TexturedMesh, out_path: Path, preview, extras: dict[str, Any],

@@ -27,6 +27,11 @@ class TexturedMesh:
         normals: ``[V, 3]`` float32 unit normals, or None to compute area-weighted vertex normals on export.
         texture: ``[H, W, 3]`` or ``[H, W, 4]`` uint8 image, row 0 = top.
         name: Object name (GLB node and mesh name, OBJ object name).
+        normal_map: Optional ``[H, W, 3]`` uint8 tangent-space normal map (:mod:`dreamsmith.core.normal_map`),
+            laid out by ``uvs``: the detail of a finer surface this mesh was made from.
+        tangents: ``[V, 4]`` float32 tangents and handedness of ``normal_map`` (MikkTSpace convention); with it.
+        lods: Coarser levels of detail of the same object (each a :class:`TexturedMesh`, no further ``lods``),
+            written beside this one as ``NAME_LOD1``, ``NAME_LOD2``, ...
     """
 
     verts: np.ndarray
@@ -35,6 +40,22 @@ class TexturedMesh:
     normals: np.ndarray | None
     texture: np.ndarray
     name: str = "dreamsmith"
+    normal_map: np.ndarray | None = None
+    tangents: np.ndarray | None = None
+    lods: tuple = ()
+
+    def levels(self) -> list[TexturedMesh]:
+        """This mesh and its coarser levels, finest first."""
+        return [self, *self.lods]
+
+    def moved(self, fn) -> TexturedMesh:
+        """A copy with ``fn`` (``verts [V, 3] -> verts [V, 3]``, a rigid or scaling map) applied to every level's
+        positions; normals and tangents are recomputed on export from the new positions (a tangent-space normal
+        map moves with its frames)."""
+        from dataclasses import replace
+
+        return replace(self, verts=np.asarray(fn(self.verts), np.float32), normals=None, tangents=None,
+                       lods=tuple(lod.moved(fn) for lod in self.lods))
 
 
 def check_arrays(verts: np.ndarray, faces: np.ndarray, without_faces: str) -> None:

@@ -62,15 +62,24 @@ def _json_extras(extras: dict | None) -> dict:
         raise InputError(f"GLB extras must be JSON-serialisable (strings, numbers, lists, dicts): {exc}") from exc
 
 
-def _glb_bytes(mesh: TexturedMesh, extras: dict | None) -> bytes:
-    verts, faces, uvs, normals, tex = checked(mesh)
-    node_extras = _json_extras(extras)
-    pos = to_gltf(verts)
-    nrm = to_gltf(normals)
-    png = _encode_png(tex)
+def _tangents(mesh: TexturedMesh, verts, faces, uvs, normals) -> np.ndarray:
+    """The mesh's tangents for its normal map: stored, else computed (MikkTSpace convention)."""
+    if mesh.tangents is not None:
+        return np.asarray(mesh.tangents, np.float32)
+    from ..normal_map import vertex_tangents
 
+    return vertex_tangents(verts, faces, uvs, normals)
+
+
+def _glb_bytes(mesh: TexturedMesh, extras: dict | None) -> bytes:
+    """One GLB with a node, mesh and material for ``mesh`` and each of its coarser levels (``NAME_LOD1``...), each
+    with its base-colour texture and, when it has one, its normal map (``normalTexture`` and ``TANGENT``)."""
+    node_extras = _json_extras(extras)
+    levels = mesh.levels()
     blob = bytearray()
     views: list[gl.BufferView] = []
+    accessors: list[gl.Accessor] = []
+    gltf_meshes, nodes, materials, textures, images = [], [], [], [], []
 
     def add_view(data: bytes, target: int | None) -> int:
         blob.extend(b"\0" * (-len(blob) % 4))
@@ -78,40 +87,48 @@ def _glb_bytes(mesh: TexturedMesh, extras: dict | None) -> bytes:
         blob.extend(data)
         return len(views) - 1
 
-    accessors = [
-        gl.Accessor(bufferView=add_view(pos.tobytes(), _ARRAY_BUFFER), componentType=_FLOAT, count=len(pos),
-                    type="VEC3", min=pos.min(0).tolist(), max=pos.max(0).tolist()),
-        gl.Accessor(bufferView=add_view(nrm.tobytes(), _ARRAY_BUFFER), componentType=_FLOAT, count=len(nrm),
-                    type="VEC3"),
-        gl.Accessor(bufferView=add_view(uvs.tobytes(), _ARRAY_BUFFER), componentType=_FLOAT, count=len(uvs),
-                    type="VEC2"),
-        gl.Accessor(bufferView=add_view(faces.reshape(-1).tobytes(), _ELEMENT_ARRAY_BUFFER), componentType=_UINT,
-                    count=faces.size, type="SCALAR"),
-    ]
-    image_view = add_view(png, None)
-    blob.extend(b"\0" * (-len(blob) % 4))
+    def add_accessor(array: np.ndarray, kind: str, target: int, bounds: bool = False) -> int:
+        component = _UINT if array.dtype == np.uint32 else _FLOAT
+        extra = {"min": array.min(0).tolist(), "max": array.max(0).tolist()} if bounds else {}
+        accessors.append(gl.Accessor(bufferView=add_view(array.tobytes(), target), componentType=component,
+                                     count=len(array) if kind != "SCALAR" else array.size, type=kind, **extra))
+        return len(accessors) - 1
 
-    has_alpha = tex.shape[2] == 4 and bool((tex[..., 3] < 255).any())
-    material = gl.Material(
-        name=f"{mesh.name}_material",
-        pbrMetallicRoughness=gl.PbrMetallicRoughness(baseColorTexture=gl.TextureInfo(index=0, texCoord=0),
-                                                     metallicFactor=0.0, roughnessFactor=0.8),
-        alphaMode="BLEND" if has_alpha else "OPAQUE",
-        doubleSided=False,
-    )
+    def add_image(image: np.ndarray, name: str) -> int:
+        images.append(gl.Image(name=name, bufferView=add_view(_encode_png(image), None), mimeType="image/png"))
+        textures.append(gl.Texture(name=name, sampler=0, source=len(images) - 1))
+        return len(textures) - 1
+
+    for level, lod in enumerate(levels):
+        name = mesh.name if level == 0 and len(levels) == 1 else f"{mesh.name}_LOD{level}"
+        verts, faces, uvs, normals, tex = checked(lod)
+        attributes = {"POSITION": add_accessor(to_gltf(verts), "VEC3", _ARRAY_BUFFER, bounds=True),
+                      "NORMAL": add_accessor(to_gltf(normals), "VEC3", _ARRAY_BUFFER),
+                      "TEXCOORD_0": add_accessor(np.ascontiguousarray(uvs, np.float32), "VEC2", _ARRAY_BUFFER)}
+        normal_info = None
+        if lod.normal_map is not None:
+            tan = _tangents(lod, verts, faces, uvs, normals)
+            attributes["TANGENT"] = add_accessor(np.concatenate([to_gltf(tan[:, :3]), tan[:, 3:]], 1), "VEC4",
+                                                 _ARRAY_BUFFER)
+            normal_info = gl.NormalMaterialTexture(index=add_image(lod.normal_map, f"{name}_normal"), texCoord=0)
+        indices = add_accessor(faces.reshape(-1), "SCALAR", _ELEMENT_ARRAY_BUFFER)
+        color = add_image(tex, f"{name}_basecolor")
+        has_alpha = tex.shape[2] == 4 and bool((tex[..., 3] < 255).any())
+        materials.append(gl.Material(
+            name=f"{name}_material",
+            pbrMetallicRoughness=gl.PbrMetallicRoughness(baseColorTexture=gl.TextureInfo(index=color, texCoord=0),
+                                                         metallicFactor=0.0, roughnessFactor=0.8),
+            normalTexture=normal_info, alphaMode="BLEND" if has_alpha else "OPAQUE", doubleSided=False))
+        gltf_meshes.append(gl.Mesh(name=name, primitives=[gl.Primitive(
+            attributes=gl.Attributes(**attributes), indices=indices, material=len(materials) - 1, mode=4)]))
+        nodes.append(gl.Node(name=name, mesh=len(gltf_meshes) - 1, extras=node_extras))
+    blob.extend(b"\0" * (-len(blob) % 4))
     gltf = gl.GLTF2(
         asset=gl.Asset(generator=f"Dreamsmith {_version()}", version="2.0"),
         scene=0,
-        scenes=[gl.Scene(name=mesh.name, nodes=[0])],
-        nodes=[gl.Node(name=mesh.name, mesh=0, extras=node_extras)],
-        meshes=[gl.Mesh(name=mesh.name, primitives=[gl.Primitive(
-            attributes=gl.Attributes(POSITION=0, NORMAL=1, TEXCOORD_0=2), indices=3, material=0, mode=4)])],
-        accessors=accessors,
-        bufferViews=views,
-        buffers=[gl.Buffer(byteLength=len(blob))],
-        materials=[material],
-        textures=[gl.Texture(name=f"{mesh.name}_basecolor", sampler=0, source=0)],
-        images=[gl.Image(name=f"{mesh.name}_basecolor", bufferView=image_view, mimeType="image/png")],
+        scenes=[gl.Scene(name=mesh.name, nodes=list(range(len(nodes))))],
+        nodes=nodes, meshes=gltf_meshes, accessors=accessors, bufferViews=views,
+        buffers=[gl.Buffer(byteLength=len(blob))], materials=materials, textures=textures, images=images,
         samplers=[gl.Sampler(magFilter=_LINEAR, minFilter=_LINEAR_MIPMAP_LINEAR, wrapS=_REPEAT, wrapT=_REPEAT)],
     )
     gltf.set_binary_blob(bytes(blob))
@@ -178,7 +195,7 @@ def write_obj(mesh: TexturedMesh, path: str | os.PathLike) -> tuple[Path, Path, 
     """
     files = obj_files(mesh, path)
     write_files(files)
-    return files[2][0], files[1][0], files[0][0]
+    return files[-1][0], files[-2][0], files[0][0]
 
 
 def obj_sidecars(path: str | os.PathLike) -> tuple[Path, Path]:
@@ -194,7 +211,11 @@ def obj_name(name: str) -> str:
 
 
 def obj_files(mesh: TexturedMesh, path: str | os.PathLike) -> list[FileWrite]:
-    """The files of :func:`write_obj` (PNG, MTL, OBJ), to write together with others."""
+    """The files of :func:`write_obj` (PNG, MTL, OBJ; with a normal map also ``NAME_normal.png``, as ``map_Bump``,
+    which Blender's importer wires into a Normal Map node), to write together with others."""
+    if mesh.lods:
+        raise InputError("Levels of detail are written to one GLB (an OBJ holds one mesh); write a .glb, or drop "
+                         "--lods.")
     obj_path = Path(path)
     mtl_path, png_path = obj_sidecars(obj_path)
     verts, faces, uvs, normals, tex = checked(mesh)
@@ -202,5 +223,11 @@ def obj_files(mesh: TexturedMesh, path: str | os.PathLike) -> list[FileWrite]:
     mtl_text = (f"# Dreamsmith {_version()}\nnewmtl material0\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nNs 10\nd 1\nillum 1\n"
                 f"map_Kd {png_path.name}\n")
     png = _encode_png(tex)
-    return [(png_path, lambda p: p.write_bytes(png)), (mtl_path, lambda p: p.write_text(mtl_text, encoding="utf-8")),
-            (obj_path, lambda p: p.write_text(obj_text, encoding="utf-8"))]
+    files = [(png_path, lambda p: p.write_bytes(png))]
+    if mesh.normal_map is not None:
+        normal_path = obj_path.with_name(f"{obj_path.stem}_normal.png")
+        normal_png = _encode_png(mesh.normal_map)
+        files.append((normal_path, lambda p: p.write_bytes(normal_png)))
+        mtl_text += f"map_Bump {normal_path.name}\n"
+    return files + [(mtl_path, lambda p: p.write_text(mtl_text, encoding="utf-8")),
+                    (obj_path, lambda p: p.write_text(obj_text, encoding="utf-8"))]

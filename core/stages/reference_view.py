@@ -290,8 +290,7 @@ def turned_to_front(mesh, azimuth: float):
     a = np.radians(-azimuth)
     rot = np.array([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]])
     normals = None if mesh.normals is None else (np.asarray(mesh.normals) @ rot.T).astype(np.float32)
-    return dataclasses.replace(mesh, verts=(np.asarray(mesh.verts, np.float64) @ rot.T).astype(np.float32),
-                               normals=normals)
+    return dataclasses.replace(mesh.moved(lambda v: np.asarray(v, np.float64) @ rot.T), normals=normals)
 
 
 def reference_scores(mesh, ref: ReferenceImage, cfg: ImageConfig, views: ViewSamplerConfig) -> dict[str, float]:

@@ -1,0 +1,117 @@
+"""Tangent-space normal maps: per-vertex tangents in the MikkTSpace convention, and the bake of a detailed surface's
+normals onto a coarser mesh's UV layout.
+
+Tangents (:func:`vertex_tangents`) follow MikkTSpace, the convention Blender and glTF viewers use when a file gives
+no tangents: each face corner's tangent is the direction of increasing ``u`` and its bitangent of increasing ``v``
+with ``v`` pointing up the image (glTF's ``1 - v``), both projected onto the plane of the vertex normal, weighted
+by the corner's angle, summed over the corners of each vertex (a UV seam already splits vertices), then made
+orthonormal to the normal. The fourth component is the handedness ``w``: the bitangent is ``w * cross(n, t)``.
+The GLB also stores them (``TANGENT``), so a viewer needs no guess.
+
+A normal map (:func:`bake_normal_map`) stores, for each texel of the coarse mesh, the detailed surface's normal at
+the nearest point of that surface, in the texel's tangent frame, as ``rgb = n * 0.5 + 0.5`` (OpenGL's +Y up, as
+glTF and Blender's Normal Map node read it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..kernels.raster import interpolate, rasterize
+from .bake import dilate
+from .errors import InputError
+from .metrics import closest_points_on_mesh
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.where(n < 1e-20, 1.0, n)
+
+
+def vertex_tangents(verts: np.ndarray, faces: np.ndarray, uvs: np.ndarray, normals: np.ndarray) -> np.ndarray:
+    """``[V, 4]`` unit tangents and handedness (see the module's doc) of a mesh with per-vertex ``uvs`` (glTF
+    convention) and unit ``normals``."""
+    v, f = np.asarray(verts, np.float64), np.asarray(faces, np.int64)
+    uv = np.asarray(uvs, np.float64) * [1.0, -1.0]  # v up the image
+    n = _unit(np.asarray(normals, np.float64))
+    p0, p1, p2 = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
+    t0, t1, t2 = uv[f[:, 0]], uv[f[:, 1]], uv[f[:, 2]]
+    e1, e2 = p1 - p0, p2 - p0
+    d1, d2 = t1 - t0, t2 - t0
+    det = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]
+    sign = np.where(det < 0, -1.0, 1.0)[:, None]
+    face_t = (e1 * d2[:, 1:2] - e2 * d1[:, 1:2]) * sign  # dP/du, scaled by |det| (only directions matter)
+    face_b = (e2 * d1[:, 0:1] - e1 * d2[:, 0:1]) * sign  # dP/dv
+    tan = np.zeros_like(v)
+    bit = np.zeros_like(v)
+    for k in range(3):
+        a, b, c = v[f[:, k]], v[f[:, (k + 1) % 3]], v[f[:, (k + 2) % 3]]
+        angle = np.arccos(np.clip((_unit(b - a) * _unit(c - a)).sum(1), -1.0, 1.0))[:, None]
+        nk = n[f[:, k]]
+        tk = _unit(face_t - nk * (face_t * nk).sum(1, keepdims=True))
+        bk = _unit(face_b - nk * (face_b * nk).sum(1, keepdims=True))
+        np.add.at(tan, f[:, k], angle * tk)
+        np.add.at(bit, f[:, k], angle * bk)
+    tan = tan - n * (tan * n).sum(1, keepdims=True)
+    fallback = np.where(np.abs(n[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])  # no UV gradient: any
+    flat = np.linalg.norm(tan, axis=1, keepdims=True) < 1e-12
+    tan = np.where(flat, fallback - n * (fallback * n).sum(1, keepdims=True), tan)
+    tan = _unit(tan)
+    w = np.where((np.cross(n, tan) * bit).sum(1) < 0, -1.0, 1.0)
+    return np.concatenate([tan, w[:, None]], axis=1).astype(np.float32)
+
+
+def uv_texels(uvs: np.ndarray, faces: np.ndarray, attributes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rasterise a mesh in UV space: the ``[H, W]`` mask of texels whose centre lies in a UV triangle and
+    ``attributes`` (``[V, C]``) interpolated at those texels (``[N, C]``, in row-major texel order)."""
+    uv = torch.from_numpy(np.asarray(uvs, np.float32))
+    tri = torch.from_numpy(np.asarray(faces, np.int64).astype(np.int32))
+    clip = torch.cat([uv * 2 - 1, torch.zeros_like(uv[:, :1]), torch.ones_like(uv[:, :1])], dim=-1)
+    with torch.no_grad():
+        rast = rasterize(clip[None], tri, (size, size))
+        covered = rast[0, ..., 3] > 0
+        values = interpolate(torch.from_numpy(np.asarray(attributes, np.float32)), rast, tri)[0][covered]
+    return covered.numpy(), values.numpy().astype(np.float64)
+
+
+def bake_normal_map(low_verts: np.ndarray, low_faces: np.ndarray, low_uvs: np.ndarray, low_normals: np.ndarray,
+                    tangents: np.ndarray, high_verts: np.ndarray, high_faces: np.ndarray, high_normals: np.ndarray,
+                    size: int, padding: int | None = 8) -> np.ndarray:
+    """The tangent-space normal map ``[size, size, 3]`` uint8 of the surface ``high`` on the coarse mesh ``low``
+    (laid out by ``low_uvs``, its frames from ``low_normals`` and ``tangents`` of :func:`vertex_tangents`).
+
+    Raises:
+        InputError: The coarse mesh's UVs cover no texel.
+    """
+    attrs = np.concatenate([low_verts, low_normals, tangents], axis=1)  # [V, 10]
+    covered, at = uv_texels(low_uvs, low_faces, attrs, size)
+    if not covered.any():
+        raise InputError("The mesh's UVs cover no texel centre; check the UVs or raise the texture size.")
+    p, n, t, w = at[:, :3], _unit(at[:, 3:6]), at[:, 6:9], np.where(at[:, 9] < 0, -1.0, 1.0)
+    t = _unit(t - n * (t * n).sum(1, keepdims=True))
+    b = w[:, None] * np.cross(n, t)
+    _, tri, bary = closest_points_on_mesh(p, high_verts, high_faces)
+    hn = np.asarray(high_normals, np.float64)[np.asarray(high_faces, np.int64)[tri]]
+    target = _unit((bary[:, :, None] * hn).sum(1))
+    local = np.stack([(target * t).sum(1), (target * b).sum(1), (target * n).sum(1)], axis=1)
+    local[:, 2] = np.maximum(local[:, 2], 0.0)  # a detail normal never faces into the coarse surface
+    local = _unit(local)
+    image = np.zeros((size, size, 3), np.float64)
+    image[..., 2] = 1.0
+    image[covered] = local
+    image = dilate(image, covered, padding)
+    return np.round((image * 0.5 + 0.5) * 255.0).clip(0, 255).astype(np.uint8)
+
+
+def decode_normal_map(texels: np.ndarray, normals: np.ndarray, tangents: np.ndarray) -> np.ndarray:
+    """World-space unit normals ``[N, 3]`` from normal-map texels ``[N, 3]`` (uint8 or 0-1 floats) and the frames
+    (``normals [N, 3]``, ``tangents [N, 4]``) they were baked in: what a renderer does."""
+    x = np.asarray(texels, np.float64)
+    x = x / 255.0 if np.asarray(texels).dtype == np.uint8 else x
+    local = x * 2.0 - 1.0
+    n = _unit(np.asarray(normals, np.float64))
+    t = np.asarray(tangents, np.float64)
+    tt = _unit(t[:, :3] - n * (t[:, :3] * n).sum(1, keepdims=True))
+    b = np.where(t[:, 3:] < 0, -1.0, 1.0) * np.cross(n, tt)
+    return _unit(local[:, :1] * tt + local[:, 1:2] * b + local[:, 2:] * n)
