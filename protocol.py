@@ -156,6 +156,7 @@ DEPENDENCIES = (
     ("huggingface_hub", "huggingface_hub>=0.20"),
     ("ninja", "ninja>=1.11"),
     ("filelock", "filelock>=3.12"),
+    ("fast_simplification", "fast-simplification>=0.1.7"),
 )
 
 #: The job's stages as people read them (the worker's progress messages name them by id).
