@@ -84,14 +84,28 @@ def bake_normal_map(low_verts: np.ndarray, low_faces: np.ndarray, low_uvs: np.nd
     Raises:
         InputError: The coarse mesh's UVs cover no texel.
     """
-    attrs = np.concatenate([low_verts, low_normals, tangents], axis=1)  # [V, 10]
-    covered, at = uv_texels(low_uvs, low_faces, attrs, size)
+    covered, at = frame_texels(low_verts, low_faces, low_uvs, low_normals, tangents, size)
+    _, tri, bary = closest_points_on_mesh(at[:, :3], high_verts, high_faces, candidates=8)
+    return normal_map_of(covered, at, tri, bary, high_faces, high_normals, padding)
+
+
+def frame_texels(verts, faces, uvs, normals, tangents, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The covered texels ``[size, size]`` of a mesh's UV layout and, at each, ``[N, 10]``: position, normal and
+    tangent with handedness (what :func:`normal_map_of` reads)."""
+    covered, at = uv_texels(uvs, faces, np.concatenate([verts, normals, tangents], axis=1), size)
     if not covered.any():
         raise InputError("The mesh's UVs cover no texel centre; check the UVs or raise the texture size.")
-    p, n, t, w = at[:, :3], _unit(at[:, 3:6]), at[:, 6:9], np.where(at[:, 9] < 0, -1.0, 1.0)
+    return covered, at
+
+
+def normal_map_of(covered: np.ndarray, at: np.ndarray, tri: np.ndarray, bary: np.ndarray, high_faces: np.ndarray,
+                  high_normals: np.ndarray, padding: int | None = 8) -> np.ndarray:
+    """The normal map of :func:`bake_normal_map` from the texels ``(covered, at)`` of :func:`frame_texels` and their
+    nearest points ``(tri, bary)`` on the detailed surface."""
+    size = covered.shape[0]
+    n, t, w = _unit(at[:, 3:6]), at[:, 6:9], np.where(at[:, 9] < 0, -1.0, 1.0)
     t = _unit(t - n * (t * n).sum(1, keepdims=True))
     b = w[:, None] * np.cross(n, t)
-    _, tri, bary = closest_points_on_mesh(p, high_verts, high_faces)
     hn = np.asarray(high_normals, np.float64)[np.asarray(high_faces, np.int64)[tri]]
     target = _unit((bary[:, :, None] * hn).sum(1))
     local = np.stack([(target * t).sum(1), (target * b).sum(1), (target * n).sum(1)], axis=1)

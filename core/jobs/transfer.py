@@ -21,7 +21,7 @@ from ..errors import InputError
 from ..events import CancelToken, ProgressCallback, StageReporter
 from ..meshio import TexturedMesh, read_mesh, vertex_normals
 from ..metrics import closest_points_on_mesh
-from ..normal_map import bake_normal_map, uv_texels, vertex_tangents
+from ..normal_map import frame_texels, normal_map_of, vertex_tangents
 from ..presets import TRANSFER_PRESETS, config_maker
 from .io import check_mesh, check_output_path, read_input, write_outputs
 
@@ -70,21 +70,17 @@ def transfer_maps(source: tuple, verts: np.ndarray, faces: np.ndarray, uvs: np.n
     """The target ``(verts, faces, uvs)`` with the source's colour and, when ``cfg.normal_map``, its normals."""
     src_v, src_f, src_uv, src_tex = source
     normals = vertex_normals(verts, faces)
-    covered, points = uv_texels(uvs, faces, verts, cfg.texture_size)
-    if not covered.any():
-        raise InputError("The target's UVs cover no texel centre; raise the texture size or unwrap it anew.")
-    _, tri, bary = closest_points_on_mesh(points, src_v, src_f)
-    at = (bary[:, :, None] * np.asarray(src_uv, np.float64)[np.asarray(src_f)[tri]]).sum(1)
+    tangents = vertex_tangents(verts, faces, uvs, normals)
+    covered, at = frame_texels(verts, faces, uvs, normals, tangents, cfg.texture_size)  # one nearest-point search
+    _, tri, bary = closest_points_on_mesh(at[:, :3], src_v, src_f, candidates=8)  # colour and normals both
+    at_uv = (bary[:, :, None] * np.asarray(src_uv, np.float64)[np.asarray(src_f)[tri]]).sum(1)
     image = np.zeros((cfg.texture_size, cfg.texture_size, 3), np.float32)
-    image[covered] = sample_texture(src_tex[..., :3], at)
+    image[covered] = sample_texture(src_tex[..., :3], at_uv)
     texture = np.round(dilate(image, covered, cfg.padding) * 255.0).clip(0, 255).astype(np.uint8)
-    mesh = TexturedMesh(verts, faces, uvs, normals, texture, name)
-    if cfg.normal_map:
-        tangents = vertex_tangents(verts, faces, uvs, normals)
-        normal_map = bake_normal_map(verts, faces, uvs, normals, tangents, src_v, src_f,
-                                     vertex_normals(src_v, src_f), cfg.texture_size, cfg.padding)
-        mesh = TexturedMesh(verts, faces, uvs, normals, texture, name, normal_map=normal_map, tangents=tangents)
-    return mesh
+    if not cfg.normal_map:
+        return TexturedMesh(verts, faces, uvs, normals, texture, name)
+    normal_map = normal_map_of(covered, at, tri, bary, src_f, vertex_normals(src_v, src_f), cfg.padding)
+    return TexturedMesh(verts, faces, uvs, normals, texture, name, normal_map=normal_map, tangents=tangents)
 
 
 def run_transfer(mesh: str | os.PathLike, target: str | os.PathLike, out: str | os.PathLike, cfg: TransferConfig,
