@@ -49,6 +49,8 @@ class Estimate:
         device: The device kind it was estimated for (``cpu``, ``cuda`` or ``mps``).
         stages: Seconds per stage.
         basis: How the figures were had (measured device, or a projection).
+        sizes_known: Every prior's size was known (a prior that is not on this computer yet is a guess: a job is
+            never refused on a guess; its loading says what is wrong, or downloads it).
     """
 
     seconds: float
@@ -56,6 +58,7 @@ class Estimate:
     device: str
     stages: dict[str, float]
     basis: str
+    sizes_known: bool = True
 
     def text(self) -> str:
         """One line for people: "about 4 min and 6.1 GB on CUDA"."""
@@ -78,23 +81,32 @@ def duration_text(seconds: float) -> str:
     return f"{seconds / 86400:.0f} days"
 
 
-def prior_billions(model: str) -> float:
+def prior_billions(model: str) -> float | None:
     """Parameters (billions) of a prior: the model list's figure, else its UNet weights' size on disk (a local
-    folder), else a real-size model (an unknown Hub id)."""
+    folder, or the Hub cache's copy of a Hub id); None when it is nowhere on this computer."""
     info = model_info(model or DEMO_MODEL)
     if info is not None:
         return info.parameters_b
-    unet = Path(model).expanduser() / "unet"
-    files = list(unet.glob("*.safetensors")) if unet.is_dir() else []
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        try:
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(model, local_files_only=True))
+        except Exception:  # not cached, not a valid id: its size is not known here
+            return None
+    files = list((folder / "unet").glob("*.safetensors"))
     if not files:
-        return 1.0
+        return None
     return sum(f.stat().st_size / (2 if ".fp16." in f.name else 4) for f in files) / 1e9
 
 
-def _scale(models: list[str]) -> tuple[str, float]:
-    """("toy" | "real", GiB of the largest prior's weights as loaded: fp16)."""
-    billions = max((prior_billions(m) for m in models), default=0.0)
-    return ("real" if billions >= REAL_SIZE_B else "toy"), billions * 2.0
+def _scale(models: list[str]) -> tuple[str, float, bool]:
+    """("toy" | "real", GiB of the largest prior's weights as loaded (fp16), whether every size was known); an
+    unknown prior counts as real-size."""
+    sizes = [prior_billions(m) for m in models]
+    billions = max((1.0 if b is None else b for b in sizes), default=0.0)
+    return ("real" if billions >= REAL_SIZE_B else "toy"), billions * 2.0, None not in sizes
 
 
 def _stage_steps(command: str, cfg: Any) -> dict[str, tuple[int, int]]:
@@ -128,7 +140,7 @@ def job_models(command: str, cfg: Any) -> list[str]:
 def estimate_job(command: str, cfg: Any, device_kind: str) -> Estimate:
     """The cost of a job of ``command`` with config ``cfg`` on a device of kind ``device_kind``."""
     kind = device_kind if device_kind in ("cpu", "cuda") else "cuda"
-    scale, weights_gib = _scale(job_models(command, cfg))
+    scale, weights_gib, known = _scale(job_models(command, cfg))
     unit = UNIT_SECONDS[(kind, scale)]
     slow = 4.0 if device_kind == "mps" else 1.0
     stages: dict[str, float] = {"load": LOAD_SECONDS[scale] if job_models(command, cfg) else 1.0}
@@ -142,7 +154,9 @@ def estimate_job(command: str, cfg: Any, device_kind: str) -> Estimate:
     basis = measured.get(device_kind, "projected from an H200 (MPS not measured)")
     if scale == "real":
         basis += "; the per-view cost of 4-view steps, so a projection for other view counts"
-    return Estimate(sum(stages.values()), peak, device_kind, stages, basis)
+    if not known:
+        basis += "; a prior not on this computer, taken as Stable-Diffusion-sized"
+    return Estimate(sum(stages.values()), peak, device_kind, stages, basis, known)
 
 
 def free_gib(device) -> float | None:
@@ -158,7 +172,7 @@ def free_gib(device) -> float | None:
 def check_fits(estimate: Estimate, free: float | None, preset: str, force: bool = False) -> None:
     """Refuse (:class:`ResourceError`) a job that cannot fit: more memory than the device has free, or longer than
     :data:`MAX_HOURS`; with ``force`` it runs anyway. The message gives the estimate and what to choose instead."""
-    if force:
+    if force or not estimate.sizes_known:
         return
     if free is not None and estimate.peak_gib > free:
         raise ResourceError(f"This job needs {estimate.text()} but the GPU has {free:.1f} GB free. Close other "
