@@ -11,7 +11,7 @@ import pygltflib as gl
 import pytest
 
 from dreamsmith.core.errors import InputError
-from dreamsmith.core.meshio import TexturedMesh, read_mesh, write_glb, write_obj
+from dreamsmith.core.meshio import TexturedMesh, read_mesh, vertex_normals, write_glb, write_obj
 from dreamsmith.core.meshio import mesh as meshio_mesh
 from dreamsmith.core.meshio import write as meshio_write
 
@@ -61,14 +61,23 @@ def test_glb_round_trip_restores_positions_uvs_and_texture(tmp_path):
 def test_glb_passes_khronos_validator(tmp_path, gltf_validate):
     mesh = _box()
     rgba = np.dstack([mesh.texture, np.full(mesh.texture.shape[:2], 128, np.uint8)])
+    from dreamsmith.core.normal_map import vertex_tangents
+
+    normals = vertex_normals(mesh.verts, mesh.faces)
+    detailed = TexturedMesh(mesh.verts, mesh.faces, mesh.uvs, normals, mesh.texture, "lod",
+                            normal_map=np.full((8, 8, 3), (128, 128, 255), np.uint8),
+                            tangents=vertex_tangents(mesh.verts, mesh.faces, mesh.uvs, normals))
+    detailed.lods = (TexturedMesh(mesh.verts, mesh.faces, mesh.uvs, None, mesh.texture, "lod1",
+                                  normal_map=detailed.normal_map),)
     paths = [write_glb(mesh, tmp_path / "rgb.glb", extras={"prompt": "x"}),
-             write_glb(TexturedMesh(mesh.verts, mesh.faces, mesh.uvs, None, rgba, "rgba"), tmp_path / "rgba.glb")]
+             write_glb(TexturedMesh(mesh.verts, mesh.faces, mesh.uvs, None, rgba, "rgba"), tmp_path / "rgba.glb"),
+             write_glb(detailed, tmp_path / "normal_map_and_lods.glb")]  # normalTexture, TANGENT, two meshes
     for path in paths:
         report = gltf_validate(path)
         issues = report["issues"]
         assert issues["numErrors"] == 0, issues["messages"]
         assert issues["numWarnings"] == 0, issues["messages"]
-        assert report["info"]["hasTextures"] and report["info"]["totalTriangleCount"] == 12
+        assert report["info"]["hasTextures"] and report["info"]["totalTriangleCount"] in (12, 24)
 
 
 def test_obj_writes_relative_material_and_round_trips(tmp_path):

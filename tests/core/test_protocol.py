@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import ast
 import sys
-from pathlib import Path
-
 import tomllib
+from pathlib import Path
 
 from dreamsmith import protocol
 
