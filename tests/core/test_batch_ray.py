@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 
 import pytest
 
@@ -41,9 +40,9 @@ def test_mixed_batch_on_ray_survives_a_bad_job_and_a_killed_worker_and_resumes(c
 
     def on_start(batch_job, pid):
         starts.append((batch_job.index, pid))
-        if batch_job.index == 0 and not killed:  # kill the first worker mid-job (SIGKILL: no goodbye)
+        if batch_job.index == 0 and not killed:  # kill the first worker as its job starts (SIGKILL: no goodbye)
             killed.append(pid)
-            threading.Timer(2.0, os.kill, (pid, signal.SIGKILL)).start()
+            os.kill(pid, signal.SIGKILL)
 
     out = tmp_path / "out"
     counts = run_batch(jobs_file, out, cluster="local", cpus_per_job=1, retries=2, show=False, on_start=on_start)

@@ -132,14 +132,16 @@ def test_download_refusals_write_nothing(tmp_path):
 
 class FakeHub(ThreadingHTTPServer):
     """Serves one repository's files; ``slow`` seconds between 1 MiB chunks of weights (huggingface_hub reports
-    progress every 10 MiB); a fixed token."""
+    progress every 10 MiB); with ``pause_after``, a weights file stops after that many bytes until ``gate`` is set
+    (a download caught mid-file, whatever the machine's speed); a fixed token."""
 
     daemon_threads = True
 
-    def __init__(self, files: dict[str, bytes], gated: bool = False, slow: float = 0.0) -> None:
+    def __init__(self, files: dict[str, bytes], gated: bool = False, slow: float = 0.0, pause_after: int = 0) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
         self.files, self.gated, self.slow, self.token = files, gated, slow, "hf_TestTokenNeverPrinted123"
         self.fetched: list[str] = []
+        self.pause_after, self.gate, self.paused = pause_after, threading.Event(), threading.Event()
 
     @property
     def url(self) -> str:
@@ -173,6 +175,9 @@ class Handler(BaseHTTPRequestHandler):
         if body:
             hub.fetched.append(name)
             for i in range(0, len(data), 1 << 20):
+                if hub.pause_after and i >= hub.pause_after and name.endswith(".safetensors"):
+                    hub.paused.set()  # what the test waits for: the download is half-way through the weights
+                    hub.gate.wait(timeout=120)
                 self.wfile.write(data[i:i + (1 << 20)])
                 self.wfile.flush()
                 time.sleep(hub.slow if name.endswith(".safetensors") else 0)
@@ -245,22 +250,20 @@ def test_download_fetches_only_safetensors_with_progress(tmp_path, fake_hub):
 
 
 def test_cancelled_download_is_not_a_model_on_disk(tmp_path, fake_hub):
-    hub = fake_hub(files=hub_files(24 << 20), slow=0.1)  # about 2.4 s for the weights
+    hub = fake_hub(files=hub_files(24 << 20), pause_after=12 << 20)  # the weights stop half-way until cancelled
     cache = tmp_path / "hub"
     proc = subprocess.Popen([sys.executable, "-m", "dreamsmith", "models", "download", "tester/tiny", "--cache-dir",
                              str(cache)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env_for(tmp_path, HF_ENDPOINT=hub.url))
     try:
-        for line in proc.stdout:
-            msg = json.loads(line)
-            if msg["type"] == "progress" and msg["done_bytes"] > 5_000_000:  # within the weights
-                assert msg["file"] == "unet/diffusion_pytorch_model.safetensors" and msg["done_bytes"] < (20 << 20)
-                break
-        else:
-            pytest.fail("no progress before the end: " + proc.stderr.read())
+        assert hub.paused.wait(timeout=120), "the download never reached the weights: " + proc.stderr.read()
+        assert proc.poll() is None  # still running, half-way through the weights
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        out, _ = proc.communicate(timeout=30)
+        hub.gate.set()
+    progress = [m for m in map(json.loads, out.splitlines()) if m["type"] == "progress"]
+    assert progress and all(m["done_bytes"] < (24 << 20) for m in progress)  # it said how far it got, not done
     rows = listing(tmp_path, cache)
     assert "tester/tiny" not in rows  # not listed as a model
     assert not list(cache.glob("models--tester--tiny/snapshots/*/model_index.json"))
