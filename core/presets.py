@@ -74,7 +74,7 @@ def _priors(preset: str, *keys: str) -> dict[str, Any]:
 # Text to 3D. draft runs on a CPU (made for the demo prior: one pixel prior for both stages, 32-64 px renders);
 # standard and high are Magic3D's two stages for one GPU, by default with Stable Diffusion in both (threestudio's
 # SD-only recipe: 64 px coarse renders upsampled into the VAE, guidance 100; with IF as the coarse prior, 20 suits).
-# The light the toy prior was trained with (scripts/toy_prior_data.py LIGHT): (0, 0) is a headlight; an
+# The light the toy prior was trained with (eval/toy_prior_data.py LIGHT): (0, 0) is a headlight; an
 # offset fixes a directional light to the camera. The draft presets render their lit SDS views with it.
 TOY_PRIOR_LIGHT = (0.0, 0.0)
 # The GPU presets follow threestudio's magic3d-coarse-sd and magic3d-refine-sd; docs/recipe.md has every setting

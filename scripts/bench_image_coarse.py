@@ -16,20 +16,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from sweep_image_to_3d import TOY, render_picture, write_picture  # noqa: E402
-from toy_prior_data import SHAPES  # noqa: E402
-
-from dreamsmith.core.jobs import generate  # noqa: E402
-from dreamsmith.core.render.volume import VolumeConfig  # noqa: E402
+from dreamsmith.core.jobs import generate
+from dreamsmith.core.render.volume import VolumeConfig
+from dreamsmith.eval.pictures import TOY, render_picture, write_picture
+from dreamsmith.eval.toy_prior_data import SHAPES
 
 
 class _Stop(Exception):

@@ -3,7 +3,7 @@
     python scripts/bench_presets.py --preset fast|standard|high --device cpu|cuda --steps N [--pairing if+sd|sd|both]
                                     [--compare before]
 
-The priors are the public architectures (``scripts/random_priors.py``, ``full``): Stable Diffusion 2.1-base
+The priors are the public architectures (``dreamsmith.eval.random_priors``, ``full``): Stable Diffusion 2.1-base
 (UNet, x8 VAE) and DeepFloyd IF-I-XL stage I. Text embeddings have the real encoders' shapes (T5-XXL: 77 x 4096,
 OpenCLIP ViT-H: 77 x 1024) but are random: the engine embeds once and releases the text encoder before any stage,
 so the 4.7B-parameter T5 need not be built. Speed and memory do not depend on the weights.
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from dreamsmith.scripts.random_priors import (
+from dreamsmith.eval.random_priors import (
     IF_SCHEDULER,
     SD_SCHEDULER,
     build_tokenizer,

@@ -22,15 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from synth_objects import ground_truth_mesh, write_dataset  # noqa: E402
-
-from dreamsmith.core.datasets import load_posed_images  # noqa: E402
-from dreamsmith.core.jobs.reconstruct import reconstruct_config, run_reconstruct  # noqa: E402
-from dreamsmith.core.meshio import TexturedMesh, read_mesh  # noqa: E402
-from dreamsmith.core.metrics import chamfer_meshes, psnr  # noqa: E402
-from dreamsmith.core.render.mesh import render_textured  # noqa: E402
+from dreamsmith.core.datasets import load_posed_images
+from dreamsmith.core.jobs.reconstruct import reconstruct_config, run_reconstruct
+from dreamsmith.core.meshio import TexturedMesh, read_mesh
+from dreamsmith.core.metrics import chamfer_meshes, psnr
+from dreamsmith.core.render.mesh import render_textured
+from dreamsmith.eval.synth_objects import ground_truth_mesh, write_dataset
 
 
 def log_progress(ev) -> None:

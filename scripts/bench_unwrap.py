@@ -9,16 +9,12 @@ result's size). Prints seconds, chart count and atlas utilisation for each varia
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import xatlas
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from synth_objects import ground_truth_mesh  # noqa: E402
+from dreamsmith.eval.synth_objects import ground_truth_mesh
 
 VARIANTS = {"bake's options": {}, "no chart rotation": {"rotate_charts": False}, "block-aligned packing":
             {"blockAlign": True}, "charts at most 5 % of the area": {"max_chart_area": 0.05}}

@@ -22,7 +22,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -31,10 +30,8 @@ import torch
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from toy_prior_data import COLOURS, SHAPES, prompt, render_shape  # noqa: E402
-
-from dreamsmith.core.guidance.camera import unet_camera_inputs  # noqa: E402
+from dreamsmith.core.guidance.camera import unet_camera_inputs
+from dreamsmith.eval.toy_prior_data import COLOURS, SHAPES, prompt, render_shape
 
 FG_THRESHOLD = 0.35  # a pixel is foreground when some channel is this far below white
 MIN_IOU = 0.7  # a silhouette counts as a shape only when it overlaps some clean render this well

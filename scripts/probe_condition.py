@@ -26,19 +26,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from sweep_image_to_3d import render_picture, sweep_pictures, write_picture  # noqa: E402
-from sweep_toy_prior import TOY  # noqa: E402
-from toy_prior_data import SHAPES  # noqa: E402
-
-from dreamsmith.core.guidance.camera import camera_features  # noqa: E402
-from dreamsmith.core.guidance.inversion import estimate_azimuth, invert_picture  # noqa: E402
-from dreamsmith.core.guidance.sds import SDSGuidance  # noqa: E402
-from dreamsmith.core.image_input import load_reference  # noqa: E402
-from dreamsmith.core.jobs.generate import generate_config  # noqa: E402
-from dreamsmith.core.models import load_prior  # noqa: E402
-from dreamsmith.core.prompts import PromptProcessor  # noqa: E402
+from dreamsmith.core.guidance.camera import camera_features
+from dreamsmith.core.guidance.inversion import estimate_azimuth, invert_picture
+from dreamsmith.core.guidance.sds import SDSGuidance
+from dreamsmith.core.image_input import load_reference
+from dreamsmith.core.jobs.generate import generate_config
+from dreamsmith.core.models import load_prior
+from dreamsmith.core.prompts import PromptProcessor
+from dreamsmith.eval.pictures import render_picture, sweep_pictures, write_picture
+from dreamsmith.eval.shapes import TOY
+from dreamsmith.eval.toy_prior_data import SHAPES
 
 BANDS = ((20, 300), (300, 600), (600, 980))  # timesteps (of the scheduler's 1000)
 TURNS = (90.0, 180.0, 270.0)

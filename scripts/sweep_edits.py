@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,27 +20,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from sweep_toy_prior import TOY, dominant_colour, reference_primitives, shape_distance, shape_distances  # noqa: E402
-from synth_objects import ground_truth_mesh  # noqa: E402
-from toy_prior_data import COLOURS, SHAPES, shape_object  # noqa: E402
-
-from dreamsmith.core.bake import unwrap  # noqa: E402
-from dreamsmith.core.jobs.edit import edit_config, run_edit  # noqa: E402
-from dreamsmith.core.meshio import TexturedMesh, read_mesh, write_glb  # noqa: E402
+from dreamsmith.core.jobs.edit import edit_config, run_edit
+from dreamsmith.core.meshio import TexturedMesh, read_mesh, write_glb
+from dreamsmith.eval.shapes import (
+    TOY,
+    dominant_colour,
+    reference_primitives,
+    shape_distance,
+    shape_distances,
+    source_mesh,
+)
+from dreamsmith.eval.toy_prior_data import SHAPES
 
 EDITS = ["sphere:a blue cube", "sphere:a green cone", "cube:a red sphere", "cone:a yellow cube"]
-
-
-def source_mesh(shape: str, colour: str = "red") -> TexturedMesh:
-    """The primitive at scale 3 and offset (5, -2, 1), unwrapped, in one flat colour."""
-    v, f = ground_truth_mesh(shape_object(shape), resolution=40)[:2]
-    v = (v * 3.0 + np.array([5.0, -2.0, 1.0])).astype(np.float32)
-    v2, f2, uv, _ = unwrap(v, f)
-    tex = np.empty((64, 64, 3), np.uint8)
-    tex[...] = np.round(np.asarray(COLOURS[colour]) * 255)
-    return TexturedMesh(v2, f2, uv, None, tex)
 
 
 def main() -> int:

@@ -34,17 +34,14 @@ import json
 import math
 import re
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from toy_prior_data import COLOURS, SHAPES, VIEWS, VOCAB, build_dataset, prompt  # noqa: E402
-
-from dreamsmith.core.guidance.camera import CAMERA_FEATURES, camera_features, mirrored_azimuth  # noqa: E402
+from dreamsmith.core.guidance.camera import CAMERA_FEATURES, camera_features, mirrored_azimuth
+from dreamsmith.eval.toy_prior_data import COLOURS, SHAPES, VIEWS, VOCAB, build_dataset, prompt
 
 MAX_LENGTH = 8
 HIDDEN = 64
@@ -147,7 +144,7 @@ A tiny text-conditioned **pixel-space** diffusion model for offline tests and CP
 It is not a general model: it draws only the 16 objects below, at {size}x{size}, on a white background.
 
 - Trained by `scripts/train_toy_prior.py` (Dreamsmith) on the CPU, batch {batch}, Adam, EMA weights (decay {ema}):
-  {history}. Training data (`scripts/toy_prior_data.py`): {n_images} ray-marched
+  {history}. Training data (`dreamsmith/eval/toy_prior_data.py`): {n_images} ray-marched
   renders of each object from the engine's SDS camera model (distance 2.0, 40-degree field of view, elevation -10..60
   degrees plus a few overhead views, random azimuth), ambient 0.35 + Lambertian 0.65 shading
   with the light at the camera, white background.

@@ -15,7 +15,7 @@ from test_operators import COMMON, _run
 from dreamsmith.core.bake import BakeConfig
 from dreamsmith.core.levels import bake_levels
 from dreamsmith.core.meshio import read_mesh, write_glb
-from dreamsmith.scripts.synth_objects import ground_truth_mesh
+from dreamsmith.eval.synth_objects import ground_truth_mesh
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("bpy") is None, reason="bpy is not installed")
 

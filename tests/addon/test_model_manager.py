@@ -8,14 +8,10 @@ page draws one row per model."""
 from __future__ import annotations
 
 import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
+from test_model_store import SD, diffusers_files, fake_hub, fake_repo, hub_files  # noqa: F401 (a fixture)
 from test_operators import COMMON, _run
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
-from test_model_store import SD, diffusers_files, fake_hub, fake_repo, hub_files  # noqa: E402, F401 (a fixture)
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("bpy") is None, reason="bpy is not installed")
 

@@ -25,7 +25,7 @@ def write_inputs(root: Path) -> dict[str, Path]:
     """A mesh (a UV-unwrapped box-and-ball, off-centre), a picture of a yellow disc (alpha) and one of nothing."""
     from dreamsmith.core.bake import unwrap
     from dreamsmith.core.meshio import TexturedMesh, write_glb
-    from dreamsmith.scripts.synth_objects import ground_truth_mesh
+    from dreamsmith.eval.synth_objects import ground_truth_mesh
 
     root.mkdir(parents=True, exist_ok=True)
     v, f = ground_truth_mesh("box_ball", resolution=20)[:2]

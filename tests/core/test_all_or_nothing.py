@@ -50,7 +50,7 @@ def spy(monkeypatch):
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     from dreamsmith.core.bake import unwrap
-    from dreamsmith.scripts.synth_objects import ground_truth_mesh, write_dataset
+    from dreamsmith.eval.synth_objects import ground_truth_mesh, write_dataset
 
     root = tmp_path_factory.mktemp("inputs")
     v, f = ground_truth_mesh("box_ball", resolution=20)[:2]

@@ -15,7 +15,7 @@ from dreamsmith.core.config import to_dict
 from dreamsmith.core.errors import InputError, ModelError
 from dreamsmith.core.events import StageReporter
 from dreamsmith.core.models import PriorConfig, load_prior
-from dreamsmith.scripts.random_priors import unet_config, write_prior
+from dreamsmith.eval.random_priors import unet_config, write_prior
 
 RED = torch.tensor([0.9, 0.1, 0.1])
 

@@ -9,7 +9,7 @@ from PIL import Image
 from dreamsmith.core.cameras import orbit_cameras
 from dreamsmith.core.datasets import available_splits, load_posed_images
 from dreamsmith.core.errors import InputError
-from dreamsmith.scripts.synth_objects import (
+from dreamsmith.eval.synth_objects import (
     ground_truth_mesh,
     main,
     render,

@@ -126,7 +126,7 @@ def machine() -> str:
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     from dreamsmith.core.bake import unwrap
-    from dreamsmith.scripts.synth_objects import ground_truth_mesh, write_dataset
+    from dreamsmith.eval.synth_objects import ground_truth_mesh, write_dataset
 
     root = tmp_path_factory.mktemp("golden")
     v, f = ground_truth_mesh("box_ball", resolution=24)[:2]
@@ -177,7 +177,7 @@ def test_draft_results_are_unchanged(inputs, command):
 def _box(n: int = 12) -> tuple:
     """A textured unit box: verts, faces, uvs (one triangle's corners per face) and a two-colour texture."""
     from dreamsmith.core.bake import unwrap
-    from dreamsmith.scripts.synth_objects import ground_truth_mesh
+    from dreamsmith.eval.synth_objects import ground_truth_mesh
 
     v, f = ground_truth_mesh("box_ball", resolution=n)[:2]
     v2, f2, uv, _ = unwrap(v.astype(np.float32), f)

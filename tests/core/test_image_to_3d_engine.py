@@ -23,7 +23,7 @@ from dreamsmith.core.image_input import load_reference
 from dreamsmith.core.models import PriorConfig, load_prior
 from dreamsmith.core.prompts import PromptProcessor
 from dreamsmith.core.stages.reference_view import ImageConfig, reference_camera
-from dreamsmith.scripts.sweep_image_to_3d import render_picture, write_picture
+from dreamsmith.eval.pictures import render_picture, write_picture
 
 
 def _bad_pictures(folder: Path) -> dict[str, Path]:
@@ -516,7 +516,7 @@ def test_caption_search_runs_on_priors_shaped_like_the_real_ones(tmp_path, kind)
     far more captions than ``exhaustive``: the slots are searched in turn and the answer is a caption of the
     template's words (random weights: which one is not the point)."""
     from dreamsmith.core.guidance.caption import CaptionConfig, caption_candidates, find_caption, word_lists
-    from dreamsmith.scripts.random_priors import write_prior
+    from dreamsmith.eval.random_priors import write_prior
 
     prior = load_prior(PriorConfig(model=str(write_prior(kind, tmp_path / kind, "tiny"))), torch.device("cpu"))
     guidance = SDSGuidance(prior, PromptProcessor(prior, "", "", allow_empty=True), SDSConfig(guidance_scale=20.0))

@@ -11,7 +11,8 @@ import pytest
 
 from dreamsmith.core.cli import main
 from dreamsmith.core.meshio import read_mesh
-from dreamsmith.scripts.sweep_image_to_3d import judge, primitives, render_picture, write_picture
+from dreamsmith.eval.pictures import render_picture, write_picture
+from dreamsmith.eval.shapes import judge, primitives
 
 
 @pytest.fixture(scope="module")

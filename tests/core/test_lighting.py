@@ -1,6 +1,5 @@
 """The camera-fixed light of the lit SDS renders, and its agreement with the toy prior's training renders."""
 
-import sys
 from pathlib import Path
 
 import torch
@@ -15,7 +14,6 @@ from dreamsmith.core.render.shading import LightConfig
 from dreamsmith.core.render.volume import VolumeConfig, VolumeRenderer
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "scripts"))
 
 UPPER_LEFT = (-0.5, 0.6)
 
@@ -83,7 +81,7 @@ def test_volume_and_mesh_renders_light_a_sphere_from_the_upper_left_alike():
 
 
 def test_draft_presets_render_with_the_toy_prior_light():
-    from toy_prior_data import LIGHT
+    from dreamsmith.eval.toy_prior_data import LIGHT
 
     assert LIGHT.offset == TOY_PRIOR_LIGHT
     gen = generate_config("draft")

@@ -1,6 +1,6 @@
 """Every preset of every command runs as shipped, on tiny random priors with the real defaults' structure.
 
-The priors come from ``scripts/random_priors.py``: an IF-like pixel prior (64 px, learned variance, T5 with a
+The priors come from ``dreamsmith.eval.random_priors``: an IF-like pixel prior (64 px, learned variance, T5 with a
 text projection, SimpleCrossAttn blocks, learned-range DDPM) and an SD-like latent prior (4-channel UNet at 64,
 x8 VAE, CLIP, PNDM config). Both pairings run: IF coarse + SD fine (the Magic3D default) and one SD prior for both
 stages (latent score distillation in the coarse stage). The only thing scaled down is what :func:`scaled_down`
@@ -20,8 +20,8 @@ import pytest
 from dreamsmith.core.cli import main
 from dreamsmith.core.config import to_dict
 from dreamsmith.core.meshio import TexturedMesh, read_mesh, write_glb
-from dreamsmith.scripts.random_priors import write_prior
-from dreamsmith.scripts.synth_objects import write_dataset
+from dreamsmith.eval.random_priors import write_prior
+from dreamsmith.eval.synth_objects import write_dataset
 
 PRESETS = ("draft", "fast", "standard", "high")
 PAIRINGS = ("if+sd", "sd")
@@ -91,7 +91,7 @@ def setup(tmp_path_factory):
         configs[command].write_text(json.dumps(scaled_down(command)))
     # An input mesh as artists have them: off-centre, scaled, one flat colour.
     from dreamsmith.core.bake import unwrap
-    from dreamsmith.scripts.synth_objects import ground_truth_mesh
+    from dreamsmith.eval.synth_objects import ground_truth_mesh
 
     v, f = ground_truth_mesh("box_ball", resolution=24)[:2]
     v = (v * 2.5 + np.array([3.0, -1.0, 0.5])).astype(np.float32)

@@ -3,17 +3,12 @@ validator and Blender. Quality figures live in scripts/bench_reconstruct.py; thi
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from dreamsmith.core.cli import main
 from dreamsmith.core.meshio import read_mesh
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-from synth_objects import write_dataset  # noqa: E402
+from dreamsmith.eval.synth_objects import write_dataset
 
 TINY = ('{"coarse": {"steps": 80, "rays_per_step": 1024, "field": {"grid": {"n_levels": 4, "log2_hashmap_size": 12,'
         ' "finest_resolution": 64}}, "occupancy": {"resolution": 32}, "volume": {"n_samples_per_ray": 96}},'

@@ -5,7 +5,6 @@ input exits 2 with nothing written."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +16,12 @@ from dreamsmith.core.cli import main
 from dreamsmith.core.jobs.edit import mesh_sdf
 from dreamsmith.core.jobs.retexture import UVCheckConfig, uv_problems
 from dreamsmith.core.meshio import read_mesh, write_glb
+from dreamsmith.eval.shapes import reference_primitive, shape_distance, source_mesh
+from dreamsmith.eval.synth_objects import ground_truth_mesh
+from dreamsmith.eval.toy_prior_data import COLOURS, shape_object
 
 REPO = Path(__file__).resolve().parents[2]
 TOY = REPO / "assets" / "demo_prior"
-sys.path.insert(0, str(REPO / "scripts"))
-
-from sweep_edits import source_mesh  # noqa: E402
-from sweep_toy_prior import reference_primitive, shape_distance  # noqa: E402
-from synth_objects import ground_truth_mesh  # noqa: E402
-from toy_prior_data import COLOURS, shape_object  # noqa: E402
 
 # Odd scale and offset: the engine must work in its own frame and hand back the input's.
 SCALE, OFFSET = 3.0, np.array([5.0, -2.0, 1.0], dtype=np.float32)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 # the script's own imports (scripts/ on the path), so that its objects are the classes it checks for
-from dreamsmith.scripts.sweep_toy_prior import (
+from dreamsmith.eval.shapes import (
     SCALES,
     SHAPES,
     ground_truth_mesh,

@@ -8,20 +8,17 @@ and the prompt changes the colour of a short DDIM sample through the real diffus
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from dreamsmith.core.guidance.camera import unet_camera_inputs
+from dreamsmith.eval.toy_prior_data import COLOURS as ALBEDO
+from dreamsmith.eval.toy_prior_data import render_shape
 
 REPO = Path(__file__).resolve().parents[2]
 FOLDER = REPO / "assets" / "demo_prior"
-sys.path.insert(0, str(REPO / "scripts"))
-
-from toy_prior_data import COLOURS as ALBEDO  # noqa: E402
-from toy_prior_data import render_shape  # noqa: E402
 
 COLOURS = ("red", "green", "blue", "yellow")
 SHAPES = ("cube", "sphere", "cone", "torus")

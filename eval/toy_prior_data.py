@@ -12,7 +12,7 @@ ray-marched at twice the output size and box-downsampled (antialiasing).
 The view suffixes follow the engine's view-dependent prompting: azimuth within 45 degrees of 0 = ``front`` (camera on
 the -Y side), 45-135 or 225-315 = ``side``, 135-225 = ``back``, elevation above 60 = ``overhead``.
 
-Importable as ``toy_prior_data`` (with scripts/ on ``sys.path``, as when running a script from scripts/).
+Importable as ``dreamsmith.eval.toy_prior_data``.
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ import math
 
 import numpy as np
 import torch
-from synth_objects import SynthObject, sd_cone, sd_round_box, sd_sphere, sd_torus, sphere_trace
 from torch import Tensor
 
 from dreamsmith.core.cameras import camera_light, orbit_cameras
 from dreamsmith.core.render.shading import LightConfig, shade
+
+from .synth_objects import SynthObject, sd_cone, sd_round_box, sd_sphere, sd_torus, sphere_trace
 
 SHAPES = ("cube", "sphere", "cone", "torus")
 COLOURS = {

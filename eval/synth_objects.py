@@ -10,7 +10,7 @@ Objects: ``snowman`` (at the origin, ~2 units tall), ``mug`` (off-centre at (3, 
 
 CLI::
 
-    python scripts/synth_objects.py --object snowman --out DIR [--size 128 --train 40 --test 8 --seed 0 --mesh]
+    python -m dreamsmith.eval.synth_objects --object snowman --out DIR [--size 128 --train 40 --test 8 --seed 0 --mesh]
 
 Importable as ``synth_objects`` (with scripts/ on ``sys.path``) or as ``dreamsmith.scripts.synth_objects``.
 """
