@@ -96,7 +96,7 @@ def run_engine(prefs, *args: str, stdin_text: str = "") -> tuple[int, dict]:
 
 def refresh(prefs) -> bool:
     """Read the model list again (a second or so); False (and ``store.error``) when the engine cannot."""
-    code, out = run_engine(prefs, "list", *_cache_args(prefs))
+    code, out = run_engine(prefs, "list", "--json", *_cache_args(prefs))
     if code == 0 and "models" in out:
         store.rows, store.signed_in, store.error = out["models"], bool(out.get("signed_in")), ""
         return True

@@ -55,7 +55,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--device", choices=DEVICE_NAMES, default="auto", help="compute device (default: auto)")
     p.add_argument("--out", required=True, help="output file (.glb, or .obj with .mtl and .png beside it)")
-    p.add_argument("--config", help="JSON file with config overrides merged over the preset")
+    p.add_argument("--config", help="JSON file with config overrides merged over the preset (default: none; keys: "
+                                    "docs/config.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--force", action="store_true",
                    help="run even when the estimate says the job cannot fit (GPU memory, or over 6 hours)")
@@ -68,7 +69,8 @@ INPUT_OPTIONS: dict[str, tuple[tuple[str, ...], dict]] = {
                                                      "textured source"}),
     "target": (("--target",), {"required": True, "help": "transfer: the mesh that gets the source's maps"}),
     "prompt": (("--prompt",), {"required": True, "help": "what to make, e.g. 'a red cube'"}),
-    "negative_prompt": (("--negative",), {"dest": "negative_prompt", "default": "", "help": "what to avoid"}),
+    "negative_prompt": (("--negative",), {"dest": "negative_prompt", "default": "",
+                                          "help": "what to avoid (default: nothing)"}),
     "state_out": (("--save-state",), {"dest": "state_out",
                                       "help": "also save the engine state (.safetensors) for later edits"}),
     "state": (("--state",), {"help": "a generate's saved engine state (--save-state) to fine-tune instead"}),
@@ -83,11 +85,13 @@ INPUT_OPTIONS: dict[str, tuple[tuple[str, ...], dict]] = {
 
 def _model_options(p: argparse.ArgumentParser, two_stages: bool) -> None:
     if two_stages:
-        p.add_argument("--model", help="coarse-stage prior: Hugging Face id or local diffusers folder")
+        p.add_argument("--model", help="coarse-stage prior: Hugging Face id or local diffusers folder (default: the "
+                                       "preset's, see `models list`)")
         p.add_argument("--fine-model", help="mesh-stage prior (default: the preset's; with --model only: the same)")
     else:
-        p.add_argument("--model", help="the prior: Hugging Face id or local diffusers folder")
-    p.add_argument("--allow-network", action="store_true", help="download models that are not cached locally")
+        p.add_argument("--model", help="the prior: Hugging Face id or local diffusers folder (default: the preset's)")
+    p.add_argument("--allow-network", action="store_true",
+                   help="download models that are not cached locally (default: offline, local folders and the cache)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                 cmd.add_argument(*flags, **kwargs)
         if kind.priors:
             _model_options(cmd, "coarse_model" in kind.priors)
-        cmd.add_argument("--preview", help="also write a preview PNG (four shaded views) here")
+        cmd.add_argument("--preview", help="also write a preview PNG (four shaded views) here (default: none)")
         if kind.name not in ("retexture", "transfer"):  # these make a new surface: face budget, levels of detail
             cmd.add_argument("--faces", type=int, default=0,
                              help="face budget: at most this many triangles, decimated from the full surface, with "

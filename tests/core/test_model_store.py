@@ -58,7 +58,7 @@ def models(tmp: Path, *args: str, stdin: str = "", **env: str) -> subprocess.Com
 
 
 def listing(tmp: Path, cache: Path) -> dict[str, dict]:
-    proc = models(tmp, "list", "--cache-dir", str(cache))
+    proc = models(tmp, "list", "--json", "--cache-dir", str(cache))
     assert proc.returncode == 0, proc.stderr
     return {row["id"]: row for row in json.loads(proc.stdout)["models"]}
 
@@ -292,10 +292,11 @@ def test_sign_in_stores_the_token_in_the_hub_store_and_never_prints_it(tmp_path,
     assert json.loads(proc.stdout.splitlines()[-1]) == {"type": "done", "user": "artist"}
     assert hub.token not in proc.stdout + proc.stderr
     assert token_file.read_text().strip() == hub.token
-    assert json.loads(models(tmp_path, "list", "--cache-dir", str(tmp_path / "hub")).stdout)["signed_in"]
+    assert json.loads(models(tmp_path, "list", "--json", "--cache-dir", str(tmp_path / "hub")).stdout)["signed_in"]
     out = models(tmp_path, "logout")
     assert out.returncode == 0 and not token_file.exists()
-    assert not json.loads(models(tmp_path, "list", "--cache-dir", str(tmp_path / "hub")).stdout)["signed_in"]
+    assert not json.loads(models(tmp_path, "list", "--json", "--cache-dir",
+                                 str(tmp_path / "hub")).stdout)["signed_in"]
 
 
 def test_the_engine_loads_the_variant_the_manager_downloads():
@@ -309,3 +310,18 @@ def test_the_engine_loads_the_variant_the_manager_downloads():
     assert PriorConfig(model=SD21_BASE).weights_variant is None
     assert PriorConfig(model="someone/else", variant="fp16").weights_variant == "fp16"
     assert PriorConfig(model="someone/else").weights_variant is None
+
+
+def test_the_list_is_a_table_for_people_and_json_for_scripts(tmp_path):
+    cache = tmp_path / "hub"
+    fake_repo(cache, SD, diffusers_files(3000))
+    table = models(tmp_path, "list", "--cache-dir", str(cache))
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["model", "on", "disk", "size", "download", "GPU", "licence"]
+    assert set(lines[1]) == {"-", " "}
+    row = next(ln for ln in lines if ln.startswith(SD))
+    assert " yes " in row and "MB" in row and "5.20 GB" in row and "CreativeML" in row
+    assert next(ln for ln in lines if ln.startswith("DeepFloyd/IF-I-XL-v1.0")).endswith("(gated)")
+    assert lines[-1].startswith("Hub cache: ") and "signed in to the Hub: no" in lines[-1]
+    assert json.loads(models(tmp_path, "list", "--json", "--cache-dir", str(cache)).stdout)["models"]
