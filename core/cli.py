@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "faces (default: 1)")
         _common(cmd)
     from .batch.command import add_batch_parser
-    from .estimate import add_estimate_parser
+    from .estimate_cli import add_estimate_parser
     from .model_store import add_models_parser
 
     add_batch_parser(sub)
@@ -189,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return batch_main(args)
     if args.command == "estimate":
-        from .estimate import run_estimate
+        from .estimate_cli import run_estimate
 
         try:
             return run_estimate(args)

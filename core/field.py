@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..kernels import hashgrid
-from ..kernels.backends import hash_grid_backend
 from ..kernels.errors import KernelUnavailable
+from ..kernels.hashgrid import hash_grid_backend
 from .errors import ConfigError, InputError, ResourceError
 
 

@@ -11,7 +11,8 @@ import torch
 from .bake import BakeConfig, ColorFn, bake_mesh
 from .decimate import MIN_FACES, decimate
 from .meshio import TexturedMesh, vertex_normals
-from .normal_map import bake_normal_map, vertex_tangents
+from .meshio.tangents import vertex_tangents
+from .normal_map import bake_normal_map
 
 
 def level_budgets(full: int, cfg: BakeConfig) -> list[int]:

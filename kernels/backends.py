@@ -24,24 +24,3 @@ def warn_fallback_once(kernel: str, reason: str) -> None:
         return
     _warned.add(kernel)
     warnings.warn(f"dreamsmith: {kernel} uses the pure-PyTorch reference ({reason}).", RuntimeWarning, stacklevel=3)
-
-
-def hash_grid_backend(requested: str = "auto") -> str:
-    """The hash grid's implementation for a field: ``"tcnn"`` (tiny-cuda-nn, CUDA) or ``"reference"`` (PyTorch,
-    which itself runs the C++ CPU kernel when it is built, see :func:`.cpu_build.cpu_ops_for`).
-
-    ``requested``: ``"auto"`` (tiny-cuda-nn when importable with a CUDA device, else the reference, warned once when a
-    GPU is there), ``"reference"`` or ``"tcnn"`` (returned as asked; building it raises
-    :class:`~.errors.KernelUnavailable` when it cannot run).
-    """
-    from . import hashgrid
-
-    if requested == "reference" or (requested == "auto" and force_reference()):
-        return "reference"
-    if requested == "tcnn" or hashgrid.available():
-        return "tcnn"
-    import torch
-
-    if torch.cuda.is_available():
-        warn_fallback_once("hash_encode", hashgrid.unavailable_reason())
-    return "reference"

@@ -35,7 +35,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .backends import force_reference
+from .backends import force_reference, warn_fallback_once
 from .cpu_build import cpu_ops_for
 from .errors import KernelInputError, KernelUnavailable
 
@@ -375,3 +375,23 @@ def level_resolutions(n_levels: int, base_resolution: int, finest_resolution: in
 
 __all__ = ["available", "hash_encode", "hash_encode_chunked", "hash_encode_reference", "level_resolutions",
            "tcnn_encoding", "unavailable_reason"]
+
+
+def hash_grid_backend(requested: str = "auto") -> str:
+    """The hash grid's implementation for a field: ``"tcnn"`` (tiny-cuda-nn, CUDA) or ``"reference"`` (PyTorch,
+    which itself runs the C++ CPU kernel when it is built, see :func:`.cpu_build.cpu_ops_for`). The one place
+    that decides, with :func:`.backends.force_reference`.
+
+    ``requested``: ``"auto"`` (tiny-cuda-nn when importable with a CUDA device, else the reference, warned once when a
+    GPU is there), ``"reference"`` or ``"tcnn"`` (returned as asked; building it raises
+    :class:`~.errors.KernelUnavailable` when it cannot run).
+    """
+    if requested == "reference" or (requested == "auto" and force_reference()):
+        return "reference"
+    if requested == "tcnn" or available():
+        return "tcnn"
+    import torch
+
+    if torch.cuda.is_available():
+        warn_fallback_once("hash_encode", unavailable_reason())
+    return "reference"

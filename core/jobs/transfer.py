@@ -20,8 +20,9 @@ from ..config import to_dict
 from ..errors import InputError
 from ..events import CancelToken, ProgressCallback, StageReporter
 from ..meshio import TexturedMesh, read_mesh, vertex_normals
+from ..meshio.tangents import vertex_tangents
 from ..metrics import closest_points_on_mesh
-from ..normal_map import frame_texels, normal_map_of, vertex_tangents
+from ..normal_map import frame_texels, normal_map_of
 from ..presets import TRANSFER_PRESETS, config_maker
 from .io import check_mesh, check_output_path, read_input, write_outputs
 

@@ -66,7 +66,7 @@ def _tangents(mesh: TexturedMesh, verts, faces, uvs, normals) -> np.ndarray:
     """The mesh's tangents for its normal map: stored, else computed (MikkTSpace convention)."""
     if mesh.tangents is not None:
         return np.asarray(mesh.tangents, np.float32)
-    from ..normal_map import vertex_tangents
+    from .tangents import vertex_tangents
 
     return vertex_tangents(verts, faces, uvs, normals)
 

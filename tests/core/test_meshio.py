@@ -61,7 +61,7 @@ def test_glb_round_trip_restores_positions_uvs_and_texture(tmp_path):
 def test_glb_passes_khronos_validator(tmp_path, gltf_validate):
     mesh = _box()
     rgba = np.dstack([mesh.texture, np.full(mesh.texture.shape[:2], 128, np.uint8)])
-    from dreamsmith.core.normal_map import vertex_tangents
+    from dreamsmith.core.meshio.tangents import vertex_tangents
 
     normals = vertex_normals(mesh.verts, mesh.faces)
     detailed = TexturedMesh(mesh.verts, mesh.faces, mesh.uvs, normals, mesh.texture, "lod",
