@@ -256,3 +256,13 @@ def test_the_estimate_refuses_what_does_not_fit_and_force_runs_it():
         check_fits(big, 8.0, "standard")
     check_fits(big, 8.0, "standard", force=True)
     check_fits(big, 16.0, "standard")
+
+
+def test_the_estimate_command_says_what_a_job_would_cost_and_whether_it_runs(capsys):
+    assert main(["estimate", "generate", "--preset", "draft", "--device", "cpu", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert info["problem"] == "" and info["device_name"] == "CPU" and info["preset"] == "draft"
+    assert set(info["stages"]) >= {"coarse", "mesh"} and 0 < info["seconds"] < 3600
+    assert main(["estimate", "generate", "--preset", "standard", "--device", "cpu"]) == 3
+    out = capsys.readouterr().out
+    assert out.startswith("generate at standard on CPU: about") and "refused:" in out and "--force" in out
