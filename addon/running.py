@@ -11,7 +11,6 @@ it was started from: opening another file cancels it and the queue first (:mod:`
 
 import json
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -19,17 +18,26 @@ from typing import Any
 
 import bpy
 
-from ..protocol import PREVIEW, PROGRESS, result_models, stage_label
+from ..protocol import PREVIEW
 from .deps import engine_paths
-from .image_source import job_picture, picture_props, reference_text, result_name
+from .image_source import reference_text
 from .job import JOB_PREFIX, Outcome, WorkerJob, build_job, make_work_dir
+from .job_inputs import parse_config, write_job_files  # noqa: F401  (parse_config: the add-on's API)
+from .job_results import (  # noqa: F401  (PREVIEW_IMAGE, print_stage: the add-on's API)
+    PREVIEW_IMAGE,
+    load_preview,
+    print_stage,
+    remove_made_object,
+    remove_preview,
+    window_override,
+)
+from .job_results import import_outcome as _import
 from .preferences import get_preferences, interpreter, online_access
 from .properties import apply_message, job_props, reset_progress
 from .redraw import redraw as redraw_areas
-from .states import job_states, keep_result, stored_path
+from .states import job_states, keep_result
 
 TIMER_INTERVAL = 0.2
-PREVIEW_IMAGE = "Dreamsmith Preview"
 INPUTS = ("prompt", "negative_prompt", "preset", "seed")
 JOBS_FOLDER = "dreamsmith-jobs"
 
@@ -146,45 +154,9 @@ def _jobs_base(prefs) -> str:
     return bpy.app.tempdir or ""
 
 
-def _window_override():
-    """A context override with a window (timers run without one); empty in background mode."""
-    wm = bpy.context.window_manager
-    windows = list(wm.windows) if wm is not None else []
-    return {"window": windows[0]} if windows and not bpy.app.background else {}
-
-
 def redraw() -> None:
     """Redraw the 3D Views (the sidebar shows the job)."""
     redraw_areas("VIEW_3D")
-
-
-def _load_preview(path: str, props) -> None:
-    """Show a preview PNG from the worker in the sidebar (a packed image, so the job folder can go)."""
-    # The worker keeps only its newest previews, so the file may go at any moment, even between the load and the
-    # pack: then this preview is skipped (the next one is on its way) and the one shown stays.
-    try:
-        img = bpy.data.images.load(path, check_existing=False)
-    except RuntimeError:
-        return
-    try:
-        img.pack()
-    except RuntimeError:
-        bpy.data.images.remove(img)
-        return
-    old = bpy.data.images.get(PREVIEW_IMAGE)
-    if old is not None:
-        bpy.data.images.remove(old)
-    img.name = PREVIEW_IMAGE
-    img.preview_ensure()
-    props.preview_image = img.name
-
-
-def _remove_preview(props) -> None:
-    image = bpy.data.images.get(PREVIEW_IMAGE)
-    if image is not None:
-        bpy.data.images.remove(image)
-    if props is not None:
-        props.preview_image = ""
 
 
 def handle_message(msg: dict, props) -> None:
@@ -193,51 +165,7 @@ def handle_message(msg: dict, props) -> None:
     apply_message(props, msg)
     # Scripts get no preview images.
     if msg.get("type") == PREVIEW and job_state.meta is not None and job_state.meta.interactive:
-        _load_preview(str(msg.get("path", "")), props)
-
-
-def print_stage(msg: dict, seen: set[str]) -> None:
-    """Scripts (``blender --background``): one console line per stage, at its first progress, with step/total and
-    the ETA, and one for each new message of a stage (e.g. waiting for another process's kernel build)."""
-    stage = str(msg.get("stage", ""))
-    if msg.get("type") != PROGRESS or not stage:
-        return
-    note = str(msg.get("message") or "")
-    if note and (stage, note) not in seen:
-        seen.add((stage, note))
-        print(f"Dreamsmith: {stage_label(stage)}: {note}", flush=True)
-    if stage in seen or int(msg.get("total") or 0) <= 0 and note:
-        return
-    seen.add(stage)
-    eta = msg.get("eta")
-    eta_text = f", about {float(eta) / 60:.1f} min left in it" if isinstance(eta, (int, float)) and eta >= 0 else ""
-    print(f"Dreamsmith: {stage_label(stage)} {int(msg.get('step') or 0)}/{int(msg.get('total') or 0)}{eta_text}",
-          flush=True)
-
-
-def _import(outcome: Outcome, meta: RunningJob) -> tuple[object, str]:
-    """Bring a finished job's result into the scene; returns the object and what was done to it."""
-    from .mesh_io import apply_edit, apply_retexture, apply_transfer
-    from .scene_io import import_result
-
-    summary = outcome.summary or {}
-    models = result_models(summary)
-    if meta.command == "generate":
-        coarse, values = models.get("coarse") or meta.request.model, meta.request.values
-        props = dict(meta.inputs(), coarse_model=coarse, fine_model=models.get("fine") or coarse,
-                     state=stored_path(summary.get("state") or ""), **picture_props(values, summary))
-        return import_result(outcome.out, name=result_name(values), props=props), "Added"
-    target = bpy.data.objects.get(meta.target)
-    if target is None:
-        raise RuntimeError(f"The object {meta.target!r} was deleted while the job ran; nothing was changed.")
-    props = dict(meta.inputs(), model=models.get("fine") or meta.request.model)
-    if meta.command == "retexture":
-        apply_retexture(target, outcome.out, meta.info, bool(summary.get("uvs_kept")), props)
-        return target, "Re-textured"
-    if meta.command == "transfer":
-        apply_transfer(target, outcome.out, meta.info, bpy.data.objects.get(meta.request.values["source"]))
-        return target, "Remeshed"
-    return apply_edit(target, outcome.out, props, as_new_object=meta.as_new_object), "Edited"
+        load_preview(str(msg.get("path", "")), props)
 
 
 def finish_job(outcome: Outcome | None, undo: bool) -> tuple[bool, str]:
@@ -251,7 +179,7 @@ def finish_job(outcome: Outcome | None, undo: bool) -> tuple[bool, str]:
     ok, message = False, "The job ended without a result."
     try:
         if outcome is not None and outcome.ok:
-            with bpy.context.temp_override(**_window_override()):
+            with bpy.context.temp_override(**window_override()):
                 try:
                     obj, done = _import(outcome, meta)
                 except Exception as exc:  # whatever went wrong, the result is kept and the user told where
@@ -265,9 +193,9 @@ def finish_job(outcome: Outcome | None, undo: bool) -> tuple[bool, str]:
         elif outcome is not None:
             message = outcome.message
         if not ok and meta is not None and not meta.had_preview:
-            _remove_preview(props)  # a failed or cancelled job leaves the data-blocks as they were
+            remove_preview(props)  # a failed or cancelled job leaves the data-blocks as they were
         if not ok and meta is not None and meta.command == "transfer":
-            _remove_made_object(meta.target)  # the remeshed copy made for the job: the scene as it was
+            remove_made_object(meta.target)  # the remeshed copy made for the job: the scene as it was
     finally:
         if job is not None:
             job.cleanup()
@@ -279,21 +207,11 @@ def finish_job(outcome: Outcome | None, undo: bool) -> tuple[bool, str]:
     return ok, message
 
 
-def _remove_made_object(name: str) -> None:
-    """Remove an object (and its mesh) the add-on made for a job that then failed."""
-    obj = bpy.data.objects.get(name)
-    if obj is not None:
-        mesh = obj.data
-        bpy.data.objects.remove(obj, do_unlink=True)
-        if mesh is not None and mesh.users == 0:
-            bpy.data.meshes.remove(mesh)
-
-
 def _notify(message: str, error: bool) -> None:
     """Tell the user about a job that ended while no operator was running (timer): the status bar (a report), the
     console, and for an error a popup as well."""
     print(f"Dreamsmith: {message}", file=sys.stderr if error else sys.stdout)
-    override = _window_override()
+    override = window_override()
     if not override:
         return
     with bpy.context.temp_override(**override):
@@ -409,38 +327,6 @@ def start_next(context) -> bool:
     return False
 
 
-def parse_config(text: str) -> dict:
-    if not text.strip():
-        return {}
-    data = json.loads(text)
-    if not isinstance(data, dict):
-        raise ValueError("it must be a JSON object")
-    return data
-
-
-def _job_files(command: str, target: str, work_dir, config: dict, values: dict) -> tuple[object, object, dict, dict]:
-    """Write what the engine reads into the job folder: a re-texture's or edit's object (``(mesh path, export info,
-    config, values)``), or a generate's picture data-block (``values`` then name its file). A failure removes the job
-    folder and raises ValueError."""
-    from .mesh_io import export_for_engine, export_source
-
-    try:
-        if command == "generate":
-            return None, None, config, job_picture(values, work_dir)
-        if command == "transfer":  # the source (textured, as GLB) onto the target (with its UVs, as OBJ)
-            info = export_for_engine(bpy.data.objects[target], str(work_dir / "target.obj"))
-            source = export_source(bpy.data.objects[values["source"]], str(work_dir / "source.glb"))
-            return source, info, dict(config, keep_uvs=True), values
-        mesh_path = work_dir / "input.obj"
-        info = export_for_engine(bpy.data.objects[target], str(mesh_path))
-    except (ValueError, OSError) as exc:
-        shutil.rmtree(work_dir, ignore_errors=True)
-        raise ValueError(str(exc)) from exc
-    if command == "retexture" and not info.same_topology:
-        config["allow_new_uvs"] = False  # new UVs could not be put on the base mesh
-    return mesh_path, info, config, values
-
-
 def start_job(context, values: dict, model: str, config: dict, interactive: bool, command: str = "generate",
               targets: list[str] | None = None, as_new_object: bool = False) -> WorkerJob:
     """Start the worker for ``values`` (prompt, negative_prompt, preset, seed; image to 3D: image or image_block,
@@ -466,7 +352,7 @@ def start_job(context, values: dict, model: str, config: dict, interactive: bool
     except OSError as exc:
         raise OSError(f"Cannot create a job folder under {_jobs_base(prefs)!r} ({exc}); choose a writable cache "
                       "folder in the add-on preferences.") from exc
-    mesh_path, info, config, values = _job_files(command, target, work_dir, dict(config), values)
+    mesh_path, info, config, values = write_job_files(command, target, work_dir, dict(config), values)
     request = Request(values, model, dict(config), command)
     out = work_dir / ("result.obj" if command in ("retexture", "transfer") else "result.glb")
     state, state_out, world = job_states(prefs, command, target, work_dir.name.removeprefix(JOB_PREFIX))

@@ -2,7 +2,7 @@
 Chamfer distance to the full surface, and how close its lit renders come to the full mesh's with and without the
 baked normal map (same views, same light); decimation and bake times.
 
-    python scripts/bench_game_ready.py [--budgets 1000 5000 20000] [--toy] [MESH ...]
+    python scripts/bench_game_ready.py [--budgets 1000 5000 20000] [--toy [--keep DIR]] [MESH ...]
 
 ``--toy`` first makes the toy prior's four shapes with the draft preset (``generate``, seed 0: a red cube, a green
 sphere, a blue cone, a yellow torus; a few minutes each on a CPU); with no MESH, the committed real asset
@@ -109,7 +109,7 @@ def toy_shapes(folder: Path) -> list[tuple[str, Path]]:
     for prompt in TOY_PROMPTS:
         out = folder / f"{prompt.replace(' ', '_')}.glb"
         assert main(["generate", "--prompt", prompt, "--seed", "0", "--device", "cpu", "--out", str(out),
-                     "--quiet"]) == 0
+                     "--preview", str(out.with_suffix(".png")), "--quiet"]) == 0
         made.append((prompt, out))
     return made
 
@@ -120,13 +120,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budgets", type=int, nargs="+", default=[1000, 5000, 20000])
     parser.add_argument("--toy", action="store_true", help="also make and measure the toy prior's four shapes")
     parser.add_argument("--texture", type=int, default=1024, help="texture and normal-map size")
+    parser.add_argument("--keep", type=Path, help="keep the toy shapes (GLB, .json, preview PNG) in this folder")
     args = parser.parse_args(argv)
     meshes = [(Path(m).stem, Path(m)) for m in args.meshes] or [("Cesium Milk Truck (CC BY 4.0)", TRUCK)]
     print("| mesh | full faces | budget | faces | Chamfer % of diagonal | lit error, no map % | with normal map % | "
           "closer | decimate s | unwrap + bake s |\n|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         if args.toy:
-            meshes = toy_shapes(Path(tmp)) + meshes
+            folder = args.keep or Path(tmp)
+            folder.mkdir(parents=True, exist_ok=True)
+            meshes = toy_shapes(folder) + meshes
         for name, path in meshes:
             measure(name, path, args.budgets, args.texture)
     return 0
