@@ -3,9 +3,10 @@
 The priors come from ``dreamsmith.eval.random_priors``: an IF-like pixel prior (64 px, learned variance, T5 with a
 text projection, SimpleCrossAttn blocks, learned-range DDPM) and an SD-like latent prior (4-channel UNet at 64,
 x8 VAE, CLIP, PNDM config). Both pairings run: IF coarse + SD fine (the Magic3D default) and one SD prior for both
-stages (latent score distillation in the coarse stage). The only thing scaled down is what :func:`scaled_down`
-names: step counts and render, grid and texture sizes; stages, background, shading, guidance and prior kinds are
-the preset's. The full sizes are measured by ``scripts/bench_presets.py``.
+stages (latent score distillation in the coarse stage); each command runs every preset once (:data:`RUNS`). The
+only thing scaled down is what :func:`scaled_down` names: step counts and render, grid and texture sizes; stages,
+background, shading, guidance and prior kinds are the preset's. The full sizes are measured by
+``scripts/bench_presets.py``.
 """
 
 from __future__ import annotations
@@ -124,8 +125,17 @@ def _check_result(out: Path, validate) -> None:
         assert report["info"]["hasTextures"]
 
 
-@pytest.mark.parametrize("pairing", PAIRINGS)
-@pytest.mark.parametrize("preset", PRESETS)
+# Each preset once per command, the pairings alternating, and both pairings on the default GPU preset: a pairing
+# changes the priors' kinds (pixels or latents in the coarse stage, the kind a re-texture scores with), a preset
+# the stages' settings; one run each covers both without the full cross product.
+RUNS = [("draft", "if+sd"), ("fast", "sd"), ("standard", "if+sd"), ("standard", "sd"), ("high", "if+sd")]
+
+
+def test_the_runs_cover_every_preset_and_pairing():
+    assert {p for p, _ in RUNS} == set(PRESETS) and {q for _, q in RUNS} == set(PAIRINGS)
+
+
+@pytest.mark.parametrize(("preset", "pairing"), RUNS)
 @pytest.mark.parametrize("command", ["generate", "edit", "retexture"])
 def test_prompt_commands_run_every_preset(setup, tmp_path, validate_if_present, command, preset, pairing):
     priors, configs, mesh, _ = setup
@@ -138,8 +148,7 @@ def test_prompt_commands_run_every_preset(setup, tmp_path, validate_if_present, 
     _check_result(out, validate_if_present)
 
 
-@pytest.mark.parametrize("pairing", PAIRINGS)
-@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize(("preset", "pairing"), RUNS)
 def test_image_to_3d_runs_every_preset(setup, tmp_path, validate_if_present, capsys, preset, pairing):
     """No prompt: the picture's condition is learned on each prior (IF-like pixels with learned variance, SD-like
     latents through the VAE), then both stages run with the reference view."""
