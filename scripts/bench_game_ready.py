@@ -114,6 +114,22 @@ def toy_shapes(folder: Path) -> list[tuple[str, Path]]:
     return made
 
 
+def contact_sheet(previews: list[Path], out: Path, tile: int = 256) -> None:
+    """The first view of each preview (a row of square shaded views) side by side, ``tile`` pixels each."""
+    from PIL import Image
+
+    tiles = []
+    for path in previews:
+        with Image.open(path) as img:
+            side = img.height
+            tiles.append(img.convert("RGB").crop((0, 0, side, side)).resize((tile, tile), Image.LANCZOS))
+    sheet = Image.new("RGB", (tile * len(tiles), tile), "white")
+    for i, t in enumerate(tiles):
+        sheet.paste(t, (i * tile, 0))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out, optimize=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("meshes", nargs="*", help="textured meshes (.glb, .gltf, .obj); default: the real asset")
@@ -121,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--toy", action="store_true", help="also make and measure the toy prior's four shapes")
     parser.add_argument("--texture", type=int, default=1024, help="texture and normal-map size")
     parser.add_argument("--keep", type=Path, help="keep the toy shapes (GLB, .json, preview PNG) in this folder")
+    parser.add_argument("--sheet", type=Path, help="write the toy shapes' first preview views side by side here "
+                                                   "(the README's picture: docs/images/toy_results.png)")
     args = parser.parse_args(argv)
     meshes = [(Path(m).stem, Path(m)) for m in args.meshes] or [("Cesium Milk Truck (CC BY 4.0)", TRUCK)]
     print("| mesh | full faces | budget | faces | Chamfer % of diagonal | lit error, no map % | with normal map % | "
@@ -129,7 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.toy:
             folder = args.keep or Path(tmp)
             folder.mkdir(parents=True, exist_ok=True)
-            meshes = toy_shapes(folder) + meshes
+            toys = toy_shapes(folder)
+            if args.sheet:
+                contact_sheet([path.with_suffix(".png") for _, path in toys], args.sheet)
+            meshes = toys + meshes
         for name, path in meshes:
             measure(name, path, args.budgets, args.texture)
     return 0
