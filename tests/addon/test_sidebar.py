@@ -12,6 +12,8 @@ import sys
 import pytest
 from test_operators import COMMON, TINY, _run, prior  # noqa: F401  (prior: the module's fixture)
 
+from dreamsmith.protocol import DEPENDENCIES
+
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("bpy") is None, reason="bpy is not installed")
 
 MISSING = COMMON + r"""
@@ -31,7 +33,7 @@ def test_an_engine_that_is_not_installed_greys_every_button_with_what_to_do(tmp_
     bare = tmp_path / "bare"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True, timeout=120)
     rep = _run(MISSING, {"bare": str(bare / "bin" / "python")})
-    assert rep["status"] == "Engine Not Installed (missing torch, numpy and 12 more)"
+    assert rep["status"] == f"Engine Not Installed (missing torch, numpy and {len(DEPENDENCIES) - 2} more)"
     assert rep["polls"] == [False, False]
     assert "Install the engine first" in rep["generate"] and "bug" not in rep["generate"]
     drawn = rep["drawn"]
