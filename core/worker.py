@@ -321,6 +321,10 @@ def main(stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> int:
             raise Cancelled("The job was interrupted; nothing was written.") from None
     except Exception as exc:
         stopper.finish()
+        if stopper.cancel.cancelled and not isinstance(exc, Cancelled):
+            # The stop arrived inside code that turned it into its own error (an import in progress raises
+            # ImportError): what the user sees is the stop they asked for.
+            exc = Cancelled(f"The job was stopped ({stopper.reason or 'cancelled'}); nothing was written.")
         error = as_user_error(exc)
         if error is not None:
             emit({"type": protocol.ERROR, "message": str(error), "kind": type(error).__name__})

@@ -127,6 +127,25 @@ def test_closing_stdin_stops_a_job_that_watches_it(pixel, tmp_path):
     assert not out.exists()
 
 
+def test_a_stop_that_an_import_turns_into_its_own_error_is_still_a_stop(monkeypatch, tmp_path):
+    """Closing stdin while the job still imports numpy raised ImportError from the interrupted import (exit 1, "a
+    bug"): what the user asked for was a stop."""
+    import io
+
+    from dreamsmith.core import worker
+
+    def interrupted(job, emit, stopper):
+        stopper.request("the parent closed the connection")
+        raise ImportError("Error importing numpy: PyCapsule_Import could not import module 'datetime'")
+
+    monkeypatch.setattr(worker, "run_job", interrupted)
+    out = io.StringIO()
+    job = _job(tmp_path / "x.glb", tmp_path / "no-prior")
+    assert worker.main(io.StringIO(json.dumps(job) + "\n"), out) == 2
+    last = _lines(out.getvalue())[-1]
+    assert last["kind"] == "Cancelled" and "closed the connection" in last["message"]
+
+
 INTERMEDIATE = r"""
 import subprocess, sys, time
 with open(sys.argv[1], "w") as fh:
