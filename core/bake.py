@@ -40,8 +40,8 @@ class BakeConfig:
         texture_size: Side of the square texture in pixels.
         padding: Pixels of seam padding (nearest-texel dilation) around each UV chart; None fills every
             uncovered texel with its nearest covered one.
-        max_faces_for_unwrap: Refuse to unwrap meshes with more faces than this (xatlas takes hours on ~1M
-            faces); decimate the mesh or lower the iso-surface resolution first.
+        max_faces_for_unwrap: The most faces xatlas is given (it takes hours on ~1M faces): a job's own surface
+            over it is decimated to it, an input mesh over it (re-texture) is refused.
         chart_padding: Gap left between charts by the xatlas packer, in atlas texels (the atlas is sized to
             about ``texture_size``), so that bilinear sampling of one chart never reaches another.
         rotate_charts: Let xatlas rotate charts for a tighter pack.

@@ -18,8 +18,9 @@ from .normal_map import bake_normal_map
 def level_budgets(full: int, cfg: BakeConfig) -> list[int]:
     """The face count of each level: LOD0 at the budget (or the full count), each next a quarter of the one
     before; a level that would have fewer than :data:`~.decimate.MIN_FACES` is left out (a small surface has
-    fewer levels than asked)."""
-    first = min(cfg.faces, full) if cfg.faces else full
+    fewer levels than asked). A surface over the unwrap's limit (``max_faces_for_unwrap``, as DMTet 192 gives at
+    the high preset) is decimated to it rather than failing the job at its last step."""
+    first = min(cfg.faces or full, full, cfg.max_faces_for_unwrap)
     return [first] + [first // 4**k for k in range(1, cfg.lods) if first // 4**k >= MIN_FACES]
 
 

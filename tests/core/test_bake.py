@@ -123,3 +123,17 @@ def test_user_errors_are_clear():
     quad_v = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0]], np.float32)
     with pytest.raises(NumericalError, match="NaN"):
         bake_texture(quad_v, np.array([[0, 1, 2]]), quad_v[:, :2], lambda p: p * float("nan"), 8)
+
+
+def test_a_generated_surface_over_the_unwrap_limit_is_decimated_to_it_not_refused():
+    """A job's own surface (DMTet 192 at the high preset gives ~270k faces, over the 200k unwrap limit) is baked at
+    the limit with a normal map of the full surface, where unwrapping it as it is would end the job in an error."""
+    from dreamsmith.core.levels import bake_levels, level_budgets
+
+    verts, faces = _sphere(n=40)
+    limit = len(faces) // 3
+    cfg = BakeConfig(texture_size=64, max_faces_for_unwrap=limit)
+    assert level_budgets(len(faces), cfg) == [limit]
+    assert level_budgets(len(faces), BakeConfig(faces=limit // 2, max_faces_for_unwrap=limit)) == [limit // 2]
+    mesh = bake_levels(verts, faces, _color, cfg, name="dense")
+    assert 0.9 * limit <= len(mesh.faces) <= limit and mesh.normal_map is not None
