@@ -13,7 +13,8 @@ import sys
 from collections.abc import Sequence
 
 from ..protocol import DEVICE_NAMES, PRESET_NAMES
-from .errors import DreamsmithError, as_user_error
+from .config import read_config_file
+from .errors import user_error_exit
 from .events import ProgressEvent
 
 
@@ -129,19 +130,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _overrides(path: str | None) -> dict:
-    if not path:
-        return {}
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DreamsmithError(f"Cannot read the config file {path!r}: {exc}") from None
-    if not isinstance(data, dict):
-        raise DreamsmithError(f"The config file {path!r} must hold a JSON object.")
-    return data
-
-
 def run(args: argparse.Namespace) -> dict:
     """Run one parsed command; returns its summary."""
     from .jobs import JOBS
@@ -150,7 +138,7 @@ def run(args: argparse.Namespace) -> dict:
     kind = JOBS[args.command]
     bar = ProgressBar(enabled=not args.quiet)
     try:
-        over = _overrides(args.config) | {"seed": args.seed}
+        over = read_config_file(args.config) | {"seed": args.seed}
         if getattr(args, "faces", 0) or getattr(args, "lods", 1) != 1:
             from .config import merge
 
@@ -163,15 +151,6 @@ def run(args: argparse.Namespace) -> dict:
                         preset=args.preset, preview=args.preview, force=args.force)
     finally:
         bar.close()
-
-
-def user_error_exit(exc: Exception) -> int:
-    """Exit code 2, with the message on stderr, for an error the user can fix; a bug is raised again."""
-    error = as_user_error(exc)
-    if error is None:
-        raise exc
-    print(f"error: {error}", file=sys.stderr)
-    return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,7 @@ Presets are dicts of overrides merged over the defaults.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import types
 import typing
@@ -128,3 +129,17 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
         else:
             out[k] = v
     return out
+
+
+def read_config_file(path: str | None) -> dict:
+    """The overrides in the JSON config file ``path`` (``--config``); {} without one."""
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"Cannot read the config file {path!r}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"The config file {path!r} must hold a JSON object.")
+    return data

@@ -7,6 +7,7 @@ message in a report. Anything that is not a ``DreamsmithError`` is a bug.
 from __future__ import annotations
 
 import errno
+import sys
 
 from ..protocol import DEPENDENCIES
 
@@ -75,3 +76,12 @@ def as_user_error(exc: BaseException) -> DreamsmithError | None:
         return ResourceError(f"The disk is full{where}; free some space or choose an output folder on another disk "
                              "(nothing was written).")
     return None
+
+
+def user_error_exit(exc: Exception) -> int:
+    """Exit code 2, with the message on stderr, for an error the user can fix; a bug is raised again."""
+    error = as_user_error(exc)
+    if error is None:
+        raise exc
+    print(f"error: {error}", file=sys.stderr)
+    return 2

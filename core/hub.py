@@ -1,22 +1,49 @@
-"""Finding a prior on disk: a local diffusers folder, or a Hugging Face Hub id resolved through the local cache and
-downloaded only when the user allows it (only the files score distillation needs, safetensors weights only)."""
+"""Which prior to load (:class:`PriorConfig`), and finding it on disk: a local diffusers folder, or a Hugging Face
+Hub id resolved through the local cache and downloaded only when the user allows it (only the files score
+distillation needs, safetensors weights only)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
-from ..protocol import DEMO_MODEL
+from ..protocol import DEMO_MODEL, model_variant
 from .errors import ModelError
-
-if TYPE_CHECKING:
-    from .models import PriorConfig
 
 #: The demo prior shipped inside the extension (``model: demo``).
 DEMO_PATH = Path(__file__).resolve().parents[1] / "assets" / "demo_prior"
 #: The folder parts whose files a download fetches (the VAE only when the model has one).
 NEEDED_PARTS = ("unet", "text_encoder", "tokenizer", "scheduler", "vae")
+
+
+@dataclass
+class PriorConfig:
+    """Which diffusion prior to load, and how.
+
+    Attributes:
+        model: A Hugging Face Hub id (e.g. ``"DeepFloyd/IF-I-XL-v1.0"``) or a local diffusers folder.
+        allow_network: Download a Hub model that is not in the local cache (only when the user allows online access).
+        dtype: ``"auto"`` (fp16 on CUDA, fp32 otherwise), ``"fp16"``, ``"bf16"`` or ``"fp32"``.
+        revision: Hub revision (branch, tag or commit); ``None`` for the default branch.
+        cache_dir: Hugging Face cache folder; ``None`` for the standard one (``HF_HOME``).
+        variant: Weight file variant such as ``"fp16"`` (``*.fp16.safetensors``); ``""`` for the plain files;
+            ``None``: the model list's for this model (:attr:`weights_variant`: fp16 for IF-I-XL, which is what the
+            model manager downloads), else the plain files.
+    """
+
+    model: str = ""
+    allow_network: bool = False
+    dtype: Literal["auto", "fp16", "bf16", "fp32"] = "auto"
+    revision: str | None = None
+    cache_dir: str | None = None
+    variant: str | None = None
+
+    @property
+    def weights_variant(self) -> str | None:
+        """The variant to download and load: :attr:`variant`, else the model list's (None: the plain files)."""
+        return (self.variant or None) if self.variant is not None else model_variant(self.model)
 
 
 def _download_hint(model: str) -> str:

@@ -25,9 +25,8 @@ from typing import Any, Literal
 
 import torch
 
-from ..protocol import model_variant
 from .errors import ModelError
-from .hub import resolve_model_path
+from .hub import PriorConfig, resolve_model_path  # noqa: F401  (PriorConfig: part of this module's API)
 
 log = logging.getLogger(__name__)
 
@@ -46,34 +45,6 @@ ALLOWED: dict[str, set[tuple[str, str]]] = {
 REQUIRED = ("unet", "text_encoder", "tokenizer", "scheduler")
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-
-
-@dataclass
-class PriorConfig:
-    """Which diffusion prior to load, and how.
-
-    Attributes:
-        model: A Hugging Face Hub id (e.g. ``"DeepFloyd/IF-I-XL-v1.0"``) or a local diffusers folder.
-        allow_network: Download a Hub model that is not in the local cache (only when the user allows online access).
-        dtype: ``"auto"`` (fp16 on CUDA, fp32 otherwise), ``"fp16"``, ``"bf16"`` or ``"fp32"``.
-        revision: Hub revision (branch, tag or commit); ``None`` for the default branch.
-        cache_dir: Hugging Face cache folder; ``None`` for the standard one (``HF_HOME``).
-        variant: Weight file variant such as ``"fp16"`` (``*.fp16.safetensors``); ``""`` for the plain files;
-            ``None``: the model list's for this model (:attr:`weights_variant`: fp16 for IF-I-XL, which is what the
-            model manager downloads), else the plain files.
-    """
-
-    model: str = ""
-    allow_network: bool = False
-    dtype: Literal["auto", "fp16", "bf16", "fp32"] = "auto"
-    revision: str | None = None
-    cache_dir: str | None = None
-    variant: str | None = None
-
-    @property
-    def weights_variant(self) -> str | None:
-        """The variant to download and load: :attr:`variant`, else the model list's (None: the plain files)."""
-        return (self.variant or None) if self.variant is not None else model_variant(self.model)
 
 
 @dataclass(eq=False)

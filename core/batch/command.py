@@ -183,11 +183,12 @@ def main(args: argparse.Namespace) -> int:
             defaults[key] = getattr(args, key)
     if args.allow_network:
         defaults["allow_network"] = True
-    from ..cli import _overrides, user_error_exit
+    from ..config import read_config_file
+    from ..errors import user_error_exit
 
     try:
         if args.config:
-            defaults["config"] = _overrides(args.config)
+            defaults["config"] = read_config_file(args.config)
         counts = run_batch(args.jobs, args.out, args.cluster, args.cpus_per_job, args.gpus_per_job, args.retries,
                            defaults, args.device, show=not args.quiet)
     except Exception as exc:
