@@ -8,22 +8,19 @@ refused while a job runs; while it runs, jobs are refused (:func:`installing`). 
 installs it again; Uninstall removes what Dreamsmith made under the root (never a folder without its marker).
 """
 
-import functools
-import importlib.util
 import json
-import os
 import time
 from pathlib import Path
 
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from ..protocol import DEPENDENCIES
 from .engine_install import (  # noqa: F401  (installing, status_text, stop_install, install_timer: the add-on's API)
     TIMER_INTERVAL,
     _install,
     advance,
     engine_python,
+    environment_changed,
     install_timer,
     installed,
     installing,
@@ -34,40 +31,14 @@ from .engine_install import (  # noqa: F401  (installing, status_text, stop_inst
     uninstall,
 )
 from .engine_setup import path_problem
-from .preferences import online_hint
-
-ADDON_PACKAGE = __package__.rpartition(".")[0]  # "dreamsmith" or "bl_ext.<repo>.dreamsmith"
-
-
-@functools.cache
-def blender_python_ready() -> bool:
-    """Whether Blender's own Python already has every engine package (as with bpy as a module): then nothing
-    needs installing. Looked up once, without importing anything."""
-    return all(importlib.util.find_spec(name) is not None for name, _ in DEPENDENCIES)
-
-
-def deps_dir(create: bool = False) -> Path:
-    """The extension's user folder's ``site-packages``, where earlier versions installed packages (Uninstall
-    removes it); its parent is the user folder that :func:`states_dir` uses."""
-    if ADDON_PACKAGE.startswith("bl_ext.") and hasattr(bpy.utils, "extension_path_user"):
-        return Path(bpy.utils.extension_path_user(ADDON_PACKAGE, path="site-packages", create=create))
-    path = Path(bpy.utils.user_resource("SCRIPTS", path=os.path.join("dreamsmith", "site-packages")))
-    if create:
-        path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def states_dir(prefs) -> Path:
-    """Where generated objects' engine states are kept for later edits (the cache folder, else the user folder)."""
-    if getattr(prefs, "cache_dir", ""):
-        return Path(bpy.path.abspath(prefs.cache_dir)) / "dreamsmith-states"
-    return deps_dir().parent / "states"
-
-
-def engine_paths(prefs) -> list[str]:
-    """Folders the worker needs on ``PYTHONPATH`` besides the extension: none, since every interpreter that runs
-    the engine (the engine environment's, the user's, Blender's own) brings its packages."""
-    return []
+from .settings import (  # noqa: F401  (the folders: the add-on's API, also from here)
+    ADDON_ID,
+    blender_python_ready,
+    deps_dir,
+    engine_paths,
+    online_hint,
+    states_dir,
+)
 
 
 def busy() -> str:
@@ -101,12 +72,10 @@ class DREAMSMITH_OT_cancel_install(bpy.types.Operator):
 
     def execute(self, context):
         """End the step's process, remove the half environment."""
-        from .engine_status import forget
-
         if bpy.app.timers.is_registered(install_timer):
             bpy.app.timers.unregister(install_timer)
         stop_install()
-        forget()
+        environment_changed()
         self.report({"INFO"}, "Dreamsmith: installing the engine was cancelled; nothing was left half-installed.")
         return {"FINISHED"}
 
@@ -156,9 +125,7 @@ class DREAMSMITH_OT_install_dependencies(bpy.types.Operator):
 
     def execute(self, context):
         """Uninstall at once; install or repair: start (interactive) or run to the end (background)."""
-        from .engine_status import forget
-
-        forget()  # the engine's answers change with what is installed
+        environment_changed()  # the engine's answers change with what is installed
         if self.action == "UNINSTALL":
             try:
                 message = uninstall(extra=(deps_dir(),))

@@ -113,6 +113,17 @@ class _Install:
 
 
 _install = _Install()
+_changes = [0]  # how many times the engine environment changed (installed, repaired, removed) in this session
+
+
+def environment_changed() -> None:
+    """Say that the engine environment changed: answers about it given before are out of date."""
+    _changes[0] += 1
+
+
+def changes() -> int:
+    """How many times the engine environment changed in this session (:func:`environment_changed`)."""
+    return _changes[0]
 
 
 def installing() -> bool:
@@ -221,9 +232,7 @@ def advance() -> tuple[bool, str] | None:
             code = 1
     _install.active = False
     if code == 0:
-        from .engine_status import forget
-
-        forget()  # ask the new engine what it has
+        environment_changed()  # the sidebar asks the new engine what it has
         info = {"uv": UV_VERSION, "lock": _install.options.get("lock") or str(lock_path()),
                 "time": time.strftime("%Y-%m-%d %H:%M:%S")}
         Path(lay.installed_marker).write_text(json.dumps(info, indent=1), encoding="utf-8")

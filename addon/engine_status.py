@@ -4,7 +4,7 @@ The Python that runs the engine (:func:`.preferences.interpreter`) is asked once
 short child process: which of the engine's packages it lacks, and on which device it would compute (CUDA with the
 GPU's name and memory, Apple MPS, or the CPU). Blender's own Python without the packages is known at once (no
 process: :func:`.deps.blender_python_ready`). The answer is cached per interpreter until the engine is installed,
-repaired or removed (:func:`forget`).
+repaired or removed (:func:`.engine_install.changes`).
 
 A job's cost comes from the engine itself (``python -m dreamsmith estimate ... --json``, :mod:`dreamsmith.core.
 estimate`: the same figures the command line prints and the worker checks), also in a background thread, cached per
@@ -21,6 +21,8 @@ import threading
 from dataclasses import dataclass
 
 from ..protocol import DEPENDENCIES
+from .engine_install import changes, installing, status_text
+from .settings import blender_python_ready, engine_env, interpreter
 
 #: Asks an interpreter what it has: the packages it lacks and the device torch would use.
 PROBE = "; ".join((
@@ -65,6 +67,7 @@ class _Asked:
     probes: dict[str, dict] = {}
     estimates: dict[tuple, dict] = {}
     running: set = set()
+    changes: int = 0  # the engine environment's changes these answers were given after
 
 
 _asked = _Asked()
@@ -75,6 +78,14 @@ def forget() -> None:
     with _asked.lock:
         _asked.probes.clear()
         _asked.estimates.clear()
+
+
+def _forget_if_changed() -> None:
+    """Forget the answers when the engine environment changed since they were given (installed, repaired,
+    removed: :func:`.engine_install.changes`)."""
+    if _asked.changes != changes():
+        forget()
+        _asked.changes = changes()
 
 
 def _ask(key, store: dict, command: list[str], parse, env: dict | None = None) -> None:
@@ -127,9 +138,7 @@ def _wait_for(done, seconds: float) -> None:
 
 def status(prefs, wait: float = 0.0) -> EngineStatus:
     """The engine's status for the sidebar and the operators' polls (cheap: cached after the first ask)."""
-    from .deps import blender_python_ready, installing, status_text
-    from .preferences import engine_env, interpreter
-
+    _forget_if_changed()
     if installing():
         return EngineStatus("installing", f"Installing the Engine: {status_text() or 'starting'}",
                             "The engine is being installed; wait for it to finish.")
@@ -170,8 +179,8 @@ def _parse_estimate(stdout: str, code: int, stderr: str) -> dict:
 def estimate(prefs, job: str, preset: str, model: str = "", fine_model: str = "", wait: float = 0.0) -> dict | None:
     """The engine's estimate of a job (``python -m dreamsmith estimate --json``), or None while it is asked."""
     from .models import engine_command
-    from .preferences import engine_env, interpreter
 
+    _forget_if_changed()
     python = interpreter(prefs)
     key = (python, job, preset, prefs.device, model, fine_model)
     args = ["estimate", job, "--preset", preset, "--device", prefs.device, "--json"]

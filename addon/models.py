@@ -19,8 +19,8 @@ from bpy.props import StringProperty
 from ..protocol import DEMO_MODEL, MODELS, model_on_disk
 from .child_process import LineProcess
 from .job import PACKAGE_ROOT, bootstrap
-from .preferences import engine_env, get_preferences, interpreter, online_access, online_hint
 from .redraw import redraw
+from .settings import engine_env, get_preferences, interpreter, online_access, online_hint
 
 #: Runs ``python -m dreamsmith <args>`` with the add-on's own copy of the package (see :mod:`.job`).
 ENGINE_BOOTSTRAP = bootstrap("dreamsmith")

@@ -13,7 +13,6 @@ import random
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
-from .preferences import get_preferences
 from .properties import MAX_SEED, PRESET_ITEMS, elevation_prop, fov_prop, job_props
 from .running import (
     INPUTS,
@@ -30,6 +29,7 @@ from .running import (
     stop_job,
     submit,
 )
+from .settings import get_preferences
 
 
 def _can_start(cls) -> bool:

@@ -20,9 +20,9 @@ from .operators import (
     DREAMSMITH_OT_remove_queued,
     DREAMSMITH_OT_retexture,
 )
-from .preferences import get_preferences, online_access, online_hint
 from .properties import job_props, progress_text
 from .running import job_running, job_state
+from .settings import get_preferences, online_access, online_hint
 
 #: Pixels a character of the sidebar's font takes, about (to wrap long lines to the region's width).
 CHAR_PX = 7.0

@@ -1,19 +1,22 @@
 """Add-on preferences: which Python runs the engine, which models, which device, where caches go."""
 
 import json
-import os
 import subprocess
-import sys
 import threading
-from types import SimpleNamespace
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
 
 from ..protocol import DEPENDENCIES, DEVICES
-
-#: The add-on's module name: "dreamsmith" as a plain add-on, "bl_ext.<repo>.dreamsmith" as an extension.
-ADDON_ID = __package__.rpartition(".")[0]
+from .settings import (  # noqa: F401  (the add-on's API, also from here)
+    ADDON_ID,
+    DEFAULTS,
+    engine_env,
+    get_preferences,
+    interpreter,
+    online_access,
+    online_hint,
+)
 
 DEVICE_ITEMS = DEVICES
 
@@ -29,8 +32,7 @@ CHECK_CODE = "; ".join((
     "print('DREAMSMITH ' + json.dumps(info))",
 ))
 
-DEFAULTS = SimpleNamespace(python_path="", coarse_model="", fine_model="", allow_downloads=True, device="auto",
-                           cache_dir="", states_limit_gb=2.0, time_limit_min=360.0)
+
 
 
 class DreamsmithPreferences(bpy.types.AddonPreferences):
@@ -89,48 +91,6 @@ class DreamsmithPreferences(bpy.types.AddonPreferences):
         from .models import draw_models
 
         draw_models(layout, context)
-
-
-def get_preferences(context=None):
-    """The add-on's preferences, or the defaults when it was registered without being enabled (scripts)."""
-    context = context or bpy.context
-    addon = context.preferences.addons.get(ADDON_ID)
-    prefs = getattr(addon, "preferences", None)
-    return prefs if prefs is not None else DEFAULTS
-
-
-def interpreter(prefs) -> str:
-    """The Python that runs the worker: the "Python" preference ("use my own Python"), else the installed engine
-    environment's, else Blender's own (right when it already has the packages, as with bpy as a module). Cheap
-    (file checks only): draw code may call it."""
-    if prefs.python_path:
-        return bpy.path.abspath(prefs.python_path)
-    from .deps import engine_python
-
-    return engine_python() or sys.executable
-
-
-def engine_env(prefs) -> dict[str, str]:
-    """The environment of engine processes: this process's, with any extra package folders on PYTHONPATH (none
-    today: every interpreter that runs the engine brings its own packages)."""
-    from .deps import engine_paths
-    from .job import prepend_python_path
-
-    return prepend_python_path(dict(os.environ), engine_paths(prefs))
-
-
-def online_hint(action: str) -> str:
-    """How to get online access to ``action`` ("install the engine"): Blender started with ``--offline-mode`` needs
-    a restart without it; otherwise the preference (Preferences > System > Network)."""
-    if getattr(bpy.app, "online_access_override", False) and not getattr(bpy.app, "online_access", False):
-        return f"Blender was started with --offline-mode: restart it without that option to {action}."
-    return f"Allow Online Access (Preferences > System > Network) to {action}."
-
-
-def online_access(prefs=None) -> bool:
-    """Whether models may be downloaded: Blender's "Allow Online Access" (False before 4.2) and the preference."""
-    allowed = bool(getattr(bpy.app, "online_access", False))
-    return allowed and bool(getattr(prefs, "allow_downloads", True))
 
 
 class DREAMSMITH_OT_clear_states(bpy.types.Operator):

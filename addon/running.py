@@ -19,7 +19,6 @@ from typing import Any
 import bpy
 
 from ..protocol import PREVIEW
-from .deps import engine_paths
 from .image_source import reference_text
 from .job import JOB_PREFIX, Outcome, WorkerJob, build_job, make_work_dir
 from .job_inputs import parse_config, write_job_files  # noqa: F401  (parse_config: the add-on's API)
@@ -32,9 +31,9 @@ from .job_results import (  # noqa: F401  (PREVIEW_IMAGE, print_stage: the add-o
     window_override,
 )
 from .job_results import import_outcome as _import
-from .preferences import get_preferences, interpreter, online_access
 from .properties import apply_message, job_props, reset_progress
 from .redraw import redraw as redraw_areas
+from .settings import engine_paths, get_preferences, interpreter, online_access
 from .states import job_states, keep_result
 
 TIMER_INTERVAL = 0.2

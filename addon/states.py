@@ -9,8 +9,8 @@ from pathlib import Path
 
 import bpy
 
-from .deps import states_dir
 from .scene_io import PROP_PREFIX
+from .settings import states_dir
 
 
 def prune_states(folder: Path, max_bytes: int) -> list[tuple[Path, int]]:
