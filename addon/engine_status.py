@@ -1,9 +1,9 @@
 """Whether the engine can run a job, at a glance, and what a job would cost: the sidebar's first lines.
 
-The Python that runs the engine (:func:`.preferences.interpreter`) is asked once, in a background thread, with a
+The Python that runs the engine (:func:`.settings.interpreter`) is asked once, in a background thread, with a
 short child process: which of the engine's packages it lacks, and on which device it would compute (CUDA with the
 GPU's name and memory, Apple MPS, or the CPU). Blender's own Python without the packages is known at once (no
-process: :func:`.deps.blender_python_ready`). The answer is cached per interpreter until the engine is installed,
+process: :func:`.settings.blender_python_ready`). The answer is cached per interpreter until the engine is installed,
 repaired or removed (:func:`.engine_install.changes`).
 
 A job's cost comes from the engine itself (``python -m dreamsmith estimate ... --json``, :mod:`dreamsmith.core.
