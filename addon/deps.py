@@ -31,14 +31,7 @@ from .engine_install import (  # noqa: F401  (installing, status_text, stop_inst
     uninstall,
 )
 from .engine_setup import path_problem
-from .settings import (  # noqa: F401  (the folders: the add-on's API, also from here)
-    ADDON_ID,
-    blender_python_ready,
-    deps_dir,
-    engine_paths,
-    online_hint,
-    states_dir,
-)
+from .settings import blender_python_ready, deps_dir, online_hint
 
 
 def busy() -> str:

@@ -8,15 +8,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
 
 from ..protocol import DEPENDENCIES, DEVICES
-from .settings import (  # noqa: F401  (the add-on's API, also from here)
-    ADDON_ID,
-    DEFAULTS,
-    engine_env,
-    get_preferences,
-    interpreter,
-    online_access,
-    online_hint,
-)
+from .settings import ADDON_ID, engine_env, get_preferences, interpreter
 
 DEVICE_ITEMS = DEVICES
 
