@@ -270,8 +270,7 @@ def run_pairing(pairing: str, preset: str, steps: int, device: torch.device, dty
     from dreamsmith.core.events import StageReporter
     from dreamsmith.core.guidance.sds import SDSGuidance
     from dreamsmith.core.jobs.generate import generate_config
-    from dreamsmith.core.levels import bake_levels
-    from dreamsmith.core.mesh_ops import largest_components
+    from dreamsmith.core.jobs.io import finish_mesh
     from dreamsmith.core.prompts import PromptProcessor
     from dreamsmith.core.stages.coarse import train_coarse
     from dreamsmith.core.stages.mesh import train_mesh
@@ -323,15 +322,11 @@ def run_pairing(pairing: str, preset: str, steps: int, device: torch.device, dty
     prior = counter = fine_guidance = None
     gc.collect()
 
-    # The bake is timed on the surface these few steps made: its face count is printed, since the unwrap's time
-    # follows it (a trained surface at DMTet 128 has about 121k faces; a random one here from 120k to 300k and more).
-    with torch.no_grad():
-        verts, tris = geo()
-    v, f = largest_components(verts.detach(), tris, keep=1_000_000, min_fraction=cfg.mesh.min_component_fraction)
-    v, f = v.cpu().numpy(), f.cpu().numpy()
-
+    # The bake is the job's own (surface, its largest parts, the bake), timed on the surface these few steps made:
+    # the written face count is printed, since the unwrap's time follows it (a trained surface at DMTet 128 has
+    # about 121k faces; a random one here from 120k to 300k and more, decimated to the unwrap's 200k limit).
     def bake(cb):
-        out = bake_levels(v, f, lambda p: field.albedo(p).clamp(0, 1), cfg.bake, name="bench", device=device)
+        out = finish_mesh(geo, field.albedo, cfg.bake, cfg.mesh.min_component_fraction, "bench")
         cb(None)
         return out
 
