@@ -21,6 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..events import StageReporter
+from ..stages.loop import run_steps
+
 
 @dataclass
 class InversionConfig:
@@ -69,7 +72,7 @@ def invert_picture(guidance, picture: Tensor, azimuth: float, elevation: float, 
     lo, hi = int(cfg.min_step_percent * n), min(int(cfg.max_step_percent * n), n - 1)
     scale = guidance.cfg.guidance_scale if cfg.guided else 1.0
     empty_b = empty[None].expand(cfg.batch, -1, -1)
-    for step in range(1, cfg.steps + 1):
+    def loss_fn(step: int) -> Tensor:
         t = torch.randint(lo, max(hi, lo) + 1, (cfg.batch,), generator=generator,
                           device=generator.device).to(guidance.device)
         noise = guidance._randn((cfg.batch, *x0.shape[1:]), generator)
@@ -79,12 +82,11 @@ def invert_picture(guidance, picture: Tensor, azimuth: float, elevation: float, 
             with torch.no_grad():
                 uncond = guidance.predict(x_t, t, empty_b, camera)
             pred = uncond + scale * (pred - uncond)
-        loss = F.mse_loss(pred, guidance.target(x0, noise, t))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if reporter is not None:
-            reporter.step(step, loss.item())
+        return F.mse_loss(pred, guidance.target(x0, noise, t))
+
+    run_steps(cfg.steps, opt, loss_fn, reporter or StageReporter("inversion", cfg.steps, None, None),
+              diverged="Learning the picture's condition diverged: lower image.inversion.lr or set "
+                       "image.inversion.steps to 0 (an empty prompt then guides the unseen sides).")
     return emb.detach()
 
 
