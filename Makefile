@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 VALIDATOR := node_modules/gltf-validator/package.json
 DEMO_OUT ?= demo_out
 
-.PHONY: demo test test-fast syscheck lint lock clean
+.PHONY: demo test test-fast syscheck lint typecheck lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) scripts/check_system.py
@@ -34,15 +34,21 @@ demo: syscheck
 # Every tier (fast, slow, blender; gpu tests skip without a GPU). CI runs this.
 test: syscheck $(VALIDATOR)
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest -q --durations=12
 
 # The inner loop: the fast tier only.
 test-fast: syscheck
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest -q -m "not slow and not blender and not gpu"
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+
+# The stages and guidance against the Protocols of core/stages/interfaces.py (files: pyproject's [tool.mypy]).
+typecheck: $(STAMP)
+	$(PY) -m mypy
 
 # Regenerate engine.lock (the engine environment's pins, shipped in the extension) after changing
 # constraints.txt or protocol.DEPENDENCIES; needs PyPI.

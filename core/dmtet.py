@@ -168,6 +168,11 @@ class DMTetGeometry(nn.Module):
         bbox: ``[2, 3]`` min and max corner of the region the surface can occupy.
     """
 
+    bbox: Tensor
+    grid_verts: Tensor
+    tets: Tensor
+    cell: Tensor
+
     def __init__(self, cfg: DMTetConfig, bbox: Tensor) -> None:
         super().__init__()
         self.cfg = cfg

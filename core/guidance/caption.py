@@ -191,7 +191,7 @@ def read_caption(guidance, picture: Tensor, azimuth: float, elevation: float, cf
 
     if _exhaustive(cfg, slots):
         score(list(itertools.product(*slots.values())))
-        current = min(scores, key=scores.get)
+        current = min(scores, key=lambda c: scores[c])
     else:
         current = tuple(words[0] for words in slots.values())
         for _sweep in range(cfg.sweeps):
@@ -199,7 +199,7 @@ def read_caption(guidance, picture: Tensor, azimuth: float, elevation: float, cf
             for k, name in enumerate(names):
                 trials = [current[:k] + (w,) + current[k + 1:] for w in slots[name]]
                 score(trials)
-                current = min(trials, key=scores.get)
+                current = min(trials, key=lambda c: scores[c])
             if current == before:
                 break
     margin = math.inf  # each slot's runner-up, the other slots as chosen (already scored unless a search was cut off)

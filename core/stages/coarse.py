@@ -15,6 +15,7 @@ from ..events import StageReporter
 from ..field import FieldConfig, NeRFField
 from ..occupancy import OccupancyConfig, OccupancyGrid
 from ..render.volume import VolumeConfig, VolumeRenderer
+from .interfaces import CoarseObjective
 from .loop import adam, run_steps
 
 
@@ -105,9 +106,9 @@ def coarse_optimizer(cfg: CoarseConfig, field: NeRFField, renderer: VolumeRender
                  {"params": background, "lr": cfg.lr_background}])
 
 
-def train_coarse(cfg: CoarseConfig, objective, bbox: Tensor, device: torch.device, generator: torch.Generator,
-                 reporter: StageReporter, preview_fn=None, density_prior: Tensor | None = None
-                 ) -> tuple[NeRFField, OccupancyGrid, VolumeRenderer]:
+def train_coarse(cfg: CoarseConfig, objective: CoarseObjective, bbox: Tensor, device: torch.device,
+                 generator: torch.Generator, reporter: StageReporter, preview_fn=None,
+                 density_prior: Tensor | None = None) -> tuple[NeRFField, OccupancyGrid, VolumeRenderer]:
     """Optimise a coarse NeRF against ``objective``.
 
     The renderer is made here with the field: with ``cfg.volume.background == "learned"`` it owns the background

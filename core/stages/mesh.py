@@ -16,6 +16,7 @@ from ..errors import NumericalError
 from ..events import StageReporter
 from ..mesh_ops import laplacian_loss, normal_consistency_loss
 from ..render.shading import LightConfig
+from .interfaces import ColorSchedule, MeshObjectiveFn
 from .loop import adam, run_steps
 
 
@@ -110,22 +111,31 @@ def geometry_regularizers(cfg: MeshStageConfig, geo: DMTetGeometry, verts: Tenso
     return loss
 
 
-def mesh_optimizer(cfg, color_field, geo: DMTetGeometry | None) -> torch.optim.Adam:
+def geometry_config(cfg: ColorSchedule) -> MeshStageConfig:
+    """``cfg`` as the mesh stage's config, which training the geometry needs (a colour-only config cannot)."""
+    if not isinstance(cfg, MeshStageConfig):
+        raise TypeError(f"training the geometry needs a MeshStageConfig, not {type(cfg).__name__}; "
+                        "freeze the geometry to train the colour alone")
+    return cfg
+
+
+def mesh_optimizer(cfg: ColorSchedule, color_field, geo: DMTetGeometry | None) -> torch.optim.Adam:
     """The colour field at ``cfg.lr_color``; with ``geo``, also its SDF (``lr_sdf`` grid cells) and offsets."""
     groups = [{"params": color_field.color_parameters(), "lr": cfg.lr_color}]
     if geo is not None:
-        groups += [{"params": [geo.sdf], "lr": cfg.lr_sdf * geo.cell_size},
-                   {"params": [geo.deform], "lr": cfg.lr_deform}]
+        stage = geometry_config(cfg)
+        groups += [{"params": [geo.sdf], "lr": stage.lr_sdf * geo.cell_size},
+                   {"params": [geo.deform], "lr": stage.lr_deform}]
     return adam(groups)
 
 
-def train_mesh(cfg, objective, color_field, geo, generator: torch.Generator, reporter: StageReporter,
-               freeze_geometry: bool = False, preview_fn=None):
+def train_mesh(cfg: ColorSchedule, objective: MeshObjectiveFn, color_field, geo, generator: torch.Generator,
+               reporter: StageReporter, freeze_geometry: bool = False, preview_fn=None):
     """Optimise the geometry (unless frozen) and the colour field against ``objective``; returns ``geo``.
 
     Args:
-        cfg: A :class:`MeshStageConfig`; with the geometry frozen, any config with ``steps``, ``lr_color`` and
-            ``preview_every`` (a re-texture's stage).
+        cfg: A :class:`MeshStageConfig`; with the geometry frozen, any :class:`~.interfaces.ColorSchedule` (a
+            re-texture's stage).
         objective: ``(verts, faces, color_fn, step, total, generator) -> loss`` with a ``diverged`` message
             (:class:`~.objectives.PosedViews`, :class:`~.objectives.MeshScoreDistillation`).
         color_field: A :class:`~dreamsmith.core.field.NeRFField` whose ``albedo`` colours the surface; its
@@ -137,6 +147,7 @@ def train_mesh(cfg, objective, color_field, geo, generator: torch.Generator, rep
         freeze_geometry: Optimise only the colour (re-texturing).
         preview_fn: Optional ``(geo, color_field) -> uint8 image``.
     """
+    stage = None if freeze_geometry else geometry_config(cfg)
     frozen = None
     if freeze_geometry:
         with torch.no_grad():
@@ -148,7 +159,7 @@ def train_mesh(cfg, objective, color_field, geo, generator: torch.Generator, rep
             raise NumericalError("The mesh stage lost the surface (no faces); lower lr_sdf or the guidance scale, "
                                  "or use a larger preset.")
         value = objective(verts, faces, color_field.albedo, step, cfg.steps, generator)
-        return value if frozen is not None else value + geometry_regularizers(cfg, geo, verts, faces)
+        return value if stage is None else value + geometry_regularizers(stage, geo, verts, faces)
 
     run_steps(cfg.steps, mesh_optimizer(cfg, color_field, None if freeze_geometry else geo), loss, reporter,
               objective.diverged, cfg.preview_every,

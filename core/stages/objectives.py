@@ -12,7 +12,7 @@ Each also has a ``diverged`` message: what to change when its loss stops being f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +21,13 @@ from torch import Tensor
 from ..cameras import sample_views
 from ..render.mesh import render_mesh
 from ..render.shading import sample_lights
+from .interfaces import ColorFn, PosedGuidance, ScoreGuidance
+
+if TYPE_CHECKING:
+    from .coarse import CoarseSDSConfig
+    from .mesh import MeshSDSConfig
+
+G = TypeVar("G", PosedGuidance, ScoreGuidance)
 
 
 @dataclass
@@ -33,7 +40,7 @@ class PosedRays:
         opacity_weight: Extra weight on matching the images' alpha (carves empty space).
     """
 
-    guidance: object
+    guidance: PosedGuidance
     rays_per_step: int
     opacity_weight: float
     diverged: ClassVar[str] = "The coarse stage diverged (NaN loss); lower the learning rate or try another seed."
@@ -79,8 +86,8 @@ class ScoreDistillation:
         cfg: A :class:`~.coarse.CoarseSDSConfig` (views, shading, sparsity).
     """
 
-    guidance: object
-    cfg: object
+    guidance: ScoreGuidance
+    cfg: CoarseSDSConfig
     diverged: ClassVar[str] = "The coarse stage diverged (NaN loss); lower the guidance scale or learning rate."
 
     def __call__(self, field, occupancy, renderer, step: int, total: int, generator: torch.Generator) -> Tensor:
@@ -116,7 +123,7 @@ def resize_targets(target: Tensor, size: int) -> Tensor:
 
 
 @dataclass
-class MeshObjective:
+class MeshObjective(Generic[G]):
     """What the mesh-stage objectives share: a guidance, and the size of the renders it sees.
 
     Attributes:
@@ -124,17 +131,17 @@ class MeshObjective:
         render_size: Longer side of the renders.
     """
 
-    guidance: object
+    guidance: G
     render_size: int
     diverged: ClassVar[str] = "The mesh stage diverged (NaN loss); lower the learning rates or try another seed."
 
-    def __call__(self, verts: Tensor, faces: Tensor, color_fn, step: int, total: int,
+    def __call__(self, verts: Tensor, faces: Tensor, color_fn: ColorFn, step: int, total: int,
                  generator: torch.Generator) -> Tensor:
         raise NotImplementedError
 
 
 @dataclass
-class PosedViews(MeshObjective):
+class PosedViews(MeshObjective[PosedGuidance]):
     """The mesh stage against posed images (a :class:`~dreamsmith.core.guidance.reference.ReferenceGuidance`):
     whole views, resized to ``render_size``, on random backgrounds.
 
@@ -144,7 +151,8 @@ class PosedViews(MeshObjective):
 
     views_per_step: int = 4
 
-    def __call__(self, verts, faces, color_fn, step, total, generator):
+    def __call__(self, verts: Tensor, faces: Tensor, color_fn: ColorFn, step: int, total: int,
+                 generator: torch.Generator) -> Tensor:
         g = self.guidance
         cams, target = g.sample_views(self.views_per_step, generator)
         scale = self.render_size / max(g.h, g.w)
@@ -157,7 +165,7 @@ class PosedViews(MeshObjective):
 
 
 @dataclass(kw_only=True)
-class MeshScoreDistillation(MeshObjective):
+class MeshScoreDistillation(MeshObjective[ScoreGuidance]):
     """The mesh stage by score distillation (the guidance as in :class:`ScoreDistillation`): random square views of
     the mesh, shaded, on a grey background.
 
@@ -165,10 +173,11 @@ class MeshScoreDistillation(MeshObjective):
         cfg: A :class:`~.mesh.MeshSDSConfig` (views, shading, light, background).
     """
 
-    cfg: object
+    cfg: MeshSDSConfig
     diverged: ClassVar[str] = "The mesh stage diverged (NaN loss); lower the learning rates or guidance scale."
 
-    def __call__(self, verts, faces, color_fn, step, total, generator):
+    def __call__(self, verts: Tensor, faces: Tensor, color_fn: ColorFn, step: int, total: int,
+                 generator: torch.Generator) -> Tensor:
         dev = verts.device
         cams, az, el = sample_views(self.cfg.views, self.render_size, generator)
         bg = torch.full((1, 1, 1, 3), self.cfg.background, device=dev)

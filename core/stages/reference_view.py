@@ -31,6 +31,7 @@ from ..guidance.caption import CaptionConfig, word_lists
 from ..guidance.inversion import InversionConfig
 from ..image_input import ImageInputConfig, ReferenceImage
 from ..render.mesh import render_mesh, render_textured
+from .interfaces import CoarseObjective, ColorFn, MeshObjectiveFn
 
 Condition = Literal["caption", "embedding", "none"]
 CONDITIONS = get_args(Condition)
@@ -199,7 +200,8 @@ class ReferenceTarget:
         alpha, seen = mask_at_points(self.cameras, mask, points, bilinear=True)
         return ~(seen & (alpha < 0.5))
 
-    def loss(self, cfg: ImageConfig, rgb: Tensor, alpha: Tensor, want: tuple | None = None) -> Tensor:
+    def loss(self, cfg: ImageConfig, rgb: Tensor, alpha: Tensor,
+             want: tuple[Tensor, Tensor, Tensor | None] | None = None) -> Tensor:
         """Weighted colour and mask errors of a render of the reference view (``rgb`` on white; ``alpha``
         ``[1, S, S]`` or ``[1, S, S, 1]``) against the pixels, or against ``want`` (colour, mask and per-ray weight
         or None, where the rays went: :meth:`jittered`)."""
@@ -214,7 +216,7 @@ class ReferenceTarget:
 def mesh_stage_settings(mesh_cfg, cfg: ImageConfig):
     """The mesh stage's config for image to 3D: ``mesh_cfg`` with its geometry learning rates times
     ``cfg.mesh_geometry_lr`` and, when set, ``cfg.mesh_normal_weight`` as its normal-consistency weight."""
-    changes = {}
+    changes: dict[str, float] = {}
     k = cfg.mesh_geometry_lr
     if k != 1.0:
         changes |= {"lr_sdf": mesh_cfg.lr_sdf * k, "lr_deform": mesh_cfg.lr_deform * k}
@@ -241,14 +243,15 @@ class CoarseReference:
 
     target: ReferenceTarget
     cfg: ImageConfig
-    novel: object | None
+    novel: CoarseObjective | None
     diverged: ClassVar[str] = "The coarse stage diverged (NaN loss); lower the learning rate or the reference weights."
 
     def __call__(self, field, occupancy, renderer, step: int, total: int, generator: torch.Generator) -> Tensor:
         white = torch.ones(3, device=self.target.rgb.device)
         offsets, want = None, None
         if self.cfg.ray_jitter:
-            offsets, *want = self.target.jittered(generator)
+            offsets, want_rgb, want_mask, weight = self.target.jittered(generator)
+            want = (want_rgb, want_mask, weight)
         out = renderer.render_image(field, self.target.cameras, occupancy, shading="albedo", bg_color=white,
                                     perturb=True, generator=generator, offsets=offsets)
         loss = self.target.loss(self.cfg, out["rgb"], out["opacity"], want)
@@ -270,10 +273,11 @@ class MeshReference:
 
     target: ReferenceTarget
     cfg: ImageConfig
-    novel: object | None
+    novel: MeshObjectiveFn | None
     diverged: ClassVar[str] = "The mesh stage diverged (NaN loss); lower the learning rates or the reference weights."
 
-    def __call__(self, verts, faces, color_fn, step: int, total: int, generator: torch.Generator) -> Tensor:
+    def __call__(self, verts: Tensor, faces: Tensor, color_fn: ColorFn, step: int, total: int,
+                 generator: torch.Generator) -> Tensor:
         white = torch.ones(1, 1, 1, 3, device=verts.device)
         out = render_mesh(verts, faces, self.target.cameras, color_fn, white)
         loss = self.target.loss(self.cfg, out["rgb"], out["alpha"])

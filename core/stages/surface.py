@@ -134,7 +134,8 @@ def initial_sdf(density_fn, grid_verts: Tensor, grid_shape: tuple[int, int, int]
     diag = scene_diagonal or float((bbox[1] - bbox[0]).norm())
     occ_np, dens, level = _start_occupancy(density_fn, grid_verts, grid_shape, iso_density / diag, carve_fn,
                                            min_fraction, source, hull_fallback, carve_after_cleaning)
-    cell = tuple(float(c) for c in (bbox[1] - bbox[0]) / (torch.tensor(grid_shape) - 1))
+    cx, cy, cz = (float(c) for c in (bbox[1] - bbox[0]) / (torch.tensor(grid_shape) - 1))
+    cell = (cx, cy, cz)
     if start == "density":
         occ = torch.from_numpy(occ_np.reshape(-1)).to(dens.device)
         size = min(cell)
