@@ -14,6 +14,7 @@ an empty or unreadable one, a picture with no object (an empty mask) and one who
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,7 +153,7 @@ def _fit(rgb: np.ndarray, mask: np.ndarray, cfg: ImageInputConfig) -> tuple[np.n
     return np.clip(out_rgb, 0, 1).astype(np.float32), alpha.astype(np.float32)
 
 
-def load_reference(path: str | Path, cfg: ImageInputConfig | None = None) -> ReferenceImage:
+def load_reference(path: str | os.PathLike, cfg: ImageInputConfig | None = None) -> ReferenceImage:
     """Read ``path`` and make the reference view of its object (see the module's docstring).
 
     Raises:

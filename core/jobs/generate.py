@@ -18,10 +18,7 @@ from ...protocol import SD21_BASE
 from ..bake import BakeConfig
 from ..config import to_dict
 from ..device import resolve_device, seeded_job
-from ..errors import InputError
 from ..events import CancelToken, ProgressCallback, StageReporter
-from ..guidance.caption import caption_candidates, read_caption
-from ..guidance.inversion import condition_on_picture, estimate_azimuth
 from ..guidance.sds import SDSConfig, SDSGuidance
 from ..image_input import ReferenceImage, load_reference
 from ..meshio import FileWrite, TexturedMesh
@@ -30,6 +27,7 @@ from ..presets import GENERATE_PRESETS, config_maker
 from ..prompts import PromptConfig, PromptProcessor
 from ..render.preview import field_preview, mesh_preview
 from ..stages.coarse import CoarseConfig, CoarseSDSConfig, train_coarse
+from ..stages.interfaces import CoarseObjective, MeshObjectiveFn
 from ..stages.mesh import MeshSDSConfig, MeshStageConfig, train_mesh
 from ..stages.objectives import MeshScoreDistillation, ScoreDistillation
 from ..stages.reference_view import (
@@ -44,6 +42,7 @@ from ..stages.reference_view import (
 )
 from ..stages.surface import init_geometry
 from .io import check_inputs, check_output_path, check_prompt, finish_mesh, write_outputs
+from .picture import picture_camera, picture_condition, read_picture
 
 
 @dataclass
@@ -121,38 +120,24 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
         image = reference is not None
         timings["load"] = time.perf_counter() - t0
         start = None  # image to 3D: where learning the picture's condition starts (None: the empty text)
-        if image:
+        if reference is not None:
             t0 = time.perf_counter()
-            probe = SDSGuidance(coarse_prior, PromptProcessor(coarse_prior, prompt, negative_prompt, cfg.prompt,
-                                                              allow_empty=True), cfg.coarse_guidance)
-            picture = torch.from_numpy(reference.rgb)
-            if cfg.image.find_azimuth:
-                reference.azimuth = estimate_azimuth(probe, picture, cfg.image.elevation, gen)
-            if not prompt and cfg.image.condition == "caption":
-                reporter = StageReporter("picture", caption_candidates(cfg.image.caption, coarse_prior.tokenizer),
-                                         callback, cancel, every=4)
-                reading = read_caption(probe, picture, reference.azimuth, cfg.image.elevation, cfg.image.caption, gen,
-                                       cfg.prompt.view_dependent, reporter)
-                reference.caption_read, reference.caption_margin = reading.text, reading.margin
-                if reading.clear(cfg.image.caption):  # else the condition is learned from the picture
-                    reference.caption = reading.text
-                elif cfg.image.inversion.from_caption:
-                    start = probe.prompts.embed([reading.text])[0]
-            del probe
+            start = read_picture(coarse_prior, prompt, negative_prompt, cfg.image, cfg.prompt, cfg.coarse_guidance,
+                                 reference, gen, callback, cancel)
             timings["picture"] = time.perf_counter() - t0
-        text = reference.caption if image and not prompt else prompt
+        text = reference.caption if reference is not None and not prompt else prompt
         t0 = time.perf_counter()
         guidance = make_guidance(coarse_prior, text, negative_prompt, cfg.prompt, cfg.coarse_guidance, image)
         timings["load"] += time.perf_counter() - t0  # the model and its prompt's embeddings, as for every job
-        if image and not text and cfg.image.condition != "none":
+        if reference is not None and not text and cfg.image.condition != "none":
             t0 = time.perf_counter()
-            picture_condition(cfg, guidance, reference, gen, callback, cancel, start)
+            picture_condition(cfg.image, guidance, reference, gen, callback, cancel, start)
             timings["picture"] += time.perf_counter() - t0
 
         t0 = time.perf_counter()
         live = callback is not None  # live previews only for someone who listens
-        objective = ScoreDistillation(guidance, cfg.coarse_sds)
-        if image:
+        objective: CoarseObjective = ScoreDistillation(guidance, cfg.coarse_sds)
+        if reference is not None:
             size = cfg.image.coarse_size or cfg.coarse_sds.render_size
             target = ReferenceTarget.make(reference, cfg.image, cfg.coarse_sds.views, size, dev,
                                           cfg.image.coarse_edge_band)
@@ -171,33 +156,24 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
             gc.collect()
             fine_guidance = make_guidance(load_prior(cfg.fine_model, dev), text, negative_prompt, cfg.prompt,
                                           cfg.fine_guidance, image)
-            if image and not text and cfg.image.condition != "none":  # another encoder: learned from the empty text
-                picture_condition(cfg, fine_guidance, reference, gen, callback, cancel)
+            # another encoder: its condition learned again, from the empty text
+            if reference is not None and not text and cfg.image.condition != "none":
+                picture_condition(cfg.image, fine_guidance, reference, gen, callback, cancel)
         carve = partial(target.carve, margin=cfg.image.carve_margin) if image and cfg.image.carve else None
         geo = init_geometry(cfg.mesh, bbox, dev, model.density, carve, source="text", hull_fallback=False,
                             carve_after_cleaning=True)
         timings["mesh"] = time.perf_counter() - t0  # loading the fine prior, initialising DMTet
-        name = prompt[:60] or (reference.name if image else "")
+        name = prompt[:60] or (reference.name if reference is not None else "")
         mesh = fine_stage(cfg, fine_guidance, model, geo, gen, name, callback, cancel, timings, reference=reference)
-        if image:
+        if reference is not None:
             mesh = turned_to_front(mesh, reference.azimuth)
         files = []
         # A result turned to the picture's front no longer matches its field: edits then start from the mesh.
-        if state_out is not None and not (image and reference.azimuth):
+        if state_out is not None and not (reference is not None and reference.azimuth):
             from ..state import state_files
 
             files = state_files(state_out, model, geo, to_dict(cfg), background=renderer.background)
         return mesh, timings, files
-
-
-def picture_condition(cfg: GenerateConfig, guidance: SDSGuidance, reference: ReferenceImage, gen: torch.Generator,
-                      callback: ProgressCallback | None, cancel: CancelToken | None,
-                      start: torch.Tensor | None = None) -> None:
-    """Image to 3D without a prompt: the condition learned from the picture (from ``start``, a text condition of
-    ``guidance``'s encoder; None: the empty text) becomes ``guidance``'s prompt."""
-    inv = cfg.image.inversion
-    condition_on_picture(guidance, torch.from_numpy(reference.rgb), reference.azimuth, cfg.image.elevation, inv, gen,
-                         StageReporter("picture", inv.steps, callback, cancel, every=5), start)
 
 
 def fine_stage(cfg: GenerateConfig, guidance: SDSGuidance, field, geo, gen: torch.Generator,
@@ -209,7 +185,7 @@ def fine_stage(cfg: GenerateConfig, guidance: SDSGuidance, field, geo, gen: torc
     t0 = time.perf_counter()
     live = callback is not None  # live previews only for someone who listens
     watch = mesh_preview(cfg.scene_radius, background=cfg.mesh_sds.background, light=cfg.mesh_sds.light)
-    objective = MeshScoreDistillation(guidance, cfg.mesh.render_size, cfg=cfg.mesh_sds)
+    objective: MeshObjectiveFn = MeshScoreDistillation(guidance, cfg.mesh.render_size, cfg=cfg.mesh_sds)
     if reference is not None:
         size = cfg.image.mesh_size or cfg.mesh.render_size
         target = ReferenceTarget.make(reference, cfg.image, cfg.mesh_sds.views, size, field.bbox.device)
@@ -229,18 +205,6 @@ def fine_stage(cfg: GenerateConfig, guidance: SDSGuidance, field, geo, gen: torc
     return mesh
 
 
-def image_settings(cfg: GenerateConfig, elevation: float | None, fov: float | None) -> GenerateConfig:
-    """``cfg`` with the picture's camera (``--elevation``, ``--fov``; None keeps the config's) put in."""
-    changes = {k: float(v) for k, v in (("elevation", elevation), ("fov", fov)) if v is not None}
-    image = dataclasses.replace(cfg.image, **changes)
-    if image.fov != 0 and not 5.0 <= image.fov <= 150.0:
-        raise InputError(f"The picture's field of view must be between 5 and 150 degrees (0: the model's own), "
-                         f"got {image.fov}.")
-    if not -90.0 < image.elevation < 90.0:
-        raise InputError(f"The picture's elevation must be between -90 and 90 degrees, got {image.elevation}.")
-    return dataclasses.replace(cfg, image=image)
-
-
 def run_generate(prompt: str | None, out: str | os.PathLike, cfg: GenerateConfig, negative_prompt: str = "",
                  device: str = "auto", callback: ProgressCallback | None = None, cancel: CancelToken | None = None,
                  preset: str = "custom", preview: str | os.PathLike | None = None,
@@ -257,7 +221,7 @@ def run_generate(prompt: str | None, out: str | os.PathLike, cfg: GenerateConfig
     """
     reference = None
     if image:
-        cfg = image_settings(cfg, elevation, fov)
+        cfg = dataclasses.replace(cfg, image=picture_camera(cfg.image, elevation, fov))
         check_image_config(cfg.image)
         text = (prompt or "").strip()
         prompt = check_prompt(text) if text else ""

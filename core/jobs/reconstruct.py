@@ -66,15 +66,15 @@ def run_reconstruct(images: str | os.PathLike, out: str | os.PathLike, cfg: Reco
         bbox = guidance.scene_box()
 
         t0 = time.perf_counter()
-        objective = PosedRays(guidance, cfg.coarse.rays_per_step, cfg.coarse.opacity_weight)
-        model, _, _ = train_coarse(cfg.coarse, objective, bbox, dev, gen,
+        rays = PosedRays(guidance, cfg.coarse.rays_per_step, cfg.coarse.opacity_weight)
+        model, _, _ = train_coarse(cfg.coarse, rays, bbox, dev, gen,
                                    StageReporter("coarse", cfg.coarse.steps, callback, cancel, every=10))
         timings["coarse"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         geo = init_geometry(cfg.mesh, bbox, dev, model.density, guidance.carve)
-        objective = PosedViews(guidance, cfg.mesh.render_size, cfg.mesh_reference.views_per_step)
-        train_mesh(cfg.mesh, objective, model, geo, gen, StageReporter("mesh", cfg.mesh.steps, callback, cancel,
+        views = PosedViews(guidance, cfg.mesh.render_size, cfg.mesh_reference.views_per_step)
+        train_mesh(cfg.mesh, views, model, geo, gen, StageReporter("mesh", cfg.mesh.steps, callback, cancel,
                                                                        every=5))
         timings["mesh"] = time.perf_counter() - t0
 

@@ -169,6 +169,9 @@ def uv_problems(verts: np.ndarray, faces: np.ndarray, uvs: np.ndarray | None, cf
 class FixedMesh(torch.nn.Module):
     """A mesh that does not change: the geometry the re-texturing renders."""
 
+    verts: Tensor
+    faces: Tensor
+
     def __init__(self, verts: Tensor, faces: Tensor) -> None:
         super().__init__()
         self.register_buffer("verts", verts)
@@ -209,6 +212,7 @@ def run_retexture(mesh_path: str | os.PathLike, prompt: str, out: str | os.PathL
                 raise InputError(f"The mesh needs new UVs ({why_not}) but has {len(faces):,} faces; unwrapping is "
                                  f"limited to {cfg.bake.max_faces_for_unwrap:,}. Give it a UV map or decimate it.")
             verts, faces, uvs, _ = unwrap(verts, faces, cfg.bake)  # positions copied, not recomputed
+        assert uvs is not None  # no problem found: the input has a UV map
         frame = Frame.fit(verts, cfg.fit_radius)
 
         t0 = time.perf_counter()

@@ -100,6 +100,7 @@ def run_transfer(mesh: str | os.PathLike, target: str | os.PathLike, out: str | 
     kept = cfg.keep_uvs and uvs is not None
     if not kept:
         verts, faces, uvs, _ = unwrap(verts, faces, cfg.bake)
+    assert uvs is not None  # kept, or new
     reporter.step(1)
     result = transfer_maps(source, verts, faces, uvs, cfg.bake, Path(target).stem)
     reporter.step(2)

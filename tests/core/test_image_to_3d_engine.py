@@ -473,7 +473,7 @@ def test_a_set_aside_caption_is_reported_and_the_condition_learned(tmp_path, cap
 
 def test_a_set_aside_caption_can_start_the_learned_condition(tmp_path, capsys, monkeypatch):
     """With ``inversion.from_caption`` the picture's condition is learned from the set-aside reading's words."""
-    from dreamsmith.core.jobs import generate as job
+    from dreamsmith.core.jobs import picture as job
     from tests.core.batch_inputs import TINY
 
     starts = []
