@@ -1,4 +1,4 @@
-"""The Blender side: the ONLY package that imports bpy (DESIGN.md house rule 1).
+"""The Blender side: the ONLY package that imports bpy (tests/core/test_no_bpy.py holds it).
 
 ``register()`` adds the preferences, the scene properties (``scene.dreamsmith``: the inputs), the job's
 progress (``window_manager.dreamsmith_job``), the operators, the sidebar panels, the entries in Add > Mesh and the

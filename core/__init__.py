@@ -1,1 +1,1 @@
-"""The Dreamsmith engine: no bpy here (DESIGN.md house rule 1)."""
+"""The Dreamsmith engine: no bpy here (tests/core/test_no_bpy.py holds it)."""

@@ -20,7 +20,7 @@ _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
 _LINEAR, _LINEAR_MIPMAP_LINEAR, _REPEAT = 9729, 9987, 10497
 def _version() -> str:
     try:
-        from .. import __version__
+        from ... import __version__  # the package's (the repository root's __init__.py)
     except ImportError:  # pragma: no cover - only when the module is loaded outside its package
         return "unknown"
     return __version__

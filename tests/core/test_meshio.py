@@ -10,6 +10,7 @@ import numpy as np
 import pygltflib as gl
 import pytest
 
+import dreamsmith
 from dreamsmith.core.errors import InputError
 from dreamsmith.core.meshio import TexturedMesh, read_mesh, vertex_normals, write_glb, write_obj
 from dreamsmith.core.meshio import mesh as meshio_mesh
@@ -50,7 +51,7 @@ def test_glb_round_trip_restores_positions_uvs_and_texture(tmp_path):
     # Stored +Y up: the box's 3-unit Z extent must be glTF's Y extent.
     pos_acc = gltf.accessors[gltf.meshes[0].primitives[0].attributes.POSITION]
     np.testing.assert_allclose(np.subtract(pos_acc.max, pos_acc.min), [1.0, 3.0, 2.0], atol=1e-6)
-    assert gltf.asset.generator.startswith("Dreamsmith ")
+    assert gltf.asset.generator == f"Dreamsmith {dreamsmith.__version__}"  # the version, never "unknown"
     assert gltf.nodes[0].name == "test_box" and gltf.nodes[0].extras == {"prompt": "a box", "seed": 7}
     pbr = gltf.materials[0].pbrMetallicRoughness
     assert pbr.metallicFactor == 0.0 and pbr.baseColorTexture.index == 0
