@@ -31,17 +31,22 @@ $(VALIDATOR):
 demo: syscheck
 	$(PY) scripts/demo.py --out $(DEMO_OUT)
 
+# Test workers (pytest-xdist), each with one torch thread: on this project's 2-core CI machine two workers finish
+# the suite in about two thirds of one process's time (docs/benchmarks.md); more where there are more cores.
+TEST_WORKERS ?= 2
+PYTEST := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
+
 # Every tier (fast, slow, blender; gpu tests skip without a GPU). CI runs this.
 test: syscheck $(VALIDATOR)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
-	$(PY) -m pytest -q --durations=12
+	$(PYTEST) --durations=12
 
 # The inner loop: the fast tier only.
 test-fast: syscheck
 	$(PY) -m ruff check .
 	$(PY) -m mypy
-	$(PY) -m pytest -q -m "not slow and not blender and not gpu"
+	$(PYTEST) -m "not slow and not blender and not gpu"
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

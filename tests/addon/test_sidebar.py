@@ -86,6 +86,17 @@ old_mesh = second.data.name
 REPORT["continue"] = str(bpy.ops.dreamsmith.continue_result(object_name=second.name))
 REPORT["continued"] = [second.data.name != old_mesh, second["dreamsmith_prompt"], second["dreamsmith_command"]]
 
+print("REPORT " + json.dumps(REPORT))
+"""
+
+QUEUE = COMMON + r"""
+addon_utils.enable("dreamsmith", default_set=True)
+prefs = bpy.context.preferences.addons["dreamsmith"].preferences
+prefs.device = "cpu"
+from dreamsmith.addon import history, running
+props = bpy.context.scene.dreamsmith
+tiny = json.dumps(ARGS["tiny"])
+
 # The queue (interactive): three jobs, the middle one fails (a model that is not there), the rest still run;
 # a waiting job can be taken out.
 def job(prompt, seed, model):
@@ -132,7 +143,7 @@ print("REPORT " + json.dumps(REPORT))
 """
 
 
-def test_seeds_history_queue_and_menus(prior):  # noqa: F811 (the fixture)
+def test_seeds_history_and_continue(prior):  # noqa: F811 (the fixture)
     rep = _run(FLOW, {"model": str(prior), "tiny": TINY}, timeout=600)
     assert rep["random_default"] and rep["first"] == rep["second"] == rep["fixed"] == "{'FINISHED'}"
     first_seed, shown = rep["first_seed"]
@@ -145,6 +156,10 @@ def test_seeds_history_queue_and_menus(prior):  # noqa: F811 (the fixture)
     assert rep["select"] == "{'FINISHED'}" and rep["selected"]
     assert "Type in the sidebar's prompt" in rep["continue_empty"]
     assert rep["continue"] == "{'FINISHED'}" and rep["continued"] == [True, "a blue cube", "edit"]
+
+
+def test_the_queue_runs_past_a_failure_and_the_menus_list_the_operators(prior):  # noqa: F811 (the fixture)
+    rep = _run(QUEUE, {"model": str(prior), "tiny": TINY}, timeout=600)
     number, of, waiting = rep["queued"]
     assert (number, of) == (1, 4) and waiting[0] == "Generate 'a yellow cube', seed 2" and len(waiting) == 3
     assert rep["after_remove"] == 3

@@ -3,7 +3,8 @@
 Each command runs the draft preset on the toy prior with fewer steps (the suite's time) and its result is compared
 with ``tests/assets/golden_draft.json`` in two ways:
 
-* **exactly**, on a machine whose fingerprint (architecture, CPU model, torch's CPU kernels, torch version) has a
+* **exactly**, on a machine whose fingerprint (architecture, CPU model, torch's CPU kernels, torch version, torch's
+  threads: ``make test`` runs one a test worker) has a
   record: the SHA-256 of the vertices, faces, UVs and texture must match;
 * **within tolerances** everywhere else (another CPU rounds differently, and score distillation carries the
   difference on): a signature of the result (512 surface points with the texture's colour at each, face count,
@@ -120,7 +121,8 @@ def machine() -> str:
                      if ln.startswith("model name")) or model
     except (OSError, StopIteration):
         pass
-    return f"{platform.machine()} {model} {torch.backends.cpu.get_cpu_capability()} torch {torch.__version__}"
+    return (f"{platform.machine()} {model} {torch.backends.cpu.get_cpu_capability()} torch {torch.__version__} "
+            f"threads {torch.get_num_threads()}")  # a reduction split over more threads rounds differently
 
 
 @pytest.fixture(scope="module")
