@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -84,3 +85,16 @@ class StageReporter:
             self.cancel.check()
         if self.callback is not None and (force or step % self.every == 0 or step == self.total or preview is not None):
             self.callback(ProgressEvent(self.stage, step, self.total, loss, time.perf_counter() - self.start, preview))
+
+
+class StageTimes(dict[str, float]):
+    """Seconds per stage of a job (a result's ``seconds``): ``with times.stage("coarse"): ...`` adds the block's
+    wall time to its stage, so a stage timed in parts (loading, then the prompt's embeddings) sums them."""
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[name] = self.get(name, 0.0) + time.perf_counter() - t0

@@ -176,6 +176,9 @@ class NeRFField(nn.Module):
         bbox: ``[2, 3]`` buffer, the box min and max corners in world units.
     """
 
+    bbox: Tensor
+    density_prior: Tensor | None
+
     def __init__(self, cfg: FieldConfig, bbox: Tensor) -> None:
         super().__init__()
         box = _check_bbox(bbox).clone()

@@ -9,7 +9,6 @@ turned into the coarse field's starting density; the result goes back to the inp
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,17 +17,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ... import __version__
-from ..config import to_dict
 from ..device import seeded_job
 from ..errors import InputError
-from ..events import StageReporter
+from ..events import StageReporter, StageTimes
 from ..meshio import TexturedMesh
 from ..models import load_prior
 from ..presets import EDIT_PRESETS, config_maker
+from ..render.preview import mesh_preview
+from ..stages.objectives import MeshScoreDistillation
 from ..state import load_state
-from .generate import GenerateConfig, fine_stage, generate_mesh, make_guidance, used_models
-from .io import check_inputs, read_input, write_outputs
+from .generate import GenerateConfig, generate_mesh, make_guidance, used_models
+from .io import check_inputs, read_input, result_extras, result_summary, write_outputs
+from .pipeline import Pipeline, run_pipeline
 from .retexture import Frame
 
 
@@ -125,23 +125,27 @@ def run_edit(mesh_path: str | os.PathLike | None, prompt: str, out: str | os.Pat
         mesh, timings, _ = generate_mesh(prompt, negative_prompt, cfg, dev, callback, cancel, density_prior=start)
         mesh = mesh.moved(frame.from_prior)
         source = "mesh"
-    extras = {"generator": f"Dreamsmith {__version__}", "command": "edit", "prompt": prompt,
-              "negative_prompt": negative_prompt, "seed": cfg.seed, "preset": preset, "edited_from": source,
-              **{f"{k}_model": v for k, v in used_models(cfg).items()}}
+    extras = result_extras("edit", prompt=prompt, negative_prompt=negative_prompt, seed=cfg.seed, preset=preset,
+                           edited_from=source, **{f"{k}_model": v for k, v in used_models(cfg).items()})
     write_outputs(mesh, out_path, preview, extras)
-    return {"out": str(out_path), "faces": int(len(mesh.faces)), "vertices": int(len(mesh.verts)),
-            "seconds": timings, "config": to_dict(cfg), "source": source, "models": used_models(cfg)}
+    return result_summary(out_path, len(mesh.faces), len(mesh.verts), cfg, timings, source=source,
+                          models=used_models(cfg))
 
 
 def _edit_state(state: Path, prompt: str, negative_prompt: str, cfg: EditConfig, dev: torch.device, callback,
                 cancel) -> tuple[TexturedMesh, dict[str, float]]:
     """Magic3D's edit of a generated object: the saved field and geometry, the mesh stage with the new prompt."""
     with seeded_job(cfg.seed, dev) as gen:
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        field, geo, *_ = load_state(state, dev)
-        model_cfg = cfg.fine_model if cfg.fine_model.model else cfg.coarse_model
-        sds_cfg = cfg.fine_guidance
-        guidance = make_guidance(load_prior(model_cfg, dev), prompt, negative_prompt, cfg.prompt, sds_cfg)
-        timings["load"] = time.perf_counter() - t0
-        return fine_stage(cfg, guidance, field, geo, gen, prompt, callback, cancel, timings, stage="edit"), timings
+        timings = StageTimes()
+        with timings.stage("load"):
+            field, geo, *_ = load_state(state, dev)
+            model_cfg = cfg.fine_model if cfg.fine_model.model else cfg.coarse_model
+            guidance = make_guidance(load_prior(model_cfg, dev), prompt, negative_prompt, cfg.prompt,
+                                     cfg.fine_guidance)
+        spec = Pipeline(
+            name=prompt, mesh=cfg.mesh, bake=cfg.bake, keep_fraction=cfg.mesh.min_component_fraction,
+            mesh_objective=lambda: MeshScoreDistillation(guidance, cfg.mesh.render_size, cfg=cfg.mesh_sds),
+            start=(field, geo), mesh_stage="edit",
+            mesh_preview=mesh_preview(cfg.scene_radius, background=cfg.mesh_sds.background, light=cfg.mesh_sds.light)
+            if callback is not None else None)
+        return run_pipeline(spec, field.bbox, dev, gen, timings, callback, cancel).mesh, timings

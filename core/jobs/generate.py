@@ -6,19 +6,17 @@ from __future__ import annotations
 import dataclasses
 import gc
 import os
-import time
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 import torch
 
-from ... import __version__
 from ...protocol import SD21_BASE
 from ..bake import BakeConfig
 from ..config import to_dict
 from ..device import resolve_device, seeded_job
-from ..events import CancelToken, ProgressCallback, StageReporter
+from ..events import CancelToken, ProgressCallback, StageTimes
 from ..guidance.sds import SDSConfig, SDSGuidance
 from ..image_input import ReferenceImage, load_reference
 from ..meshio import FileWrite, TexturedMesh
@@ -26,9 +24,9 @@ from ..models import PriorConfig, load_prior
 from ..presets import GENERATE_PRESETS, config_maker
 from ..prompts import PromptConfig, PromptProcessor
 from ..render.preview import field_preview, mesh_preview
-from ..stages.coarse import CoarseConfig, CoarseSDSConfig, train_coarse
+from ..stages.coarse import CoarseConfig, CoarseSDSConfig
 from ..stages.interfaces import CoarseObjective, MeshObjectiveFn
-from ..stages.mesh import MeshSDSConfig, MeshStageConfig, train_mesh
+from ..stages.mesh import MeshSDSConfig, MeshStageConfig
 from ..stages.objectives import MeshScoreDistillation, ScoreDistillation
 from ..stages.reference_view import (
     CoarseReference,
@@ -40,9 +38,9 @@ from ..stages.reference_view import (
     reference_scores,
     turned_to_front,
 )
-from ..stages.surface import init_geometry
-from .io import check_inputs, check_output_path, check_prompt, finish_mesh, write_outputs
+from .io import check_inputs, check_output_path, check_prompt, result_extras, result_summary, write_outputs
 from .picture import picture_camera, picture_condition, read_picture
+from .pipeline import Carving, Pipeline, run_pipeline
 
 
 @dataclass
@@ -111,60 +109,30 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
     and the prompt may be empty.
     """
     with seeded_job(cfg.seed, dev) as gen:
-        timings: dict[str, float] = {}
+        timings = StageTimes()
         r = cfg.scene_radius
         bbox = torch.tensor([[-r, -r, -r], [r, r, r]], dtype=torch.float32)
 
-        t0 = time.perf_counter()
-        coarse_prior = load_prior(cfg.coarse_model, dev)
-        image = reference is not None
-        timings["load"] = time.perf_counter() - t0
+        with timings.stage("load"):
+            coarse_prior = load_prior(cfg.coarse_model, dev)
         start = None  # image to 3D: where learning the picture's condition starts (None: the empty text)
         if reference is not None:
-            t0 = time.perf_counter()
-            start = read_picture(coarse_prior, prompt, negative_prompt, cfg.image, cfg.prompt, cfg.coarse_guidance,
-                                 reference, gen, callback, cancel)
-            timings["picture"] = time.perf_counter() - t0
+            with timings.stage("picture"):
+                start = read_picture(coarse_prior, prompt, negative_prompt, cfg.image, cfg.prompt, cfg.coarse_guidance,
+                                     reference, gen, callback, cancel)
         text = reference.caption if reference is not None and not prompt else prompt
-        t0 = time.perf_counter()
-        guidance = make_guidance(coarse_prior, text, negative_prompt, cfg.prompt, cfg.coarse_guidance, image)
-        timings["load"] += time.perf_counter() - t0  # the model and its prompt's embeddings, as for every job
+        with timings.stage("load"):  # the model and its prompt's embeddings, as for every job
+            guidance = make_guidance(coarse_prior, text, negative_prompt, cfg.prompt, cfg.coarse_guidance,
+                                     reference is not None)
         if reference is not None and not text and cfg.image.condition != "none":
-            t0 = time.perf_counter()
-            picture_condition(cfg.image, guidance, reference, gen, callback, cancel, start)
-            timings["picture"] += time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        live = callback is not None  # live previews only for someone who listens
-        objective: CoarseObjective = ScoreDistillation(guidance, cfg.coarse_sds)
-        if reference is not None:
-            size = cfg.image.coarse_size or cfg.coarse_sds.render_size
-            target = ReferenceTarget.make(reference, cfg.image, cfg.coarse_sds.views, size, dev,
-                                          cfg.image.coarse_edge_band)
-            objective = CoarseReference(target, cfg.image, objective)
-        model, _, renderer = train_coarse(cfg.coarse, objective, bbox, dev, gen,
-                                          StageReporter("coarse", cfg.coarse.steps, callback, cancel, every=5),
-                                          preview_fn=field_preview(r) if live else None, density_prior=density_prior)
-        timings["coarse"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        same_model = not cfg.fine_model.model or cfg.fine_model.model == cfg.coarse_model.model
-        if same_model:
-            fine_guidance = SDSGuidance(coarse_prior, guidance.prompts, cfg.fine_guidance)
-        else:
-            del guidance, coarse_prior
-            gc.collect()
-            fine_guidance = make_guidance(load_prior(cfg.fine_model, dev), text, negative_prompt, cfg.prompt,
-                                          cfg.fine_guidance, image)
-            # another encoder: its condition learned again, from the empty text
-            if reference is not None and not text and cfg.image.condition != "none":
-                picture_condition(cfg.image, fine_guidance, reference, gen, callback, cancel)
-        carve = partial(target.carve, margin=cfg.image.carve_margin) if image and cfg.image.carve else None
-        geo = init_geometry(cfg.mesh, bbox, dev, model.density, carve, source="text", hull_fallback=False,
-                            carve_after_cleaning=True)
-        timings["mesh"] = time.perf_counter() - t0  # loading the fine prior, initialising DMTet
-        name = prompt[:60] or (reference.name if reference is not None else "")
-        mesh = fine_stage(cfg, fine_guidance, model, geo, gen, name, callback, cancel, timings, reference=reference)
+            with timings.stage("picture"):
+                picture_condition(cfg.image, guidance, reference, gen, callback, cancel, start)
+        spec = generate_pipeline(cfg, guidance, text, negative_prompt, reference, gen, dev, callback, cancel)
+        spec.density_prior = density_prior
+        spec.name = prompt[:60] or (reference.name if reference is not None else "")
+        del guidance, coarse_prior  # held by the spec's objectives alone: freed as the pipeline drops them
+        made = run_pipeline(spec, bbox, dev, gen, timings, callback, cancel)
+        mesh = made.mesh
         if reference is not None:
             mesh = turned_to_front(mesh, reference.azimuth)
         files = []
@@ -172,37 +140,57 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
         if state_out is not None and not (reference is not None and reference.azimuth):
             from ..state import state_files
 
-            files = state_files(state_out, model, geo, to_dict(cfg), background=renderer.background)
+            background = made.renderer.background if made.renderer is not None else None
+            files = state_files(state_out, made.field, made.geometry, to_dict(cfg), background=background)
         return mesh, timings, files
 
 
-def fine_stage(cfg: GenerateConfig, guidance: SDSGuidance, field, geo, gen: torch.Generator,
-               prompt: str, callback: ProgressCallback | None, cancel: CancelToken | None,
-               timings: dict[str, float], stage: str = "mesh", reference: ReferenceImage | None = None
-               ) -> TexturedMesh:
-    """Magic3D's second half: the mesh stage on ``geo`` with ``field``'s colours (and, for image to 3D, the picture
-    at its camera), then unwrap and bake; ``prompt`` names the mesh."""
-    t0 = time.perf_counter()
+def generate_pipeline(cfg: GenerateConfig, guidance: SDSGuidance, text: str, negative_prompt: str,
+                      reference: ReferenceImage | None, gen: torch.Generator, dev: torch.device,
+                      callback: ProgressCallback | None, cancel: CancelToken | None) -> Pipeline:
+    """Magic3D as a :class:`~.pipeline.Pipeline`: the coarse stage by score distillation against ``guidance`` (the
+    coarse prior with the prompt's embeddings), the mesh stage against the fine prior (the same one when the config
+    names no other; else it is loaded when the mesh stage begins, after the coarse prior is let go) and, for image
+    to 3D, the picture at its camera in both stages (:mod:`..stages.reference_view`), carving the surface."""
     live = callback is not None  # live previews only for someone who listens
-    watch = mesh_preview(cfg.scene_radius, background=cfg.mesh_sds.background, light=cfg.mesh_sds.light)
-    objective: MeshObjectiveFn = MeshScoreDistillation(guidance, cfg.mesh.render_size, cfg=cfg.mesh_sds)
+    coarse: CoarseObjective = ScoreDistillation(guidance, cfg.coarse_sds)
+    carve = None
     if reference is not None:
-        size = cfg.image.mesh_size or cfg.mesh.render_size
-        target = ReferenceTarget.make(reference, cfg.image, cfg.mesh_sds.views, size, field.bbox.device)
-        objective = MeshReference(target, cfg.image, objective)
-    mesh_cfg = cfg.mesh if reference is None else mesh_stage_settings(cfg.mesh, cfg.image)
-    train_mesh(mesh_cfg, objective, field, geo, gen,
-               StageReporter(stage, cfg.mesh.steps, callback, cancel, every=5), preview_fn=watch if live else None)
-    timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - t0
-    t0 = time.perf_counter()
+        size = cfg.image.coarse_size or cfg.coarse_sds.render_size
+        target = ReferenceTarget.make(reference, cfg.image, cfg.coarse_sds.views, size, dev, cfg.image.coarse_edge_band)
+        coarse = CoarseReference(target, cfg.image, coarse)
+        carve = partial(target.carve, margin=cfg.image.carve_margin) if cfg.image.carve else None
+    same_model = not cfg.fine_model.model or cfg.fine_model.model == cfg.coarse_model.model
+    kept = [guidance] if same_model else []  # the mesh stage's guidance is made from it, then it is let go
+
+    def mesh_objective() -> MeshObjectiveFn:
+        if same_model:
+            base = kept.pop()
+            fine = SDSGuidance(base.prior, base.prompts, cfg.fine_guidance)
+        else:
+            gc.collect()  # the coarse prior, once the pipeline has let the coarse objective go
+            fine = make_guidance(load_prior(cfg.fine_model, dev), text, negative_prompt, cfg.prompt,
+                                 cfg.fine_guidance, reference is not None)
+            # another encoder: its condition learned again, from the empty text
+            if reference is not None and not text and cfg.image.condition != "none":
+                picture_condition(cfg.image, fine, reference, gen, callback, cancel)
+        objective: MeshObjectiveFn = MeshScoreDistillation(fine, cfg.mesh.render_size, cfg=cfg.mesh_sds)
+        if reference is not None:
+            size = cfg.image.mesh_size or cfg.mesh.render_size
+            target = ReferenceTarget.make(reference, cfg.image, cfg.mesh_sds.views, size, dev)
+            objective = MeshReference(target, cfg.image, objective)
+        return objective
+
     keep = cfg.mesh.min_component_fraction
     if reference is not None:
         keep = max(keep, cfg.image.min_component_fraction)
-    mesh = finish_mesh(geo, field.albedo, cfg.bake, keep, prompt[:60])
-    timings["bake"] = time.perf_counter() - t0
-    if cancel is not None:
-        cancel.check()
-    return mesh
+    return Pipeline(
+        name="", mesh=cfg.mesh if reference is None else mesh_stage_settings(cfg.mesh, cfg.image),
+        mesh_objective=mesh_objective, bake=cfg.bake, keep_fraction=keep, coarse=cfg.coarse, coarse_objective=coarse,
+        carving=Carving(carve, source="text", hull_fallback=False, carve_after_cleaning=True),
+        coarse_preview=field_preview(cfg.scene_radius) if live else None,
+        mesh_preview=mesh_preview(cfg.scene_radius, background=cfg.mesh_sds.background, light=cfg.mesh_sds.light)
+        if live else None)
 
 
 def run_generate(prompt: str | None, out: str | os.PathLike, cfg: GenerateConfig, negative_prompt: str = "",
@@ -233,9 +221,8 @@ def run_generate(prompt: str | None, out: str | os.PathLike, cfg: GenerateConfig
                                                               state_out)
     mesh, timings, state = generate_mesh(prompt, negative_prompt, cfg, dev, callback, cancel, state_out=state_out,
                                          reference=reference)
-    extras = {"generator": f"Dreamsmith {__version__}", "command": "generate", "prompt": prompt,
-              "negative_prompt": negative_prompt, "seed": cfg.seed, "preset": preset,
-              **{f"{k}_model": v for k, v in used_models(cfg).items()}}
+    extras = result_extras("generate", prompt=prompt, negative_prompt=negative_prompt, seed=cfg.seed, preset=preset,
+                           **{f"{k}_model": v for k, v in used_models(cfg).items()})
     summary: dict[str, Any] = {}
     if reference is not None:
         extras |= {"image": reference.name, "elevation": cfg.image.elevation, "fov": cfg.image.fov,
@@ -248,6 +235,5 @@ def run_generate(prompt: str | None, out: str | os.PathLike, cfg: GenerateConfig
         summary |= {"image": reference.name, "picture_azimuth": reference.azimuth,
                    "reference": reference_scores(mesh, reference, cfg.image, cfg.mesh_sds.views)}
     write_outputs(mesh, out_path, preview, extras, state)
-    return {"out": str(out_path), "faces": int(len(mesh.faces)), "vertices": int(len(mesh.verts)),
-            "seconds": timings, "config": to_dict(cfg), "state": str(state_out) if state else None,
-            "models": used_models(cfg), **summary}
+    return result_summary(out_path, len(mesh.faces), len(mesh.verts), cfg, timings,
+                          state=str(state_out) if state else None, models=used_models(cfg), **summary)

@@ -11,7 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ... import __version__
 from ..bake import BakeConfig
+from ..config import to_dict
 from ..device import resolve_device
 from ..errors import ConfigError, InputError
 from ..mesh_ops import largest_components
@@ -111,6 +113,22 @@ def check_output_path(out: str | os.PathLike, preview: str | os.PathLike | None 
         seen[key] = what
         check_writable(file, what)
     return path
+
+
+def result_extras(command: str, **fields: Any) -> dict[str, Any]:
+    """What a result file says of itself (the GLB node's extras, which the add-on reads back): the generator and its
+    version, the command, then ``fields`` in their order (prompt, seed, preset, models, ...)."""
+    return {"generator": f"Dreamsmith {__version__}", "command": command, **fields}
+
+
+def result_summary(out_path: Path, faces: int, vertices: int, cfg: Any, seconds: dict[str, float] | None = None,
+                   **fields: Any) -> dict[str, Any]:
+    """A job's summary (the CLI's last line, the worker's result message): the file, its face and vertex counts,
+    seconds per stage, the config it ran with (as a dict), then ``fields``."""
+    summary: dict[str, Any] = {"out": str(out_path), "faces": int(faces), "vertices": int(vertices)}
+    if seconds is not None:
+        summary["seconds"] = seconds
+    return summary | {"config": to_dict(cfg), **fields}
 
 
 def result_files(mesh: TexturedMesh, path: Path, extras: dict[str, Any]) -> list[FileWrite]:

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ... import __version__
 from ..bake import BakeConfig
-from ..config import to_dict
 from ..datasets import load_posed_images
 from ..device import resolve_device, seeded_job
-from ..events import CancelToken, ProgressCallback, StageReporter
+from ..events import CancelToken, ProgressCallback, StageTimes
 from ..guidance.reference import ReferenceConfig, ReferenceGuidance
 from ..presets import RECONSTRUCT_PRESETS, config_maker
-from ..stages.coarse import CoarseConfig, train_coarse
-from ..stages.mesh import MeshReferenceConfig, MeshStageConfig, train_mesh
+from ..stages.coarse import CoarseConfig
+from ..stages.mesh import MeshReferenceConfig, MeshStageConfig
 from ..stages.objectives import PosedRays, PosedViews
-from ..stages.surface import init_geometry
-from .io import check_output_path, finish_mesh, write_outputs
+from .io import check_output_path, result_extras, result_summary, write_outputs
+from .pipeline import Carving, Pipeline, run_pipeline
 
 
 @dataclass
@@ -61,33 +58,17 @@ def run_reconstruct(images: str | os.PathLike, out: str | os.PathLike, cfg: Reco
     dev = resolve_device(device)
     data = load_posed_images(images, split="train", max_size=cfg.max_image_size or None)
     with seeded_job(cfg.seed, dev) as gen:
-        timings: dict[str, float] = {}
+        timings = StageTimes()
         guidance = ReferenceGuidance(data, cfg.reference, dev)
         bbox = guidance.scene_box()
 
-        t0 = time.perf_counter()
-        rays = PosedRays(guidance, cfg.coarse.rays_per_step, cfg.coarse.opacity_weight)
-        model, _, _ = train_coarse(cfg.coarse, rays, bbox, dev, gen,
-                                   StageReporter("coarse", cfg.coarse.steps, callback, cancel, every=10))
-        timings["coarse"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        geo = init_geometry(cfg.mesh, bbox, dev, model.density, guidance.carve)
-        views = PosedViews(guidance, cfg.mesh.render_size, cfg.mesh_reference.views_per_step)
-        train_mesh(cfg.mesh, views, model, geo, gen, StageReporter("mesh", cfg.mesh.steps, callback, cancel,
-                                                                       every=5))
-        timings["mesh"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        bake_rep = StageReporter("bake", 1, callback, cancel)
-        mesh = finish_mesh(geo, model.albedo, cfg.bake, cfg.mesh.min_component_fraction, Path(images).name or "object")
-        bake_rep.step(1)
-        timings["bake"] = time.perf_counter() - t0
-
-        extras = {"generator": f"Dreamsmith {__version__}", "command": "reconstruct", "preset": preset,
-                  "seed": cfg.seed}
-        if cancel is not None:
-            cancel.check()
+        spec = Pipeline(
+            name=Path(images).name or "object", mesh=cfg.mesh, bake=cfg.bake,
+            keep_fraction=cfg.mesh.min_component_fraction, coarse=cfg.coarse,
+            coarse_objective=PosedRays(guidance, cfg.coarse.rays_per_step, cfg.coarse.opacity_weight),
+            mesh_objective=lambda: PosedViews(guidance, cfg.mesh.render_size, cfg.mesh_reference.views_per_step),
+            carving=Carving(guidance.carve), coarse_every=10)
+        mesh = run_pipeline(spec, bbox, dev, gen, timings, callback, cancel).mesh
+        extras = result_extras("reconstruct", preset=preset, seed=cfg.seed)
         write_outputs(mesh, out_path, preview, extras)
-        return {"out": str(out_path), "faces": int(len(mesh.faces)), "vertices": int(len(mesh.verts)),
-                "seconds": timings, "bbox": bbox.tolist(), "config": to_dict(cfg)}
+        return result_summary(out_path, len(mesh.faces), len(mesh.verts), cfg, timings, bbox=bbox.tolist())

@@ -9,7 +9,6 @@ unwrap. The output keeps the input's vertex positions and faces bit for bit.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,13 +16,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ... import __version__
 from ...protocol import SD21_BASE
 from ..bake import BakeConfig, bake_texture, unwrap
-from ..config import to_dict
 from ..device import seeded_job
 from ..errors import InputError
-from ..events import CancelToken, ProgressCallback, StageReporter
+from ..events import CancelToken, ProgressCallback, StageReporter, StageTimes
 from ..field import FieldConfig, HashGridConfig, NeRFField
 from ..guidance.sds import SDSConfig
 from ..meshio import TexturedMesh
@@ -34,7 +31,7 @@ from ..render.preview import mesh_preview
 from ..stages.mesh import MeshSDSConfig, train_mesh
 from ..stages.objectives import MeshScoreDistillation
 from .generate import make_guidance
-from .io import check_inputs, read_input, write_outputs
+from .io import check_inputs, read_input, result_extras, result_summary, write_outputs
 
 
 @dataclass
@@ -202,7 +199,7 @@ def run_retexture(mesh_path: str | os.PathLike, prompt: str, out: str | os.PathL
     prompt, negative_prompt, out_path, dev = check_inputs(prompt, negative_prompt, out, preview, device)
     with seeded_job(cfg.seed, dev) as gen:
         verts, faces, uvs = read_input(mesh_path, MAX_RETEXTURE_FACES)
-        timings: dict[str, float] = {}
+        timings = StageTimes()
         why_not = uv_problems(verts, faces, uvs, cfg.uv_check)
         if why_not:
             if not cfg.allow_new_uvs:
@@ -215,32 +212,29 @@ def run_retexture(mesh_path: str | os.PathLike, prompt: str, out: str | os.PathL
         assert uvs is not None  # no problem found: the input has a UV map
         frame = Frame.fit(verts, cfg.fit_radius)
 
-        t0 = time.perf_counter()
-        guidance = make_guidance(load_prior(cfg.fine_model, dev), prompt, negative_prompt, cfg.prompt, cfg.guidance)
-        timings["load"] = time.perf_counter() - t0
+        with timings.stage("load"):
+            guidance = make_guidance(load_prior(cfg.fine_model, dev), prompt, negative_prompt, cfg.prompt, cfg.guidance)
 
-        t0 = time.perf_counter()
-        colour = _color_field(cfg, dev)
-        fixed = FixedMesh(torch.from_numpy(frame.to_prior(verts)).to(dev),
-                          torch.from_numpy(faces.astype(np.int64)).to(dev))
-        live = callback is not None
-        watch = mesh_preview(cfg.fit_radius * 1.3, background=cfg.stage_sds.background, light=cfg.stage_sds.light)
-        train_mesh(cfg.stage, MeshScoreDistillation(guidance, cfg.stage.render_size, cfg=cfg.stage_sds), colour, fixed,
-                   gen, StageReporter("texture", cfg.stage.steps, callback, cancel, every=5), freeze_geometry=True,
-                   preview_fn=watch if live else None)
-        timings["texture"] = time.perf_counter() - t0
+        with timings.stage("texture"):
+            colour = _color_field(cfg, dev)
+            fixed = FixedMesh(torch.from_numpy(frame.to_prior(verts)).to(dev),
+                              torch.from_numpy(faces.astype(np.int64)).to(dev))
+            live = callback is not None
+            watch = mesh_preview(cfg.fit_radius * 1.3, background=cfg.stage_sds.background, light=cfg.stage_sds.light)
+            objective = MeshScoreDistillation(guidance, cfg.stage.render_size, cfg=cfg.stage_sds)
+            train_mesh(cfg.stage, objective, colour, fixed, gen,
+                       StageReporter("texture", cfg.stage.steps, callback, cancel, every=5), freeze_geometry=True,
+                       preview_fn=watch if live else None)
 
-        t0 = time.perf_counter()
-        texture, _ = bake_texture(fixed.verts, fixed.faces, uvs, lambda p: colour.albedo(p).clamp(0, 1),
-                                  cfg.bake.texture_size, cfg.bake.padding, chunk=cfg.bake.chunk, device=dev)
-        mesh = TexturedMesh(verts=verts, faces=faces, uvs=uvs, normals=None, texture=texture, name=prompt[:60])
-        timings["bake"] = time.perf_counter() - t0
+        with timings.stage("bake"):
+            texture, _ = bake_texture(fixed.verts, fixed.faces, uvs, lambda p: colour.albedo(p).clamp(0, 1),
+                                      cfg.bake.texture_size, cfg.bake.padding, chunk=cfg.bake.chunk, device=dev)
+            mesh = TexturedMesh(verts=verts, faces=faces, uvs=uvs, normals=None, texture=texture, name=prompt[:60])
         if cancel is not None:
             cancel.check()
-        extras = {"generator": f"Dreamsmith {__version__}", "command": "retexture", "prompt": prompt,
-                  "negative_prompt": negative_prompt, "seed": cfg.seed, "preset": preset, "model": cfg.fine_model.model,
-                  "source_uvs": "kept" if not why_not else f"new unwrap ({why_not})"}
+        extras = result_extras("retexture", prompt=prompt, negative_prompt=negative_prompt, seed=cfg.seed,
+                               preset=preset, model=cfg.fine_model.model,
+                               source_uvs="kept" if not why_not else f"new unwrap ({why_not})")
         write_outputs(mesh, out_path, preview, extras)
-        return {"out": str(out_path), "faces": int(len(faces)), "vertices": int(len(verts)), "uvs_kept": not why_not,
-                "uv_problem": why_not, "seconds": timings, "config": to_dict(cfg),
-                "models": {"fine": cfg.fine_model.model}}
+        return result_summary(out_path, len(faces), len(verts), cfg, timings, uvs_kept=not why_not,
+                              uv_problem=why_not, models={"fine": cfg.fine_model.model})

@@ -14,9 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ... import __version__
 from ..bake import BakeConfig, dilate, sample_texture, unwrap
-from ..config import to_dict
 from ..errors import InputError
 from ..events import CancelToken, ProgressCallback, StageReporter
 from ..meshio import TexturedMesh, read_mesh, vertex_normals
@@ -24,7 +22,7 @@ from ..meshio.tangents import vertex_tangents
 from ..metrics import closest_points_on_mesh
 from ..normal_map import frame_texels, normal_map_of
 from ..presets import TRANSFER_PRESETS, config_maker
-from .io import check_mesh, check_output_path, read_input, write_outputs
+from .io import check_mesh, check_output_path, read_input, result_extras, result_summary, write_outputs
 
 
 @dataclass
@@ -104,8 +102,6 @@ def run_transfer(mesh: str | os.PathLike, target: str | os.PathLike, out: str | 
     reporter.step(1)
     result = transfer_maps(source, verts, faces, uvs, cfg.bake, Path(target).stem)
     reporter.step(2)
-    extras = {"generator": f"Dreamsmith {__version__}", "command": "transfer", "source": Path(mesh).name,
-              "preset": preset}
+    extras = result_extras("transfer", source=Path(mesh).name, preset=preset)
     write_outputs(result, out_path, preview, extras)
-    return {"out": str(out_path), "faces": int(len(faces)), "vertices": int(len(verts)), "uvs_kept": kept,
-            "config": to_dict(cfg)}
+    return result_summary(out_path, len(faces), len(verts), cfg, uvs_kept=kept)
