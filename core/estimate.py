@@ -112,7 +112,7 @@ def _scale(models: list[str]) -> tuple[str, float, bool]:
 def _stage_steps(command: str, cfg: Any) -> dict[str, tuple[int, int]]:
     """``stage -> (steps, views per step)`` of a job's config."""
     if command == "retexture":
-        return {"texture": (cfg.stage.steps, cfg.stage_sds.views.views_per_step)}
+        return {"texture": (cfg.mesh.steps, cfg.mesh_sds.views.views_per_step)}
     if command == "reconstruct":
         return {"reconstruct": (cfg.coarse.steps + cfg.mesh.steps, 1)}
     if command == "transfer":

@@ -150,27 +150,28 @@ GENERATE_PRESETS: dict[str, dict[str, Any]] = {
 # 32-64 px on a CPU; standard/high: a latent prior (Stable Diffusion) at 512 px on one GPU.
 _RETEX_DRAFT: dict[str, Any] = {
     "color_field": {"grid": {"n_levels": 6, "log2_hashmap_size": 14, "base_resolution": 8, "finest_resolution": 128}},
-    "guidance": {"guidance_scale": 20.0, "max_step_percent": 0.8, "max_step_percent_end": 0.3, "anneal": "linear"},
-    "stage": {"steps": 150, "render_size": 64, "lr_color": 1e-2, "preview_every": 25},
-    "stage_sds": {"shading": "lambertian", "light": {"offset": TOY_PRIOR_LIGHT}, "views": {"views_per_step": 4}},
+    "fine_guidance": {"guidance_scale": 20.0, "max_step_percent": 0.8, "max_step_percent_end": 0.3,
+                      "anneal": "linear"},
+    "mesh": {"steps": 150, "render_size": 64, "lr_color": 1e-2, "preview_every": 25},
+    "mesh_sds": {"shading": "lambertian", "light": {"offset": TOY_PRIOR_LIGHT}, "views": {"views_per_step": 4}},
     "bake": {"texture_size": 256},
 }
 _RETEX_GPU: dict[str, Any] = {
-    "guidance": {"guidance_scale": 100.0, "max_step_percent": 0.98, "max_step_percent_end": 0.5, "anneal": "linear",
-                 "vae_grad_checkpointing": True},
-    "stage": {"render_size": 512, "lr_color": 1e-2, "preview_every": 100},
+    "fine_guidance": {"guidance_scale": 100.0, "max_step_percent": 0.98, "max_step_percent_end": 0.5,
+                      "anneal": "linear", "vae_grad_checkpointing": True},
+    "mesh": {"render_size": 512, "lr_color": 1e-2, "preview_every": 100},
     # Re-texturing is not part of threestudio's Magic3D recipe: its views stay as measured before (4 a step, no
     # perturbation; docs/recipe.md).
-    "stage_sds": {"shading": "albedo", "views": {"distance_min": 1.5, "distance_max": 2.0, "fov_min": 40.0,
+    "mesh_sds": {"shading": "albedo", "views": {"distance_min": 1.5, "distance_max": 2.0, "fov_min": 40.0,
                                                   "fov_max": 70.0}},
 }
 RETEXTURE_PRESETS: dict[str, dict[str, Any]] = {
     "draft": merge(_RETEX_DRAFT, _priors("draft", "fine_model")),
-    "fast": merge(_RETEX_GPU, {**_priors("fast", "fine_model"), "stage": {"steps": 400},
-                               "guidance": {"schedule": "decreasing"}, "bake": {"texture_size": 1024}}),
-    "standard": merge(_RETEX_GPU, {**_priors("standard", "fine_model"), "stage": {"steps": 1000},
+    "fast": merge(_RETEX_GPU, {**_priors("fast", "fine_model"), "mesh": {"steps": 400},
+                               "fine_guidance": {"schedule": "decreasing"}, "bake": {"texture_size": 1024}}),
+    "standard": merge(_RETEX_GPU, {**_priors("standard", "fine_model"), "mesh": {"steps": 1000},
                                    "bake": {"texture_size": 1024}}),
-    "high": merge(_RETEX_GPU, {**_priors("high", "fine_model"), "stage": {"steps": 2500},
+    "high": merge(_RETEX_GPU, {**_priors("high", "fine_model"), "mesh": {"steps": 2500},
                                "bake": {"texture_size": 2048}}),
 }
 # Transfers (a textured mesh baked onto another): only the texture's size differs.

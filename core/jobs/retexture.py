@@ -81,9 +81,10 @@ class RetextureConfig:
             job names its priors ``coarse_model`` / ``fine_model``).
         prompt: View-dependent prompting.
         color_field: The colour field optimised on the surface (its density head is unused).
-        guidance: SDS settings.
-        stage: Steps, render size, the colour's learning rate, preview interval.
-        stage_sds: Views, shading and background.
+        fine_guidance: SDS settings (the mesh stage's, as in every job).
+        mesh: The mesh stage with its surface fixed: steps, render size, the colour's learning rate, preview
+            interval.
+        mesh_sds: Views, shading and background (as a generate's ``mesh_sds``).
         bake: Texture size and padding (and unwrapping when the UVs are not usable).
         uv_check: When the mesh's UVs are used.
         allow_new_uvs: Unwrap the mesh when its UVs are not usable; False: refuse instead (the Blender add-on sets
@@ -97,9 +98,9 @@ class RetextureConfig:
     color_field: FieldConfig = field(default_factory=lambda: FieldConfig(
         grid=HashGridConfig(n_levels=8, log2_hashmap_size=16, base_resolution=16, finest_resolution=512),
         density_bias="none"))
-    guidance: SDSConfig = field(default_factory=SDSConfig)
-    stage: TextureStageConfig = field(default_factory=TextureStageConfig)
-    stage_sds: MeshSDSConfig = field(default_factory=MeshSDSConfig)
+    fine_guidance: SDSConfig = field(default_factory=SDSConfig)
+    mesh: TextureStageConfig = field(default_factory=TextureStageConfig)
+    mesh_sds: MeshSDSConfig = field(default_factory=MeshSDSConfig)
     bake: BakeConfig = field(default_factory=BakeConfig)
     uv_check: UVCheckConfig = field(default_factory=UVCheckConfig)
     allow_new_uvs: bool = True
@@ -213,17 +214,18 @@ def run_retexture(mesh_path: str | os.PathLike, prompt: str, out: str | os.PathL
         frame = Frame.fit(verts, cfg.fit_radius)
 
         with timings.stage("load"):
-            guidance = make_guidance(load_prior(cfg.fine_model, dev), prompt, negative_prompt, cfg.prompt, cfg.guidance)
+            guidance = make_guidance(load_prior(cfg.fine_model, dev), prompt, negative_prompt, cfg.prompt,
+                                     cfg.fine_guidance)
 
         with timings.stage("texture"):
             colour = _color_field(cfg, dev)
             fixed = FixedMesh(torch.from_numpy(frame.to_prior(verts)).to(dev),
                               torch.from_numpy(faces.astype(np.int64)).to(dev))
             live = callback is not None
-            watch = mesh_preview(cfg.fit_radius * 1.3, background=cfg.stage_sds.background, light=cfg.stage_sds.light)
-            objective = MeshScoreDistillation(guidance, cfg.stage.render_size, cfg=cfg.stage_sds)
-            train_mesh(cfg.stage, objective, colour, fixed, gen,
-                       StageReporter("texture", cfg.stage.steps, callback, cancel, every=5), freeze_geometry=True,
+            watch = mesh_preview(cfg.fit_radius * 1.3, background=cfg.mesh_sds.background, light=cfg.mesh_sds.light)
+            objective = MeshScoreDistillation(guidance, cfg.mesh.render_size, cfg=cfg.mesh_sds)
+            train_mesh(cfg.mesh, objective, colour, fixed, gen,
+                       StageReporter("texture", cfg.mesh.steps, callback, cancel, every=5), freeze_geometry=True,
                        preview_fn=watch if live else None)
 
         with timings.stage("bake"):

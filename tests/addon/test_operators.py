@@ -559,7 +559,7 @@ REPORT["job_dirs_end"] = job_dirs()
 print("REPORT " + json.dumps(REPORT))
 """
 
-RETEX_TINY = {"stage": {"steps": 40}, "bake": {"texture_size": 64}}
+RETEX_TINY = {"mesh": {"steps": 40}, "bake": {"texture_size": 64}}
 EDIT_TINY = {"coarse": {"steps": 40}, "mesh": {"steps": 10}, "bake": {"texture_size": 64}}
 
 
@@ -624,7 +624,7 @@ print("REPORT " + json.dumps(REPORT))
 
 def test_each_result_is_one_undo_step(prior):
     rep = _run(UNDO, {"model": str(REPO / "assets" / "demo_prior"), "tiny": TINY,
-                      "retex": {"stage": {"steps": 5}, "bake": {"texture_size": 32}}})
+                      "retex": {"mesh": {"steps": 5}, "bake": {"texture_size": 32}}})
     assert rep["generate"] == "Added 'a red cube'." and rep["added"] == 1 and rep["after_undo_generate"] == 0
     assert rep["retexture"] == "Re-textured 'Cube.001'." and rep["material"].startswith("Dreamsmith: a green cube")
     assert rep["after_undo_material"] == "Artist material"

@@ -16,7 +16,7 @@ GENERATE = {"coarse": {"steps": 3, "occupancy": {"resolution": 32}, "volume": {"
 TINY = {
     "generate": GENERATE,
     "image": dict(GENERATE, image={"inversion": {"steps": 2, "batch": 1}, "caption": {"batch": 4}, "score_size": 32}),
-    "retexture": {"stage": {"steps": 2, "render_size": 64}, "bake": {"texture_size": 64}},
+    "retexture": {"mesh": {"steps": 2, "render_size": 64}, "bake": {"texture_size": 64}},
     "edit": dict(GENERATE, prior_resolution=24),
 }
 

@@ -42,7 +42,7 @@ SMALL = {
     # a strong blob: the draft's weak one needs its full schedule to grow an object
     "generate": {"coarse": {"steps": 30, "field": {"blob_density": 5.0, "blob_radius": 0.4}}, "mesh": {"steps": 6}},
     "edit": {"coarse": {"steps": 20}, "mesh": {"steps": 4}, "prior_resolution": 24},
-    "retexture": {"stage": {"steps": 8}},
+    "retexture": {"mesh": {"steps": 8}},
     "reconstruct": {"coarse": {"steps": 40, "rays_per_step": 1024}, "mesh": {"steps": 6, "render_size": 32},
                     "bake": {"texture_size": 128}},
 }

@@ -87,5 +87,5 @@ def test_draft_presets_render_with_the_toy_prior_light():
     gen = generate_config("draft")
     assert gen.coarse.volume.light == LIGHT  # the whole shading: ambient, diffuse and where the light is
     assert gen.mesh_sds.light == LIGHT
-    assert retexture_config("draft").stage_sds.light == LIGHT
+    assert retexture_config("draft").mesh_sds.light == LIGHT
     assert generate_config("standard").coarse.volume.light.offset == (0.0, 0.0)  # real priors: headlight

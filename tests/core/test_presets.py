@@ -32,7 +32,7 @@ def scaled_down(command: str) -> dict[str, Any]:
     """Config overrides that shrink a preset for the suite: step counts, render sizes (pixels and samples per
     ray), grid sizes (occupancy, DMTet, the edit's starting grid) and texture sizes. Nothing else."""
     if command == "retexture":
-        return {"stage": {"steps": 2, "render_size": 64}, "bake": {"texture_size": 64}}
+        return {"mesh": {"steps": 2, "render_size": 64}, "bake": {"texture_size": 64}}
     over: dict[str, Any] = {
         "coarse": {"steps": 3, "occupancy": {"resolution": 32}, "volume": {"n_samples_per_ray": 64}},
         "mesh": {"steps": 2, "render_size": 64, "dmtet": {"resolution": 24}},

@@ -113,10 +113,10 @@ def test_bad_cameras_are_refused(tmp_path, capsys, case, expect):
     (["--seed", str(2**64)], "seed"),
     (["--seed", "-1"], "seed"),
     (["--config", "{cfg}", "bake.texture_size=0"], "texture_size"),
-    (["--config", "{cfg}", "stage.steps=-3"], "steps"),
-    (["--config", "{cfg}", "guidance.guidance_scale=NaN"], "finite"),
-    (["--config", "{cfg}", "stage.lr_color=0"], "greater than 0"),
-    (["--config", "{cfg}", "stage_sds.shading=glossy"], "shading"),
+    (["--config", "{cfg}", "mesh.steps=-3"], "steps"),
+    (["--config", "{cfg}", "fine_guidance.guidance_scale=NaN"], "finite"),
+    (["--config", "{cfg}", "mesh.lr_color=0"], "greater than 0"),
+    (["--config", "{cfg}", "mesh_sds.shading=glossy"], "shading"),
 ])
 def test_bad_numbers_and_configs_are_refused(tmp_path, capsys, extra, expect):
     mesh = write_glb(_box(), tmp_path / "in.glb")

@@ -66,7 +66,7 @@ def test_retexture_of_a_mesh_without_uvs_adds_them(tmp_path):
                                                                              for a, b, c in f))
     out = tmp_path / "blue.obj"
     assert _cli("retexture", "--mesh", str(src), "--prompt", "a blue sphere", "--out", str(out),
-                "--config", str(_write_json(tmp_path, {"stage": {"steps": 40}}))) == 0
+                "--config", str(_write_json(tmp_path, {"mesh": {"steps": 40}}))) == 0
     v0, _, uv0, _ = read_mesh(src)
     v1, f1, uv1, t1 = read_mesh(out)
     assert uv0 is None and uv1 is not None and uv1.shape == (len(v1), 2)
