@@ -13,7 +13,7 @@ from ..device import resolve_device, seeded_job
 from ..events import CancelToken, ProgressCallback, StageTimes
 from ..guidance.reference import ReferenceConfig, ReferenceGuidance
 from ..presets import RECONSTRUCT_PRESETS, config_maker
-from ..stages.coarse import CoarseConfig
+from ..stages.coarse import CoarseConfig, CoarseReferenceConfig
 from ..stages.mesh import MeshReferenceConfig, MeshStageConfig
 from ..stages.objectives import PosedRays, PosedViews
 from .io import check_output_path, result_extras, result_summary, write_outputs
@@ -29,6 +29,7 @@ class ReconstructConfig:
         reference: The posed-image guidance.
         max_image_size: Downsample input images so their longer side is at most this (0: keep).
         coarse: The coarse NeRF stage.
+        coarse_reference: How the coarse stage uses the posed images.
         mesh: The mesh stage.
         mesh_reference: How the mesh stage uses the posed images.
         bake: UV unwrapping and texture baking.
@@ -38,6 +39,7 @@ class ReconstructConfig:
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
     max_image_size: int = 0
     coarse: CoarseConfig = field(default_factory=CoarseConfig)
+    coarse_reference: CoarseReferenceConfig = field(default_factory=CoarseReferenceConfig)
     mesh: MeshStageConfig = field(default_factory=MeshStageConfig)
     mesh_reference: MeshReferenceConfig = field(default_factory=MeshReferenceConfig)
     bake: BakeConfig = field(default_factory=BakeConfig)
@@ -65,7 +67,8 @@ def run_reconstruct(images: str | os.PathLike, out: str | os.PathLike, cfg: Reco
         spec = Pipeline(
             name=Path(images).name or "object", mesh=cfg.mesh, bake=cfg.bake,
             keep_fraction=cfg.mesh.min_component_fraction, coarse=cfg.coarse,
-            coarse_objective=PosedRays(guidance, cfg.coarse.rays_per_step, cfg.coarse.opacity_weight),
+            coarse_objective=PosedRays(guidance, cfg.coarse_reference.rays_per_step,
+                                       cfg.coarse_reference.opacity_weight),
             mesh_objective=lambda: PosedViews(guidance, cfg.mesh.render_size, cfg.mesh_reference.views_per_step),
             carving=Carving(guidance.carve), coarse_every=10)
         mesh = run_pipeline(spec, bbox, dev, gen, timings, callback, cancel).mesh

@@ -25,11 +25,9 @@ class CoarseConfig:
 
     Attributes:
         steps: Optimisation steps.
-        rays_per_step: Random rays per step (posed images).
         lr: Adam learning rate of the hash table.
         lr_mlp: Adam learning rate of the MLP heads (and of the learned background, unless ``lr_background``).
         lr_background: Adam learning rate of the learned background; None: ``lr_mlp``.
-        opacity_weight: Extra weight on matching the images' alpha (posed images; carves empty space).
         field: The NeRF field.
         occupancy: The occupancy grid that skips empty space.
         volume: The volume renderer.
@@ -37,15 +35,26 @@ class CoarseConfig:
     """
 
     steps: int = 1500
-    rays_per_step: int = 4096
     lr: float = 1e-2
     lr_mlp: float = 1e-3
     lr_background: float | None = None
-    opacity_weight: float = 1.0
     field: FieldConfig = dc_field(default_factory=FieldConfig)
     occupancy: OccupancyConfig = dc_field(default_factory=OccupancyConfig)
     volume: VolumeConfig = dc_field(default_factory=VolumeConfig)
     preview_every: int = 50
+
+
+@dataclass
+class CoarseReferenceConfig:
+    """The coarse stage against posed images (reconstruction), as ``mesh_reference`` is the mesh stage's.
+
+    Attributes:
+        rays_per_step: Random rays per step.
+        opacity_weight: Extra weight on matching the images' alpha (carves empty space).
+    """
+
+    rays_per_step: int = 4096
+    opacity_weight: float = 1.0
 
 
 @dataclass

@@ -43,8 +43,8 @@ SMALL = {
     "generate": {"coarse": {"steps": 30, "field": {"blob_density": 5.0, "blob_radius": 0.4}}, "mesh": {"steps": 6}},
     "edit": {"coarse": {"steps": 20}, "mesh": {"steps": 4}, "prior_resolution": 24},
     "retexture": {"mesh": {"steps": 8}},
-    "reconstruct": {"coarse": {"steps": 40, "rays_per_step": 1024}, "mesh": {"steps": 6, "render_size": 32},
-                    "bake": {"texture_size": 128}},
+    "reconstruct": {"coarse": {"steps": 40}, "coarse_reference": {"rays_per_step": 1024},
+                    "mesh": {"steps": 6, "render_size": 32}, "bake": {"texture_size": 128}},
 }
 #: The signature check's thresholds, scale-free (distances as fractions of the recorded bounding-box diagonal,
 #: colours as fractions of full scale): ``surface``: mean distance from the recorded surface points to the result's

@@ -10,7 +10,8 @@ from dreamsmith.core.cli import main
 from dreamsmith.core.meshio import read_mesh
 from dreamsmith.eval.synth_objects import write_dataset
 
-TINY = ('{"coarse": {"steps": 80, "rays_per_step": 1024, "field": {"grid": {"n_levels": 4, "log2_hashmap_size": 12,'
+TINY = ('{"coarse_reference": {"rays_per_step": 1024},'
+        ' "coarse": {"steps": 80, "field": {"grid": {"n_levels": 4, "log2_hashmap_size": 12,'
         ' "finest_resolution": 64}}, "occupancy": {"resolution": 32}, "volume": {"n_samples_per_ray": 96}},'
         ' "mesh": {"steps": 15, "render_size": 32, "dmtet": {"resolution": 24}},'
         ' "mesh_reference": {"views_per_step": 2}, "bake": {"texture_size": 64}, "reference": {"hull_resolution": 32}}')
