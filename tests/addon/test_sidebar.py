@@ -41,13 +41,17 @@ def test_an_engine_that_is_not_installed_greys_every_button_with_what_to_do(tmp_
     assert ["operator", "dreamsmith.install_dependencies", "Install Engine"] in drawn
 
 
-FLOW = COMMON + r"""
+# The add-on enabled on the CPU, as both flows start.
+ENABLED = COMMON + r"""
 addon_utils.enable("dreamsmith", default_set=True)
 prefs = bpy.context.preferences.addons["dreamsmith"].preferences
 prefs.device = "cpu"
 from dreamsmith.addon import history, running
 props = bpy.context.scene.dreamsmith
 tiny = json.dumps(ARGS["tiny"])
+"""
+
+FLOW = ENABLED + r"""
 REPORT["random_default"] = props.random_seed
 
 # Seeds: Random Seed (on in a new scene) draws a new seed per job and shows it; off, the sidebar's seed is used.
@@ -89,13 +93,7 @@ REPORT["continued"] = [second.data.name != old_mesh, second["dreamsmith_prompt"]
 print("REPORT " + json.dumps(REPORT))
 """
 
-QUEUE = COMMON + r"""
-addon_utils.enable("dreamsmith", default_set=True)
-prefs = bpy.context.preferences.addons["dreamsmith"].preferences
-prefs.device = "cpu"
-from dreamsmith.addon import history, running
-props = bpy.context.scene.dreamsmith
-tiny = json.dumps(ARGS["tiny"])
+QUEUE = ENABLED + r"""
 
 # The queue (interactive): three jobs, the middle one fails (a model that is not there), the rest still run;
 # a waiting job can be taken out.
