@@ -23,7 +23,7 @@ from ..events import StageReporter, StageTimes
 from ..meshio import TexturedMesh
 from ..models import load_prior
 from ..presets import EDIT_PRESETS, config_maker
-from ..render.preview import mesh_preview
+from ..stages.mesh import mesh_stage_preview
 from ..stages.objectives import MeshScoreDistillation
 from ..state import load_state
 from .generate import GenerateConfig, generate_mesh, make_guidance, used_models
@@ -146,6 +146,6 @@ def _edit_state(state: Path, prompt: str, negative_prompt: str, cfg: EditConfig,
             name=prompt, mesh=cfg.mesh, bake=cfg.bake, keep_fraction=cfg.mesh.min_component_fraction,
             mesh_objective=lambda: MeshScoreDistillation(guidance, cfg.mesh.render_size, cfg=cfg.mesh_sds),
             start=(field, geo), mesh_stage="edit",
-            mesh_preview=mesh_preview(cfg.scene_radius, background=cfg.mesh_sds.background, light=cfg.mesh_sds.light)
+            mesh_preview=mesh_stage_preview(cfg.scene_radius, cfg.mesh_sds)
             if callback is not None else None)
         return run_pipeline(spec, field.bbox, dev, gen, timings, callback, cancel).mesh, timings

@@ -23,10 +23,10 @@ from ..meshio import FileWrite, TexturedMesh
 from ..models import PriorConfig, load_prior
 from ..presets import GENERATE_PRESETS, config_maker
 from ..prompts import PromptConfig, PromptProcessor
-from ..render.preview import field_preview, mesh_preview
+from ..render.preview import field_preview
 from ..stages.coarse import CoarseConfig, CoarseSDSConfig
 from ..stages.interfaces import CoarseObjective, MeshObjectiveFn
-from ..stages.mesh import MeshSDSConfig, MeshStageConfig
+from ..stages.mesh import MeshSDSConfig, MeshStageConfig, mesh_stage_preview
 from ..stages.objectives import MeshScoreDistillation, ScoreDistillation
 from ..stages.reference_view import (
     CoarseReference,
@@ -189,7 +189,7 @@ def generate_pipeline(cfg: GenerateConfig, guidance: SDSGuidance, text: str, neg
         mesh_objective=mesh_objective, bake=cfg.bake, keep_fraction=keep, coarse=cfg.coarse, coarse_objective=coarse,
         carving=Carving(carve, source="text", hull_fallback=False, carve_after_cleaning=True),
         coarse_preview=field_preview(cfg.scene_radius) if live else None,
-        mesh_preview=mesh_preview(cfg.scene_radius, background=cfg.mesh_sds.background, light=cfg.mesh_sds.light)
+        mesh_preview=mesh_stage_preview(cfg.scene_radius, cfg.mesh_sds)
         if live else None)
 
 

@@ -27,8 +27,7 @@ from ..meshio import TexturedMesh
 from ..models import PriorConfig, load_prior
 from ..presets import RETEXTURE_PRESETS, config_maker
 from ..prompts import PromptConfig
-from ..render.preview import mesh_preview
-from ..stages.mesh import MeshSDSConfig, train_mesh
+from ..stages.mesh import MeshSDSConfig, mesh_stage_preview, train_mesh
 from ..stages.objectives import MeshScoreDistillation
 from .generate import make_guidance
 from .io import check_inputs, read_input, result_extras, result_summary, write_outputs
@@ -222,7 +221,7 @@ def run_retexture(mesh_path: str | os.PathLike, prompt: str, out: str | os.PathL
             fixed = FixedMesh(torch.from_numpy(frame.to_prior(verts)).to(dev),
                               torch.from_numpy(faces.astype(np.int64)).to(dev))
             live = callback is not None
-            watch = mesh_preview(cfg.fit_radius * 1.3, background=cfg.mesh_sds.background, light=cfg.mesh_sds.light)
+            watch = mesh_stage_preview(cfg.fit_radius * 1.3, cfg.mesh_sds)
             objective = MeshScoreDistillation(guidance, cfg.mesh.render_size, cfg=cfg.mesh_sds)
             train_mesh(cfg.mesh, objective, colour, fixed, gen,
                        StageReporter("texture", cfg.mesh.steps, callback, cancel, every=5), freeze_geometry=True,

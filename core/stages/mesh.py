@@ -15,6 +15,7 @@ from ..dmtet import DMTetConfig, DMTetGeometry
 from ..errors import NumericalError
 from ..events import StageReporter
 from ..mesh_ops import laplacian_loss, normal_consistency_loss
+from ..render.preview import mesh_preview
 from ..render.shading import LightConfig
 from .interfaces import ColorSchedule, MeshObjectiveFn
 from .loop import adam, run_steps
@@ -85,7 +86,8 @@ class MeshSDSConfig:
         lambertian_prob: Probability of lambertian shading in ``mixed`` mode.
         textureless_prob: Probability of textureless shading in ``mixed`` mode.
         shading_warmup: Albedo-only steps before ``mixed`` shading starts.
-        background: Grey level of the background the renders are composited on (the toy prior saw white).
+        background: What the renders are composited on: ``white`` (the toy prior saw white), ``black`` or
+            ``random`` (one colour per view); the coarse stage's ``volume.background`` names them alike.
         light: The light of the lit modes (:class:`~dreamsmith.core.render.shading.LightConfig`).
         views: The camera distribution.
     """
@@ -94,7 +96,7 @@ class MeshSDSConfig:
     lambertian_prob: float = 0.375
     textureless_prob: float = 0.375
     shading_warmup: int = 0
-    background: float = 1.0
+    background: Literal["white", "black", "random"] = "white"
     light: LightConfig = field(default_factory=LightConfig)
     views: ViewSamplerConfig = field(default_factory=ViewSamplerConfig)
 
@@ -165,3 +167,9 @@ def train_mesh(cfg: ColorSchedule, objective: MeshObjectiveFn, color_field, geo,
               objective.diverged, cfg.preview_every,
               None if preview_fn is None else lambda: preview_fn(geo, color_field))
     return geo
+
+
+def mesh_stage_preview(scene_radius: float, sds: MeshSDSConfig):
+    """The mesh stage's live preview (:func:`~..render.preview.mesh_preview`) under its score-distillation light,
+    on its background (white for ``random``)."""
+    return mesh_preview(scene_radius, background=0.0 if sds.background == "black" else 1.0, light=sds.light)

@@ -180,7 +180,10 @@ class MeshScoreDistillation(MeshObjective[ScoreGuidance]):
                  generator: torch.Generator) -> Tensor:
         dev = verts.device
         cams, az, el = sample_views(self.cfg.views, self.render_size, generator)
-        bg = torch.full((1, 1, 1, 3), self.cfg.background, device=dev)
+        if self.cfg.background == "random":
+            bg = torch.rand(len(cams), 1, 1, 3, generator=generator).to(dev)
+        else:
+            bg = torch.full((1, 1, 1, 3), 0.0 if self.cfg.background == "black" else 1.0, device=dev)
         shading = pick_shading(self.cfg, step, generator)
         light_dir, ambient = view_lights(self.cfg.light, shading, cams, generator)
         out = render_mesh(verts, faces, cams.to(dev), color_fn, bg, shading=shading, light=self.cfg.light,

@@ -85,6 +85,30 @@ def test_white_background_keeps_no_background_module(tmp_path):
     assert renderer.background is None
 
 
+@pytest.mark.parametrize("background", ["white", "black", "random"])
+def test_the_mesh_stage_composites_on_its_named_background(background):
+    """The mesh stage names its backgrounds as the coarse stage does; ``random`` gives each view its own colour."""
+    from dreamsmith.core.stages.mesh import MeshSDSConfig
+    from dreamsmith.core.stages.objectives import MeshScoreDistillation
+
+    seen = []
+
+    def record(rgb, azimuth, elevation, step, total, generator):
+        seen.append(rgb.detach())
+        return {"loss_sds": rgb.sum() * 0}
+
+    cfg = MeshSDSConfig(shading="albedo", background=background)
+    cfg.views.views_per_step = 3
+    far = torch.tensor([[5.0, 5.0, 5.0], [5.1, 5.0, 5.0], [5.0, 5.1, 5.0]])  # a speck no view sees: all background
+    MeshScoreDistillation(record, 16, cfg=cfg)(far, torch.tensor([[0, 1, 2]]), lambda p: torch.zeros_like(p), 1, 1,
+                                               torch.Generator().manual_seed(0))
+    corners = seen[0][:, 0, 0]  # [views, 3]
+    if background == "random":
+        assert corners.std(dim=0).min() > 0.01, corners  # one colour per view
+    else:
+        assert torch.allclose(corners, torch.full_like(corners, 1.0 if background == "white" else 0.0))
+
+
 def _grid(n: int = 17):
     axis = torch.linspace(-1, 1, n)
     return torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3), (n, n, n)
