@@ -22,9 +22,10 @@ from pathlib import Path
 
 import torch
 
-from dreamsmith.core.jobs import generate
+from dreamsmith.core.jobs import generate, pipeline
 from dreamsmith.core.render.volume import VolumeConfig
-from dreamsmith.eval.pictures import TOY, render_picture, write_picture
+from dreamsmith.eval.pictures import render_picture, write_picture
+from dreamsmith.eval.shapes import TOY
 from dreamsmith.eval.toy_prior_data import SHAPES
 
 
@@ -36,21 +37,21 @@ def trained_coarse(shape: str, steps: int, folder: Path) -> dict:
     """The draft image-to-3D coarse stage's field, occupancy, renderer and objective after ``steps`` steps."""
     pic = write_picture(folder / f"{shape}.png", render_picture(shape, "red", 40.0, 15.0))
     cfg = generate.generate_config("draft", {"coarse": {"steps": steps}, "coarse_model": {"model": str(TOY)}})
-    got, real = {}, generate.train_coarse
+    got, real = {}, pipeline.train_coarse
 
     def capture(ccfg, objective, *args, **kwargs):
         got["field"], got["occ"], got["renderer"] = real(ccfg, objective, *args, **kwargs)
         got["objective"], got["steps"] = objective, ccfg.steps
         raise _Stop
 
-    generate.train_coarse = capture
+    pipeline.train_coarse = capture
     try:
         generate.run_generate("", folder / f"{shape}.glb", cfg, device="cpu", preset="draft", image=pic,
                               elevation=15.0)
     except _Stop:
         pass
     finally:
-        generate.train_coarse = real
+        pipeline.train_coarse = real
     return got
 
 

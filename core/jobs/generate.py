@@ -127,9 +127,9 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
         if reference is not None and not text and cfg.image.condition != "none":
             with timings.stage("picture"):
                 picture_condition(cfg.image, guidance, reference, gen, callback, cancel, start)
-        spec = generate_pipeline(cfg, guidance, text, negative_prompt, reference, gen, dev, callback, cancel)
-        spec.density_prior = density_prior
-        spec.name = prompt[:60] or (reference.name if reference is not None else "")
+        name = prompt[:60] or (reference.name if reference is not None else "")
+        spec = generate_pipeline(cfg, guidance, text, negative_prompt, reference, gen, dev, callback, cancel, name,
+                                 density_prior)
         del guidance, coarse_prior  # held by the spec's objectives alone: freed as the pipeline drops them
         made = run_pipeline(spec, bbox, dev, gen, timings, callback, cancel)
         mesh = made.mesh
@@ -147,11 +147,13 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
 
 def generate_pipeline(cfg: GenerateConfig, guidance: SDSGuidance, text: str, negative_prompt: str,
                       reference: ReferenceImage | None, gen: torch.Generator, dev: torch.device,
-                      callback: ProgressCallback | None, cancel: CancelToken | None) -> Pipeline:
+                      callback: ProgressCallback | None, cancel: CancelToken | None, name: str,
+                      density_prior: torch.Tensor | None = None) -> Pipeline:
     """Magic3D as a :class:`~.pipeline.Pipeline`: the coarse stage by score distillation against ``guidance`` (the
     coarse prior with the prompt's embeddings), the mesh stage against the fine prior (the same one when the config
     names no other; else it is loaded when the mesh stage begins, after the coarse prior is let go) and, for image
-    to 3D, the picture at its camera in both stages (:mod:`..stages.reference_view`), carving the surface."""
+    to 3D, the picture at its camera in both stages (:mod:`..stages.reference_view`), carving the surface.
+    ``name`` names the result; ``density_prior`` is where the coarse field starts (an edit's mesh)."""
     live = callback is not None  # live previews only for someone who listens
     coarse: CoarseObjective = ScoreDistillation(guidance, cfg.coarse_sds)
     carve = None
@@ -185,12 +187,11 @@ def generate_pipeline(cfg: GenerateConfig, guidance: SDSGuidance, text: str, neg
     if reference is not None:
         keep = max(keep, cfg.image.min_component_fraction)
     return Pipeline(
-        name="", mesh=cfg.mesh if reference is None else mesh_stage_settings(cfg.mesh, cfg.image),
+        name=name, mesh=cfg.mesh if reference is None else mesh_stage_settings(cfg.mesh, cfg.image),
         mesh_objective=mesh_objective, bake=cfg.bake, keep_fraction=keep, coarse=cfg.coarse, coarse_objective=coarse,
         carving=Carving(carve, source="text", hull_fallback=False, carve_after_cleaning=True),
-        coarse_preview=field_preview(cfg.scene_radius) if live else None,
-        mesh_preview=mesh_stage_preview(cfg.scene_radius, cfg.mesh_sds)
-        if live else None)
+        density_prior=density_prior, coarse_preview=field_preview(cfg.scene_radius) if live else None,
+        mesh_preview=mesh_stage_preview(cfg.scene_radius, cfg.mesh_sds) if live else None)
 
 
 def run_generate(prompt: str | None, out: str | os.PathLike, cfg: GenerateConfig, negative_prompt: str = "",

@@ -113,10 +113,9 @@ def run_pipeline(spec: Pipeline, bbox: Tensor, dev: torch.device, gen: torch.Gen
         with times.stage("load"):
             objective = spec.mesh_objective()
     with times.stage(spec.mesh_stage):
-        preview = spec.mesh_preview
         train_mesh(spec.mesh, objective, model, geo, gen,
                    StageReporter(spec.mesh_stage, spec.mesh.steps, callback, cancel, every=5),
-                   preview_fn=preview)
+                   preview_fn=spec.mesh_preview)
     with times.stage("bake"):
         reporter = StageReporter("bake", 1, callback, cancel)
         mesh = finish_mesh(geo, model.albedo, spec.bake, spec.keep_fraction, spec.name[:60])

@@ -354,13 +354,15 @@ def test_the_draft_coarse_stage_skips_faint_samples_normals(tmp_path, monkeypatc
         with pytest.raises(ConfigError, match="normal_min_weight"):
             VolumeConfig(normal_min_weight=bad)
 
-    seen, real = [], generate.train_coarse
+    from dreamsmith.core.jobs import pipeline
+
+    seen, real = [], pipeline.train_coarse
 
     def record(ccfg, *args, **kwargs):
         seen.append(ccfg.volume.normal_min_weight)
         return real(ccfg, *args, **kwargs)
 
-    monkeypatch.setattr(generate, "train_coarse", record)
+    monkeypatch.setattr(pipeline, "train_coarse", record)
     pic = write_picture(tmp_path / "cone.png", render_picture("cone", "blue", 30.0, 10.0, size=64))
     tiny = TINY["image"]
     config = tmp_path / "config.json"
