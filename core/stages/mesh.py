@@ -121,11 +121,13 @@ def geometry_config(cfg: ColorSchedule) -> MeshStageConfig:
     return cfg
 
 
-def mesh_optimizer(cfg: ColorSchedule, color_field, geo: DMTetGeometry | None) -> torch.optim.Adam:
-    """The colour field at ``cfg.lr_color``; with ``geo``, also its SDF (``lr_sdf`` grid cells) and offsets."""
+def mesh_optimizer(cfg: ColorSchedule, color_field, geo: DMTetGeometry | None,
+                   stage: MeshStageConfig | None = None) -> torch.optim.Adam:
+    """The colour field at ``cfg.lr_color``; with ``geo``, also its SDF (``stage.lr_sdf`` grid cells) and offsets
+    (``stage``: the mesh stage's config, :func:`geometry_config`)."""
     groups = [{"params": color_field.color_parameters(), "lr": cfg.lr_color}]
     if geo is not None:
-        stage = geometry_config(cfg)
+        stage = stage or geometry_config(cfg)
         groups += [{"params": [geo.sdf], "lr": stage.lr_sdf * geo.cell_size},
                    {"params": [geo.deform], "lr": stage.lr_deform}]
     return adam(groups)
@@ -163,7 +165,7 @@ def train_mesh(cfg: ColorSchedule, objective: MeshObjectiveFn, color_field, geo,
         value = objective(verts, faces, color_field.albedo, step, cfg.steps, generator)
         return value if stage is None else value + geometry_regularizers(stage, geo, verts, faces)
 
-    run_steps(cfg.steps, mesh_optimizer(cfg, color_field, None if freeze_geometry else geo), loss, reporter,
+    run_steps(cfg.steps, mesh_optimizer(cfg, color_field, None if stage is None else geo, stage), loss, reporter,
               objective.diverged, cfg.preview_every,
               None if preview_fn is None else lambda: preview_fn(geo, color_field))
     return geo
