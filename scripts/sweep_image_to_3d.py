@@ -12,7 +12,7 @@ and colour error at the picture's camera (the engine's own summary). A caption i
 read but not clear enough to use.
 
     python scripts/sweep_image_to_3d.py [--n 16] [--seed 0] [--prompt] [--out DIR] [--config JSON]
-        [--only 3 13 14]
+        [--only 3 13 14] [--coarse-cache DIR]
 """
 
 from __future__ import annotations
@@ -21,12 +21,14 @@ import argparse
 import json
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from dreamsmith.core.jobs.generate import generate_config, run_generate
+from dreamsmith.eval.coarse_cache import coarse_cache
 from dreamsmith.eval.pictures import render_picture, sweep_pictures, write_picture
 from dreamsmith.eval.shapes import judge, primitives
 
@@ -43,12 +45,15 @@ def main() -> int:
     parser.add_argument("--config", help="JSON overrides merged over the draft preset")
     parser.add_argument("--model", default=str(TOY), help="the prior (default: the committed toy prior)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--coarse-cache", help="keep each picture's coarse stage here and reuse it (experiments on "
+                        "the mesh stage; eval/coarse_cache.py)")
     args = parser.parse_args()
     torch.set_grad_enabled(True)
     over = json.loads(Path(args.config).read_text()) if args.config else {}
     prims = primitives()
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        cache = stack.enter_context(coarse_cache(args.coarse_cache)) if args.coarse_cache else None
         out_dir = Path(args.out or tmp)
         out_dir.mkdir(parents=True, exist_ok=True)
         for i, (colour, shape, az, el) in enumerate(sweep_pictures(args.seed, args.n)):
@@ -59,6 +64,8 @@ def main() -> int:
             pic = write_picture(out_dir / f"{name}.{'png' if with_alpha else 'jpg'}",
                                 render_picture(shape, colour, az, el, alpha=with_alpha))
             cfg = generate_config("draft", over | {"seed": args.seed, "coarse_model": {"model": args.model}})
+            if cache:
+                cache.label = f"{name} az {az:.3f} el {el:.3f} prompt {args.prompt}"
             t0 = time.perf_counter()
             summary = run_generate(f"a {colour} {shape}" if args.prompt else "", out_dir / f"{name}.glb", cfg,
                                    device=args.device, preset="draft", preview=out_dir / f"{name}_preview.png",

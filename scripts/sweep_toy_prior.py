@@ -17,7 +17,7 @@ The distance to each primitive is then the smallest over turns about Z (every 5 
 symmetry period: 90 degrees for the cube; the others are symmetric about Z).
 
     python scripts/sweep_toy_prior.py [--colours red green ...] [--shapes cube ...] [--seed 0] [--out DIR]
-        [--config FILE] [--judge-only]
+        [--config FILE] [--judge-only] [--coarse-cache DIR]
 """
 
 from __future__ import annotations
@@ -26,12 +26,14 @@ import argparse
 import json
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
 
 from dreamsmith.core.jobs.generate import generate_config, run_generate
 from dreamsmith.core.meshio import read_mesh
+from dreamsmith.eval.coarse_cache import coarse_cache
 from dreamsmith.eval.shapes import TOY, has_hole, judge, primitives
 from dreamsmith.eval.toy_prior_data import COLOURS, SHAPES
 
@@ -46,6 +48,8 @@ def main() -> int:
     parser.add_argument("--model", default=str(TOY), help="the prior (default: the committed toy prior)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--device", default="cpu", help="where generate runs (the goals are for the CPU)")
+    parser.add_argument("--coarse-cache", help="keep each prompt's coarse stage here and reuse it (experiments on "
+                        "the mesh stage; eval/coarse_cache.py)")
     parser.add_argument("--judge-only", action="store_true",
                         help="judge the GLBs an earlier run left in --out instead of generating them")
     args = parser.parse_args()
@@ -57,7 +61,8 @@ def main() -> int:
     over = json.loads(Path(args.config).read_text()) if args.config else {}
     prims = primitives()
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        cache = stack.enter_context(coarse_cache(args.coarse_cache)) if args.coarse_cache else None
         out_dir = Path(args.out or tmp)
         for colour in args.colours:
             for shape in args.shapes:
@@ -66,6 +71,8 @@ def main() -> int:
                 seconds = None
                 if not args.judge_only:
                     cfg = generate_config("draft", over | {"seed": args.seed, "coarse_model": {"model": args.model}})
+                    if cache:
+                        cache.label = prompt
                     t0 = time.perf_counter()
                     run_generate(prompt, glb, cfg, device=args.device, preset="draft",
                                  preview=out_dir / f"{colour}_{shape}.png")
