@@ -1,7 +1,8 @@
 """This file's results: every object Dreamsmith made or changed keeps its prompt (or picture), preset, models and
-seed as custom properties (``dreamsmith_*``). The History subpanel lists them, newest first, with Recall (put the
-settings back in the sidebar), Re-roll (the same settings, a new seed), Select, and Continue (edit it with the
-sidebar's prompt, from its saved engine state when it has one)."""
+seed as custom properties (``dreamsmith_*``; a script's own model and config overrides too). The History subpanel
+lists them, newest first, with Recall (put the settings back in the sidebar), Re-roll (the same settings, a
+script's overrides included, a new seed), Select, and Continue (edit it with the sidebar's prompt, from its saved
+engine state when it has one)."""
 
 import random
 
@@ -103,7 +104,11 @@ class DREAMSMITH_OT_reroll(_OnResult, bpy.types.Operator):
                 return {"CANCELLED"}
             recall(obj, props)
         props.seed = random.randint(0, MAX_SEED)
-        return bpy.ops.dreamsmith.generate(seed=props.seed, variations=1)
+        if not self.object_name:
+            return bpy.ops.dreamsmith.generate(seed=props.seed, variations=1)
+        # A result a script made with its own model or config overrides is re-rolled with them too.
+        return bpy.ops.dreamsmith.generate(seed=props.seed, variations=1, model=str(obj.get(PROP_PREFIX + "model", "")),
+                                           config_json=str(obj.get(PROP_PREFIX + "config", "")))
 
 
 class DREAMSMITH_OT_select_result(_OnResult, bpy.types.Operator):

@@ -89,9 +89,15 @@ class RunningJob:
 
     def inputs(self) -> dict[str, Any]:
         """The inputs as the result's custom properties record them."""
-        v = self.request.values
-        return {"prompt": v["prompt"], "negative_prompt": v["negative_prompt"], "seed": int(v["seed"]),
+        v, r = self.request.values, self.request
+        made = {"prompt": v["prompt"], "negative_prompt": v["negative_prompt"], "seed": int(v["seed"]),
                 "preset": v["preset"], "command": self.command, "time": time.strftime("%Y-%m-%d %H:%M")}
+        # A script's own model and config overrides (the sidebar has neither): Re-roll repeats them.
+        if r.model:
+            made["model"] = r.model
+        if r.config:
+            made["config"] = json.dumps(r.config, sort_keys=True)
+        return made
 
 
 @dataclass

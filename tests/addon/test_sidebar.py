@@ -76,7 +76,9 @@ n = len(bpy.data.objects)
 REPORT["reroll"] = str(bpy.ops.dreamsmith.reroll(object_name=first.name))
 rerolled = bpy.context.active_object
 REPORT["rerolled"] = [len(bpy.data.objects) - n, rerolled["dreamsmith_prompt"], rerolled["dreamsmith_seed"]
-                      != first["dreamsmith_seed"], rerolled["dreamsmith_seed"] == props.seed]
+                      != first["dreamsmith_seed"], rerolled["dreamsmith_seed"] == props.seed,
+                      rerolled.get("dreamsmith_config") == json.dumps(ARGS["tiny"], sort_keys=True),
+                      rerolled.get("dreamsmith_model") == ARGS["model"]]
 REPORT["select"] = str(bpy.ops.dreamsmith.select_result(object_name=second.name))
 REPORT["selected"] = bpy.context.view_layer.objects.active == second and second.select_get()
 props.prompt = ""
@@ -150,7 +152,7 @@ def test_seeds_history_and_continue(prior):  # noqa: F811 (the fixture)
     assert rep["history"][:1] == ["a red cube.002"] and len(rep["history"]) == 3
     assert rep["described"][0] == "'a red cube'" and rep["described"][1].startswith(f"Draft, seed {first_seed}, ")
     assert rep["recall"] == "{'FINISHED'}" and rep["recalled"] == ["a red cube", "draft", first_seed, False]
-    assert rep["reroll"] == "{'FINISHED'}" and rep["rerolled"] == [1, "a red cube", True, True]
+    assert rep["reroll"] == "{'FINISHED'}" and rep["rerolled"] == [1, "a red cube", True, True, True, True]  # a script's overrides kept
     assert rep["select"] == "{'FINISHED'}" and rep["selected"]
     assert "Type in the sidebar's prompt" in rep["continue_empty"]
     assert rep["continue"] == "{'FINISHED'}" and rep["continued"] == [True, "a blue cube", "edit"]
