@@ -2,10 +2,11 @@
 
 Inside ``with coarse_cache(folder) as cache:`` every coarse stage the pipeline trains is saved under ``folder``
 (safetensors: the field, the occupancy grid, the renderer's background and the job's generator state after the
-stage), keyed by ``cache.label`` (the sweep sets it to the prompt or picture before each job), the coarse config
-and the generator's state before the stage. A later run with the same key loads them instead of training: the mesh
-stage then starts from the same field with the same random numbers, so two mesh-stage settings are compared on the
-same coarse stages. A change of the coarse code is not part of the key: clear the folder after one.
+stage), keyed by ``cache.label`` (the sweep sets it to the prompt or picture before each job), the coarse config,
+the generator's state before the stage and an edit's starting shape. A later run with the same key loads them
+instead of training: the mesh stage then starts from the same field with the same random numbers, so two
+mesh-stage settings are compared on the same coarse stages. A change of the coarse code is not part of the key:
+clear the folder after one.
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ class CoarseCache:
     loaded: int = 0
     trained: int = 0
 
-    def key(self, cfg: object, generator: torch.Generator) -> str:
+    def key(self, cfg: object, generator: torch.Generator, density_prior: torch.Tensor | None) -> str:
         digest = hashlib.sha256(f"{self.label}\n{cfg!r}\n".encode())
         digest.update(generator.get_state().numpy().tobytes())
+        if density_prior is not None:  # an edit's starting shape
+            digest.update(density_prior.detach().cpu().float().numpy().tobytes())
         return digest.hexdigest()[:24]
 
 
@@ -50,11 +53,13 @@ def coarse_cache(folder: str | Path) -> Iterator[CoarseCache]:
     train = pipeline.train_coarse
 
     def cached(cfg, objective, bbox, device, generator, reporter, preview_fn=None, density_prior=None):
-        path = cache.folder / f"{cache.key(cfg, generator)}.safetensors"
-        if path.exists() and density_prior is None:
+        path = cache.folder / f"{cache.key(cfg, generator, density_prior)}.safetensors"
+        if path.exists():
             tensors = load_file(str(path))
             made = (NeRFField(cfg.field, bbox.to(device)), OccupancyGrid(cfg.occupancy, bbox.to(device)),
                     VolumeRenderer(cfg.volume))
+            if density_prior is not None:
+                made[0].set_density_prior(density_prior)
             for name, module in zip(_PARTS, made, strict=True):
                 part = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(name + ".")}
                 module.load_state_dict(part)

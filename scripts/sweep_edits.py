@@ -6,7 +6,7 @@ nearest primitive, the dominant colour and the time. The inputs sit at an odd sc
 object would; the edit must hand the result back in that frame.
 
     python scripts/sweep_edits.py [--edits sphere:a_blue_cube cube:a_red_sphere ...] [--seed 0] [--config JSON]
-        [--out DIR] [--model DIR] [--threads 2]
+        [--out DIR] [--model DIR] [--threads 2] [--coarse-cache DIR]
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import argparse
 import json
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ import torch
 
 from dreamsmith.core.jobs.edit import edit_config, run_edit
 from dreamsmith.core.meshio import TexturedMesh, read_mesh, write_glb
+from dreamsmith.eval.coarse_cache import coarse_cache
 from dreamsmith.eval.shapes import (
     TOY,
     dominant_colour,
@@ -43,6 +45,8 @@ def main() -> int:
     parser.add_argument("--out", help="keep the inputs, results and previews here")
     parser.add_argument("--model", default=str(TOY), help="the prior (default: the committed toy prior)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--coarse-cache", help="keep each edit's coarse stage here and reuse it (experiments on the "
+                        "mesh stage; eval/coarse_cache.py)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -50,7 +54,8 @@ def main() -> int:
     prims = reference_primitives()
     ratios = []
     print("| edit | target before -> after (ratio) | nearest | colour | s |\n|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        cache = stack.enter_context(coarse_cache(args.coarse_cache)) if args.coarse_cache else None
         out_dir = Path(args.out or tmp)
         out_dir.mkdir(parents=True, exist_ok=True)
         for spec in args.edits:
@@ -65,6 +70,8 @@ def main() -> int:
             before = shape_distance(v0, f0, prims[target], target)
             cfg = edit_config("draft", over | {"seed": args.seed, "coarse_model": {"model": args.model}})
             name = f"{shape}_to_{prompt.replace(' ', '_')}"
+            if cache:
+                cache.label = spec
             t0 = time.perf_counter()
             run_edit(src, prompt, out_dir / f"{name}.glb", cfg, device="cpu", preset="draft",
                      preview=out_dir / f"{name}.png")
