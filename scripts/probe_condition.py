@@ -1,7 +1,7 @@
 """Does a picture's learned condition tell score distillation the picture's shape at the sides it does not show?
 
 For pictures of the image sweep (``sweep_image_to_3d.py``'s objects and views at ``--seed``), the toy prior's
-condition is learned from the picture with the draft's inversion settings (``core/guidance/inversion.py``, at the
+condition is learned from the picture with the draft's inversion settings (``core/picture/inversion.py``, at the
 reference azimuth the prior finds). Then the four primitives, in the picture's colour, are rendered from six views
 the picture does not show (turned by 90, 180 and 270 degrees, at the picture's elevation and at 20 degrees), and the
 prior's guided prediction (empty text as the unconditional half, at ``--scale``) denoises noised copies of them
@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as F
 
 from dreamsmith.core.guidance.camera import camera_features
-from dreamsmith.core.guidance.inversion import estimate_azimuth, invert_picture
 from dreamsmith.core.guidance.sds import SDSGuidance
-from dreamsmith.core.image_input import load_reference
 from dreamsmith.core.jobs.generate import generate_config
 from dreamsmith.core.models import load_prior
+from dreamsmith.core.picture.inversion import estimate_azimuth, invert_picture
+from dreamsmith.core.picture.load import load_reference
 from dreamsmith.core.prompts import PromptProcessor
 from dreamsmith.eval.pictures import render_picture, sweep_pictures, write_picture
 from dreamsmith.eval.shapes import TOY

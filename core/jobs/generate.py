@@ -18,17 +18,11 @@ from ..config import to_dict
 from ..device import resolve_device, seeded_job
 from ..events import CancelToken, ProgressCallback, StageTimes
 from ..guidance.sds import SDSConfig, SDSGuidance
-from ..image_input import ReferenceImage, load_reference
 from ..meshio import FileWrite, TexturedMesh
 from ..models import PriorConfig, load_prior
-from ..presets import GENERATE_PRESETS, config_maker
-from ..prompts import PromptConfig, PromptProcessor
-from ..render.preview import field_preview
-from ..stages.coarse import CoarseConfig, CoarseSDSConfig
-from ..stages.interfaces import CoarseObjective, MeshObjectiveFn
-from ..stages.mesh import MeshSDSConfig, MeshStageConfig, mesh_stage_preview
-from ..stages.objectives import MeshScoreDistillation, ScoreDistillation
-from ..stages.reference_view import (
+from ..picture.condition import picture_camera, picture_condition, read_picture
+from ..picture.load import ReferenceImage, load_reference
+from ..picture.reference_view import (
     CoarseReference,
     ImageConfig,
     MeshReference,
@@ -38,8 +32,14 @@ from ..stages.reference_view import (
     reference_scores,
     turned_to_front,
 )
+from ..presets import GENERATE_PRESETS, config_maker
+from ..prompts import PromptConfig, PromptProcessor
+from ..render.preview import field_preview
+from ..stages.coarse import CoarseConfig, CoarseSDSConfig
+from ..stages.interfaces import CoarseObjective, MeshObjectiveFn
+from ..stages.mesh import MeshSDSConfig, MeshStageConfig, mesh_stage_preview
+from ..stages.objectives import MeshScoreDistillation, ScoreDistillation
 from .io import check_inputs, check_output_path, check_prompt, result_extras, result_summary, write_outputs
-from .picture import picture_camera, picture_condition, read_picture
 from .pipeline import Carving, Pipeline, run_pipeline
 
 

@@ -152,7 +152,8 @@ def test_seeds_history_and_continue(prior):  # noqa: F811 (the fixture)
     assert rep["history"][:1] == ["a red cube.002"] and len(rep["history"]) == 3
     assert rep["described"][0] == "'a red cube'" and rep["described"][1].startswith(f"Draft, seed {first_seed}, ")
     assert rep["recall"] == "{'FINISHED'}" and rep["recalled"] == ["a red cube", "draft", first_seed, False]
-    assert rep["reroll"] == "{'FINISHED'}" and rep["rerolled"] == [1, "a red cube", True, True, True, True]  # a script's overrides kept
+    # a new seed, and a script's own model and overrides kept
+    assert rep["reroll"] == "{'FINISHED'}" and rep["rerolled"] == [1, "a red cube", True, True, True, True]
     assert rep["select"] == "{'FINISHED'}" and rep["selected"]
     assert "Type in the sidebar's prompt" in rep["continue_empty"]
     assert rep["continue"] == "{'FINISHED'}" and rep["continued"] == [True, "a blue cube", "edit"]

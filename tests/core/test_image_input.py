@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from dreamsmith.core.errors import InputError
-from dreamsmith.core.image_input import ImageInputConfig, load_reference
+from dreamsmith.core.picture.load import ImageInputConfig, load_reference
 
 
 def _disc(h=120, w=160, centre=(40, 50), radius=22, colour=(200, 30, 30), bg=(255, 255, 255)):

@@ -17,12 +17,12 @@ from dreamsmith.core.cameras import ViewSamplerConfig
 from dreamsmith.core.cli import main
 from dreamsmith.core.errors import InputError
 from dreamsmith.core.guidance.camera import camera_features
-from dreamsmith.core.guidance.inversion import InversionConfig, invert_picture
 from dreamsmith.core.guidance.sds import SDSConfig, SDSGuidance
-from dreamsmith.core.image_input import load_reference
 from dreamsmith.core.models import PriorConfig, load_prior
+from dreamsmith.core.picture.inversion import InversionConfig, invert_picture
+from dreamsmith.core.picture.load import load_reference
+from dreamsmith.core.picture.reference_view import ImageConfig, reference_camera
 from dreamsmith.core.prompts import PromptProcessor
-from dreamsmith.core.stages.reference_view import ImageConfig, reference_camera
 from dreamsmith.eval.pictures import render_picture, write_picture
 
 
@@ -93,8 +93,8 @@ def test_jittered_reference_rays_see_the_picture_where_they_go():
     whose top-right corner is the object (its edges through pixel centres of the 32 px view), looked up with
     random offsets, gives mask 1 exactly for the rays that the camera sends into that corner (away from its
     edges, where the lookup blends)."""
-    from dreamsmith.core.image_input import ReferenceImage
-    from dreamsmith.core.stages.reference_view import ReferenceTarget
+    from dreamsmith.core.picture.load import ReferenceImage
+    from dreamsmith.core.picture.reference_view import ReferenceTarget
 
     mask = np.zeros((256, 256), np.float32)
     mask[:100, 140:] = 1.0  # edges at x = 17.5, y = 12.5 of 32 px
@@ -118,8 +118,8 @@ def test_the_coarse_edge_band_leaves_out_the_rays_along_the_outline():
     """With an edge band of one render pixel, the jittered rays within a pixel of the outline weigh 0 and all others
     1; the band needs jittered rays."""
     from dreamsmith.core.errors import ConfigError
-    from dreamsmith.core.image_input import ReferenceImage
-    from dreamsmith.core.stages.reference_view import ReferenceTarget, check_image_config
+    from dreamsmith.core.picture.load import ReferenceImage
+    from dreamsmith.core.picture.reference_view import ReferenceTarget, check_image_config
 
     mask = np.zeros((256, 256), np.float32)
     mask[64:192, 64:192] = 1.0  # a square, its edges at 8 and 24 of 32 px
@@ -145,8 +145,8 @@ def test_the_picture_carves_what_its_camera_sees_as_background():
     """A ring seen from 20 degrees up: points on the rays through its hole are carved at every depth, points on the
     rays through the ring are kept, as are points outside the picture's frame and behind the camera; the margin
     grows the mask into the hole."""
-    from dreamsmith.core.image_input import ReferenceImage
-    from dreamsmith.core.stages.reference_view import ReferenceTarget
+    from dreamsmith.core.picture.load import ReferenceImage
+    from dreamsmith.core.picture.reference_view import ReferenceTarget
 
     yy, xx = np.mgrid[:256, :256] + 0.5
     r = np.hypot(xx - 128, yy - 128)
@@ -175,7 +175,8 @@ def test_the_picture_carves_what_its_camera_sees_as_background():
 def test_a_job_carves_its_mesh_start_with_the_picture(tmp_path, capsys, monkeypatch, carve):
     """By default the mesh stage starts from the coarse field carved by the picture at its margin: the tet grid's
     points are judged by the reference view, and none that it sees as background is inside the start."""
-    from dreamsmith.core.stages import reference_view, surface
+    from dreamsmith.core.picture import reference_view
+    from dreamsmith.core.stages import surface
     from tests.core.batch_inputs import TINY
 
     judged, starts = [], []
@@ -299,7 +300,7 @@ def test_the_picture_corrects_a_wrong_reading_it_starts_from(demo_guidance, tmp_
 def test_the_prior_finds_which_way_a_cube_is_turned(demo_guidance, tmp_path):
     """The camera-conditioned toy prior draws cubes face-on at azimuth 0: a cube seen from 30 degrees is explained
     best from 30 (or a quarter turn from it: the cube's symmetry); a sphere gives no reason to turn."""
-    from dreamsmith.core.guidance.inversion import estimate_azimuth
+    from dreamsmith.core.picture.inversion import estimate_azimuth
 
     _, _, guidance = demo_guidance
     ref = load_reference(write_picture(tmp_path / "cube.png", render_picture("cube", "red", 30, 20)))
@@ -309,7 +310,7 @@ def test_the_prior_finds_which_way_a_cube_is_turned(demo_guidance, tmp_path):
 
 def test_turned_to_front_turns_about_z_only():
     from dreamsmith.core.meshio import TexturedMesh
-    from dreamsmith.core.stages.reference_view import turned_to_front
+    from dreamsmith.core.picture.reference_view import turned_to_front
 
     v = np.array([[0.0, -1.0, 0.5], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], np.float32)
     mesh = TexturedMesh(v, np.array([[0, 1, 2]]), np.zeros((3, 2), np.float32), None, np.zeros((2, 2, 3), np.uint8))
@@ -321,8 +322,8 @@ def test_turned_to_front_turns_about_z_only():
 def test_the_mesh_stage_moves_the_geometry_slower_for_a_picture():
     from dreamsmith.core.errors import ConfigError
     from dreamsmith.core.jobs.generate import generate_config
+    from dreamsmith.core.picture.reference_view import check_image_config, mesh_stage_settings
     from dreamsmith.core.stages.mesh import MeshStageConfig
-    from dreamsmith.core.stages.reference_view import check_image_config, mesh_stage_settings
 
     mesh = MeshStageConfig(lr_sdf=0.05, lr_deform=0.01, lr_color=0.02)
     slow = mesh_stage_settings(mesh, ImageConfig(mesh_geometry_lr=0.2))
@@ -376,7 +377,7 @@ def test_the_draft_coarse_stage_skips_faint_samples_normals(tmp_path, monkeypatc
 
 def test_caption_words_are_those_the_tokenizer_can_spell(demo_guidance, tmp_path):
     from dreamsmith.core.errors import ConfigError
-    from dreamsmith.core.guidance.caption import CaptionConfig, slot_words
+    from dreamsmith.core.picture.caption import CaptionConfig, slot_words
 
     tok = demo_guidance[0].tokenizer
     words = slot_words(CaptionConfig(), tok)  # the built-in lists, filtered to the toy prior's twelve words
@@ -397,8 +398,8 @@ def test_caption_words_are_those_the_tokenizer_can_spell(demo_guidance, tmp_path
 def test_the_prior_captions_the_picture(demo_guidance, tmp_path, shape, colour, azimuth, elevation):
     """Of the captions the prior can read, the one it denoises the picture best under names its shape and colour
     (the azimuth found first, as the engine does)."""
-    from dreamsmith.core.guidance.caption import CaptionConfig, find_caption
-    from dreamsmith.core.guidance.inversion import estimate_azimuth
+    from dreamsmith.core.picture.caption import CaptionConfig, find_caption
+    from dreamsmith.core.picture.inversion import estimate_azimuth
 
     _, _, guidance = demo_guidance
     ref = load_reference(write_picture(tmp_path / "pic.png", render_picture(shape, colour, azimuth, elevation)))
@@ -409,8 +410,8 @@ def test_the_prior_captions_the_picture(demo_guidance, tmp_path, shape, colour, 
 
 def _read_caption(guidance, tmp_path: Path, shape: str, colour: str, azimuth: float, elevation: float, cfg):
     """The caption the prior reads from a sweep-style picture (a PNG), its azimuth estimated first, as a job does."""
-    from dreamsmith.core.guidance.caption import read_caption
-    from dreamsmith.core.guidance.inversion import estimate_azimuth
+    from dreamsmith.core.picture.caption import read_caption
+    from dreamsmith.core.picture.inversion import estimate_azimuth
 
     ref = load_reference(write_picture(tmp_path / f"{shape}.png", render_picture(shape, colour, azimuth, elevation)))
     picture, gen = torch.from_numpy(ref.rgb), torch.Generator().manual_seed(0)
@@ -421,7 +422,7 @@ def test_a_narrow_caption_is_set_aside(demo_guidance, tmp_path):
     """With a margin of 1.5 (above every wrong reading measured on the sweep's pictures, README) the sweep's red cube
     is read as one clearly; its blue sphere, seen from a little below, is read as a cone by almost no margin, so
     that caption is set aside (the picture's condition is learned instead)."""
-    from dreamsmith.core.guidance.caption import CaptionConfig
+    from dreamsmith.core.picture.caption import CaptionConfig
 
     _, _, guidance = demo_guidance
     clear_only = CaptionConfig(min_margin=1.5)
@@ -475,7 +476,7 @@ def test_a_set_aside_caption_is_reported_and_the_condition_learned(tmp_path, cap
 
 def test_a_set_aside_caption_can_start_the_learned_condition(tmp_path, capsys, monkeypatch):
     """With ``inversion.from_caption`` the picture's condition is learned from the set-aside reading's words."""
-    from dreamsmith.core.jobs import picture as job
+    from dreamsmith.core.picture import condition as job
     from tests.core.batch_inputs import TINY
 
     starts = []
@@ -502,7 +503,7 @@ def test_a_set_aside_caption_can_start_the_learned_condition(tmp_path, capsys, m
 
 def test_caption_search_slot_by_slot_finds_the_same_caption(demo_guidance, tmp_path):
     """With more combinations than ``exhaustive``, the slots are searched in turn: same answer on a clear picture."""
-    from dreamsmith.core.guidance.caption import CaptionConfig, find_caption
+    from dreamsmith.core.picture.caption import CaptionConfig, find_caption
 
     _, _, guidance = demo_guidance
     ref = load_reference(write_picture(tmp_path / "pic.png", render_picture("cube", "blue", 20.0, 10.0)))
@@ -517,7 +518,7 @@ def test_caption_search_runs_on_priors_shaped_like_the_real_ones(tmp_path, kind)
     """T5 (IF-like pixel prior) and CLIP BPE (SD-like latent prior, x8 VAE) spell every listed word, so there are
     far more captions than ``exhaustive``: the slots are searched in turn and the answer is a caption of the
     template's words (random weights: which one is not the point)."""
-    from dreamsmith.core.guidance.caption import CaptionConfig, caption_candidates, find_caption, word_lists
+    from dreamsmith.core.picture.caption import CaptionConfig, caption_candidates, find_caption, word_lists
     from dreamsmith.eval.random_priors import write_prior
 
     prior = load_prior(PriorConfig(model=str(write_prior(kind, tmp_path / kind, "tiny"))), torch.device("cpu"))

@@ -10,12 +10,12 @@ import torch
 
 from ..errors import InputError
 from ..events import CancelToken, ProgressCallback, StageReporter
-from ..guidance.caption import caption_candidates, read_caption
-from ..guidance.inversion import condition_on_picture, estimate_azimuth
 from ..guidance.sds import SDSConfig, SDSGuidance
-from ..image_input import ReferenceImage
 from ..prompts import PromptConfig, PromptProcessor
-from ..stages.reference_view import ImageConfig
+from .caption import caption_candidates, read_caption
+from .inversion import condition_on_picture, estimate_azimuth
+from .load import ReferenceImage
+from .reference_view import ImageConfig
 
 
 def picture_camera(image: ImageConfig, elevation: float | None, fov: float | None) -> ImageConfig:

@@ -2,7 +2,7 @@
 (the recipe of Make-It-3D and Magic123, with the two stages of text to 3D).
 
 Each step renders the reference view (albedo, on white, the background the picture was put on by
-:func:`~dreamsmith.core.image_input.load_reference`) and adds the colour and mask errors against the picture to the
+:func:`~dreamsmith.core.picture.load.load_reference`) and adds the colour and mask errors against the picture to the
 stage's score-distillation loss, whose weight ramps in over the first ``sds_warmup`` of the stage (the visible side
 is fitted first, then the prior fills in the rest). The reference camera looks at the scene's centre from azimuth 0
 (the front, as the view words and a camera-conditioned prior count it) at the picture's elevation, so a prior that
@@ -27,11 +27,11 @@ from torch import Tensor
 
 from ..cameras import Cameras, ViewSamplerConfig, mask_at_points, orbit_cameras
 from ..errors import ConfigError
-from ..guidance.caption import CaptionConfig, word_lists
-from ..guidance.inversion import InversionConfig
-from ..image_input import ImageInputConfig, ReferenceImage
 from ..render.mesh import render_mesh, render_textured
-from .interfaces import CoarseObjective, ColorFn, MeshObjectiveFn
+from ..stages.interfaces import CoarseObjective, ColorFn, MeshObjectiveFn
+from .caption import CaptionConfig, word_lists
+from .inversion import InversionConfig
+from .load import ImageInputConfig, ReferenceImage
 
 Condition = Literal["caption", "embedding", "none"]
 CONDITIONS = get_args(Condition)
@@ -74,9 +74,9 @@ class ImageConfig:
         mesh_size: Side of the mesh stage's reference render, pixels (0: the stage's render size).
         score_size: Side of the render the result is scored at (IoU, colour error), pixels.
         condition: What guides the unseen sides when no prompt is given: ``"caption"``, the prompt found in the
-            prior's vocabulary that best explains the picture (:mod:`~dreamsmith.core.guidance.caption`; it is
+            prior's vocabulary that best explains the picture (:mod:`~dreamsmith.core.picture.caption`; it is
             reported and recorded); ``"embedding"``, a text condition learned from the picture (textual inversion,
-            :mod:`~dreamsmith.core.guidance.inversion`); ``"none"``, unconditioned score distillation.
+            :mod:`~dreamsmith.core.picture.inversion`); ``"none"``, unconditioned score distillation.
         caption: How the caption is searched for.
         inversion: How the embedding is learned (``steps`` 0: unconditioned).
         find_azimuth: With a prior that takes the camera as an input, estimate the picture's azimuth (the object's

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 
-from .errors import InputError
+from ..errors import InputError
 
 #: What the reader takes (PIL's format names).
 FORMATS = ("PNG", "JPEG")
@@ -70,7 +70,7 @@ class ReferenceImage:
         caption: The prompt found in the prior's vocabulary for a picture given without one, when used (``""``:
             none).
         caption_read: The caption the prior gave the picture, used or not (``""``: none was read).
-        caption_margin: How clearly that caption won (:class:`~dreamsmith.core.guidance.caption.CaptionReading`).
+        caption_margin: How clearly that caption won (:class:`~dreamsmith.core.picture.caption.CaptionReading`).
     """
 
     rgb: np.ndarray
