@@ -1,5 +1,5 @@
 """``python -m dreamsmith ...``: the engine's command line."""
 
-from .core.cli import main
+from .core.app.cli import main
 
 raise SystemExit(main())

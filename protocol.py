@@ -187,7 +187,7 @@ def job_progress(command: str, stage: str, step: int, total: int, seconds: dict[
     return (sum(weights[:i]) + part * weights[i]) / sum(weights)
 
 
-# Messages from the worker, one JSON object a line (see core/worker.py). A heartbeat comes every HEARTBEAT_S
+# Messages from the worker, one JSON object a line (see core/app/worker.py). A heartbeat comes every HEARTBEAT_S
 # seconds while a job runs, whatever it is doing (loading a model included): a worker silent for SILENCE_LIMIT_S
 # has stopped responding and is ended.
 PROGRESS, PREVIEW, DONE, ERROR, HEARTBEAT = "progress", "preview", "done", "error", "heartbeat"

@@ -6,8 +6,8 @@ development checkout), and putting that folder's parent on ``PYTHONPATH`` would 
 other extension beside it. So the client starts the interpreter with a small bootstrap
 (``python -c BOOTSTRAP <package folder>``) that loads the package folder under the name
 ``dreamsmith`` (``importlib`` with ``submodule_search_locations``) and then runs the module
-``dreamsmith.core.worker`` as ``__main__`` (``runpy``), exactly what
-``python -m dreamsmith.core.worker`` does in a development install. The add-on's own copy wins
+``dreamsmith.core.app.worker`` as ``__main__`` (``runpy``), exactly what
+``python -m dreamsmith.core.app.worker`` does in a development install. The add-on's own copy wins
 over any other ``dreamsmith`` installed in that interpreter, so the worker always matches the add-on.
 
 The job's stdin stays open while it runs (``watch_stdin``): if Blender dies, the pipe closes and
@@ -36,7 +36,7 @@ from .child_process import end_process
 
 #: The folder of the package (the extension root), whatever it is called on disk.
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-WORKER_MODULE = "dreamsmith.core.worker"
+WORKER_MODULE = "dreamsmith.core.app.worker"
 
 
 def bootstrap(module: str) -> str:

@@ -1,11 +1,12 @@
 """The model manager in the preferences: which models are on this computer and how big, download (with progress and
 cancel, only with online access), delete, and sign in to the Hugging Face Hub for gated models.
 
-Everything runs in the engine's interpreter (``python -m dreamsmith models ...``, :mod:`dreamsmith.core.model_store`)
-from an argument list: the add-on never imports huggingface_hub. A download is followed by a persistent
-``bpy.app.timers`` callback and a reader thread (:class:`.child_process.LineProcess`), so Blender never waits; in
-background mode the operator waits to the end. The sign-in token goes to the engine on stdin and is cleared from the
-operator at once: it is never in the preferences, a .blend, the operator log or a report.
+Everything runs in the engine's interpreter (``python -m dreamsmith models ...``,
+:mod:`dreamsmith.core.priors.model_store`) from an argument list: the add-on never imports huggingface_hub. A
+download is followed by a persistent ``bpy.app.timers`` callback and a reader thread
+(:class:`.child_process.LineProcess`), so Blender never waits; in background mode the operator waits to the end.
+The sign-in token goes to the engine on stdin and is cleared from the operator at once: it is never in the
+preferences, a .blend, the operator log or a report.
 """
 
 import json

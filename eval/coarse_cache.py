@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from dreamsmith.core.field import NeRFField
 from dreamsmith.core.jobs import pipeline
-from dreamsmith.core.occupancy import OccupancyGrid
 from dreamsmith.core.render.volume import VolumeRenderer
+from dreamsmith.core.scene.field import NeRFField
+from dreamsmith.core.scene.occupancy import OccupancyGrid
 
 _PARTS = ("field", "occupancy", "renderer")
 

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..core.cameras import orbit_cameras
 from ..core.render.shading import shade
+from ..core.scene.cameras import orbit_cameras
 from .synth_objects import sphere_trace
 from .toy_prior_data import COLOURS, DISTANCE, FOV_DEG, LIGHT, SHAPES, _normals, shape_object
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.bake import unwrap
+from ..core.finish.bake import unwrap
+from ..core.geometry.metrics import chamfer_meshes, sample_surface
 from ..core.meshio import TexturedMesh, read_mesh
-from ..core.metrics import chamfer_meshes, sample_surface
 from ..core.render.mesh import render_textured
 from ..core.render.preview import preview_cameras
 from .synth_objects import ground_truth_mesh

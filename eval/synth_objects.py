@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from dreamsmith.core.cameras import Cameras, orbit_cameras
+from dreamsmith.core.scene.cameras import Cameras, orbit_cameras
 
 # ----------------------------------------------------------------------------------------------- SDF primitives
 # All take points p [N, 3] and return signed distances [N] (negative inside).

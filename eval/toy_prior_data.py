@@ -2,11 +2,11 @@
 
 Objects are ``a {colour} {shape}`` for shapes cube / sphere / cone / torus and colours red / green / blue / yellow,
 each about one unit across, centred at the origin (Blender's frame, Z up). Views come from
-:func:`dreamsmith.core.cameras.orbit_cameras` with the engine's SDS camera model (distance 2.0, 40-degree field of
+:func:`dreamsmith.core.scene.cameras.orbit_cameras` with the engine's SDS camera model (distance 2.0, 40-degree field of
 view, elevation -10..60 degrees, random azimuth) plus a few overhead views (elevation 60..85). Shading is
 the engine's lambertian shading (:mod:`dreamsmith.core.render.shading`) under :data:`LIGHT`, at the camera, on a white
 background (an offset makes it a directional light fixed to the camera, see
-:func:`dreamsmith.core.cameras.camera_light`; the engine's draft presets must use the same light). Images are
+:func:`dreamsmith.core.scene.cameras.camera_light`; the engine's draft presets must use the same light). Images are
 ray-marched at twice the output size and box-downsampled (antialiasing).
 
 The view suffixes follow the engine's view-dependent prompting: azimuth within 45 degrees of 0 = ``front`` (camera on
@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dreamsmith.core.cameras import camera_light, orbit_cameras
 from dreamsmith.core.render.shading import LightConfig, shade
+from dreamsmith.core.scene.cameras import camera_light, orbit_cameras
 
 from .synth_objects import SynthObject, sd_cone, sd_round_box, sd_sphere, sd_torus, sphere_trace
 

@@ -169,8 +169,8 @@ def bench_hashgrid(size: str, device: torch.device, repeats: int) -> dict:
 
 
 def bench_march(size: str, device: torch.device, repeats: int) -> dict:
-    from dreamsmith.core.cameras import orbit_cameras
     from dreamsmith.core.render.volume import ray_aabb
+    from dreamsmith.core.scene.cameras import orbit_cameras
     from dreamsmith.kernels.march import composite, march_samples
 
     views, px, n_s, occ_res = SIZES[size]["rays"]
@@ -199,8 +199,8 @@ def bench_march(size: str, device: torch.device, repeats: int) -> dict:
 
 
 def bench_raster(size: str, device: torch.device, repeats: int) -> dict:
-    from dreamsmith.core.cameras import orbit_cameras
-    from dreamsmith.core.dmtet import DMTetConfig, DMTetGeometry
+    from dreamsmith.core.geometry.dmtet import DMTetConfig, DMTetGeometry
+    from dreamsmith.core.scene.cameras import orbit_cameras
     from dreamsmith.kernels.raster import interpolate, rasterize
 
     res, px = SIZES[size]["mesh"]
@@ -228,7 +228,7 @@ def bench_raster(size: str, device: torch.device, repeats: int) -> dict:
 
 def _prior(model: str, device: torch.device):
     from dreamsmith.core.jobs.generate import generate_config, make_guidance
-    from dreamsmith.core.models import load_prior
+    from dreamsmith.core.priors.models import load_prior
 
     cfg = generate_config("draft", {"coarse_model": {"model": model}})
     prior = load_prior(cfg.coarse_model, device)
@@ -260,7 +260,7 @@ def _stage_setup(size: str, model: str, device: torch.device, steps: int):
 
 
 def bench_coarse_step(size: str, device: torch.device, repeats: int, model: str, steps: int = 0) -> dict:
-    from dreamsmith.core.events import StageReporter
+    from dreamsmith.core.runtime.events import StageReporter
     from dreamsmith.core.stages.coarse import train_coarse
     from dreamsmith.core.stages.objectives import ScoreDistillation
 
@@ -277,9 +277,9 @@ def bench_coarse_step(size: str, device: torch.device, repeats: int, model: str,
 
 
 def bench_fine_step(size: str, device: torch.device, repeats: int, model: str, steps: int = 0) -> dict:
-    from dreamsmith.core.dmtet import DMTetGeometry
-    from dreamsmith.core.events import StageReporter
-    from dreamsmith.core.field import NeRFField
+    from dreamsmith.core.geometry.dmtet import DMTetGeometry
+    from dreamsmith.core.runtime.events import StageReporter
+    from dreamsmith.core.scene.field import NeRFField
     from dreamsmith.core.stages.mesh import train_mesh
     from dreamsmith.core.stages.objectives import MeshScoreDistillation
 

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
-    from dreamsmith.core.batch.command import run_batch
+    from dreamsmith.core.app.batch.command import run_batch
 
     work = Path(args.out or tempfile.mkdtemp(prefix="bench-batch-"))
     work.mkdir(parents=True, exist_ok=True)

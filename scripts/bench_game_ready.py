@@ -8,7 +8,7 @@ baked normal map (same views, same light); decimation and bake times.
 sphere, a blue cone, a yellow torus; a few minutes each on a CPU); with no MESH, the committed real asset
 (``tests/assets/cesium_milk_truck``, CC BY 4.0, Cesium) is measured. The colour of each decimated mesh is
 transferred from the full mesh's texture (:mod:`dreamsmith.core.jobs.transfer`), its normal map baked from the full
-surface (:mod:`dreamsmith.core.normal_map`).
+surface (:mod:`dreamsmith.core.finish.normal_map`).
 
 Render error: eight views around the object at 25 degrees elevation, a directional light from the upper left,
 textureless (the light term alone, so that only the shading differs); the mean absolute difference of the lit grey
@@ -26,13 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dreamsmith.core.bake import BakeConfig, unwrap
-from dreamsmith.core.cameras import camera_light, orbit_cameras
-from dreamsmith.core.decimate import decimate
+from dreamsmith.core.finish.bake import BakeConfig, unwrap
+from dreamsmith.core.finish.decimate import decimate
+from dreamsmith.core.finish.normal_map import decode_normal_map
+from dreamsmith.core.geometry.metrics import chamfer_meshes
 from dreamsmith.core.jobs.transfer import transfer_maps
 from dreamsmith.core.meshio import read_mesh, vertex_normals
-from dreamsmith.core.metrics import chamfer_meshes
-from dreamsmith.core.normal_map import decode_normal_map
+from dreamsmith.core.scene.cameras import camera_light, orbit_cameras
 from dreamsmith.kernels.raster import interpolate, rasterize
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,7 +61,7 @@ def lit(verts, faces, normals, cams, normal_map=None, uvs=None, tangents=None) -
         at = interpolate(torch.from_numpy(np.concatenate(attrs, 1)), rast, f.to(torch.int32)).numpy()[mask]
     n = at[:, :3]
     if normal_map is not None:
-        from dreamsmith.core.bake import sample_texture
+        from dreamsmith.core.finish.bake import sample_texture
 
         n = decode_normal_map(sample_texture(normal_map, at[:, 7:9]), n, at[:, 3:7])
     n = n / np.linalg.norm(n, axis=1, keepdims=True).clip(1e-9)
@@ -103,7 +103,7 @@ def measure(name: str, path: Path, budgets: list[int], size: int) -> list[str]:
 
 def toy_shapes(folder: Path) -> list[tuple[str, Path]]:
     """The toy prior's four shapes, made by ``generate`` at the draft preset (seed 0)."""
-    from dreamsmith.core.cli import main
+    from dreamsmith.core.app.cli import main
 
     made = []
     for prompt in TOY_PROMPTS:

@@ -181,9 +181,10 @@ SCALE = "full"  # --scale tiny: the suite's tiny priors, to check the script its
 
 
 def build_prior(kind: str, device: torch.device, dtype: torch.dtype, folder: Path):
-    """A full-size random-weight :class:`~dreamsmith.core.models.Prior` of ``kind``, or a reason it does not fit."""
-    from dreamsmith.core.models import Prior, _load_scheduler
-    from dreamsmith.core.prompts import _MEMORY_CACHE
+    """A full-size random-weight :class:`~dreamsmith.core.priors.models.Prior` of ``kind``, or a reason it does not
+    fit."""
+    from dreamsmith.core.priors.models import Prior, _load_scheduler
+    from dreamsmith.core.priors.prompts import _MEMORY_CACHE
 
     n = _n_params(lambda: build_unet(kind, SCALE)) + (_n_params(lambda: build_vae(SCALE)) if kind == "sd" else 0)
     need, free = n * BYTES[dtype], available_bytes(device)
@@ -216,7 +217,7 @@ def build_prior(kind: str, device: torch.device, dtype: torch.dtype, folder: Pat
 @contextmanager
 def timed_steps(times: list[float]):
     """A reporter callback that records the wall time of each step."""
-    from dreamsmith.core.events import ProgressEvent
+    from dreamsmith.core.runtime.events import ProgressEvent
 
     last = [time.perf_counter()]
 
@@ -267,11 +268,11 @@ def _stage_prior(stage: str, kind: str, device: torch.device, dtype: torch.dtype
 
 def run_pairing(pairing: str, preset: str, steps: int, device: torch.device, dtype: torch.dtype,
                 folder: Path, cache: dict, overrides: dict | None = None, label: str = "") -> list[dict]:
-    from dreamsmith.core.events import StageReporter
     from dreamsmith.core.guidance.sds import SDSGuidance
     from dreamsmith.core.jobs.generate import generate_config
     from dreamsmith.core.jobs.io import finish_mesh
-    from dreamsmith.core.prompts import PromptProcessor
+    from dreamsmith.core.priors.prompts import PromptProcessor
+    from dreamsmith.core.runtime.events import StageReporter
     from dreamsmith.core.stages.coarse import train_coarse
     from dreamsmith.core.stages.mesh import train_mesh
     from dreamsmith.core.stages.objectives import MeshScoreDistillation, ScoreDistillation

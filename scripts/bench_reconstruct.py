@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from dreamsmith.core.datasets import load_posed_images
+from dreamsmith.core.geometry.metrics import chamfer_meshes, psnr
 from dreamsmith.core.jobs.reconstruct import reconstruct_config, run_reconstruct
 from dreamsmith.core.meshio import TexturedMesh, read_mesh
-from dreamsmith.core.metrics import chamfer_meshes, psnr
 from dreamsmith.core.render.mesh import render_textured
+from dreamsmith.core.scene.datasets import load_posed_images
 from dreamsmith.eval.synth_objects import ground_truth_mesh, write_dataset
 
 

@@ -27,7 +27,7 @@ def main() -> int:
     if not (TOY_PRIOR / "model_index.json").is_file():
         print(f"The toy prior is missing at {TOY_PRIOR}; train it with scripts/train_toy_prior.py.", file=sys.stderr)
         return 2
-    from dreamsmith.core.cli import main as cli_main
+    from dreamsmith.core.app.cli import main as cli_main
 
     out = Path(args.out)
     stem = args.prompt.strip().replace(" ", "_")

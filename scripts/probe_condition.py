@@ -29,10 +29,10 @@ import torch.nn.functional as F
 from dreamsmith.core.guidance.camera import camera_features
 from dreamsmith.core.guidance.sds import SDSGuidance
 from dreamsmith.core.jobs.generate import generate_config
-from dreamsmith.core.models import load_prior
 from dreamsmith.core.picture.inversion import estimate_azimuth, invert_picture
 from dreamsmith.core.picture.load import load_reference
-from dreamsmith.core.prompts import PromptProcessor
+from dreamsmith.core.priors.models import load_prior
+from dreamsmith.core.priors.prompts import PromptProcessor
 from dreamsmith.eval.pictures import render_picture, sweep_pictures, write_picture
 from dreamsmith.eval.shapes import TOY
 from dreamsmith.eval.toy_prior_data import SHAPES

@@ -90,7 +90,7 @@ def save_blend(bpy, out: Path) -> None:
 
 
 def batch_manifest(module: str, folder: Path):
-    """The batch folder's :class:`~dreamsmith.core.batch.manifest.Manifest` (a standard-library module of the
+    """The batch folder's :class:`~dreamsmith.core.app.batch.manifest.Manifest` (a standard-library module of the
     engine: nothing heavy is imported into Blender)."""
     return importlib.import_module(f"{module}.core.batch.manifest").Manifest(folder)
 

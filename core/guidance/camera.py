@@ -7,7 +7,7 @@ point and averages them away. A prior trained with the camera as an input (the c
 its UNet has a ``"projection"`` class embedding (diffusers), fed the features below as ``class_labels``, and its
 ``model_index.json`` names the features in ``dreamsmith_camera_features``.
 
-Angles follow :func:`dreamsmith.core.cameras.orbit_cameras`: azimuth 0 = the front (camera on the -Y side),
+Angles follow :func:`dreamsmith.core.scene.cameras.orbit_cameras`: azimuth 0 = the front (camera on the -Y side),
 counter-clockwise seen from above; elevation above the XY plane.
 """
 

@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..cameras import Cameras, mask_at_points
-from ..datasets import PosedImages
-from ..errors import InputError
+from ..runtime.errors import InputError
+from ..scene.cameras import Cameras, mask_at_points
+from ..scene.datasets import PosedImages
 
 
 @dataclass

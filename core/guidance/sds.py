@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import ConfigError
-from ..models import Prior
-from ..prompts import PromptProcessor
+from ..priors.models import Prior
+from ..priors.prompts import PromptProcessor
+from ..runtime.errors import ConfigError
 from .camera import camera_features
 
 
@@ -83,7 +83,7 @@ class SDSGuidance:
     """Score distillation against a pixel or latent diffusion prior.
 
     Args:
-        prior: The frozen prior (from :func:`dreamsmith.core.models.load_prior`).
+        prior: The frozen prior (from :func:`dreamsmith.core.priors.models.load_prior`).
         prompts: The embedded prompts (its text encoder may already be released).
         cfg: Settings.
     """

@@ -56,9 +56,9 @@ class JobKind:
         unless ``force``; then the C++ kernels are loaded (a ``kernels`` stage when they must be built or waited
         for); then the job.
         """
-        from ..device import prepare_kernels, resolve_device
-        from ..estimate import check_fits, estimate_job, free_gib
-        from ..events import ProgressEvent
+        from ..runtime.device import prepare_kernels, resolve_device
+        from ..runtime.estimate import check_fits, estimate_job, free_gib
+        from ..runtime.events import ProgressEvent
 
         run: Callable[..., dict[str, Any]] = getattr(self._mod(), f"run_{self.name}")
         callback = common.get("callback")

@@ -17,15 +17,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..device import seeded_job
-from ..errors import InputError
-from ..events import StageReporter, StageTimes
 from ..meshio import TexturedMesh
-from ..models import load_prior
-from ..presets import EDIT_PRESETS, config_maker
+from ..priors.models import load_prior
+from ..runtime.device import seeded_job
+from ..runtime.errors import InputError
+from ..runtime.events import StageReporter, StageTimes
+from ..scene.state import load_state
+from ..settings.presets import EDIT_PRESETS, config_maker
 from ..stages.mesh import mesh_stage_preview
 from ..stages.objectives import MeshScoreDistillation
-from ..state import load_state
 from .generate import GenerateConfig, generate_mesh, make_guidance, used_models
 from .io import check_inputs, read_input, result_extras, result_summary, write_outputs
 from .pipeline import Pipeline, run_pipeline

@@ -13,13 +13,9 @@ from typing import Any
 import torch
 
 from ...protocol import SD21_BASE
-from ..bake import BakeConfig
-from ..config import to_dict
-from ..device import resolve_device, seeded_job
-from ..events import CancelToken, ProgressCallback, StageTimes
+from ..finish.bake import BakeConfig
 from ..guidance.sds import SDSConfig, SDSGuidance
 from ..meshio import FileWrite, TexturedMesh
-from ..models import PriorConfig, load_prior
 from ..picture.condition import picture_camera, picture_condition, read_picture
 from ..picture.load import ReferenceImage, load_reference
 from ..picture.reference_view import (
@@ -32,9 +28,13 @@ from ..picture.reference_view import (
     reference_scores,
     turned_to_front,
 )
-from ..presets import GENERATE_PRESETS, config_maker
-from ..prompts import PromptConfig, PromptProcessor
+from ..priors.models import PriorConfig, load_prior
+from ..priors.prompts import PromptConfig, PromptProcessor
 from ..render.preview import field_preview
+from ..runtime.device import resolve_device, seeded_job
+from ..runtime.events import CancelToken, ProgressCallback, StageTimes
+from ..settings.config import to_dict
+from ..settings.presets import GENERATE_PRESETS, config_maker
 from ..stages.coarse import CoarseConfig, CoarseSDSConfig
 from ..stages.interfaces import CoarseObjective, MeshObjectiveFn
 from ..stages.mesh import MeshSDSConfig, MeshStageConfig, mesh_stage_preview
@@ -138,7 +138,7 @@ def generate_mesh(prompt: str, negative_prompt: str, cfg: GenerateConfig, dev: t
         files = []
         # A result turned to the picture's front no longer matches its field: edits then start from the mesh.
         if state_out is not None and not (reference is not None and reference.azimuth):
-            from ..state import state_files
+            from ..scene.state import state_files
 
             background = made.renderer.background if made.renderer is not None else None
             files = state_files(state_out, made.field, made.geometry, to_dict(cfg), background=background)

@@ -12,13 +12,13 @@ import numpy as np
 import torch
 
 from ... import __version__
-from ..bake import BakeConfig
-from ..config import to_dict
-from ..device import resolve_device
-from ..errors import ConfigError, InputError
-from ..mesh_ops import largest_components
+from ..finish.bake import BakeConfig
+from ..geometry.mesh_ops import largest_components
 from ..meshio import FileWrite, TexturedMesh, glb_files, obj_files, obj_sidecars, read_mesh, write_files
 from ..render.preview import preview_files
+from ..runtime.device import resolve_device
+from ..runtime.errors import ConfigError, InputError
+from ..settings.config import to_dict
 
 MAX_PROMPT_CHARS = 1000
 
@@ -138,7 +138,7 @@ def result_files(mesh: TexturedMesh, path: Path, extras: dict[str, Any]) -> list
 
 def finish_mesh(geo, color_fn, cfg_bake: BakeConfig, min_fraction: float, name: str) -> TexturedMesh:
     """Extract the final surface (dropping small pieces), and bake it at the config's face budget and levels of
-    detail (:func:`~dreamsmith.core.levels.bake_levels`): unwrapped, the colour field baked into a texture, and a
+    detail (:func:`~dreamsmith.core.finish.levels.bake_levels`): unwrapped, the colour field baked into a texture, and a
     normal map of the full surface on every level coarser than it."""
     with torch.no_grad():
         verts, faces = geo()
@@ -149,7 +149,7 @@ def finish_mesh(geo, color_fn, cfg_bake: BakeConfig, min_fraction: float, name: 
     def color_query(points: torch.Tensor) -> torch.Tensor:
         return color_fn(points).clamp(0, 1)
 
-    from ..levels import bake_levels
+    from ..finish.levels import bake_levels
 
     return bake_levels(v, f, color_query, cfg_bake, name=name, device=verts.device)
 

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from ..bake import BakeConfig
-from ..dmtet import DMTetGeometry
-from ..events import CancelToken, ProgressCallback, StageReporter, StageTimes
-from ..field import NeRFField
+from ..finish.bake import BakeConfig
+from ..geometry.dmtet import DMTetGeometry
 from ..meshio import TexturedMesh
 from ..render.volume import VolumeRenderer
+from ..runtime.events import CancelToken, ProgressCallback, StageReporter, StageTimes
+from ..scene.field import NeRFField
 from ..stages.coarse import CoarseConfig, train_coarse
 from ..stages.interfaces import CoarseObjective, MeshObjectiveFn
 from ..stages.mesh import MeshStageConfig, train_mesh

@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..bake import BakeConfig
-from ..datasets import load_posed_images
-from ..device import resolve_device, seeded_job
-from ..events import CancelToken, ProgressCallback, StageTimes
+from ..finish.bake import BakeConfig
 from ..guidance.reference import ReferenceConfig, ReferenceGuidance
-from ..presets import RECONSTRUCT_PRESETS, config_maker
+from ..runtime.device import resolve_device, seeded_job
+from ..runtime.events import CancelToken, ProgressCallback, StageTimes
+from ..scene.datasets import load_posed_images
+from ..settings.presets import RECONSTRUCT_PRESETS, config_maker
 from ..stages.coarse import CoarseConfig, CoarseReferenceConfig
 from ..stages.mesh import MeshReferenceConfig, MeshStageConfig
 from ..stages.objectives import PosedRays, PosedViews

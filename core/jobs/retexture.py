@@ -17,16 +17,16 @@ import torch
 from torch import Tensor
 
 from ...protocol import SD21_BASE
-from ..bake import BakeConfig, bake_texture, unwrap
-from ..device import seeded_job
-from ..errors import InputError
-from ..events import CancelToken, ProgressCallback, StageReporter, StageTimes
-from ..field import FieldConfig, HashGridConfig, NeRFField
+from ..finish.bake import BakeConfig, bake_texture, unwrap
 from ..guidance.sds import SDSConfig
 from ..meshio import TexturedMesh
-from ..models import PriorConfig, load_prior
-from ..presets import RETEXTURE_PRESETS, config_maker
-from ..prompts import PromptConfig
+from ..priors.models import PriorConfig, load_prior
+from ..priors.prompts import PromptConfig
+from ..runtime.device import seeded_job
+from ..runtime.errors import InputError
+from ..runtime.events import CancelToken, ProgressCallback, StageReporter, StageTimes
+from ..scene.field import FieldConfig, HashGridConfig, NeRFField
+from ..settings.presets import RETEXTURE_PRESETS, config_maker
 from ..stages.mesh import MeshSDSConfig, mesh_stage_preview, train_mesh
 from ..stages.objectives import MeshScoreDistillation
 from .generate import make_guidance

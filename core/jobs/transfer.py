@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from ..bake import BakeConfig, dilate, sample_texture, unwrap
-from ..errors import InputError
-from ..events import CancelToken, ProgressCallback, StageReporter
+from ..finish.bake import BakeConfig, dilate, sample_texture, unwrap
+from ..finish.normal_map import frame_texels, normal_map_of
+from ..geometry.metrics import closest_points_on_mesh
 from ..meshio import TexturedMesh, read_mesh, vertex_normals
 from ..meshio.tangents import vertex_tangents
-from ..metrics import closest_points_on_mesh
-from ..normal_map import frame_texels, normal_map_of
-from ..presets import TRANSFER_PRESETS, config_maker
+from ..runtime.errors import InputError
+from ..runtime.events import CancelToken, ProgressCallback, StageReporter
+from ..settings.presets import TRANSFER_PRESETS, config_maker
 from .io import check_mesh, check_output_path, read_input, result_extras, result_summary, write_outputs
 
 

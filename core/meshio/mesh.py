@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import mesh_ops
-from ..errors import InputError
+from ..geometry import mesh_ops
+from ..runtime.errors import InputError
 
 
 @dataclass
@@ -27,7 +27,7 @@ class TexturedMesh:
         normals: ``[V, 3]`` float32 unit normals, or None to compute area-weighted vertex normals on export.
         texture: ``[H, W, 3]`` or ``[H, W, 4]`` uint8 image, row 0 = top.
         name: Object name (GLB node and mesh name, OBJ object name).
-        normal_map: Optional ``[H, W, 3]`` uint8 tangent-space normal map (:mod:`dreamsmith.core.normal_map`),
+        normal_map: Optional ``[H, W, 3]`` uint8 tangent-space normal map (:mod:`dreamsmith.core.finish.normal_map`),
             laid out by ``uvs``: the detail of a finer surface this mesh was made from.
         tangents: ``[V, 4]`` float32 tangents and handedness of ``normal_map`` (MikkTSpace convention); with it.
         lods: Coarser levels of detail of the same object (each a :class:`TexturedMesh`, no further ``lods``),
@@ -100,8 +100,8 @@ def _unit(n: np.ndarray) -> np.ndarray:
 
 
 def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals ``[V, 3]`` (:func:`~dreamsmith.core.mesh_ops.vertex_normals`), shared across
-    vertices duplicated at UV seams.
+    """Area-weighted unit vertex normals ``[V, 3]``
+    (:func:`~dreamsmith.core.geometry.mesh_ops.vertex_normals`), shared across vertices duplicated at UV seams.
 
     Args:
         verts: ``[V, 3]`` positions.

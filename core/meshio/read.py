@@ -11,7 +11,7 @@ import numpy as np
 import pygltflib as gl
 from PIL import Image
 
-from ..errors import InputError
+from ..runtime.errors import InputError
 from .mesh import from_gltf
 
 _COMPONENT_DTYPES = {5120: np.int8, 5121: np.uint8, 5122: np.int16, 5123: np.uint16, 5125: np.uint32, 5126: np.float32}

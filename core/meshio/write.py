@@ -12,7 +12,7 @@ import numpy as np
 import pygltflib as gl
 from PIL import Image
 
-from ..errors import InputError
+from ..runtime.errors import InputError
 from .mesh import TexturedMesh, atomic_write, checked, to_gltf
 
 _FLOAT, _UINT = 5126, 5125

@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import ConfigError
-from ..prompts import VIEW_SUFFIXES, view_index
+from ..priors.prompts import VIEW_SUFFIXES, view_index
+from ..runtime.errors import ConfigError
 
 WORDS_FILE = Path(__file__).with_name("caption_words.json")
 

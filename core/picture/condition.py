@@ -8,10 +8,10 @@ import dataclasses
 
 import torch
 
-from ..errors import InputError
-from ..events import CancelToken, ProgressCallback, StageReporter
 from ..guidance.sds import SDSConfig, SDSGuidance
-from ..prompts import PromptConfig, PromptProcessor
+from ..priors.prompts import PromptConfig, PromptProcessor
+from ..runtime.errors import InputError
+from ..runtime.events import CancelToken, ProgressCallback, StageReporter
 from .caption import caption_candidates, read_caption
 from .inversion import condition_on_picture, estimate_azimuth
 from .load import ReferenceImage

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..events import StageReporter
+from ..runtime.events import StageReporter
 from ..stages.loop import run_steps
 
 
@@ -59,7 +59,7 @@ def invert_picture(guidance, picture: Tensor, azimuth: float, elevation: float, 
         azimuth, elevation: The reference camera (degrees), for a prior that takes the camera.
         cfg: Steps, batch, learning rate and timesteps.
         generator: The job's random generator.
-        reporter: Optional :class:`~dreamsmith.core.events.StageReporter` (progress and cancellation).
+        reporter: Optional :class:`~dreamsmith.core.runtime.events.StageReporter` (progress and cancellation).
         start: The condition ``[L, D]`` to start from (None: the empty text).
     """
     empty = guidance.prompts.uncond[0].detach().float()  # the empty text, [L, D]

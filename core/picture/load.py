@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 
-from ..errors import InputError
+from ..runtime.errors import InputError
 
 #: What the reader takes (PIL's format names).
 FORMATS = ("PNG", "JPEG")

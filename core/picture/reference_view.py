@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch import Tensor
 
-from ..cameras import Cameras, ViewSamplerConfig, mask_at_points, orbit_cameras
-from ..errors import ConfigError
 from ..render.mesh import render_mesh, render_textured
+from ..runtime.errors import ConfigError
+from ..scene.cameras import Cameras, ViewSamplerConfig, mask_at_points, orbit_cameras
 from ..stages.interfaces import CoarseObjective, ColorFn, MeshObjectiveFn
 from .caption import CaptionConfig, word_lists
 from .inversion import InversionConfig
@@ -172,7 +172,7 @@ class ReferenceTarget:
 
     def jittered(self, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """One ray per pixel at a random point of it: the ``[1, S, S, 2]`` offsets from the pixel centres (for
-        :meth:`~dreamsmith.core.cameras.Cameras.rays`), the picture's colour ``[1, S, S, 3]`` and mask
+        :meth:`~dreamsmith.core.scene.cameras.Cameras.rays`), the picture's colour ``[1, S, S, 3]`` and mask
         ``[1, S, S]`` there (bilinear in the full-resolution picture), and the weight of each ray ``[1, S, S]``
         (0 in the band along the outline, when the target has one; else None).
 

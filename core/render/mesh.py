@@ -9,9 +9,9 @@ from torch import Tensor
 from ...kernels.antialias import antialias
 from ...kernels.raster import interpolate, rasterize
 from ...kernels.texture import texture
-from ..cameras import Cameras, camera_light
-from ..mesh_ops import vertex_normals
+from ..geometry.mesh_ops import vertex_normals
 from ..meshio import TexturedMesh
+from ..scene.cameras import Cameras, camera_light
 from .shading import LightConfig, check_shading, shade
 
 #: The light of a finished mesh's contact sheet: a headlight that also lights faces turned away (open meshes).

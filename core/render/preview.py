@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..cameras import Cameras, orbit_cameras
 from ..meshio import FileWrite, TexturedMesh, png_files, write_files
+from ..scene.cameras import Cameras, orbit_cameras
 from .mesh import render_mesh, render_textured
 from .shading import LightConfig
 from .volume import VolumeRenderer

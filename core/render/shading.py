@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import ConfigError
+from ..runtime.errors import ConfigError
 
 SHADINGS = ("albedo", "lambertian", "textureless")
 
@@ -27,7 +27,7 @@ class LightConfig:
         ambient: Light everywhere, facing the light or not.
         diffuse: Light times ``max(0, n . l)``.
         offset: ``(right, up)`` offset of the light in each camera's frame; ``(0, 0)`` is a headlight, anything else
-            a directional light fixed to the camera (:func:`~dreamsmith.core.cameras.camera_light`). The draft
+            a directional light fixed to the camera (:func:`~dreamsmith.core.scene.cameras.camera_light`). The draft
             presets use the light the toy prior was trained with (``presets.TOY_PRIOR_LIGHT``).
         sample: ``"fixed"``: the light ``offset`` gives, every view alike; ``"magic3d"``: for each view a direction
             drawn within ``max_angle`` degrees of the camera's own (seen from the scene centre), uniformly in

@@ -29,9 +29,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...kernels.march import composite, march_samples
-from ..cameras import Cameras, camera_light
-from ..errors import ConfigError, InputError
-from ..occupancy import OccupancyGrid
+from ..runtime.errors import ConfigError, InputError
+from ..scene.cameras import Cameras, camera_light
+from ..scene.occupancy import OccupancyGrid
 from .shading import LightConfig, check_shading, shade
 
 BACKGROUNDS = ("white", "black", "random", "learned")
@@ -310,7 +310,7 @@ def render_image(field, cameras: Cameras, config: VolumeConfig | None = None, oc
         generator: As in :func:`render_rays`.
         background: As in :func:`render_rays`.
         offsets: Optional ``[B, H, W, 2]`` shifts of the rays from the pixel centres, in pixels
-            (:meth:`~dreamsmith.core.cameras.Cameras.rays`).
+            (:meth:`~dreamsmith.core.scene.cameras.Cameras.rays`).
         ambient: Optional ``[B]`` ambient shares of each camera's soft light (:func:`~.shading.sample_lights`).
 
     Returns:

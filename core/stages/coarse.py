@@ -9,12 +9,12 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ..cameras import ViewSamplerConfig
-from ..errors import ConfigError
-from ..events import StageReporter
-from ..field import FieldConfig, NeRFField
-from ..occupancy import OccupancyConfig, OccupancyGrid
 from ..render.volume import VolumeConfig, VolumeRenderer
+from ..runtime.errors import ConfigError
+from ..runtime.events import StageReporter
+from ..scene.cameras import ViewSamplerConfig
+from ..scene.field import FieldConfig, NeRFField
+from ..scene.occupancy import OccupancyConfig, OccupancyGrid
 from .interfaces import CoarseObjective
 from .loop import adam, run_steps
 

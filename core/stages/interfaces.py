@@ -11,10 +11,10 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from ..cameras import Cameras
-    from ..field import NeRFField
-    from ..occupancy import OccupancyGrid
     from ..render.volume import VolumeRenderer
+    from ..scene.cameras import Cameras
+    from ..scene.field import NeRFField
+    from ..scene.occupancy import OccupancyGrid
 
 #: ``points [N, 3] -> albedo [N, 3]``: the colour of surface points (the colour field's ``albedo``).
 ColorFn = Callable[[Tensor], Tensor]

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import NumericalError
-from ..events import StageReporter
+from ..runtime.errors import NumericalError
+from ..runtime.events import StageReporter
 
 
 def adam(groups: list[dict]) -> torch.optim.Adam:

@@ -10,13 +10,13 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ..cameras import ViewSamplerConfig
-from ..dmtet import DMTetConfig, DMTetGeometry
-from ..errors import NumericalError
-from ..events import StageReporter
-from ..mesh_ops import laplacian_loss, normal_consistency_loss
+from ..geometry.dmtet import DMTetConfig, DMTetGeometry
+from ..geometry.mesh_ops import laplacian_loss, normal_consistency_loss
 from ..render.preview import mesh_preview
 from ..render.shading import LightConfig
+from ..runtime.errors import NumericalError
+from ..runtime.events import StageReporter
+from ..scene.cameras import ViewSamplerConfig
 from .interfaces import ColorSchedule, MeshObjectiveFn
 from .loop import adam, run_steps
 
@@ -142,8 +142,8 @@ def train_mesh(cfg: ColorSchedule, objective: MeshObjectiveFn, color_field, geo,
             re-texture's stage).
         objective: ``(verts, faces, color_fn, step, total, generator) -> loss`` with a ``diverged`` message
             (:class:`~.objectives.PosedViews`, :class:`~.objectives.MeshScoreDistillation`).
-        color_field: A :class:`~dreamsmith.core.field.NeRFField` whose ``albedo`` colours the surface; its
-            :meth:`~dreamsmith.core.field.NeRFField.color_parameters` are optimised.
+        color_field: A :class:`~dreamsmith.core.scene.field.NeRFField` whose ``albedo`` colours the surface; its
+            :meth:`~dreamsmith.core.scene.field.NeRFField.color_parameters` are optimised.
         geo: A :class:`DMTetGeometry`, already initialised (:func:`.surface.init_geometry`), or, frozen, any module
             whose call gives ``(verts, faces)``.
         generator: The job's random generator.

@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..cameras import sample_views
 from ..render.mesh import render_mesh
 from ..render.shading import sample_lights
+from ..scene.cameras import sample_views
 from .interfaces import ColorFn, PosedGuidance, ScoreGuidance
 
 if TYPE_CHECKING:

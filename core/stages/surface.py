@@ -8,8 +8,8 @@ import torch
 from scipy import ndimage
 from torch import Tensor
 
-from ..dmtet import DMTetGeometry
-from ..errors import InputError
+from ..geometry.dmtet import DMTetGeometry
+from ..runtime.errors import InputError
 
 
 def occupancy_to_sdf(occ: np.ndarray, cell: tuple[float, float, float]) -> np.ndarray:
@@ -152,7 +152,7 @@ def object_box(density_fn, bbox: Tensor, resolution: int, iso_density: float, ma
     """The box ``[2, 3]`` around the coarse object (the cleaned occupancy of :func:`initial_sdf` on a
     ``resolution``-cell lattice over the scene box ``bbox``), grown by ``margin`` times its size on each side and
     by at least two lattice cells, inside the scene box: where a tight tet grid puts all its cells."""
-    from ..dmtet import make_tet_grid
+    from ..geometry.dmtet import make_tet_grid
 
     verts, _ = make_tet_grid(resolution, bbox)
     r = resolution + 1

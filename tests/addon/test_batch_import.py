@@ -49,7 +49,7 @@ def _script(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
 
 
 def test_a_finished_batch_is_imported_on_a_grid_with_its_prompts_and_seeds(tmp_path):
-    from dreamsmith.core.batch.command import run_batch
+    from dreamsmith.core.app.batch.command import run_batch
 
     jobs = tmp_path / "jobs.jsonl"
     lines = [{"prompt": p, "seed": s, "model": str(TOY), "config": TINY}

@@ -38,7 +38,7 @@ def test_zip_holds_the_extension_only_and_blender_validates_it(package):
     version = _builder().read_manifest()["version"]
     assert package.name == f"dreamsmith-{version}.zip"
     names = zipfile.ZipFile(package).namelist()
-    for required in ("blender_manifest.toml", "__init__.py", "addon/operators.py", "core/worker.py",
+    for required in ("blender_manifest.toml", "__init__.py", "addon/operators.py", "core/app/worker.py",
                      "kernels/hashgrid.py", "LICENSE", "assets/demo_prior/model_index.json",
                      "assets/demo_prior/unet/diffusion_pytorch_model.safetensors"):
         assert required in names

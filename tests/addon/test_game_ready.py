@@ -12,8 +12,8 @@ import pytest
 import torch
 from test_operators import COMMON, _run
 
-from dreamsmith.core.bake import BakeConfig
-from dreamsmith.core.levels import bake_levels
+from dreamsmith.core.finish.bake import BakeConfig
+from dreamsmith.core.finish.levels import bake_levels
 from dreamsmith.core.meshio import read_mesh, write_glb
 from dreamsmith.eval.synth_objects import ground_truth_mesh
 
@@ -113,7 +113,7 @@ print("REPORT " + json.dumps(REPORT))
 
 
 def test_remesh_to_quads_carries_the_texture_over_and_refuses_what_quadriflow_cannot_take(tmp_path):
-    from dreamsmith.core.metrics import sample_surface  # noqa: F401  (the engine is importable here)
+    from dreamsmith.core.geometry.metrics import sample_surface  # noqa: F401  (the engine is importable here)
 
     v, f = ground_truth_mesh("box_ball", resolution=48)[:2]
 

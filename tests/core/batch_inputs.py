@@ -23,7 +23,7 @@ TINY = {
 
 def write_inputs(root: Path) -> dict[str, Path]:
     """A mesh (a UV-unwrapped box-and-ball, off-centre), a picture of a yellow disc (alpha) and one of nothing."""
-    from dreamsmith.core.bake import unwrap
+    from dreamsmith.core.finish.bake import unwrap
     from dreamsmith.core.meshio import TexturedMesh, write_glb
     from dreamsmith.eval.synth_objects import ground_truth_mesh
 

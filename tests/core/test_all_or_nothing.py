@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from test_golden import SMALL
 
-from dreamsmith.core import events
-from dreamsmith.core.errors import Cancelled
-from dreamsmith.core.events import CancelToken
 from dreamsmith.core.jobs import JOBS
 from dreamsmith.core.jobs.io import merge_models
 from dreamsmith.core.meshio import TexturedMesh, write_files, write_glb
+from dreamsmith.core.runtime import events
+from dreamsmith.core.runtime.errors import Cancelled
+from dreamsmith.core.runtime.events import CancelToken
 
 TOY = Path(__file__).resolve().parents[2] / "assets" / "demo_prior"
 
@@ -49,7 +49,7 @@ def spy(monkeypatch):
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    from dreamsmith.core.bake import unwrap
+    from dreamsmith.core.finish.bake import unwrap
     from dreamsmith.eval.synth_objects import ground_truth_mesh, write_dataset
 
     root = tmp_path_factory.mktemp("inputs")

@@ -7,9 +7,9 @@ import pytest
 import torch
 from skimage.measure import marching_cubes
 
-from dreamsmith.core.bake import BakeConfig, bake_mesh, bake_texture, dilate, sample_texture, unwrap
-from dreamsmith.core.errors import InputError, NumericalError
+from dreamsmith.core.finish.bake import BakeConfig, bake_mesh, bake_texture, dilate, sample_texture, unwrap
 from dreamsmith.core.meshio import read_mesh, write_glb
+from dreamsmith.core.runtime.errors import InputError, NumericalError
 
 SIZE = 256
 
@@ -128,7 +128,7 @@ def test_user_errors_are_clear():
 def test_a_generated_surface_over_the_unwrap_limit_is_decimated_to_it_not_refused():
     """A job's own surface (DMTet 192 at the high preset gives ~270k faces, over the 200k unwrap limit) is baked at
     the limit with a normal map of the full surface, where unwrapping it as it is would end the job in an error."""
-    from dreamsmith.core.levels import bake_levels, level_budgets
+    from dreamsmith.core.finish.levels import bake_levels, level_budgets
 
     verts, faces = _sphere(n=40)
     limit = len(faces) // 3

@@ -9,10 +9,10 @@ import sys
 import pytest
 from batch_inputs import GENERATE, TOY, job, write_inputs, write_jobs
 
-from dreamsmith.core.batch.jobs_file import read_jobs
-from dreamsmith.core.batch.manifest import Manifest
-from dreamsmith.core.cli import main
-from dreamsmith.core.errors import InputError
+from dreamsmith.core.app.batch.jobs_file import read_jobs
+from dreamsmith.core.app.batch.manifest import Manifest
+from dreamsmith.core.app.cli import main
+from dreamsmith.core.runtime.errors import InputError
 
 
 def test_a_text_file_is_one_generate_job_a_prompt(tmp_path):
@@ -82,7 +82,12 @@ def test_the_manifest_keeps_the_last_record_and_trusts_only_files_that_are_there
     assert [r["key"] for r in again.finished()] == ["a"]
 
 
-def test_batch_runs_here_one_job_after_another_and_a_rerun_resumes(tmp_path, capsys):
+def test_batch_runs_here_one_job_after_another_and_a_rerun_resumes(tmp_path, capsys, monkeypatch):
+    from dreamsmith.core.priors import models
+
+    loads = []
+    real_load = models._load_prior
+    monkeypatch.setattr(models, "_load_prior", lambda cfg, path, *a: loads.append(path) or real_load(cfg, path, *a))
     write_inputs(tmp_path / "in")
     jobs = write_jobs(tmp_path / "in" / "jobs.jsonl", [
         job("generate", prompt="a red cube"),
@@ -96,7 +101,7 @@ def test_batch_runs_here_one_job_after_another_and_a_rerun_resumes(tmp_path, cap
     recs = [json.loads(ln) for ln in (out / "manifest.jsonl").read_text().splitlines()]
     assert [r["status"] for r in recs] == ["done", "failed", "done"]
     assert "missing.glb" in recs[1]["error"] and recs[1]["outputs"] == []
-    assert recs[2]["summary"]["seconds"]["load"] < recs[0]["summary"]["seconds"]["load"]  # the prior stayed loaded
+    assert len(loads) == 1, loads  # one prior for all three jobs' stages: it stayed loaded
     assert sorted(p.name for p in out.iterdir()) == sorted(["manifest.jsonl", *recs[0]["outputs"], *recs[2]["outputs"]])
     (out / recs[2]["outputs"][0]).unlink()  # a result deleted by hand is made again
     assert main(["batch", "--jobs", str(jobs), "--out", str(out), "--quiet"]) == 1
@@ -134,7 +139,7 @@ def test_bad_batch_commands_exit_2_with_a_message(tmp_path, capsys, monkeypatch)
 
 
 def test_kept_priors_are_loaded_once_and_keep_their_text_encoder(tmp_path):
-    from dreamsmith.core.models import PriorConfig, keep_priors, load_prior
+    from dreamsmith.core.priors.models import PriorConfig, keep_priors, load_prior
 
     cfg = PriorConfig(model=str(TOY))
     with keep_priors():

@@ -13,7 +13,7 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'drea
 
 from batch_inputs import job, write_inputs, write_jobs  # noqa: E402 (after the importorskip)
 
-from dreamsmith.core.batch.command import run_batch  # noqa: E402
+from dreamsmith.core.app.batch.command import run_batch  # noqa: E402
 from dreamsmith.core.meshio import read_mesh  # noqa: E402
 
 

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from dreamsmith.core.cameras import orbit_cameras
+from dreamsmith.core.scene.cameras import orbit_cameras
 
 
 def test_rays_and_projection_agree():
@@ -33,7 +33,7 @@ def test_orbit_camera_front_is_minus_y_and_z_up():
 def test_a_mask_is_read_at_the_pixels_points_fall_in():
     """mask_at_points: the pixel a point projects into (or bilinear between centres), and whether it is seen at all
     (in front of the camera, inside its frame)."""
-    from dreamsmith.core.cameras import mask_at_points
+    from dreamsmith.core.scene.cameras import mask_at_points
 
     cam = orbit_cameras(torch.tensor([30.0]), torch.tensor([20.0]), 3.0, 40.0, 8, 6)
     o, d = cam.rays()

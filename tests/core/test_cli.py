@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dreamsmith.core.cli import main
+from dreamsmith.core.app.cli import main
 
 
 def _dataset(folder: Path, n: int = 3, size: int = 8, matrix=None) -> Path:

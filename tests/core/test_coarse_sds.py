@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dreamsmith.core.config import to_dict
-from dreamsmith.core.errors import InputError, ModelError
-from dreamsmith.core.events import StageReporter
-from dreamsmith.core.models import PriorConfig, load_prior
+from dreamsmith.core.priors.models import PriorConfig, load_prior
+from dreamsmith.core.runtime.errors import InputError, ModelError
+from dreamsmith.core.runtime.events import StageReporter
+from dreamsmith.core.settings.config import to_dict
 from dreamsmith.eval.random_priors import unet_config, write_prior
 
 RED = torch.tensor([0.9, 0.1, 0.1])
@@ -36,11 +36,11 @@ def _standard_coarse(steps: int):
 
 
 def test_learned_background_trains_shows_in_previews_and_is_kept_in_the_state(tmp_path):
-    from dreamsmith.core.dmtet import DMTetGeometry
+    from dreamsmith.core.geometry.dmtet import DMTetGeometry
     from dreamsmith.core.render.preview import field_preview
+    from dreamsmith.core.scene.state import load_state, save_state
     from dreamsmith.core.stages.coarse import train_coarse
     from dreamsmith.core.stages.objectives import ScoreDistillation
-    from dreamsmith.core.state import load_state, save_state
 
     cfg = _standard_coarse(40)
     cfg.coarse.preview_every = 1

@@ -1,8 +1,8 @@
 """The configuration reference (docs/config.md) is the config dataclasses' own: every key documented, and the file
 written from them as they are now."""
 
-from dreamsmith.core.config_docs import DOC, reference, rows
 from dreamsmith.core.jobs import JOBS
+from dreamsmith.core.settings.config_docs import DOC, reference, rows
 
 
 def test_every_config_key_says_what_it_does():
@@ -12,4 +12,4 @@ def test_every_config_key_says_what_it_does():
 
 def test_the_reference_is_not_stale():
     assert DOC.read_text(encoding="utf-8") == reference(), (
-        "docs/config.md is stale: run `python -m dreamsmith.core.config_docs` and commit it")
+        "docs/config.md is stale: run `python -m dreamsmith.core.settings.config_docs` and commit it")

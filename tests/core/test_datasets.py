@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from dreamsmith.core.cameras import orbit_cameras
-from dreamsmith.core.datasets import available_splits, load_posed_images
-from dreamsmith.core.errors import InputError
+from dreamsmith.core.runtime.errors import InputError
+from dreamsmith.core.scene.cameras import orbit_cameras
+from dreamsmith.core.scene.datasets import available_splits, load_posed_images
 from dreamsmith.eval.synth_objects import (
     ground_truth_mesh,
     main,

@@ -8,8 +8,8 @@ import hashlib
 import pytest
 import torch
 
-from dreamsmith.core.device import resolve_device, seeded_job
-from dreamsmith.core.errors import ResourceError
+from dreamsmith.core.runtime.device import resolve_device, seeded_job
+from dreamsmith.core.runtime.errors import ResourceError
 
 
 def _index_backward_digests(runs: int) -> set[str]:

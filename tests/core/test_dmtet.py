@@ -4,10 +4,10 @@ import time
 import pytest
 import torch
 
-from dreamsmith.core.dmtet import DMTetConfig, DMTetGeometry, marching_tets
-from dreamsmith.core.errors import ConfigError, InputError
-from dreamsmith.core.mesh_ops import face_normals, mesh_area, mesh_volume
-from dreamsmith.core.tetgrid import grid_edges, make_tet_grid, tet_edges
+from dreamsmith.core.geometry.dmtet import DMTetConfig, DMTetGeometry, marching_tets
+from dreamsmith.core.geometry.mesh_ops import face_normals, mesh_area, mesh_volume
+from dreamsmith.core.geometry.tetgrid import grid_edges, make_tet_grid, tet_edges
+from dreamsmith.core.runtime.errors import ConfigError, InputError
 
 CUBE = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dreamsmith.core import events
+from dreamsmith.core.runtime import events
 
 
 def test_stage_times_add_up_the_parts_of_a_stage(monkeypatch):

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from dreamsmith.core.errors import ConfigError, InputError, ResourceError
-from dreamsmith.core.field import FieldConfig, HashGridConfig, HashGridEncoding, NeRFField
+from dreamsmith.core.runtime.errors import ConfigError, InputError, ResourceError
+from dreamsmith.core.scene.field import FieldConfig, HashGridConfig, HashGridEncoding, NeRFField
 
 SMALL_GRID = {"n_levels": 4, "log2_hashmap_size": 12, "base_resolution": 4, "finest_resolution": 64,
               "backend": "reference"}

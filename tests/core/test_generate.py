@@ -15,7 +15,7 @@ import pytest
 import torch
 from test_models import build_latent_prior, build_pixel_prior
 
-from dreamsmith.core.cli import main
+from dreamsmith.core.app.cli import main
 from dreamsmith.core.meshio import read_mesh
 
 # A few steps only: a strong start blob, so that there is an object to mesh (the draft's weak blob needs its
@@ -106,8 +106,8 @@ def test_error_messages_say_what_to_do(priors, tmp_path, capsys, monkeypatch):
 
 
 def test_live_previews_arrive_from_both_stages_and_do_not_change_the_result(priors, tmp_path):
-    from dreamsmith.core.config import merge
     from dreamsmith.core.jobs.generate import generate_config, run_generate
+    from dreamsmith.core.settings.config import merge
 
     pixel, _, _ = priors
     over = merge(TINY, {"seed": 3, "coarse_model": {"model": str(pixel)}, "coarse": {"preview_every": 3},
@@ -132,10 +132,10 @@ def test_live_previews_arrive_from_both_stages_and_do_not_change_the_result(prio
 
 
 def test_model_choices_merge_the_same_for_cli_and_worker():
-    from dreamsmith.core.errors import ConfigError
+    from dreamsmith.core.app.worker import Job, job_overrides
     from dreamsmith.core.jobs import JOBS
     from dreamsmith.core.jobs.io import merge_models
-    from dreamsmith.core.worker import Job, job_overrides
+    from dreamsmith.core.runtime.errors import ConfigError
 
     base = {"coarse_model": {"revision": "main"}, "mesh": {"steps": 3}}
     got = merge_models(base, JOBS["generate"].priors, "a/coarse", None, True, "/cache")
@@ -162,9 +162,9 @@ def test_model_choices_merge_the_same_for_cli_and_worker():
 def test_saved_state_round_trips_and_an_edit_fine_tunes_it(priors, tmp_path):
     import torch
 
-    from dreamsmith.core.config import merge
     from dreamsmith.core.jobs.edit import edit_config, run_edit
-    from dreamsmith.core.state import load_state
+    from dreamsmith.core.scene.state import load_state
+    from dreamsmith.core.settings.config import merge
 
     pixel, _, _ = priors
     state = tmp_path / "obj.safetensors"

@@ -31,9 +31,9 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from dreamsmith.core.cli import main
+from dreamsmith.core.app.cli import main
+from dreamsmith.core.geometry.metrics import closest_points_on_mesh, sample_surface
 from dreamsmith.core.meshio import TexturedMesh, read_mesh, write_glb
-from dreamsmith.core.metrics import closest_points_on_mesh, sample_surface
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 RECORD = ASSETS / "golden_draft.json"
@@ -127,7 +127,7 @@ def machine() -> str:
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    from dreamsmith.core.bake import unwrap
+    from dreamsmith.core.finish.bake import unwrap
     from dreamsmith.eval.synth_objects import ground_truth_mesh, write_dataset
 
     root = tmp_path_factory.mktemp("golden")
@@ -178,7 +178,7 @@ def test_draft_results_are_unchanged(inputs, command):
 
 def _box(n: int = 12) -> tuple:
     """A textured unit box: verts, faces, uvs (one triangle's corners per face) and a two-colour texture."""
-    from dreamsmith.core.bake import unwrap
+    from dreamsmith.core.finish.bake import unwrap
     from dreamsmith.eval.synth_objects import ground_truth_mesh
 
     v, f = ground_truth_mesh("box_ball", resolution=n)[:2]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dreamsmith.core.errors import InputError
 from dreamsmith.core.picture.load import ImageInputConfig, load_reference
+from dreamsmith.core.runtime.errors import InputError
 
 
 def _disc(h=120, w=160, centre=(40, 50), radius=22, colour=(200, 30, 30), bg=(255, 255, 255)):

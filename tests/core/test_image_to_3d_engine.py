@@ -13,16 +13,16 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from dreamsmith.core.cameras import ViewSamplerConfig
-from dreamsmith.core.cli import main
-from dreamsmith.core.errors import InputError
+from dreamsmith.core.app.cli import main
 from dreamsmith.core.guidance.camera import camera_features
 from dreamsmith.core.guidance.sds import SDSConfig, SDSGuidance
-from dreamsmith.core.models import PriorConfig, load_prior
 from dreamsmith.core.picture.inversion import InversionConfig, invert_picture
 from dreamsmith.core.picture.load import load_reference
 from dreamsmith.core.picture.reference_view import ImageConfig, reference_camera
-from dreamsmith.core.prompts import PromptProcessor
+from dreamsmith.core.priors.models import PriorConfig, load_prior
+from dreamsmith.core.priors.prompts import PromptProcessor
+from dreamsmith.core.runtime.errors import InputError
+from dreamsmith.core.scene.cameras import ViewSamplerConfig
 from dreamsmith.eval.pictures import render_picture, write_picture
 
 
@@ -117,9 +117,9 @@ def test_jittered_reference_rays_see_the_picture_where_they_go():
 def test_the_coarse_edge_band_leaves_out_the_rays_along_the_outline():
     """With an edge band of one render pixel, the jittered rays within a pixel of the outline weigh 0 and all others
     1; the band needs jittered rays."""
-    from dreamsmith.core.errors import ConfigError
     from dreamsmith.core.picture.load import ReferenceImage
     from dreamsmith.core.picture.reference_view import ReferenceTarget, check_image_config
+    from dreamsmith.core.runtime.errors import ConfigError
 
     mask = np.zeros((256, 256), np.float32)
     mask[64:192, 64:192] = 1.0  # a square, its edges at 8 and 24 of 32 px
@@ -320,9 +320,9 @@ def test_turned_to_front_turns_about_z_only():
 
 
 def test_the_mesh_stage_moves_the_geometry_slower_for_a_picture():
-    from dreamsmith.core.errors import ConfigError
     from dreamsmith.core.jobs.generate import generate_config
     from dreamsmith.core.picture.reference_view import check_image_config, mesh_stage_settings
+    from dreamsmith.core.runtime.errors import ConfigError
     from dreamsmith.core.stages.mesh import MeshStageConfig
 
     mesh = MeshStageConfig(lr_sdf=0.05, lr_deform=0.01, lr_color=0.02)
@@ -342,10 +342,10 @@ def test_the_draft_coarse_stage_skips_faint_samples_normals(tmp_path, monkeypatc
     """The draft preset's coarse volume shades samples under 1 % of their pixel without normals, for text and
     pictures (measured and taken: README); edits and real models' presets keep the volume's own 0.001; the threshold
     is checked and a config's own reaches a picture's coarse stage unchanged."""
-    from dreamsmith.core.errors import ConfigError
     from dreamsmith.core.jobs import generate
     from dreamsmith.core.jobs.edit import edit_config
     from dreamsmith.core.render.volume import VolumeConfig
+    from dreamsmith.core.runtime.errors import ConfigError
     from tests.core.batch_inputs import TINY
 
     assert generate.generate_config("draft").coarse.volume.normal_min_weight == 0.01
@@ -376,8 +376,8 @@ def test_the_draft_coarse_stage_skips_faint_samples_normals(tmp_path, monkeypatc
 
 
 def test_caption_words_are_those_the_tokenizer_can_spell(demo_guidance, tmp_path):
-    from dreamsmith.core.errors import ConfigError
     from dreamsmith.core.picture.caption import CaptionConfig, slot_words
+    from dreamsmith.core.runtime.errors import ConfigError
 
     tok = demo_guidance[0].tokenizer
     words = slot_words(CaptionConfig(), tok)  # the built-in lists, filtered to the toy prior's twelve words

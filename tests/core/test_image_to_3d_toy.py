@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from dreamsmith.core.cli import main
+from dreamsmith.core.app.cli import main
 from dreamsmith.core.meshio import read_mesh
 from dreamsmith.eval.pictures import render_picture, write_picture
 from dreamsmith.eval.shapes import judge, primitives

@@ -5,13 +5,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from dreamsmith.core.cameras import camera_light, orbit_cameras
 from dreamsmith.core.jobs.generate import generate_config
 from dreamsmith.core.jobs.retexture import retexture_config
-from dreamsmith.core.presets import TOY_PRIOR_LIGHT
 from dreamsmith.core.render.mesh import render_mesh
 from dreamsmith.core.render.shading import LightConfig
 from dreamsmith.core.render.volume import VolumeConfig, VolumeRenderer
+from dreamsmith.core.scene.cameras import camera_light, orbit_cameras
+from dreamsmith.core.settings.presets import TOY_PRIOR_LIGHT
 
 REPO = Path(__file__).resolve().parents[2]
 

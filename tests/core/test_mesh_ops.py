@@ -5,8 +5,7 @@ import pytest
 import torch
 from scipy.spatial import ConvexHull
 
-from dreamsmith.core.errors import InputError
-from dreamsmith.core.mesh_ops import (
+from dreamsmith.core.geometry.mesh_ops import (
     compact,
     face_normals,
     laplacian_loss,
@@ -17,6 +16,7 @@ from dreamsmith.core.mesh_ops import (
     uniform_laplacian,
     vertex_normals,
 )
+from dreamsmith.core.runtime.errors import InputError
 
 
 def _convex_mesh(points):

@@ -11,10 +11,10 @@ import pygltflib as gl
 import pytest
 
 import dreamsmith
-from dreamsmith.core.errors import InputError
 from dreamsmith.core.meshio import TexturedMesh, read_mesh, vertex_normals, write_glb, write_obj
 from dreamsmith.core.meshio import mesh as meshio_mesh
 from dreamsmith.core.meshio import write as meshio_write
+from dreamsmith.core.runtime.errors import InputError
 
 REPO = Path(__file__).resolve().parents[2]
 ASSETS = REPO / "tests" / "assets"

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from dreamsmith.core.errors import InputError
-from dreamsmith.core.metrics import chamfer, chamfer_meshes, psnr, sample_surface
+from dreamsmith.core.geometry.metrics import chamfer, chamfer_meshes, psnr, sample_surface
+from dreamsmith.core.runtime.errors import InputError
 
 
 def uv_sphere(radius=1.0, n_lon=64, n_lat=32, center=(0.0, 0.0, 0.0)):

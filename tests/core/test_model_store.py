@@ -302,7 +302,7 @@ def test_sign_in_stores_the_token_in_the_hub_store_and_never_prints_it(tmp_path,
 def test_the_engine_loads_the_variant_the_manager_downloads():
     """One place says which weight files a listed model uses: the manager's download and the engine's load agree
     (IF-I-XL: fp16), a config's explicit variant wins ("" = the plain files), unlisted models use the plain files."""
-    from dreamsmith.core.models import PriorConfig
+    from dreamsmith.core.priors.models import PriorConfig
     from dreamsmith.protocol import IF_I_XL, SD21_BASE, model_variant
 
     assert model_variant(IF_I_XL) == "fp16" and PriorConfig(model=IF_I_XL).weights_variant == "fp16"

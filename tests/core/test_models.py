@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from dreamsmith.core.errors import ModelError
 from dreamsmith.core.guidance.camera import unet_camera_inputs
-from dreamsmith.core.models import PriorConfig, load_prior
+from dreamsmith.core.priors.models import PriorConfig, load_prior
+from dreamsmith.core.runtime.errors import ModelError
 
 REPO = Path(__file__).resolve().parents[2]
 TOY_PRIOR = REPO / "assets" / "demo_prior"

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dreamsmith.core.cli import main
-from dreamsmith.core.config import to_dict
+from dreamsmith.core.app.cli import main
 from dreamsmith.core.meshio import TexturedMesh, read_mesh, write_glb
+from dreamsmith.core.settings.config import to_dict
 from dreamsmith.eval.random_priors import write_prior
 from dreamsmith.eval.synth_objects import write_dataset
 
@@ -91,7 +91,7 @@ def setup(tmp_path_factory):
         configs[command] = root / f"{command}.json"
         configs[command].write_text(json.dumps(scaled_down(command)))
     # An input mesh as artists have them: off-centre, scaled, one flat colour.
-    from dreamsmith.core.bake import unwrap
+    from dreamsmith.core.finish.bake import unwrap
     from dreamsmith.eval.synth_objects import ground_truth_mesh
 
     v, f = ground_truth_mesh("box_ball", resolution=24)[:2]

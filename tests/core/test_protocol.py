@@ -55,8 +55,8 @@ def test_dependency_list_is_the_packages_own():
 
 
 def test_cli_and_worker_take_the_protocol_names():
-    from dreamsmith.core.cli import build_parser
-    from dreamsmith.core.presets import GENERATE_PRESETS, RECONSTRUCT_PRESETS, RETEXTURE_PRESETS
+    from dreamsmith.core.app.cli import build_parser
+    from dreamsmith.core.settings.presets import GENERATE_PRESETS, RECONSTRUCT_PRESETS, RETEXTURE_PRESETS
 
     for table in (GENERATE_PRESETS, RECONSTRUCT_PRESETS, RETEXTURE_PRESETS):
         assert tuple(table) == protocol.PRESET_NAMES

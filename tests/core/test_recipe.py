@@ -12,8 +12,8 @@ from collections import Counter
 import pytest
 import torch
 
-from dreamsmith.core.cameras import ViewSamplerConfig, sample_views
 from dreamsmith.core.render.shading import LightConfig, sample_lights, shade
+from dreamsmith.core.scene.cameras import ViewSamplerConfig, sample_views
 from dreamsmith.core.stages.coarse import CoarseSDSConfig
 from dreamsmith.core.stages.mesh import MeshSDSConfig, MeshStageConfig
 from dreamsmith.core.stages.objectives import pick_shading, view_lights
@@ -173,11 +173,11 @@ def test_the_gpu_presets_follow_the_recipe_and_fast_takes_a_fifth_of_the_steps()
 
 
 def test_a_tight_grid_survives_the_saved_state(tmp_path):
-    from dreamsmith.core.config import to_dict
-    from dreamsmith.core.dmtet import DMTetConfig, DMTetGeometry
-    from dreamsmith.core.field import FieldConfig, NeRFField
+    from dreamsmith.core.geometry.dmtet import DMTetConfig, DMTetGeometry
     from dreamsmith.core.jobs.generate import generate_config
-    from dreamsmith.core.state import load_state, save_state
+    from dreamsmith.core.scene.field import FieldConfig, NeRFField
+    from dreamsmith.core.scene.state import load_state, save_state
+    from dreamsmith.core.settings.config import to_dict
 
     bbox = torch.tensor([[-1.0] * 3, [1.0] * 3])
     cfg = generate_config("draft")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dreamsmith.core.cli import main
+from dreamsmith.core.app.cli import main
 from dreamsmith.core.meshio import read_mesh
 from dreamsmith.eval.synth_objects import write_dataset
 

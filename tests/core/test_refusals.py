@@ -14,9 +14,9 @@ import pytest
 import torch
 from PIL import Image
 
-from dreamsmith.core.cli import main
-from dreamsmith.core.errors import ResourceError, as_user_error
+from dreamsmith.core.app.cli import main
 from dreamsmith.core.meshio import TexturedMesh, read_mesh, write_glb, write_obj
+from dreamsmith.core.runtime.errors import ResourceError, as_user_error
 
 TOY = Path(__file__).resolve().parents[2] / "assets" / "demo_prior"
 
@@ -171,7 +171,7 @@ def test_bad_paths_are_refused(tmp_path, capsys, case, expect):
     elif case == "state_only_tag":
         from safetensors.torch import save_file
 
-        from dreamsmith.core.state import FORMAT
+        from dreamsmith.core.scene.state import FORMAT
 
         state = tmp_path / "tag.safetensors"
         save_file({"x": torch.zeros(1)}, str(state), metadata={"format": FORMAT})
@@ -180,8 +180,8 @@ def test_bad_paths_are_refused(tmp_path, capsys, case, expect):
 
 
 def test_obj_and_its_preview_never_share_a_file(tmp_path):
-    from dreamsmith.core.errors import InputError
     from dreamsmith.core.jobs.io import check_output_path
+    from dreamsmith.core.runtime.errors import InputError
 
     with pytest.raises(InputError, match="same file"):
         check_output_path(tmp_path / "x.obj", tmp_path / "x.png")
@@ -244,8 +244,8 @@ def test_a_job_that_cannot_fit_is_refused_with_its_estimate_before_any_work(tmp_
 
 
 def test_the_estimate_refuses_what_does_not_fit_and_force_runs_it():
-    from dreamsmith.core.estimate import Estimate, check_fits, estimate_job
     from dreamsmith.core.jobs.generate import generate_config
+    from dreamsmith.core.runtime.estimate import Estimate, check_fits, estimate_job
 
     draft = estimate_job("generate", generate_config("draft"), "cpu")
     assert 30 < draft.seconds < 600 and draft.peak_gib < 2  # the demo on a CPU: minutes

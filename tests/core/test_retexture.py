@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from dreamsmith.core.bake import unwrap
-from dreamsmith.core.cli import main
+from dreamsmith.core.app.cli import main
+from dreamsmith.core.finish.bake import unwrap
 from dreamsmith.core.jobs.edit import mesh_sdf
 from dreamsmith.core.jobs.retexture import UVCheckConfig, uv_problems
 from dreamsmith.core.meshio import read_mesh, write_glb

@@ -11,11 +11,11 @@ import pytest
 import torch
 from test_models import build_latent_prior, build_pixel_prior  # tests/core is on sys.path under pytest
 
-from dreamsmith.core.errors import ConfigError, InputError, ModelError
 from dreamsmith.core.guidance.camera import CAMERA_FEATURES, camera_features, mirrored_azimuth
 from dreamsmith.core.guidance.sds import SDSConfig, SDSGuidance, max_step_percent
-from dreamsmith.core.models import PriorConfig, load_prior
-from dreamsmith.core.prompts import PromptConfig, PromptProcessor, clear_embedding_cache, view_index
+from dreamsmith.core.priors.models import PriorConfig, load_prior
+from dreamsmith.core.priors.prompts import PromptConfig, PromptProcessor, clear_embedding_cache, view_index
+from dreamsmith.core.runtime.errors import ConfigError, InputError, ModelError
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dreamsmith.core.cameras import orbit_cameras
-from dreamsmith.core.errors import ConfigError, InputError
-from dreamsmith.core.occupancy import OccupancyConfig, OccupancyGrid
 from dreamsmith.core.render.volume import VolumeConfig, VolumeRenderer, ray_aabb, render_rays
+from dreamsmith.core.runtime.errors import ConfigError, InputError
+from dreamsmith.core.scene.cameras import orbit_cameras
+from dreamsmith.core.scene.occupancy import OccupancyConfig, OccupancyGrid
 
 COLOUR = torch.tensor([0.2, 0.6, 0.9])
 RADIUS = 0.5

@@ -1,4 +1,4 @@
-"""The worker process (``python -m dreamsmith.core.worker``): one job in, JSON lines out, no bpy.
+"""The worker process (``python -m dreamsmith.core.app.worker``): one job in, JSON lines out, no bpy.
 
 A job over the pipe yields progress lines and then exactly one "done"; a bad job yields exactly one
 "error" line and exit code 2; SIGTERM, a closed stdin or a dead parent stop a running job and leave no result.
@@ -21,7 +21,7 @@ from test_models import build_pixel_prior
 
 from dreamsmith.core.meshio import read_mesh
 
-WORKER = [sys.executable, "-m", "dreamsmith.core.worker"]
+WORKER = [sys.executable, "-m", "dreamsmith.core.app.worker"]
 POSIX = pytest.mark.skipif(os.name != "posix", reason="signals and re-parenting are POSIX behaviour")
 
 
@@ -132,7 +132,7 @@ def test_a_stop_that_an_import_turns_into_its_own_error_is_still_a_stop(monkeypa
     bug"): what the user asked for was a stop."""
     import io
 
-    from dreamsmith.core import worker
+    from dreamsmith.core.app import worker
 
     def interrupted(job, emit, stopper):
         stopper.request("the parent closed the connection")
@@ -149,7 +149,7 @@ def test_a_stop_that_an_import_turns_into_its_own_error_is_still_a_stop(monkeypa
 INTERMEDIATE = r"""
 import subprocess, sys, time
 with open(sys.argv[1], "w") as fh:
-    p = subprocess.Popen([sys.executable, "-m", "dreamsmith.core.worker"], stdin=subprocess.PIPE, stdout=fh,
+    p = subprocess.Popen([sys.executable, "-m", "dreamsmith.core.app.worker"], stdin=subprocess.PIPE, stdout=fh,
                          stderr=subprocess.DEVNULL, text=True)
 p.stdin.write(sys.argv[2] + "\n")
 p.stdin.flush()
@@ -250,7 +250,7 @@ def without_torch(name, *args, **kwargs):  # a Python where torch is not install
         raise ModuleNotFoundError(f"No module named {name!r}", name=name)
     return real(name, *args, **kwargs)
 builtins.__import__ = without_torch
-from dreamsmith.core import worker
+from dreamsmith.core.app import worker
 out = io.StringIO()
 code = worker.main(io.StringIO(json.dumps({"command": "generate", "prompt": "a red cube", "out": sys.argv[1]})), out)
 print(json.dumps({"code": code, "lines": out.getvalue()}))

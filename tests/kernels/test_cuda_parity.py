@@ -5,8 +5,8 @@ where the caller installed them); on the CPU the C++ kernels where they build, e
 import pytest
 import torch
 
-from dreamsmith.core.cameras import orbit_cameras
 from dreamsmith.core.render.volume import ray_aabb
+from dreamsmith.core.scene.cameras import orbit_cameras
 from dreamsmith.kernels.antialias import antialias
 from dreamsmith.kernels.hashgrid import hash_encode, level_resolutions
 from dreamsmith.kernels.march import composite, march_samples

@@ -103,10 +103,10 @@ def test_composite_gradcheck(ops):
 
 
 def test_renders_agree_with_forced_references(monkeypatch, ops):
-    from dreamsmith.core.cameras import orbit_cameras
-    from dreamsmith.core.field import FieldConfig, NeRFField
-    from dreamsmith.core.occupancy import OccupancyConfig, OccupancyGrid
     from dreamsmith.core.render.volume import VolumeConfig, render_image
+    from dreamsmith.core.scene.cameras import orbit_cameras
+    from dreamsmith.core.scene.field import FieldConfig, NeRFField
+    from dreamsmith.core.scene.occupancy import OccupancyConfig, OccupancyGrid
 
     torch.manual_seed(0)
     bbox = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from dreamsmith.core.cameras import Cameras, orbit_cameras
+from dreamsmith.core.scene.cameras import Cameras, orbit_cameras
 from dreamsmith.kernels import raster
 from dreamsmith.kernels.antialias import antialias
 from dreamsmith.kernels.cpu_build import cpu_ops
