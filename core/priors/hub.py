@@ -13,7 +13,7 @@ from ...protocol import DEMO_MODEL, model_variant
 from ..runtime.errors import ModelError
 
 #: The demo prior shipped inside the extension (``model: demo``).
-DEMO_PATH = Path(__file__).resolve().parents[1] / "assets" / "demo_prior"
+DEMO_PATH = Path(__file__).resolve().parents[2] / "assets" / "demo_prior"
 #: The folder parts whose files a download fetches (the VAE only when the model has one).
 NEEDED_PARTS = ("unet", "text_encoder", "tokenizer", "scheduler", "vae")
 

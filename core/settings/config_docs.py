@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "config.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "config.md"
 
 
 def attribute_docs(cls: type) -> dict[str, str]:

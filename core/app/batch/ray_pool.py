@@ -19,7 +19,7 @@ from ...runtime.errors import InputError
 from .jobs_file import BatchJob
 
 #: The package folder (the extension root).
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_ROOT = Path(__file__).resolve().parents[3]
 
 #: What ``--cluster`` takes besides a ``ray://HOST:PORT`` address.
 CLUSTER_HINT = "local (a Ray cluster on this machine), auto (the cluster started here by `ray start`) or ray://HOST:PORT"
