@@ -54,9 +54,6 @@ class ImageConfig:
             for image to 3D. The coarse stage has already fitted the picture's silhouette; the tet grid's free
             per-vertex SDF values and offsets under score distillation's noise dent flat faces. A fifth kept a cube's
             shape but fitted outlines less (README, "Image to 3D, measured"), so no preset changes it.
-        mesh_normal_weight: The mesh stage's normal-consistency weight for image to 3D (None: ``mesh.normal_weight``,
-            as for text; the draft preset takes 100). A flat face seen in the picture comes out of the coarse stage
-            with rims and pits; a stiffer surface lets the mesh stage flatten it instead of hammering it further.
         coarse_edge_band: With ``ray_jitter``, the width (coarse reference pixels) of the band on each side of the
             picture's outline whose rays are left out of the coarse stage's losses (0: none). A ray grazing a sharp
             edge crosses little of the object; fitting it opaque thickens the field along it, which leaves rims
@@ -94,7 +91,6 @@ class ImageConfig:
     sds_weight: float = 1.0
     sds_warmup: float = 0.2
     mesh_geometry_lr: float = 1.0
-    mesh_normal_weight: float | None = None
     ray_jitter: bool = False
     coarse_edge_band: float = 0.0
     carve: bool = True
@@ -215,13 +211,11 @@ class ReferenceTarget:
 
 def mesh_stage_settings(mesh_cfg, cfg: ImageConfig):
     """The mesh stage's config for image to 3D: ``mesh_cfg`` with its geometry learning rates times
-    ``cfg.mesh_geometry_lr`` and, when set, ``cfg.mesh_normal_weight`` as its normal-consistency weight."""
+    ``cfg.mesh_geometry_lr``."""
     changes: dict[str, float] = {}
     k = cfg.mesh_geometry_lr
     if k != 1.0:
         changes |= {"lr_sdf": mesh_cfg.lr_sdf * k, "lr_deform": mesh_cfg.lr_deform * k}
-    if cfg.mesh_normal_weight is not None:
-        changes["normal_weight"] = cfg.mesh_normal_weight
     return dataclasses.replace(mesh_cfg, **changes) if changes else mesh_cfg
 
 

@@ -121,16 +121,19 @@ GENERATE_PRESETS: dict[str, dict[str, Any]] = {
                        "views": {"views_per_step": 4}},
         "coarse_guidance": {"guidance_scale": 20.0, "max_step_percent": 0.98, "max_step_percent_end": 0.5,
                             "anneal": "linear"},
+        # normal_weight 100 (the default's 0.05 let score distillation crumple a cube's faces and edges; on the
+        # text sweep's coarse stages every result came out nearer its primitive by the surface, and every edit of
+        # the edit sweep nearer its target: docs/experiments.md).
         "mesh": {"steps": 120, "render_size": 64, "lr_sdf": 0.05, "lr_deform": 0.005, "lr_color": 5e-3,
-                 "iso_density": 10.0, "dmtet": {"resolution": 32}},
+                 "iso_density": 10.0, "normal_weight": 100.0, "dmtet": {"resolution": 32}},
         "mesh_sds": {"shading": "lambertian", "light": {"offset": TOY_PRIOR_LIGHT}, "views": {"views_per_step": 4}},
         "fine_guidance": {"guidance_scale": 20.0, "max_step_percent": 0.5, "max_step_percent_end": 0.5},
         "bake": {"texture_size": 256},
-        # From a picture, the mesh stage with a stiffer surface: the sweep's cubes and spheres nearer their primitives.
-        # With no prompt, the unseen sides are guided by the caption the prior reads from high noise only (0.6-0.98:
-        # there the words carry the shape, README "Image to 3D, measured"); a reading won by under half its error
-        # is set aside for the learned condition.
-        "image": {"mesh_normal_weight": 100.0, "condition": "caption",
+        # From a picture with no prompt, the unseen sides are guided by the caption the prior reads from high noise
+        # only (0.6-0.98: there the words carry the shape, docs/image-to-3d.md); a reading won by under half its
+        # error is set aside for the learned condition. The mesh stage is the text's (its normal weight 100 was
+        # the picture's own before text took it too).
+        "image": {"condition": "caption",
                   "caption": {"min_step_percent": 0.6, "max_step_percent": 0.98, "min_margin": 0.5}},
     },
     # fast: a fifth of the steps, each stage's timestep falling from its largest to its smallest over the run
