@@ -6,9 +6,9 @@ GPU's name and memory, Apple MPS, or the CPU). Blender's own Python without the 
 process: :func:`.settings.blender_python_ready`). The answer is cached per interpreter until the engine is installed,
 repaired or removed (:func:`.engine_install.changes`).
 
-A job's cost comes from the engine itself (``python -m dreamsmith estimate ... --json``, :mod:`dreamsmith.core.
-estimate`: the same figures the command line prints and the worker checks), also in a background thread, cached per
-(interpreter, job, preset, device, models).
+A job's cost comes from the engine itself (``python -m dreamsmith estimate ... --json``,
+:mod:`dreamsmith.core.runtime.estimate`: the same figures the command line prints and the worker checks), also in
+a background thread, cached per (interpreter, job, preset, device, models).
 """
 
 from __future__ import annotations
