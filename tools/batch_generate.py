@@ -92,7 +92,7 @@ def save_blend(bpy, out: Path) -> None:
 def batch_manifest(module: str, folder: Path):
     """The batch folder's :class:`~dreamsmith.core.app.batch.manifest.Manifest` (a standard-library module of the
     engine: nothing heavy is imported into Blender)."""
-    return importlib.import_module(f"{module}.core.batch.manifest").Manifest(folder)
+    return importlib.import_module(f"{module}.core.app.batch.manifest").Manifest(folder)
 
 
 def grid_place(i: int, n: int, spacing: float) -> tuple[float, float, float]:
