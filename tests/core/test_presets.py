@@ -44,7 +44,7 @@ def scaled_down(command: str) -> dict[str, Any]:
         return over
     over["coarse_sds"] = {"render_size": 32}
     if command == "image":  # image to 3D: generate with a picture; a few steps of learning its condition
-        over["image"] = {"inversion": {"steps": 2}, "caption": {"batch": 2, "sweeps": 1}}
+        over["image"] = {"inversion": {"steps": 2, "batch": 2}, "caption": {"batch": 2, "sweeps": 1}}
     if command == "edit":
         over["prior_resolution"] = 24
     return over
