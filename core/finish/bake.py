@@ -185,7 +185,8 @@ def bake_texture(verts, faces, uvs, color_fn: ColorFn, size: int | tuple[int, in
     """
     if device is None:
         device = verts.device if isinstance(verts, Tensor) else "cpu"
-    h, w = (int(size), int(size)) if np.ndim(size) == 0 else (int(size[0]), int(size[1]))
+    dims = np.atleast_1d(np.asarray(size, dtype=np.int64))  # a side, or (H, W)
+    h, w = int(dims[0]), int(dims[-1])
     v_np, f_np, uv_np = _numpy(verts, np.float32), _numpy(faces, np.int64), _numpy(uvs, np.float32)
     _check_mesh(v_np, f_np)
     if uv_np.shape != (len(v_np), 2) or not np.isfinite(uv_np).all():

@@ -37,6 +37,7 @@ def bake_levels(verts, faces, color_fn: ColorFn, cfg: BakeConfig, name: str,
         v, f = (full_v, full_f) if budget >= len(full_f) else decimate(full_v, full_f, budget)
         mesh = bake_mesh(v, f, color_fn, cfg, name=name if cfg.lods == 1 else f"{name}_LOD{k}", device=device)
         if cfg.normal_map and len(f) < len(full_f):
+            assert mesh.normals is not None  # bake_mesh gives every mesh its normals
             tangents = vertex_tangents(mesh.verts, mesh.faces, mesh.uvs, mesh.normals)
             normal_map = bake_normal_map(mesh.verts, mesh.faces, mesh.uvs, mesh.normals, tangents, full_v, full_f,
                                          full_n, cfg.texture_size, cfg.padding)

@@ -111,8 +111,8 @@ def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
     # Weld exact duplicates (UV-seam copies) so seams do not show as hard edges.
     welded, weld = np.unique(verts, axis=0, return_inverse=True)
     weld = torch.from_numpy(weld.reshape(-1))
-    faces = weld[torch.as_tensor(np.asarray(faces, dtype=np.int64))]
-    return mesh_ops.vertex_normals(torch.from_numpy(welded), faces)[weld].numpy().astype(np.float32)
+    tris = weld[torch.as_tensor(np.asarray(faces, dtype=np.int64))]
+    return mesh_ops.vertex_normals(torch.from_numpy(welded), tris)[weld].numpy().astype(np.float32)
 
 
 def to_gltf(p: np.ndarray) -> np.ndarray:

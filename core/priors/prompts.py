@@ -12,6 +12,7 @@ the -Y side), counter-clockwise seen from above. ``|az| <= 45``: front, ``45 < a
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,17 @@ def view_index(azimuth_deg: Tensor, elevation_deg: Tensor, front_half_width: flo
     idx[(az >= 180.0 - front_half_width) & (az <= 180.0 + front_half_width)] = 2
     idx[elevation_deg.to(az.device).double() > overhead_elevation] = 3
     return idx
+
+
+def _embedding_writer(emb: Tensor, model_id: str, text: str) -> Callable[[Path], None]:
+    """Writes one prompt's embedding as safetensors, with the model and the text in its metadata."""
+
+    def write(path: Path) -> None:
+        from safetensors.torch import save_file
+
+        save_file({"embedding": emb.contiguous()}, str(path), metadata={"model": model_id, "text": text})
+
+    return write
 
 
 @dataclass
@@ -150,7 +162,7 @@ class PromptProcessor:
 
     def embed(self, texts: list[str]) -> list[Tensor]:
         """``[L, D]`` fp32 CPU embeddings of ``texts``, from the caches or (missing ones, in one batch) the encoder."""
-        from safetensors.torch import load_file, save_file
+        from safetensors.torch import load_file
 
         fp = self.prior.fingerprint
         missing = []
@@ -167,9 +179,7 @@ class PromptProcessor:
                 _MEMORY_CACHE[(fp, text)] = emb
                 disk = self._disk_path(text)
                 if disk is not None:
-                    tensors = {"embedding": emb.contiguous()}
-                    meta = {"model": self.prior.model_id, "text": text}
-                    atomic_write([disk], [lambda p, t=tensors, m=meta: save_file(t, str(p), metadata=m)])
+                    atomic_write([disk], [_embedding_writer(emb, self.prior.model_id, text)])
         return [_MEMORY_CACHE[(fp, text)] for text in texts]
 
     @torch.no_grad()

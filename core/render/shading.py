@@ -76,6 +76,7 @@ def shade(albedo: Tensor, normals: Tensor | None, light: Tensor | None, shading:
     (a soft light, :func:`sample_lights`): ``ambient + (1 - ambient) max(0, n . l)`` instead of ``cfg``'s."""
     if shading == "albedo":
         return albedo
+    assert normals is not None and light is not None, "lit shading needs the normals and the light"
     facing = (normals * light).sum(-1, keepdim=True).clamp_min(0.0)  # [N, 1]
     lum = cfg.ambient + cfg.diffuse * facing if ambient is None else ambient + (1.0 - ambient) * facing
     if shading == "lambertian":

@@ -270,6 +270,7 @@ def load_posed_images(folder: str | os.PathLike, split: str = "train", max_size:
             rgba = _downsample(rgba, out_w, out_h)
             sx, sy = out_w / img_w, out_h / img_h
             fx, cx, fy, cy = fx * sx, cx * sx, fy * sy, cy * sy
+        assert images is not None  # made at the first frame
         images[i] = torch.from_numpy(rgba)
         c2ws.append(c2w)
         intr.append((fx, fy, cx, cy))
@@ -278,4 +279,5 @@ def load_posed_images(folder: str | os.PathLike, split: str = "train", max_size:
     k = torch.tensor(intr, dtype=torch.float32)  # [N, 4]
     cams = Cameras(torch.from_numpy(np.stack(c2ws)).float(), k[:, 0].clone(), k[:, 1].clone(), k[:, 2].clone(),
                    k[:, 3].clone(), out_w, out_h)
+    assert images is not None  # the file has at least one frame (checked above)
     return PosedImages(images, cams, names)
