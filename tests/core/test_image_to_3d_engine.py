@@ -515,15 +515,20 @@ def test_caption_search_slot_by_slot_finds_the_same_caption(demo_guidance, tmp_p
 def test_caption_search_runs_on_priors_shaped_like_the_real_ones(tmp_path, kind):
     """T5 (IF-like pixel prior) and CLIP BPE (SD-like latent prior, x8 VAE) spell every listed word, so there are
     far more captions than ``exhaustive``: the slots are searched in turn and the answer is a caption of the
-    template's words (random weights: which one is not the point)."""
+    template's words (random weights: which one is not the point). The search runs on six words a slot (36
+    captions, more than ``exhaustive``): at the real sizes every UNet call is a 64x64 latent, and the built-in lists'
+    hundreds of candidates would take minutes here."""
     from dreamsmith.core.picture.caption import CaptionConfig, caption_candidates, find_caption, word_lists
     from dreamsmith.eval.random_priors import write_prior
 
     prior = load_prior(PriorConfig(model=str(write_prior(kind, tmp_path / kind, "tiny"))), torch.device("cpu"))
     guidance = SDSGuidance(prior, PromptProcessor(prior, "", "", allow_empty=True), SDSConfig(guidance_scale=20.0))
-    cfg = CaptionConfig(batch=2, sweeps=1)
-    lists = word_lists(cfg)
-    assert caption_candidates(cfg, prior.tokenizer) == len(lists["colour"]) + len(lists["object"])  # all spelt
+    builtin = CaptionConfig(batch=2, sweeps=1)
+    lists = word_lists(builtin)
+    assert caption_candidates(builtin, prior.tokenizer) == len(lists["colour"]) + len(lists["object"])  # all spelt
+    lists = {slot: words[:6] for slot, words in lists.items()}
+    (tmp_path / "words.json").write_text(json.dumps(lists))
+    cfg = CaptionConfig(batch=2, sweeps=1, words_file=str(tmp_path / "words.json"), exhaustive=16)
     picture = torch.from_numpy(render_picture("cone", "red", 30.0, 10.0, size=64)[..., :3].astype(np.float32) / 255)
     caption = find_caption(guidance, picture, 0.0, 10.0, cfg, torch.Generator().manual_seed(0))
     colour, noun = caption.split()[1:]
