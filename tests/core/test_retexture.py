@@ -130,7 +130,7 @@ def test_edit_turns_a_red_sphere_blue_in_place(tmp_path):
     assert _dominant(after[3]) == "blue"
     # Measurably closer to a cube: Chamfer % of the unit diagonal to a normalised cube, over turns about Z (the
     # prompt fixes no yaw). Run-to-run noise of this figure is ~0.3 (float summation order); the committed toy
-    # prior (camera input) took the sphere from 6.41 to 3.47 in scripts/sweep_edits.py.
+    # prior (camera input) took the sphere from 6.41 to 2.61 in scripts/sweep_edits.py (seed 0, one thread).
     cube = reference_primitive("cube")
     d0 = shape_distance(before[0], before[1], cube, "cube")
     d1 = shape_distance(after[0], after[1], cube, "cube")
