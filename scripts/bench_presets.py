@@ -49,7 +49,7 @@ _VIEWS_BEFORE = {"views_per_step": 4, "elevation_max": 60.0, "elevation_sphere_f
                  "center_perturb": 0.0, "up_perturb": 0.0}
 _LIGHT_BEFORE = {"sample": "fixed", "soft": False}
 BEFORE = {
-    "coarse": {"steps": 5000, "lr_mlp": 1e-3, "lr_background": None,
+    "coarse": {"steps": 5000, "lr": {"mlp": 1e-3, "background": None},
                "volume": {"n_samples_per_ray": 512, "light": _LIGHT_BEFORE}},
     "coarse_sds": {"shading_warmup": 100, "lambertian_prob": 0.5, "textureless_prob": 0.2, "sparsity_weight": 0.1,
                    "sparsity_form": "mean", "orientation": (0.0, 0.0, 1), "views": _VIEWS_BEFORE},

@@ -27,7 +27,7 @@ from ..runtime.errors import InputError
 from ..runtime.events import CancelToken, ProgressCallback, StageReporter, StageTimes
 from ..scene.field import FieldConfig, HashGridConfig, NeRFField
 from ..settings.presets import RETEXTURE_PRESETS, config_maker
-from ..stages.mesh import MeshSDSConfig, mesh_stage_preview, train_mesh
+from ..stages.mesh import ColorLearningRates, MeshSDSConfig, mesh_stage_preview, train_mesh
 from ..stages.objectives import MeshScoreDistillation
 from .generate import make_guidance
 from .io import check_inputs, read_input, result_extras, result_summary, write_outputs
@@ -59,13 +59,13 @@ class TextureStageConfig:
     Attributes:
         steps: Optimisation steps.
         render_size: Side of the rendered images.
-        lr_color: Adam learning rate of the colour field.
+        lr: The optimiser's learning rate (the colour field's).
         preview_every: Steps between live preview images when the caller asks for them (0: none).
     """
 
     steps: int = 400
     render_size: int = 128
-    lr_color: float = 1e-2
+    lr: ColorLearningRates = field(default_factory=ColorLearningRates)
     preview_every: int = 50
 
 

@@ -50,7 +50,7 @@ class ImageConfig:
         mask_weight: Weight of the silhouette error (mean squared, rendered opacity against the picture's mask).
         sds_weight: Weight of score distillation on the other views, once ramped in.
         sds_warmup: Fraction of each stage over which the score-distillation weight ramps up from 0.
-        mesh_geometry_lr: Factor on the mesh stage's geometry learning rates (``mesh.lr_sdf``, ``mesh.lr_deform``)
+        mesh_geometry_lr: Factor on the mesh stage's geometry learning rates (``mesh.lr.sdf``, ``mesh.lr.deform``)
             for image to 3D. The coarse stage has already fitted the picture's silhouette; the tet grid's free
             per-vertex SDF values and offsets under score distillation's noise dent flat faces. A fifth kept a cube's
             shape but fitted outlines less (README, "Image to 3D, measured"), so no preset changes it.
@@ -212,11 +212,11 @@ class ReferenceTarget:
 def mesh_stage_settings(mesh_cfg, cfg: ImageConfig):
     """The mesh stage's config for image to 3D: ``mesh_cfg`` with its geometry learning rates times
     ``cfg.mesh_geometry_lr``."""
-    changes: dict[str, float] = {}
     k = cfg.mesh_geometry_lr
-    if k != 1.0:
-        changes |= {"lr_sdf": mesh_cfg.lr_sdf * k, "lr_deform": mesh_cfg.lr_deform * k}
-    return dataclasses.replace(mesh_cfg, **changes) if changes else mesh_cfg
+    if k == 1.0:
+        return mesh_cfg
+    lr = dataclasses.replace(mesh_cfg.lr, sdf=mesh_cfg.lr.sdf * k, deform=mesh_cfg.lr.deform * k)
+    return dataclasses.replace(mesh_cfg, lr=lr)
 
 
 def sds_ramp(cfg: ImageConfig, step: int, total: int) -> float:

@@ -39,7 +39,7 @@ def check_range(name: str, value: int | float) -> None:
             top = f" and at most {MAX_SEED}" if key == "seed" else ""
             raise ConfigError(f"Config {name!r} must be at least {low}{top}, got {value}.")
         return
-    if (key.startswith(("lr", "distance_", "fov_")) or key.endswith("radius")) and value <= 0:
+    if (key.startswith(("lr", "distance_", "fov_")) or ".lr." in name or key.endswith("radius")) and value <= 0:
         raise ConfigError(f"Config {name!r} must be greater than 0, got {value}.")
     if key.endswith("_weight") and value < 0:
         raise ConfigError(f"Config {name!r} must be 0 or more, got {value}.")

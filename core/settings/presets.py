@@ -88,7 +88,7 @@ _VIEWS_GPU = {"distance_min": 1.5, "distance_max": 2.0, "fov_min": 40.0, "fov_ma
 _LIGHT_GPU = {"sample": "magic3d", "soft": True}
 _SHADING_GPU = {"shading": "mixed", "lambertian_prob": 0.375, "textureless_prob": 0.375}
 _MAGIC3D: dict[str, Any] = {
-    "coarse": {"steps": 10000, "lr": 1e-2, "lr_mlp": 1e-2, "lr_background": 1e-3, "occupancy": {"resolution": 128},
+    "coarse": {"steps": 10000, "lr": {"grid": 1e-2, "mlp": 1e-2, "background": 1e-3}, "occupancy": {"resolution": 128},
                "volume": {"background": "learned", "n_samples_per_ray": 256, "light": _LIGHT_GPU}},
     "coarse_sds": {"render_size": 64, **_SHADING_GPU, "shading_warmup": 2001, "sparsity_weight": 1.0,
                    "sparsity_form": "sqrt", "orientation": (10.0, 1000.0, 5000), "views": _VIEWS_GPU},
@@ -107,7 +107,7 @@ GENERATE_PRESETS: dict[str, dict[str, Any]] = {
     "draft": {
         **_priors("draft", "coarse_model", "fine_model"),
         "coarse": {
-            "steps": 400, "lr": 1e-2, "lr_mlp": 1e-3,
+            "steps": 400, "lr": {"grid": 1e-2, "mlp": 1e-3},
             "field": {"grid": {"n_levels": 6, "log2_hashmap_size": 14, "base_resolution": 8,
                                "finest_resolution": 96}, "blob_density": 2.0, "blob_radius": 0.5},
             "occupancy": {"resolution": 32},
@@ -124,7 +124,7 @@ GENERATE_PRESETS: dict[str, dict[str, Any]] = {
         # normal_weight 100 (the default's 0.05 let score distillation crumple a cube's faces and edges; on the
         # text sweep's coarse stages every result came out nearer its primitive by the surface, and every edit of
         # the edit sweep nearer its target: docs/experiments.md).
-        "mesh": {"steps": 120, "render_size": 64, "lr_sdf": 0.05, "lr_deform": 0.005, "lr_color": 5e-3,
+        "mesh": {"steps": 120, "render_size": 64, "lr": {"sdf": 0.05, "deform": 0.005, "color": 5e-3},
                  "iso_density": 10.0, "normal_weight": 100.0, "dmtet": {"resolution": 32}},
         "mesh_sds": {"shading": "lambertian", "light": {"offset": TOY_PRIOR_LIGHT}, "views": {"views_per_step": 4}},
         "fine_guidance": {"guidance_scale": 20.0, "max_step_percent": 0.5, "max_step_percent_end": 0.5},
@@ -158,14 +158,14 @@ _RETEX_DRAFT: dict[str, Any] = {
     "color_field": {"grid": {"n_levels": 6, "log2_hashmap_size": 14, "base_resolution": 8, "finest_resolution": 128}},
     "fine_guidance": {"guidance_scale": 20.0, "max_step_percent": 0.8, "max_step_percent_end": 0.3,
                       "anneal": "linear"},
-    "mesh": {"steps": 150, "render_size": 64, "lr_color": 1e-2, "preview_every": 25},
+    "mesh": {"steps": 150, "render_size": 64, "lr": {"color": 1e-2}, "preview_every": 25},
     "mesh_sds": {"shading": "lambertian", "light": {"offset": TOY_PRIOR_LIGHT}, "views": {"views_per_step": 4}},
     "bake": {"texture_size": 256},
 }
 _RETEX_GPU: dict[str, Any] = {
     "fine_guidance": {"guidance_scale": 100.0, "max_step_percent": 0.98, "max_step_percent_end": 0.5,
                       "anneal": "linear", "vae_grad_checkpointing": True},
-    "mesh": {"render_size": 512, "lr_color": 1e-2, "preview_every": 100},
+    "mesh": {"render_size": 512, "lr": {"color": 1e-2}, "preview_every": 100},
     # Re-texturing is not part of threestudio's Magic3D recipe: its views stay as measured before (4 a step, no
     # perturbation; docs/recipe.md).
     "mesh_sds": {"shading": "albedo", "views": {"distance_min": 1.5, "distance_max": 2.0, "fov_min": 40.0,

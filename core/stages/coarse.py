@@ -20,14 +20,27 @@ from .loop import adam, run_steps
 
 
 @dataclass
+class CoarseLearningRates:
+    """The coarse stage's optimiser: Adam's learning rate of each part (apart from what the stage is scored by).
+
+    Attributes:
+        grid: The hash table.
+        mlp: The MLP heads (and the learned background, unless ``background``).
+        background: The learned background; None: ``mlp``.
+    """
+
+    grid: float = 1e-2
+    mlp: float = 1e-3
+    background: float | None = None
+
+
+@dataclass
 class CoarseConfig:
     """The coarse stage.
 
     Attributes:
         steps: Optimisation steps.
-        lr: Adam learning rate of the hash table.
-        lr_mlp: Adam learning rate of the MLP heads (and of the learned background, unless ``lr_background``).
-        lr_background: Adam learning rate of the learned background; None: ``lr_mlp``.
+        lr: The optimiser's learning rates.
         field: The NeRF field.
         occupancy: The occupancy grid that skips empty space.
         volume: The volume renderer.
@@ -35,9 +48,7 @@ class CoarseConfig:
     """
 
     steps: int = 1500
-    lr: float = 1e-2
-    lr_mlp: float = 1e-3
-    lr_background: float | None = None
+    lr: CoarseLearningRates = dc_field(default_factory=CoarseLearningRates)
     field: FieldConfig = dc_field(default_factory=FieldConfig)
     occupancy: OccupancyConfig = dc_field(default_factory=OccupancyConfig)
     volume: VolumeConfig = dc_field(default_factory=VolumeConfig)
@@ -103,16 +114,17 @@ class CoarseSDSConfig:
         return last if step >= steps else first + (last - first) * step / steps
 
 def coarse_optimizer(cfg: CoarseConfig, field: NeRFField, renderer: VolumeRenderer) -> torch.optim.Adam:
-    """The hash grid at ``cfg.lr``; the MLP heads at ``cfg.lr_mlp``; the renderer's learned background at
-    ``cfg.lr_background`` (None: with the MLP heads)."""
+    """The hash grid at ``cfg.lr.grid``; the MLP heads at ``cfg.lr.mlp``; the renderer's learned background at
+    ``cfg.lr.background`` (None: with the MLP heads)."""
+    lr = cfg.lr
     grid = field.grid_parameters()
     in_grid = {id(p) for p in grid}
     mlp = [p for p in field.parameters() if id(p) not in in_grid]
     background = list(renderer.parameters())
-    if cfg.lr_background is None:
-        return adam([{"params": grid, "lr": cfg.lr}, {"params": mlp + background, "lr": cfg.lr_mlp}])
-    return adam([{"params": grid, "lr": cfg.lr}, {"params": mlp, "lr": cfg.lr_mlp},
-                 {"params": background, "lr": cfg.lr_background}])
+    if lr.background is None:
+        return adam([{"params": grid, "lr": lr.grid}, {"params": mlp + background, "lr": lr.mlp}])
+    return adam([{"params": grid, "lr": lr.grid}, {"params": mlp, "lr": lr.mlp},
+                 {"params": background, "lr": lr.background}])
 
 
 def train_coarse(cfg: CoarseConfig, objective: CoarseObjective, bbox: Tensor, device: torch.device,

@@ -66,10 +66,18 @@ class MeshObjectiveFn(Protocol):
                  generator: torch.Generator) -> Tensor: ...
 
 
+class ColorRate(Protocol):
+    """A stage's learning rates, of which the mesh loop reads the colour field's."""
+
+    color: float
+
+
 class ColorSchedule(Protocol):
     """What the mesh loop reads of any stage config: its steps, the colour field's learning rate and the preview
     interval (a re-texture's stage is no more than this; the mesh stage's config adds the geometry's)."""
 
     steps: int
-    lr_color: float
     preview_every: int
+
+    @property
+    def lr(self) -> ColorRate: ...

@@ -22,15 +22,38 @@ from .loop import adam, run_steps
 
 
 @dataclass
+class ColorLearningRates:
+    """The optimiser of a stage that trains the colour alone (a re-texture).
+
+    Attributes:
+        color: Adam's learning rate of the colour field (hash grid and albedo head).
+    """
+
+    color: float = 1e-2
+
+
+@dataclass
+class MeshLearningRates(ColorLearningRates):
+    """The mesh stage's optimiser: Adam's learning rate of each part (apart from what the stage is scored by).
+
+    Attributes:
+        color: Adam's learning rate of the colour field (hash grid and albedo head).
+        sdf: Of the SDF values, in units of grid cells.
+        deform: Of the vertex offsets.
+    """
+
+    sdf: float = 0.05
+    deform: float = 0.01
+
+
+@dataclass
 class MeshStageConfig:
     """The mesh stage.
 
     Attributes:
         steps: Optimisation steps.
         render_size: Longer side of the rendered images (posed images are resized to it).
-        lr_sdf: Adam learning rate of the SDF values (in units of grid cells).
-        lr_deform: Adam learning rate of the vertex offsets.
-        lr_color: Adam learning rate of the colour field (hash grid and albedo head).
+        lr: The optimiser's learning rates (colour, SDF, offsets).
         iso_density: Density of the coarse field taken as the surface, times the box diagonal (scale-free).
         laplacian_weight: Weight of the uniform Laplacian smoothness term.
         normal_weight: Weight of the normal-consistency term.
@@ -49,9 +72,7 @@ class MeshStageConfig:
 
     steps: int = 400
     render_size: int = 128
-    lr_sdf: float = 0.05
-    lr_deform: float = 0.01
-    lr_color: float = 1e-2
+    lr: MeshLearningRates = field(default_factory=MeshLearningRates)
     iso_density: float = 50.0
     laplacian_weight: float = 0.05
     normal_weight: float = 0.05
@@ -123,13 +144,13 @@ def geometry_config(cfg: ColorSchedule) -> MeshStageConfig:
 
 def mesh_optimizer(cfg: ColorSchedule, color_field, geo: DMTetGeometry | None,
                    stage: MeshStageConfig | None = None) -> torch.optim.Adam:
-    """The colour field at ``cfg.lr_color``; with ``geo``, also its SDF (``stage.lr_sdf`` grid cells) and offsets
+    """The colour field at ``cfg.lr.color``; with ``geo``, also its SDF (``stage.lr.sdf`` grid cells) and offsets
     (``stage``: the mesh stage's config, :func:`geometry_config`)."""
-    groups = [{"params": color_field.color_parameters(), "lr": cfg.lr_color}]
+    groups = [{"params": color_field.color_parameters(), "lr": cfg.lr.color}]
     if geo is not None:
         stage = stage or geometry_config(cfg)
-        groups += [{"params": [geo.sdf], "lr": stage.lr_sdf * geo.cell_size},
-                   {"params": [geo.deform], "lr": stage.lr_deform}]
+        groups += [{"params": [geo.sdf], "lr": stage.lr.sdf * geo.cell_size},
+                   {"params": [geo.deform], "lr": stage.lr.deform}]
     return adam(groups)
 
 
@@ -160,7 +181,7 @@ def train_mesh(cfg: ColorSchedule, objective: MeshObjectiveFn, color_field, geo,
     def loss(step: int) -> Tensor:
         verts, faces = frozen if frozen is not None else geo()
         if faces.shape[0] == 0:
-            raise NumericalError("The mesh stage lost the surface (no faces); lower lr_sdf or the guidance scale, "
+            raise NumericalError("The mesh stage lost the surface (no faces); lower mesh.lr.sdf or the guidance scale, "
                                  "or use a larger preset.")
         value = objective(verts, faces, color_field.albedo, step, cfg.steps, generator)
         return value if stage is None else value + geometry_regularizers(stage, geo, verts, faces)

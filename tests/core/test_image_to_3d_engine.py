@@ -323,11 +323,11 @@ def test_the_mesh_stage_moves_the_geometry_slower_for_a_picture():
     from dreamsmith.core.jobs.generate import generate_config
     from dreamsmith.core.picture.reference_view import check_image_config, mesh_stage_settings
     from dreamsmith.core.runtime.errors import ConfigError
-    from dreamsmith.core.stages.mesh import MeshStageConfig
+    from dreamsmith.core.stages.mesh import MeshLearningRates, MeshStageConfig
 
-    mesh = MeshStageConfig(lr_sdf=0.05, lr_deform=0.01, lr_color=0.02)
+    mesh = MeshStageConfig(lr=MeshLearningRates(sdf=0.05, deform=0.01, color=0.02))
     slow = mesh_stage_settings(mesh, ImageConfig(mesh_geometry_lr=0.2))
-    assert (slow.lr_sdf, slow.lr_deform, slow.lr_color, slow.steps) == pytest.approx((0.01, 0.002, 0.02, mesh.steps))
+    assert (slow.lr.sdf, slow.lr.deform, slow.lr.color, slow.steps) == pytest.approx((0.01, 0.002, 0.02, mesh.steps))
     assert mesh_stage_settings(mesh, ImageConfig()) is mesh  # real models' presets: unchanged
     assert generate_config("draft").image.mesh_geometry_lr == 1.0  # measured, not taken: README
     # The draft's stiffer mesh stage (text, pictures and edits alike: docs/experiments.md); the GPU presets': Magic3D's

@@ -115,7 +115,7 @@ def test_bad_cameras_are_refused(tmp_path, capsys, case, expect):
     (["--config", "{cfg}", "bake.texture_size=0"], "texture_size"),
     (["--config", "{cfg}", "mesh.steps=-3"], "steps"),
     (["--config", "{cfg}", "fine_guidance.guidance_scale=NaN"], "finite"),
-    (["--config", "{cfg}", "mesh.lr_color=0"], "greater than 0"),
+    (["--config", "{cfg}", "mesh.lr.color=0"], "greater than 0"),
     (["--config", "{cfg}", "mesh_sds.shading=glossy"], "shading"),
     (["--config", "{cfg}", "mesh_sds.background=grey"], "background"),
 ])
@@ -123,11 +123,12 @@ def test_bad_numbers_and_configs_are_refused(tmp_path, capsys, extra, expect):
     mesh = write_glb(_box(), tmp_path / "in.glb")
     if extra[0] == "--config":
         key, value = extra[2].split("=")
-        section, name = key.split(".")
         value = value if not value.lstrip("-").replace(".", "").isdigit() and value != "NaN" else \
             (float(value) if value == "NaN" else int(value))
+        for part in reversed(key.split(".")):  # "mesh.lr.color" -> {"mesh": {"lr": {"color": value}}}
+            value = {part: value}
         cfg = tmp_path / "cfg.json"
-        cfg.write_text(json.dumps({section: {name: value}}))
+        cfg.write_text(json.dumps(value))
         extra = ["--config", str(cfg)]
     _refused(_edit_args(tmp_path, mesh, *extra), tmp_path, capsys, expect)
 
