@@ -98,17 +98,16 @@ class DREAMSMITH_OT_reroll(_OnResult, bpy.types.Operator):
 
     def execute(self, context):
         props = context.scene.dreamsmith
+        model = config = ""  # the operator's own defaults: the preference's model, no overrides
         if self.object_name:
             obj = self.result(context)
             if obj is None:
                 return {"CANCELLED"}
             recall(obj, props)
+            # A result a script made with its own model or config overrides is re-rolled with them too.
+            model, config = str(obj.get(PROP_PREFIX + "model", "")), str(obj.get(PROP_PREFIX + "config", ""))
         props.seed = random.randint(0, MAX_SEED)
-        if not self.object_name:
-            return bpy.ops.dreamsmith.generate(seed=props.seed, variations=1)
-        # A result a script made with its own model or config overrides is re-rolled with them too.
-        return bpy.ops.dreamsmith.generate(seed=props.seed, variations=1, model=str(obj.get(PROP_PREFIX + "model", "")),
-                                           config_json=str(obj.get(PROP_PREFIX + "config", "")))
+        return bpy.ops.dreamsmith.generate(seed=props.seed, variations=1, model=model, config_json=config)
 
 
 class DREAMSMITH_OT_select_result(_OnResult, bpy.types.Operator):

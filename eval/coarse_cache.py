@@ -32,7 +32,7 @@ _PARTS = ("field", "occupancy", "renderer")
 class CoarseCache:
     """Where the coarse stages are kept, the current job's label, and how many were loaded and trained."""
 
-    folder: Path
+    folder: Path | None
     label: str = ""
     loaded: int = 0
     trained: int = 0
@@ -46,14 +46,19 @@ class CoarseCache:
 
 
 @contextmanager
-def coarse_cache(folder: str | Path) -> Iterator[CoarseCache]:
-    """Patch the pipeline's coarse stage with a cache in ``folder`` for the duration of the block."""
-    cache = CoarseCache(Path(folder))
-    cache.folder.mkdir(parents=True, exist_ok=True)
+def coarse_cache(folder: str | Path | None) -> Iterator[CoarseCache]:
+    """Patch the pipeline's coarse stage with a cache in ``folder`` for the duration of the block (no folder: no
+    cache, every stage trains; the label is then unused)."""
+    if not folder:
+        yield CoarseCache(None)
+        return
+    root = Path(folder)
+    cache = CoarseCache(root)
+    root.mkdir(parents=True, exist_ok=True)
     train = pipeline.train_coarse
 
     def cached(cfg, objective, bbox, device, generator, reporter, preview_fn=None, density_prior=None):
-        path = cache.folder / f"{cache.key(cfg, generator, density_prior)}.safetensors"
+        path = root / f"{cache.key(cfg, generator, density_prior)}.safetensors"
         if path.exists():
             tensors = load_file(str(path))
             made = (NeRFField(cfg.field, bbox.to(device)), OccupancyGrid(cfg.occupancy, bbox.to(device)),

@@ -15,7 +15,6 @@ import argparse
 import json
 import tempfile
 import time
-from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -54,8 +53,7 @@ def main() -> int:
     prims = reference_primitives()
     ratios = []
     print("| edit | target before -> after (ratio) | nearest | colour | s |\n|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
-        cache = stack.enter_context(coarse_cache(args.coarse_cache)) if args.coarse_cache else None
+    with tempfile.TemporaryDirectory() as tmp, coarse_cache(args.coarse_cache) as cache:
         out_dir = Path(args.out or tmp)
         out_dir.mkdir(parents=True, exist_ok=True)
         for spec in args.edits:
@@ -70,8 +68,7 @@ def main() -> int:
             before = shape_distance(v0, f0, prims[target], target)
             cfg = edit_config("draft", over | {"seed": args.seed, "coarse_model": {"model": args.model}})
             name = f"{shape}_to_{prompt.replace(' ', '_')}"
-            if cache:
-                cache.label = spec
+            cache.label = spec
             t0 = time.perf_counter()
             run_edit(src, prompt, out_dir / f"{name}.glb", cfg, device="cpu", preset="draft",
                      preview=out_dir / f"{name}.png")

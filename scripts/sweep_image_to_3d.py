@@ -21,7 +21,6 @@ import argparse
 import json
 import tempfile
 import time
-from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -52,8 +51,7 @@ def main() -> int:
     over = json.loads(Path(args.config).read_text()) if args.config else {}
     prims = primitives()
     rows = []
-    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
-        cache = stack.enter_context(coarse_cache(args.coarse_cache)) if args.coarse_cache else None
+    with tempfile.TemporaryDirectory() as tmp, coarse_cache(args.coarse_cache) as cache:
         out_dir = Path(args.out or tmp)
         out_dir.mkdir(parents=True, exist_ok=True)
         for i, (colour, shape, az, el) in enumerate(sweep_pictures(args.seed, args.n)):
@@ -64,8 +62,7 @@ def main() -> int:
             pic = write_picture(out_dir / f"{name}.{'png' if with_alpha else 'jpg'}",
                                 render_picture(shape, colour, az, el, alpha=with_alpha))
             cfg = generate_config("draft", over | {"seed": args.seed, "coarse_model": {"model": args.model}})
-            if cache:
-                cache.label = f"{name} az {az:.3f} el {el:.3f} prompt {args.prompt}"
+            cache.label = f"{name} az {az:.3f} el {el:.3f} prompt {args.prompt}"
             t0 = time.perf_counter()
             summary = run_generate(f"a {colour} {shape}" if args.prompt else "", out_dir / f"{name}.glb", cfg,
                                    device=args.device, preset="draft", preview=out_dir / f"{name}_preview.png",

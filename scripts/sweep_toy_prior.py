@@ -26,7 +26,6 @@ import argparse
 import json
 import tempfile
 import time
-from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -61,8 +60,7 @@ def main() -> int:
     over = json.loads(Path(args.config).read_text()) if args.config else {}
     prims = primitives()
     rows = []
-    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
-        cache = stack.enter_context(coarse_cache(args.coarse_cache)) if args.coarse_cache else None
+    with tempfile.TemporaryDirectory() as tmp, coarse_cache(args.coarse_cache) as cache:
         out_dir = Path(args.out or tmp)
         for colour in args.colours:
             for shape in args.shapes:
@@ -71,8 +69,7 @@ def main() -> int:
                 seconds = None
                 if not args.judge_only:
                     cfg = generate_config("draft", over | {"seed": args.seed, "coarse_model": {"model": args.model}})
-                    if cache:
-                        cache.label = prompt
+                    cache.label = prompt
                     t0 = time.perf_counter()
                     run_generate(prompt, glb, cfg, device=args.device, preset="draft",
                                  preview=out_dir / f"{colour}_{shape}.png")
