@@ -3,7 +3,8 @@
 Inside ``with coarse_cache(folder) as cache:`` every coarse stage the pipeline trains is saved under ``folder``
 (safetensors: the field, the occupancy grid, the renderer's background and the job's generator state after the
 stage), keyed by ``cache.label`` (the sweep sets it to the prompt or picture before each job), the coarse config,
-the generator's state before the stage and an edit's starting shape. A later run with the same key loads them
+the objective's and its guidance's configs (views, shading, guidance scale), the generator's state before the
+stage and an edit's starting shape. A later run with the same key loads them
 instead of training: the mesh stage then starts from the same field with the same random numbers, so two
 mesh-stage settings are compared on the same coarse stages. A change of the coarse code is not part of the key:
 clear the folder after one.
@@ -37,8 +38,10 @@ class CoarseCache:
     loaded: int = 0
     trained: int = 0
 
-    def key(self, cfg: object, generator: torch.Generator, density_prior: torch.Tensor | None) -> str:
-        digest = hashlib.sha256(f"{self.label}\n{cfg!r}\n".encode())
+    def key(self, cfg: object, objective: object, generator: torch.Generator,
+            density_prior: torch.Tensor | None) -> str:
+        settings = (getattr(objective, "cfg", None), getattr(getattr(objective, "guidance", None), "cfg", None))
+        digest = hashlib.sha256(f"{self.label}\n{cfg!r}\n{settings!r}\n".encode())
         digest.update(generator.get_state().numpy().tobytes())
         if density_prior is not None:  # an edit's starting shape
             digest.update(density_prior.detach().cpu().float().numpy().tobytes())
@@ -58,11 +61,11 @@ def coarse_cache(folder: str | Path | None) -> Iterator[CoarseCache]:
     train = pipeline.train_coarse
 
     def cached(cfg, objective, bbox, device, generator, reporter, preview_fn=None, density_prior=None):
-        path = root / f"{cache.key(cfg, generator, density_prior)}.safetensors"
+        path = root / f"{cache.key(cfg, objective, generator, density_prior)}.safetensors"
         if path.exists():
             tensors = load_file(str(path))
             made = (NeRFField(cfg.field, bbox.to(device)), OccupancyGrid(cfg.occupancy, bbox.to(device)),
-                    VolumeRenderer(cfg.volume))
+                    VolumeRenderer(cfg.volume, objective.shading))
             if density_prior is not None:
                 made[0].set_density_prior(density_prior)
             for name, module in zip(_PARTS, made, strict=True):

@@ -50,14 +50,15 @@ _VIEWS_BEFORE = {"views_per_step": 4, "elevation_max": 60.0, "elevation_sphere_f
 _LIGHT_BEFORE = {"sample": "fixed", "soft": False}
 BEFORE = {
     "coarse": {"steps": 5000, "lr": {"mlp": 1e-3, "background": None},
-               "volume": {"n_samples_per_ray": 512, "light": _LIGHT_BEFORE}},
-    "coarse_sds": {"shading_warmup": 100, "lambertian_prob": 0.5, "textureless_prob": 0.2, "sparsity_weight": 0.1,
+               "volume": {"n_samples_per_ray": 512}},
+    "coarse_sds": {"shading": {"warmup": 100, "lambertian_prob": 0.5, "textureless_prob": 0.2, "light": _LIGHT_BEFORE},
+                   "sparsity_weight": 0.1,
                    "sparsity_form": "mean", "orientation": (0.0, 0.0, 1), "views": _VIEWS_BEFORE},
     "coarse_guidance": {"weighting": "sds", "max_step_percent_end": 0.5, "anneal": "linear",
                         "vae_grad_checkpointing": False},
     "mesh": {"steps": 3000, "box": "scene", "start": "occupancy", "normal_weight": 0.05, "laplacian_weight": 0.05,
              "sdf_weight": 0.01},
-    "mesh_sds": {"shading": "lambertian", "light": _LIGHT_BEFORE,
+    "mesh_sds": {"shading": {"mode": "lambertian", "light": _LIGHT_BEFORE},
                  "views": {**_VIEWS_BEFORE, "fov_min": 40.0, "fov_max": 70.0}},
 }
 PARTS = ("render", "vae", "unet", "backward", "optimiser")

@@ -26,6 +26,7 @@ from scipy import ndimage
 from torch import Tensor
 
 from ..render.mesh import render_mesh, render_textured
+from ..render.shading import ShadingConfig
 from ..runtime.errors import ConfigError
 from ..scene.cameras import Cameras, ViewSamplerConfig, mask_at_points, orbit_cameras
 from ..stages.interfaces import CoarseObjective, ColorFn, MeshObjectiveFn
@@ -239,6 +240,11 @@ class CoarseReference:
     cfg: ImageConfig
     novel: CoarseObjective | None
     diverged: ClassVar[str] = "The coarse stage diverged (NaN loss); lower the learning rate or the reference weights."
+
+    @property
+    def shading(self) -> ShadingConfig:
+        """The other views' shading (the reference view is compared on white, in its own light)."""
+        return self.novel.shading if self.novel is not None else ShadingConfig()
 
     def __call__(self, field, occupancy, renderer, step: int, total: int, generator: torch.Generator) -> Tensor:
         white = torch.ones(3, device=self.target.rgb.device)

@@ -2,12 +2,14 @@
 
 ``albedo`` shows the colour flat; ``lambertian`` multiplies it by ``ambient + diffuse * max(0, n . l)``;
 ``textureless`` shows that light term alone, in grey (DreamFusion's shading augmentation).
+
+:class:`ShadingConfig` is how every stage says it: the mode (or the mix of modes), the light and the background.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -36,6 +38,8 @@ class LightConfig:
         max_angle: Largest angle between the drawn light and the camera's direction, degrees (``"magic3d"``).
         soft: Draw each view's ambient share ``a`` uniformly in [0, 1] and light it ``a + (1 - a) max(0, n . l)``
             instead of ``ambient``/``diffuse`` (threestudio's ``soft_shading``).
+        jitter: Standard deviation of a random perturbation of the fixed light's direction in training renders of
+            the volume (0: none).
     """
 
     ambient: float = 0.35
@@ -44,6 +48,7 @@ class LightConfig:
     sample: Literal["fixed", "magic3d"] = "fixed"
     max_angle: float = 60.0
     soft: bool = False
+    jitter: float = 0.0
 
     def __post_init__(self) -> None:
         if self.ambient < 0 or self.diffuse < 0:
@@ -60,6 +65,54 @@ class LightConfig:
     def varies(self) -> bool:
         """Whether each view draws its own light (direction or ambient share)."""
         return self.sample != "fixed" or self.soft
+
+
+BACKGROUNDS = ("white", "black", "random", "learned")
+MODES = (*SHADINGS, "mixed")
+
+
+@dataclass
+class ShadingConfig:
+    """How a stage's renders are shaded and what they are composited on (the same settings in every stage).
+
+    Attributes:
+        mode: ``albedo``, ``lambertian`` or ``textureless`` every step; ``mixed`` draws each step's mode with
+            ``lambertian_prob`` / ``textureless_prob`` (else albedo) after ``warmup`` albedo-only steps
+            (DreamFusion's shading augmentation; the prior also sees the albedo that the bake exports).
+        lambertian_prob: Probability of lambertian shading in ``mixed`` mode.
+        textureless_prob: Probability of textureless shading in ``mixed`` mode.
+        warmup: Albedo-only steps before ``mixed`` shading starts.
+        light: The light of the lit modes.
+        background: ``white`` (the toy prior saw white), ``black``, ``random`` (one colour per view) or ``learned``
+            (an MLP on the ray direction, trained with the field: the coarse stage only).
+    """
+
+    mode: Literal["albedo", "lambertian", "textureless", "mixed"] = "lambertian"
+    lambertian_prob: float = 0.5
+    textureless_prob: float = 0.2
+    warmup: int = 0
+    light: LightConfig = field(default_factory=LightConfig)
+    background: Literal["white", "black", "random", "learned"] = "white"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"Unknown shading mode {self.mode!r}; choose one of: {', '.join(MODES)}.")
+        if self.background not in BACKGROUNDS:
+            raise ConfigError(f"Unknown background {self.background!r}; choose one of: {', '.join(BACKGROUNDS)}.")
+        if min(self.lambertian_prob, self.textureless_prob) < 0 or self.lambertian_prob + self.textureless_prob > 1:
+            raise ConfigError(f"lambertian_prob and textureless_prob are probabilities with a sum of at most 1 (got "
+                              f"{self.lambertian_prob} and {self.textureless_prob}).")
+
+    def pick(self, step: int, generator: torch.Generator) -> str:
+        """The shading mode of ``step`` (draws from ``generator`` only in ``mixed`` mode after the warm-up)."""
+        if self.mode != "mixed":
+            return self.mode
+        if step <= self.warmup:
+            return "albedo"
+        r = float(torch.rand(1, generator=generator))
+        if r < self.textureless_prob:
+            return "textureless"
+        return "lambertian" if r < self.textureless_prob + self.lambertian_prob else "albedo"
 
 
 def check_shading(shading: str) -> str:

@@ -13,7 +13,8 @@ Early termination is batched: between blocks, rays whose transmittance fell belo
 ``"blocks"``). The alternatives ``"prepass"`` (a no-grad density pass over every sample first) and
 ``"none"`` are kept for benchmarking; see ``VolumeConfig.early_stop``.
 
-Shading is :mod:`.shading`'s; normals come from ``field.normals`` and are only evaluated when a mode needs them (or
+Shading is :mod:`.shading`'s (the mode per call; the light and background of a
+:class:`~.shading.ShadingConfig`); normals come from ``field.normals`` and are only evaluated when a mode needs them (or
 ``normals=True``).
 """
 
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from dataclasses import field as dc_field
 from typing import Literal
 
 import torch
@@ -32,9 +32,8 @@ from ...kernels.march import composite, march_samples
 from ..runtime.errors import ConfigError, InputError
 from ..scene.cameras import Cameras, camera_light
 from ..scene.occupancy import OccupancyGrid
-from .shading import LightConfig, check_shading, shade
+from .shading import ShadingConfig, check_shading, shade
 
-BACKGROUNDS = ("white", "black", "random", "learned")
 EARLY_STOP = ("blocks", "prepass", "none")
 
 
@@ -51,14 +50,9 @@ class VolumeConfig:
             finished rays between blocks; ``"prepass"`` runs a no-grad density pass over all samples first;
             ``"none"`` evaluates every sample (``scripts/bench.py`` compares them; ``"blocks"`` is the fastest).
         march_block: Samples per block in ``"blocks"`` mode.
-        background: ``"white"``, ``"black"``, ``"random"`` (one random colour per call / per camera) or
-            ``"learned"`` (a :class:`BackgroundMLP` on the ray direction).
         bg_hidden: Hidden width of the learned background MLP.
         bg_freqs: Sine/cosine frequency bands of the learned background's direction encoding.
         chunk_rays: Rays rendered per chunk (bounds memory; gradients flow through all chunks).
-        light: The light of the lit shading modes; its ``(0, 0)`` offset is a headlight from the box centre's side.
-        light_jitter: Standard deviation of the random perturbation added to the default light direction (from the
-            camera) in :meth:`VolumeRenderer.render_image` when ``perturb`` is on; 0 disables it.
         normal_min_weight: Normals (6 density queries each) are evaluated only for samples whose compositing
             weight exceeds this; the others are shaded with the ambient term alone (their weight is negligible).
     """
@@ -68,17 +62,12 @@ class VolumeConfig:
     termination_eps: float = 1e-4
     early_stop: Literal["blocks", "prepass", "none"] = "blocks"
     march_block: int = 64
-    background: Literal["white", "black", "random", "learned"] = "white"
     bg_hidden: int = 32
     bg_freqs: int = 2
     chunk_rays: int = 16384
-    light: LightConfig = dc_field(default_factory=LightConfig)
-    light_jitter: float = 0.0
     normal_min_weight: float = 1e-3
 
     def __post_init__(self) -> None:
-        if self.background not in BACKGROUNDS:
-            raise ConfigError(f"Unknown background {self.background!r}; choose one of: {', '.join(BACKGROUNDS)}.")
         if self.early_stop not in EARLY_STOP:
             raise ConfigError(f"Unknown early_stop {self.early_stop!r}; choose one of: {', '.join(EARLY_STOP)}.")
         for name in ("n_samples_per_ray", "march_block", "chunk_rays"):
@@ -133,10 +122,10 @@ def _rand(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype,
     return torch.rand(shape, generator=generator, device=generator.device, dtype=dtype).to(device)
 
 
-def background_color(config: VolumeConfig, rays_d: Tensor, background: BackgroundMLP | None = None,
+def background_color(shading_cfg: ShadingConfig, rays_d: Tensor, background: BackgroundMLP | None = None,
                      generator: torch.Generator | None = None) -> Tensor:
     """The configured background ``[R, 3]`` for rays with directions ``rays_d [R, 3]``."""
-    kind = config.background
+    kind = shading_cfg.background
     r = rays_d.shape[0]
     if kind == "learned":
         if background is None:
@@ -153,7 +142,7 @@ def render_rays(field, rays_o: Tensor, rays_d: Tensor, config: VolumeConfig | No
                 occupancy: OccupancyGrid | None = None, shading: str = "albedo", light_dir: Tensor | None = None,
                 bg_color: Tensor | None = None, perturb: bool = False, normals: bool = False,
                 generator: torch.Generator | None = None, background: BackgroundMLP | None = None,
-                ambient: Tensor | None = None) -> dict:
+                ambient: Tensor | None = None, shading_cfg: ShadingConfig | None = None) -> dict:
     """Volume-render rays through ``field``.
 
     Args:
@@ -165,12 +154,13 @@ def render_rays(field, rays_o: Tensor, rays_d: Tensor, config: VolumeConfig | No
         occupancy: Samples in its unoccupied cells are skipped; ``None`` keeps every sample.
         shading: ``"albedo"``, ``"lambertian"`` or ``"textureless"``.
         light_dir: ``[R, 3]`` or ``[3]`` direction towards the light; default: towards the camera (``-rays_d``).
-        bg_color: ``[R, 3]`` or ``[3]`` background; default: from ``config.background``.
+        bg_color: ``[R, 3]`` or ``[3]`` background; default: from ``shading_cfg.background``.
         perturb: Jitter the sample positions (training); off gives a deterministic image.
         normals: Also composite normals (and the orientation loss) in ``"albedo"`` mode.
         generator: Random numbers for the jitter and the random background (any device); ``None``: the global RNG.
-        background: The learned background module when ``config.background == "learned"``.
+        background: The learned background module when ``shading_cfg.background == "learned"``.
         ambient: Optional ``[R]`` ambient shares of a soft light (:func:`~.shading.shade`); None: the config's.
+        shading_cfg: The light and background (defaults when ``None``; its mode is not read: ``shading`` is).
 
     Returns:
         A dict with ``rgb [R, 3]``, ``opacity [R]`` (the sum of weights, for opacity/sparsity losses), ``depth [R]``
@@ -180,13 +170,14 @@ def render_rays(field, rays_o: Tensor, rays_d: Tensor, config: VolumeConfig | No
         ``n_samples`` (differentiable field evaluations) and ``n_prepass`` (no-grad density evaluations).
     """
     config = config or VolumeConfig()
+    shading_cfg = shading_cfg or ShadingConfig()
     check_shading(shading)
     if rays_o.dim() != 2 or rays_o.shape[-1] != 3 or rays_o.shape != rays_d.shape:
         raise InputError(f"render expects rays_o and rays_d of shape [R, 3] (got {tuple(rays_o.shape)} and "
                          f"{tuple(rays_d.shape)}); flatten image rays first or use render_image.")
     r = rays_o.shape[0]
     if bg_color is None:
-        bg_color = background_color(config, rays_d, background, generator)
+        bg_color = background_color(shading_cfg, rays_d, background, generator)
     bg_color = bg_color.to(rays_o).expand(r, 3)
     want_normals = normals or shading != "albedo"
     if want_normals:
@@ -194,7 +185,7 @@ def render_rays(field, rays_o: Tensor, rays_d: Tensor, config: VolumeConfig | No
     chunks = []
     for s in range(0, r, config.chunk_rays):
         sl = slice(s, s + config.chunk_rays)
-        chunks.append(_render_chunk(config, field, rays_o[sl], rays_d[sl], occupancy, shading,
+        chunks.append(_render_chunk(config, shading_cfg, field, rays_o[sl], rays_d[sl], occupancy, shading,
                                     light_dir[sl] if want_normals else None, bg_color[sl], perturb, want_normals,
                                     generator, None if ambient is None else ambient[sl]))
     if len(chunks) == 1:
@@ -205,9 +196,9 @@ def render_rays(field, rays_o: Tensor, rays_d: Tensor, config: VolumeConfig | No
     return out
 
 
-def _render_chunk(cfg: VolumeConfig, field, rays_o: Tensor, rays_d: Tensor, occupancy: OccupancyGrid | None,
-                  shading: str, light: Tensor | None, bg: Tensor, perturb: bool, want_normals: bool,
-                  generator: torch.Generator | None, ambient: Tensor | None = None) -> dict:
+def _render_chunk(cfg: VolumeConfig, shading_cfg: ShadingConfig, field, rays_o: Tensor, rays_d: Tensor,
+                  occupancy: OccupancyGrid | None, shading: str, light: Tensor | None, bg: Tensor, perturb: bool,
+                  want_normals: bool, generator: torch.Generator | None, ambient: Tensor | None = None) -> dict:
     """Render one chunk of rays (see :func:`render_rays`)."""
     r, dev, dt = rays_o.shape[0], rays_o.device, rays_o.dtype
     bbox = field.bbox.to(rays_o)
@@ -264,7 +255,7 @@ def _render_chunk(cfg: VolumeConfig, field, rays_o: Tensor, rays_d: Tensor, occu
             n = torch.zeros_like(xs)
             if nsel.numel() > 0:
                 n = n.index_put((nsel,), field.normals(xs[nsel]).to(dt))
-        c = shade(albedo, n, light[ray_of] if want_normals else None, shading, cfg.light,
+        c = shade(albedo, n, light[ray_of] if want_normals else None, shading, shading_cfg.light,
                   None if ambient is None else ambient[ray_of])
         rgb = rgb.index_add(0, ray_of, w[:, None] * c)
         wt = wt.index_add(0, ray_of, w * ts)
@@ -292,7 +283,7 @@ def render_image(field, cameras: Cameras, config: VolumeConfig | None = None, oc
                  shading: str = "albedo", light_dir: Tensor | None = None, bg_color: Tensor | None = None,
                  perturb: bool = False, normals: bool = False, generator: torch.Generator | None = None,
                  background: BackgroundMLP | None = None, offsets: Tensor | None = None,
-                 ambient: Tensor | None = None) -> dict:
+                 ambient: Tensor | None = None, shading_cfg: ShadingConfig | None = None) -> dict:
     """Render every pixel of a batch of ``B`` cameras (in chunks of ``config.chunk_rays`` rays).
 
     Args:
@@ -302,8 +293,8 @@ def render_image(field, cameras: Cameras, config: VolumeConfig | None = None, oc
         occupancy: As in :func:`render_rays`.
         shading: As in :func:`render_rays`.
         light_dir: ``[B, 3]`` or ``[3]`` direction towards the light; default: from the box centre towards each
-            camera, perturbed by ``config.light_jitter`` when ``perturb`` is on.
-        bg_color: ``[B, 3]`` or ``[3]`` background colour; default from ``config.background`` (``"random"``
+            camera, perturbed by ``shading_cfg.light.jitter`` when ``perturb`` is on.
+        bg_color: ``[B, 3]`` or ``[3]`` background colour; default from ``shading_cfg.background`` (``"random"``
             draws one colour per camera).
         perturb: Jitter samples (and the default light) for training.
         normals: As in :func:`render_rays`.
@@ -312,58 +303,64 @@ def render_image(field, cameras: Cameras, config: VolumeConfig | None = None, oc
         offsets: Optional ``[B, H, W, 2]`` shifts of the rays from the pixel centres, in pixels
             (:meth:`~dreamsmith.core.scene.cameras.Cameras.rays`).
         ambient: Optional ``[B]`` ambient shares of each camera's soft light (:func:`~.shading.sample_lights`).
+        shading_cfg: As in :func:`render_rays`.
 
     Returns:
         The dict of :func:`render_rays` with images ``[B, H, W, C]`` (``opacity`` and ``depth`` have ``C = 1``) and the
         summed sample counts.
     """
     config = config or VolumeConfig()
+    shading_cfg = shading_cfg or ShadingConfig()
+    light = shading_cfg.light
     dev = field.bbox.device
     cams = cameras.to(dev)
     b, h, w = len(cams), cams.height, cams.width
     o, d = cams.rays(offsets)  # [B, H, W, 3]
     if shading != "albedo":
         if light_dir is None:
-            if any(config.light.offset):
-                light_dir = camera_light(cams, config.light.offset)
+            if any(light.offset):
+                light_dir = camera_light(cams, light.offset)
             else:
                 centre = field.bbox.to(cams.c2w).mean(dim=0)
                 light_dir = cams.centers - centre  # [B, 3]
-            if perturb and config.light_jitter > 0:
-                light_dir = F.normalize(light_dir, dim=-1) + config.light_jitter * _randn_like(light_dir, generator)
+            if perturb and light.jitter > 0:
+                light_dir = F.normalize(light_dir, dim=-1) + light.jitter * _randn_like(light_dir, generator)
         light_dir = F.normalize(light_dir.to(o).expand(b, 3), dim=-1)
         light_dir = light_dir[:, None, None].expand(b, h, w, 3).reshape(-1, 3)
-    if bg_color is None and config.background == "random":
+    if bg_color is None and shading_cfg.background == "random":
         bg_color = _rand((b, 3), dev, o.dtype, generator)
     if bg_color is not None:
         bg_color = bg_color.to(o).expand(b, 3)[:, None, None].expand(b, h, w, 3).reshape(-1, 3)
     if ambient is not None:
         ambient = ambient.to(o)[:, None].expand(b, h * w).reshape(-1)
     out = render_rays(field, o.reshape(-1, 3), d.reshape(-1, 3), config, occupancy, shading, light_dir, bg_color,
-                      perturb, normals, generator, background, ambient)
+                      perturb, normals, generator, background, ambient, shading_cfg)
     return {k: v if isinstance(v, int) else v.reshape(b, h, w, -1) for k, v in out.items()}
 
 
 class VolumeRenderer(nn.Module):
-    """The renderer as a module: holds its config and, when ``config.background == "learned"``, the background MLP
-    (so an optimiser over ``renderer.parameters()`` trains it).
+    """The renderer as a module: holds its settings and, when ``shading.background == "learned"``, the background
+    MLP (so an optimiser over ``renderer.parameters()`` trains it).
 
     Args:
         config: Renderer settings.
+        shading: The light and background of its renders (the stage's; the mode is chosen per call).
     """
 
-    def __init__(self, config: VolumeConfig | None = None) -> None:
+    def __init__(self, config: VolumeConfig | None = None, shading: ShadingConfig | None = None) -> None:
         super().__init__()
         self.config = config or VolumeConfig()
+        self.shading = shading or ShadingConfig()
         cfg = self.config
-        self.background = BackgroundMLP(cfg.bg_hidden, cfg.bg_freqs) if cfg.background == "learned" else None
+        self.background = (BackgroundMLP(cfg.bg_hidden, cfg.bg_freqs) if self.shading.background == "learned"
+                           else None)
 
     def render(self, field, rays_o: Tensor, rays_d: Tensor, occupancy: OccupancyGrid | None = None,
                shading: str = "albedo", light_dir: Tensor | None = None, bg_color: Tensor | None = None,
                perturb: bool = False, normals: bool = False, generator: torch.Generator | None = None) -> dict:
         """:func:`render_rays` with this renderer's config and background."""
         return render_rays(field, rays_o, rays_d, self.config, occupancy, shading, light_dir, bg_color, perturb,
-                           normals, generator, self.background)
+                           normals, generator, self.background, shading_cfg=self.shading)
 
     def render_image(self, field, cameras: Cameras, occupancy: OccupancyGrid | None = None, shading: str = "albedo",
                      light_dir: Tensor | None = None, bg_color: Tensor | None = None, perturb: bool = False,
@@ -371,7 +368,7 @@ class VolumeRenderer(nn.Module):
                      offsets: Tensor | None = None, ambient: Tensor | None = None) -> dict:
         """:func:`render_image` with this renderer's config and background."""
         return render_image(field, cameras, self.config, occupancy, shading, light_dir, bg_color, perturb, normals,
-                            generator, self.background, offsets, ambient)
+                            generator, self.background, offsets, ambient, self.shading)
 
 
 def _randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:

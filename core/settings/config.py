@@ -20,7 +20,7 @@ T = TypeVar("T")
 
 #: Integers that may be 0 (off, none, no limit; 0 steps run a stage not at all, e.g. to bake a saved state as it is);
 #: every other integer setting counts something and must be >= 1.
-MAY_BE_ZERO = frozenset({"steps", "chart_padding", "max_image_size", "preview_every", "shading_warmup", "warmup_steps",
+MAY_BE_ZERO = frozenset({"steps", "chart_padding", "max_image_size", "preview_every", "warmup", "warmup_steps",
                          "n_hidden_layers", "bg_freqs", "max_text_tokens", "seed"})
 #: The largest seed (torch's generators take 64-bit seeds; one below 2**63 works on every device).
 MAX_SEED = 2**63 - 1

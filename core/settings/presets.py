@@ -80,24 +80,27 @@ def _priors(preset: str, *keys: str) -> dict[str, Any]:
 # The light the toy prior was trained with (eval/toy_prior_data.py LIGHT): (0, 0) is a headlight; an
 # offset fixes a directional light to the camera. The draft presets render their lit SDS views with it.
 TOY_PRIOR_LIGHT = (0.0, 0.0)
+# The draft's renders: lambertian under that light, on white (what the toy prior saw), in both stages.
+_SHADING_DRAFT = {"mode": "lambertian", "light": {"offset": TOY_PRIOR_LIGHT}, "background": "white"}
 # The GPU presets follow threestudio's magic3d-coarse-sd and magic3d-refine-sd; docs/recipe.md has every setting
 # beside threestudio's value and the reason for each difference.
 _VIEWS_GPU = {"distance_min": 1.5, "distance_max": 2.0, "fov_min": 40.0, "fov_max": 70.0, "elevation_min": -10.0,
               "elevation_max": 45.0, "elevation_sphere_fraction": 0.5, "camera_perturb": 0.1, "center_perturb": 0.2,
               "up_perturb": 0.02, "views_per_step": 1}
 _LIGHT_GPU = {"sample": "magic3d", "soft": True}
-_SHADING_GPU = {"shading": "mixed", "lambertian_prob": 0.375, "textureless_prob": 0.375}
+_SHADING_GPU = {"mode": "mixed", "lambertian_prob": 0.375, "textureless_prob": 0.375, "light": _LIGHT_GPU}
 _MAGIC3D: dict[str, Any] = {
     "coarse": {"steps": 10000, "lr": {"grid": 1e-2, "mlp": 1e-2, "background": 1e-3}, "occupancy": {"resolution": 128},
-               "volume": {"background": "learned", "n_samples_per_ray": 256, "light": _LIGHT_GPU}},
-    "coarse_sds": {"render_size": 64, **_SHADING_GPU, "shading_warmup": 2001, "sparsity_weight": 1.0,
+               "volume": {"n_samples_per_ray": 256}},
+    "coarse_sds": {"render_size": 64, "shading": {**_SHADING_GPU, "warmup": 2001, "background": "learned"},
+                   "sparsity_weight": 1.0,
                    "sparsity_form": "sqrt", "orientation": (10.0, 1000.0, 5000), "views": _VIEWS_GPU},
     "coarse_guidance": {"guidance_scale": 100.0, "weighting": "uniform", "min_step_percent": 0.02,
                         "max_step_percent": 0.98, "max_step_percent_end": 0.98, "anneal": "none",
                         "vae_grad_checkpointing": True},
     "mesh": {"steps": 5000, "render_size": 512, "box": "object", "start": "density", "normal_weight": 10000.0,
              "laplacian_weight": 0.0, "sdf_weight": 0.0, "dmtet": {"resolution": 128}},
-    "mesh_sds": {**_SHADING_GPU, "light": _LIGHT_GPU, "views": {**_VIEWS_GPU, "fov_min": 30.0, "fov_max": 45.0}},
+    "mesh_sds": {"shading": _SHADING_GPU, "views": {**_VIEWS_GPU, "fov_min": 30.0, "fov_max": 45.0}},
     "fine_guidance": {"guidance_scale": 100.0, "weighting": "sds", "min_step_percent": 0.02, "max_step_percent": 0.5,
                       "max_step_percent_end": 0.5, "vae_grad_checkpointing": True},
 }
@@ -114,10 +117,9 @@ GENERATE_PRESETS: dict[str, dict[str, Any]] = {
             # normal_min_weight 0.01: samples under 1 % of their pixel are shaded without normals (a coarse step
             # 1.3-1.5x faster, no pixel moved by more than 0.03: README, "Image to 3D, measured"; the text sweep
             # with it: README, "Status").
-            "volume": {"n_samples_per_ray": 64, "background": "white", "light": {"offset": TOY_PRIOR_LIGHT},
-                       "normal_min_weight": 0.01},
+            "volume": {"n_samples_per_ray": 64, "normal_min_weight": 0.01},
         },
-        "coarse_sds": {"render_size": 32, "shading": "lambertian", "sparsity_weight": 0.1,
+        "coarse_sds": {"render_size": 32, "sparsity_weight": 0.1, "shading": _SHADING_DRAFT,
                        "views": {"views_per_step": 4}},
         "coarse_guidance": {"guidance_scale": 20.0, "max_step_percent": 0.98, "max_step_percent_end": 0.5,
                             "anneal": "linear"},
@@ -126,7 +128,7 @@ GENERATE_PRESETS: dict[str, dict[str, Any]] = {
         # the edit sweep nearer its target: docs/experiments.md).
         "mesh": {"steps": 120, "render_size": 64, "lr": {"sdf": 0.05, "deform": 0.005, "color": 5e-3},
                  "iso_density": 10.0, "normal_weight": 100.0, "dmtet": {"resolution": 32}},
-        "mesh_sds": {"shading": "lambertian", "light": {"offset": TOY_PRIOR_LIGHT}, "views": {"views_per_step": 4}},
+        "mesh_sds": {"shading": _SHADING_DRAFT, "views": {"views_per_step": 4}},
         "fine_guidance": {"guidance_scale": 20.0, "max_step_percent": 0.5, "max_step_percent_end": 0.5},
         "bake": {"texture_size": 256},
         # From a picture with no prompt, the unseen sides are guided by the caption the prior reads from high noise
@@ -141,7 +143,7 @@ GENERATE_PRESETS: dict[str, dict[str, Any]] = {
     # share of the run.
     "fast": merge(_MAGIC3D, {**_priors("fast", "coarse_model", "fine_model"),
                              "coarse": {"steps": 2000},
-                             "coarse_sds": {"shading_warmup": 400, "orientation": (10.0, 1000.0, 1000)},
+                             "coarse_sds": {"shading": {"warmup": 400}, "orientation": (10.0, 1000.0, 1000)},
                              "coarse_guidance": {"schedule": "decreasing"},
                              "mesh": {"steps": 1000}, "fine_guidance": {"schedule": "decreasing"},
                              "bake": {"texture_size": 1024}}),
@@ -159,7 +161,7 @@ _RETEX_DRAFT: dict[str, Any] = {
     "fine_guidance": {"guidance_scale": 20.0, "max_step_percent": 0.8, "max_step_percent_end": 0.3,
                       "anneal": "linear"},
     "mesh": {"steps": 150, "render_size": 64, "lr": {"color": 1e-2}, "preview_every": 25},
-    "mesh_sds": {"shading": "lambertian", "light": {"offset": TOY_PRIOR_LIGHT}, "views": {"views_per_step": 4}},
+    "mesh_sds": {"shading": _SHADING_DRAFT, "views": {"views_per_step": 4}},
     "bake": {"texture_size": 256},
 }
 _RETEX_GPU: dict[str, Any] = {
@@ -168,7 +170,7 @@ _RETEX_GPU: dict[str, Any] = {
     "mesh": {"render_size": 512, "lr": {"color": 1e-2}, "preview_every": 100},
     # Re-texturing is not part of threestudio's Magic3D recipe: its views stay as measured before (4 a step, no
     # perturbation; docs/recipe.md).
-    "mesh_sds": {"shading": "albedo", "views": {"distance_min": 1.5, "distance_max": 2.0, "fov_min": 40.0,
+    "mesh_sds": {"shading": {"mode": "albedo"}, "views": {"distance_min": 1.5, "distance_max": 2.0, "fov_min": 40.0,
                                                   "fov_max": 70.0}},
 }
 RETEXTURE_PRESETS: dict[str, dict[str, Any]] = {
@@ -193,6 +195,7 @@ TRANSFER_PRESETS: dict[str, dict[str, Any]] = {
 EDIT_PRESETS: dict[str, dict[str, Any]] = {
     name: merge(GENERATE_PRESETS[name], {"coarse": {"steps": steps, "field": {"density_bias": "none"},
                                                     "volume": {"normal_min_weight": 1e-3}},
-                                         **({"coarse_sds": {"shading_warmup": steps // 5}} if name != "draft" else {})})
+                                         **({"coarse_sds": {"shading": {"warmup": steps // 5}}} if name != "draft"
+                                            else {})})
     for name, steps in (("draft", 250), ("fast", 500), ("standard", 2500), ("high", 5000))
 }

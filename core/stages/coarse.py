@@ -9,6 +9,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from ..render.shading import ShadingConfig
 from ..render.volume import VolumeConfig, VolumeRenderer
 from ..runtime.errors import ConfigError
 from ..runtime.events import StageReporter
@@ -74,12 +75,8 @@ class CoarseSDSConfig:
 
     Attributes:
         render_size: Rendered image size (the pixel prior's resolution, or a multiple of it).
-        shading: Shading of the renders: ``albedo``, ``lambertian`` or ``textureless``; ``mixed`` draws
-            per step with ``lambertian_prob`` / ``textureless_prob`` after ``shading_warmup`` albedo-only steps
-            (DreamFusion's shading augmentation).
-        lambertian_prob: Probability of lambertian shading in ``mixed`` mode.
-        textureless_prob: Probability of textureless shading in ``mixed`` mode.
-        shading_warmup: Albedo-only steps before ``mixed`` shading starts.
+        shading: Mode or mix of modes, light and background of the renders (a learned background trains with the
+            field).
         sparsity_weight: Weight of the sparsity penalty that clears haze.
         sparsity_form: ``"mean"``: the mean opacity; ``"sqrt"``: the mean of ``sqrt(opacity^2 + 0.01)``
             (threestudio's Magic3D form).
@@ -91,10 +88,7 @@ class CoarseSDSConfig:
     """
 
     render_size: int = 32
-    shading: Literal["albedo", "lambertian", "textureless", "mixed"] = "lambertian"
-    lambertian_prob: float = 0.5
-    textureless_prob: float = 0.2
-    shading_warmup: int = 100
+    shading: ShadingConfig = dc_field(default_factory=lambda: ShadingConfig(warmup=100))
     sparsity_weight: float = 0.1
     sparsity_form: Literal["mean", "sqrt"] = "mean"
     orientation: tuple[float, float, int] = (0.0, 0.0, 0)
@@ -132,8 +126,8 @@ def train_coarse(cfg: CoarseConfig, objective: CoarseObjective, bbox: Tensor, de
                  density_prior: Tensor | None = None) -> tuple[NeRFField, OccupancyGrid, VolumeRenderer]:
     """Optimise a coarse NeRF against ``objective``.
 
-    The renderer is made here with the field: with ``cfg.volume.background == "learned"`` it owns the background
-    MLP, which trains in the same optimiser and is returned with the field (the engine state keeps it).
+    The renderer is made here with the field, under the objective's shading: with a ``learned`` background it owns
+    the background MLP, which trains in the same optimiser and is returned with the field (the engine state keeps it).
 
     Args:
         cfg: Field, occupancy, renderer, steps and learning rates.
@@ -152,7 +146,7 @@ def train_coarse(cfg: CoarseConfig, objective: CoarseObjective, bbox: Tensor, de
     if density_prior is not None:
         field.set_density_prior(density_prior.to(device))
     occ = OccupancyGrid(cfg.occupancy, bbox.to(device)).to(device)
-    renderer = VolumeRenderer(cfg.volume).to(device)
+    renderer = VolumeRenderer(cfg.volume, objective.shading).to(device)
 
     def loss(step: int) -> Tensor:
         occ.update(field, step)

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
+    from ..render.shading import ShadingConfig
     from ..render.volume import VolumeRenderer
     from ..scene.cameras import Cameras
     from ..scene.field import NeRFField
@@ -46,10 +47,14 @@ class PosedGuidance(Protocol):
 
 class CoarseObjective(Protocol):
     """What :func:`~.coarse.train_coarse` optimises: a step's loss from the field, its occupancy grid and renderer
-    (views sampled by the objective itself), and what to change when that loss stops being finite."""
+    (views sampled by the objective itself), what to change when that loss stops being finite, and the shading its
+    renders are made with (the renderer is made with its light and background)."""
 
     @property
     def diverged(self) -> str: ...
+
+    @property
+    def shading(self) -> ShadingConfig: ...
 
     def __call__(self, field: NeRFField, occupancy: OccupancyGrid, renderer: VolumeRenderer, step: int, total: int,
                  generator: torch.Generator) -> Tensor: ...

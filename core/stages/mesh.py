@@ -13,8 +13,8 @@ from torch import Tensor
 from ..geometry.dmtet import DMTetConfig, DMTetGeometry
 from ..geometry.mesh_ops import laplacian_loss, normal_consistency_loss
 from ..render.preview import mesh_preview
-from ..render.shading import LightConfig
-from ..runtime.errors import NumericalError
+from ..render.shading import ShadingConfig
+from ..runtime.errors import ConfigError, NumericalError
 from ..runtime.events import StageReporter
 from ..scene.cameras import ViewSamplerConfig
 from .interfaces import ColorSchedule, MeshObjectiveFn
@@ -101,25 +101,19 @@ class MeshSDSConfig:
     """The mesh stage under score distillation (text to 3D, edits and re-texturing).
 
     Attributes:
-        shading: Shading of the renders (``albedo`` | ``lambertian`` | ``textureless``); ``mixed`` draws per step
-            with ``lambertian_prob`` / ``textureless_prob`` (else albedo) after ``shading_warmup`` albedo-only
-            steps, so the prior also sees the albedo that the bake exports.
-        lambertian_prob: Probability of lambertian shading in ``mixed`` mode.
-        textureless_prob: Probability of textureless shading in ``mixed`` mode.
-        shading_warmup: Albedo-only steps before ``mixed`` shading starts.
-        background: What the renders are composited on: ``white`` (the toy prior saw white), ``black`` or
-            ``random`` (one colour per view); the coarse stage's ``volume.background`` names them alike.
-        light: The light of the lit modes (:class:`~dreamsmith.core.render.shading.LightConfig`).
+        shading: Mode or mix of modes, light and background of the renders (as the coarse stage's; a ``mixed``
+            mode lets the prior see the albedo that the bake exports; no ``learned`` background here).
         views: The camera distribution.
     """
 
-    shading: Literal["albedo", "lambertian", "textureless", "mixed"] = "lambertian"
-    lambertian_prob: float = 0.375
-    textureless_prob: float = 0.375
-    shading_warmup: int = 0
-    background: Literal["white", "black", "random"] = "white"
-    light: LightConfig = field(default_factory=LightConfig)
+    shading: ShadingConfig = field(default_factory=lambda: ShadingConfig(lambertian_prob=0.375,
+                                                                         textureless_prob=0.375))
     views: ViewSamplerConfig = field(default_factory=ViewSamplerConfig)
+
+    def __post_init__(self) -> None:
+        if self.shading.background == "learned":
+            raise ConfigError("mesh_sds.shading.background cannot be 'learned' (the baked texture holds the albedo "
+                              "only); choose white, black or random.")
 
 
 def geometry_regularizers(cfg: MeshStageConfig, geo: DMTetGeometry, verts: Tensor, faces: Tensor) -> Tensor:
@@ -195,4 +189,5 @@ def train_mesh(cfg: ColorSchedule, objective: MeshObjectiveFn, color_field, geo,
 def mesh_stage_preview(scene_radius: float, sds: MeshSDSConfig):
     """The mesh stage's live preview (:func:`~..render.preview.mesh_preview`) under its score-distillation light,
     on its background (white for ``random``)."""
-    return mesh_preview(scene_radius, background=0.0 if sds.background == "black" else 1.0, light=sds.light)
+    return mesh_preview(scene_radius, background=0.0 if sds.shading.background == "black" else 1.0,
+                        light=sds.shading.light)

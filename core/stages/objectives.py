@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..render.mesh import render_mesh
-from ..render.shading import sample_lights
+from ..render.shading import ShadingConfig, sample_lights
 from ..scene.cameras import sample_views
 from .interfaces import ColorFn, PosedGuidance, ScoreGuidance
 
@@ -38,11 +38,13 @@ class PosedRays:
         guidance: A :class:`~dreamsmith.core.guidance.reference.ReferenceGuidance`.
         rays_per_step: Rays per step.
         opacity_weight: Extra weight on matching the images' alpha (carves empty space).
+        shading: What the renders are: the albedo, on a random colour per ray (drawn here).
     """
 
     guidance: PosedGuidance
     rays_per_step: int
     opacity_weight: float
+    shading: ClassVar[ShadingConfig] = ShadingConfig(mode="albedo", background="random")
     diverged: ClassVar[str] = "The coarse stage diverged (NaN loss); lower the learning rate or try another seed."
 
     def __call__(self, field, occupancy, renderer, step: int, total: int, generator: torch.Generator) -> Tensor:
@@ -64,18 +66,6 @@ def view_lights(light, shading: str, cams, generator: torch.Generator) -> tuple[
     return sample_lights(light, cams.centers, generator)
 
 
-def pick_shading(cfg, step: int, generator: torch.Generator) -> str:
-    """The shading mode of a step under a :class:`~.coarse.CoarseSDSConfig` or :class:`~.mesh.MeshSDSConfig`."""
-    if cfg.shading != "mixed":
-        return cfg.shading
-    if step <= cfg.shading_warmup:
-        return "albedo"
-    r = float(torch.rand(1, generator=generator))
-    if r < cfg.textureless_prob:
-        return "textureless"
-    return "lambertian" if r < cfg.textureless_prob + cfg.lambertian_prob else "albedo"
-
-
 @dataclass
 class ScoreDistillation:
     """The coarse stage by score distillation: random views around the box, shaded per step, scored by the prior.
@@ -90,11 +80,16 @@ class ScoreDistillation:
     cfg: CoarseSDSConfig
     diverged: ClassVar[str] = "The coarse stage diverged (NaN loss); lower the guidance scale or learning rate."
 
+    @property
+    def shading(self) -> ShadingConfig:
+        """The renders' shading (the renderer is made with its light and background)."""
+        return self.cfg.shading
+
     def __call__(self, field, occupancy, renderer, step: int, total: int, generator: torch.Generator) -> Tensor:
         dev = field.bbox.device
         cams, az, el = sample_views(self.cfg.views, self.cfg.render_size, generator)
-        shading = pick_shading(self.cfg, step, generator)
-        light_dir, ambient = view_lights(renderer.config.light, shading, cams, generator)
+        shading = self.cfg.shading.pick(step, generator)
+        light_dir, ambient = view_lights(self.cfg.shading.light, shading, cams, generator)
         w_orient = self.cfg.orientation_weight(step)
         out = renderer.render_image(field, cams, occupancy, shading=shading, perturb=True, generator=generator,
                                     normals=w_orient > 0, light_dir=light_dir, ambient=ambient)
@@ -180,12 +175,13 @@ class MeshScoreDistillation(MeshObjective[ScoreGuidance]):
                  generator: torch.Generator) -> Tensor:
         dev = verts.device
         cams, az, el = sample_views(self.cfg.views, self.render_size, generator)
-        if self.cfg.background == "random":
+        look = self.cfg.shading
+        if look.background == "random":
             bg = torch.rand(len(cams), 1, 1, 3, generator=generator).to(dev)
         else:
-            bg = torch.full((1, 1, 1, 3), 0.0 if self.cfg.background == "black" else 1.0, device=dev)
-        shading = pick_shading(self.cfg, step, generator)
-        light_dir, ambient = view_lights(self.cfg.light, shading, cams, generator)
-        out = render_mesh(verts, faces, cams.to(dev), color_fn, bg, shading=shading, light=self.cfg.light,
+            bg = torch.full((1, 1, 1, 3), 0.0 if look.background == "black" else 1.0, device=dev)
+        shading = look.pick(step, generator)
+        light_dir, ambient = view_lights(look.light, shading, cams, generator)
+        out = render_mesh(verts, faces, cams.to(dev), color_fn, bg, shading=shading, light=look.light,
                           light_dir=light_dir, ambient=ambient)
         return self.guidance(out["rgb"], az.to(dev), el.to(dev), step, total, generator)["loss_sds"]

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from dreamsmith.core.priors.models import PriorConfig, load_prior
+from dreamsmith.core.render.shading import ShadingConfig
 from dreamsmith.core.runtime.errors import InputError, ModelError
 from dreamsmith.core.runtime.events import StageReporter
 from dreamsmith.core.settings.config import to_dict
@@ -31,7 +32,7 @@ def _standard_coarse(steps: int):
     cfg = generate_config("standard", {"coarse": {"steps": steps, "occupancy": {"resolution": 16},
                                                   "volume": {"n_samples_per_ray": 32}, "preview_every": steps},
                                        "coarse_sds": {"render_size": 12}})
-    assert cfg.coarse.volume.background == "learned"
+    assert cfg.coarse_sds.shading.background == "learned"
     return cfg
 
 
@@ -97,7 +98,7 @@ def test_the_mesh_stage_composites_on_its_named_background(background):
         seen.append(rgb.detach())
         return {"loss_sds": rgb.sum() * 0}
 
-    cfg = MeshSDSConfig(shading="albedo", background=background)
+    cfg = MeshSDSConfig(shading=ShadingConfig(mode="albedo", background=background))
     cfg.views.views_per_step = 3
     far = torch.tensor([[5.0, 5.0, 5.0], [5.1, 5.0, 5.0], [5.0, 5.1, 5.0]])  # a speck no view sees: all background
     MeshScoreDistillation(record, 16, cfg=cfg)(far, torch.tensor([[0, 1, 2]]), lambda p: torch.zeros_like(p), 1, 1,

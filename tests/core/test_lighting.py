@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from dreamsmith.core.jobs.generate import generate_config
 from dreamsmith.core.jobs.retexture import retexture_config
 from dreamsmith.core.render.mesh import render_mesh
-from dreamsmith.core.render.shading import LightConfig
+from dreamsmith.core.render.shading import LightConfig, ShadingConfig
 from dreamsmith.core.render.volume import VolumeConfig, VolumeRenderer
 from dreamsmith.core.scene.cameras import camera_light, orbit_cameras
 from dreamsmith.core.settings.presets import TOY_PRIOR_LIGHT
@@ -63,7 +63,8 @@ def test_camera_light_is_fixed_to_the_camera_frame():
 def test_volume_and_mesh_renders_light_a_sphere_from_the_upper_left_alike():
     size = 32
     cams = orbit_cameras(torch.tensor([40.0]), torch.tensor([15.0]), 2.0, 40.0, size)
-    vol = VolumeRenderer(VolumeConfig(n_samples_per_ray=160, light=LightConfig(offset=UPPER_LEFT)))
+    vol = VolumeRenderer(VolumeConfig(n_samples_per_ray=160),
+                         ShadingConfig(light=LightConfig(offset=UPPER_LEFT)))
     a = vol.render_image(_Sphere(), cams, None, shading="lambertian")["rgb"][0].mean(-1)
     v, f = _uv_sphere()
     m = render_mesh(v * 0.5, f, cams, lambda p: torch.ones(p.shape[0], 3), torch.ones(1, 1, 1, 3),
@@ -85,7 +86,7 @@ def test_draft_presets_render_with_the_toy_prior_light():
 
     assert LIGHT.offset == TOY_PRIOR_LIGHT
     gen = generate_config("draft")
-    assert gen.coarse.volume.light == LIGHT  # the whole shading: ambient, diffuse and where the light is
-    assert gen.mesh_sds.light == LIGHT
-    assert retexture_config("draft").mesh_sds.light == LIGHT
-    assert generate_config("standard").coarse.volume.light.offset == (0.0, 0.0)  # real priors: headlight
+    assert gen.coarse_sds.shading.light == LIGHT  # the whole shading: ambient, diffuse and where the light is
+    assert gen.mesh_sds.shading.light == LIGHT
+    assert retexture_config("draft").mesh_sds.shading.light == LIGHT
+    assert generate_config("standard").coarse_sds.shading.light.offset == (0.0, 0.0)  # real priors: headlight

@@ -12,11 +12,11 @@ from collections import Counter
 import pytest
 import torch
 
-from dreamsmith.core.render.shading import LightConfig, sample_lights, shade
+from dreamsmith.core.render.shading import LightConfig, ShadingConfig, sample_lights, shade
 from dreamsmith.core.scene.cameras import ViewSamplerConfig, sample_views
 from dreamsmith.core.stages.coarse import CoarseSDSConfig
 from dreamsmith.core.stages.mesh import MeshSDSConfig, MeshStageConfig
-from dreamsmith.core.stages.objectives import pick_shading, view_lights
+from dreamsmith.core.stages.objectives import view_lights
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -69,12 +69,15 @@ def test_the_orientation_weight_ramps_as_threestudio_configures_it():
 
 
 def test_the_mesh_stage_mixes_albedo_lambertian_and_textureless():
-    cfg = MeshSDSConfig(shading="mixed")
+    look = MeshSDSConfig().shading
+    look.mode = "mixed"
     gen = _gen()
-    counts = Counter(pick_shading(cfg, step, gen) for step in range(1, 4001))
+    counts = Counter(look.pick(step, gen) for step in range(1, 4001))
     assert abs(counts["albedo"] / 4000 - 0.25) < 0.03
     assert abs(counts["lambertian"] / 4000 - 0.375) < 0.03 and abs(counts["textureless"] / 4000 - 0.375) < 0.03
-    assert pick_shading(MeshSDSConfig(), 5, gen) == "lambertian"
+    assert MeshSDSConfig().shading.pick(5, gen) == "lambertian"
+    assert CoarseSDSConfig().shading.pick(5, gen) == "lambertian"  # one shading config, the same in both stages
+    assert ShadingConfig(mode="mixed", warmup=10).pick(5, gen) == "albedo"  # albedo only in the warm-up
 
 
 def _sphere_density(radius: float, centre=(0.2, -0.1, 0.0)):
@@ -159,17 +162,20 @@ def test_the_gpu_presets_follow_the_recipe_and_fast_takes_a_fifth_of_the_steps()
     assert (std.coarse.steps, std.mesh.steps) == (10000, 5000)  # threestudio's max_steps
     assert std.coarse_sds.views.views_per_step == std.mesh_sds.views.views_per_step == 1  # its batch size
     assert std.coarse_guidance.weighting == "uniform" and std.coarse_guidance.anneal == "none"
-    assert std.coarse_sds.shading_warmup == 2001 and std.coarse_sds.orientation == (10.0, 1000.0, 5000)
+    assert std.coarse_sds.shading.warmup == 2001 and std.coarse_sds.orientation == (10.0, 1000.0, 5000)
     assert (std.coarse_sds.sparsity_weight, std.coarse_sds.sparsity_form) == (1.0, "sqrt")
     assert (std.mesh.box, std.mesh.start, std.mesh.normal_weight, std.mesh.laplacian_weight) == ("object", "density",
                                                                                                  10000.0, 0.0)
     assert (std.mesh_sds.views.fov_min, std.mesh_sds.views.fov_max) == (30.0, 45.0)
-    assert std.mesh_sds.shading == "mixed" and std.mesh_sds.light.sample == "magic3d" and std.mesh_sds.light.soft
+    look = std.mesh_sds.shading
+    assert look.mode == "mixed" and look.light.sample == "magic3d" and look.light.soft
+    assert std.coarse_sds.shading.background == "learned" and look.background == "white"
     step = 2 * math.sqrt(3) / std.coarse.volume.n_samples_per_ray
     assert abs(step - 1.732 * 4 / 512) < 1e-3  # threestudio's step along the ray
     assert (fast.coarse.steps, fast.mesh.steps) == (2000, 1000)
     assert fast.coarse_guidance.schedule == fast.fine_guidance.schedule == "decreasing"
-    assert draft.mesh.box == "scene" and draft.mesh_sds.shading == "lambertian" and not draft.coarse.volume.light.varies
+    assert draft.mesh.box == "scene" and draft.mesh_sds.shading.mode == "lambertian"
+    assert not draft.coarse_sds.shading.light.varies
 
 
 def test_a_tight_grid_survives_the_saved_state(tmp_path):

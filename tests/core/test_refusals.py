@@ -116,8 +116,8 @@ def test_bad_cameras_are_refused(tmp_path, capsys, case, expect):
     (["--config", "{cfg}", "mesh.steps=-3"], "steps"),
     (["--config", "{cfg}", "fine_guidance.guidance_scale=NaN"], "finite"),
     (["--config", "{cfg}", "mesh.lr.color=0"], "greater than 0"),
-    (["--config", "{cfg}", "mesh_sds.shading=glossy"], "shading"),
-    (["--config", "{cfg}", "mesh_sds.background=grey"], "background"),
+    (["--config", "{cfg}", "mesh_sds.shading.mode=glossy"], "shading"),
+    (["--config", "{cfg}", "mesh_sds.shading.background=grey"], "background"),
 ])
 def test_bad_numbers_and_configs_are_refused(tmp_path, capsys, extra, expect):
     mesh = write_glb(_box(), tmp_path / "in.glb")

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dreamsmith.core.render.shading import ShadingConfig
 from dreamsmith.core.render.volume import VolumeConfig, VolumeRenderer, ray_aabb, render_rays
 from dreamsmith.core.runtime.errors import ConfigError, InputError
 from dreamsmith.core.scene.cameras import orbit_cameras
@@ -139,7 +140,7 @@ def test_occupancy_from_density_grid_and_config_errors():
     with pytest.raises(ConfigError):
         OccupancyConfig(threshold=5.0)
     with pytest.raises(ConfigError):
-        VolumeConfig(background="grey")
+        ShadingConfig(background="grey")
     with pytest.raises(ConfigError):
         VolumeRenderer().render(SphereField(), torch.zeros(1, 3), torch.ones(1, 3), shading="phong")
     with pytest.raises(InputError):
@@ -174,9 +175,9 @@ def test_backgrounds_and_rays_missing_the_box():
     d = torch.tensor([[0.0, -1.0, 0.0], [0.0, 1.0, 0.0]])  # away from the box; through the sphere
     near, far = ray_aabb(o, d, field.bbox)
     assert far[0] < 0 and abs(float(near[1]) - 2.0) < 1e-5 and abs(float(far[1]) - 4.0) < 1e-5
-    black = VolumeRenderer(VolumeConfig(background="black")).render(field, o, d)
+    black = VolumeRenderer(VolumeConfig(), ShadingConfig(background="black")).render(field, o, d)
     assert torch.equal(black["rgb"][0], torch.zeros(3)) and black["opacity"][0] == 0
-    rend = VolumeRenderer(VolumeConfig(background="random"))
+    rend = VolumeRenderer(VolumeConfig(), ShadingConfig(background="random"))
     out = rend.render_image(field, _cams(size=8), None)
     corners = out["rgb"][:, 0, 0]
     assert not torch.allclose(corners[0], corners[1])  # one random colour per camera
@@ -186,7 +187,7 @@ def test_backgrounds_and_rays_missing_the_box():
 def test_learned_background_learns_a_colour():
     torch.manual_seed(0)
     field = SphereField()
-    rend = VolumeRenderer(VolumeConfig(background="learned"))
+    rend = VolumeRenderer(VolumeConfig(), ShadingConfig(background="learned"))
     o = torch.zeros(64, 3) + torch.tensor([0.0, 0.0, 5.0])
     d = F.normalize(torch.randn(64, 3) * 0.3 + torch.tensor([0.0, 0.0, 1.0]), dim=-1)  # all miss the box
     target = torch.tensor([1.0, 0.1, 0.1])
@@ -233,14 +234,15 @@ def test_chunking_and_perturbation():
 
 def test_generator_makes_training_renders_reproducible():
     field = SphereField()
-    cfg = VolumeConfig(n_samples_per_ray=64, background="random")
+    cfg, look = VolumeConfig(n_samples_per_ray=64), ShadingConfig(background="random")
     o, d = _cams(size=8).rays()
     o, d = o.reshape(-1, 3), d.reshape(-1, 3)
-    outs = [render_rays(field, o, d, cfg, perturb=True, generator=torch.Generator().manual_seed(3)) for _ in range(2)]
+    outs = [render_rays(field, o, d, cfg, perturb=True, generator=torch.Generator().manual_seed(3), shading_cfg=look)
+            for _ in range(2)]
     assert torch.equal(outs[0]["rgb"], outs[1]["rgb"]) and torch.equal(outs[0]["depth"], outs[1]["depth"])
     grids = [OccupancyGrid(OccupancyConfig(resolution=8, warmup_steps=0), field.bbox) for _ in range(2)]
     for g in grids:
         g.update(field, 0, generator=torch.Generator().manual_seed(5))
     assert torch.equal(grids[0].density, grids[1].density)
     with pytest.raises(ConfigError):  # a learned background needs its module
-        render_rays(field, o, d, VolumeConfig(background="learned"))
+        render_rays(field, o, d, shading_cfg=ShadingConfig(background="learned"))
