@@ -32,21 +32,25 @@ demo: syscheck
 	$(PY) scripts/demo.py --out $(DEMO_OUT)
 
 # Test workers (pytest-xdist), each with one torch thread: on this project's 2-core CI machine two workers finish
-# the suite in about two thirds of one process's time (docs/benchmarks.md); more where there are more cores.
+# the suite in about two thirds of one process's time (docs/benchmarks.md); more where there are more cores. Each
+# worker takes the next test when it is free (--dist load, one at a time), and the long tests come first
+# (tests/conftest.py, from tests/durations.json: refresh it with scripts/test_durations.py). PYTEST_ARGS: more
+# options, e.g. PYTEST_ARGS=--durations=0.
 TEST_WORKERS ?= 2
-PYTEST := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
+PYTEST_ARGS ?=
+PYTEST := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist load --maxschedchunk 1
 
 # Every tier (fast, slow, blender; gpu tests skip without a GPU). CI runs this.
 test: syscheck $(VALIDATOR)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
-	$(PYTEST) --durations=12
+	$(PYTEST) --durations=12 $(PYTEST_ARGS)
 
 # The inner loop: the fast tier only.
 test-fast: syscheck
 	$(PY) -m ruff check .
 	$(PY) -m mypy
-	$(PYTEST) -m "not slow and not blender and not gpu"
+	$(PYTEST) -m "not slow and not blender and not gpu" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -194,27 +194,61 @@ PROGRESS, PREVIEW, DONE, ERROR, HEARTBEAT = "progress", "preview", "done", "erro
 HEARTBEAT_S, SILENCE_LIMIT_S = 5.0, 60.0
 
 
+@dataclass(frozen=True)
+class JobInput:
+    """Which jobs take one of :class:`Job`'s inputs and how the command line asks for it; its words (the command
+    line's help) are the field's in :class:`Job`'s docstring. The one place a job's inputs are declared: the command
+    line's options, the worker's checks, the job table's calls and the add-on's requests are all made from it.
+
+    Attributes:
+        jobs: The commands that take it.
+        needed_by: The commands that cannot run without it.
+        flag: Its command-line option (``""``: none, the add-on's only).
+        number: A number (degrees) rather than a path or words.
+        file: The path of an input file (a batch reads it where the jobs file is and sends its bytes).
+    """
+
+    jobs: tuple[str, ...]
+    needed_by: tuple[str, ...] = ()
+    flag: str = ""
+    number: bool = False
+    file: bool = False
+
+
+def _input(default: Any, jobs: str, needed_by: str = "", flag: str = "", number: bool = False,
+           file: bool = False) -> Any:
+    """A :class:`Job` field that is a job input (``jobs``, ``needed_by``: space-separated commands)."""
+    return field(default=default, metadata={"input": JobInput(tuple(jobs.split()), tuple(needed_by.split()), flag,
+                                                              number, file)})
+
+
 @dataclass
 class Job:
-    """One job for the worker, as the add-on sends it (one JSON object on the worker's stdin).
+    """One job for the worker, as the add-on sends it (one JSON object on the worker's stdin). The fields made with
+    a :class:`JobInput` are the jobs' inputs (:func:`job_inputs`).
 
     Attributes:
         command: What to do: one of :data:`COMMANDS`.
-        prompt: What to make, e.g. ``"a red cube"``.
+        images: A folder with posed RGBA images (transforms.json or transforms_train.json), for reconstruct (a
+            command-line job).
+        mesh: The mesh to start from (.glb, .gltf or .obj); transfer: the textured source.
+        target: Transfer: the mesh that gets the source's colour and surface detail (its UVs kept when usable).
+        prompt: What to make, e.g. 'a red cube' (optional for generate with an image).
         negative_prompt: What to avoid.
+        image: Image to 3D: a PNG (alpha = the object) or JPEG on a plain background; the prompt is then optional.
+        elevation: Image to 3D: the elevation in degrees the picture was taken from, 0 level with the object
+            (default: the config's ``image.elevation``, 0).
+        fov: Image to 3D: the picture's vertical field of view in degrees, 0 the prior's own (default: the
+            config's ``image.fov``, 0).
+        state: Edit: a generate's saved engine state (.safetensors) to fine-tune instead of starting from the mesh
+            (used when the file exists).
+        state_out: Generate: also save the engine state (.safetensors) here, for later edits.
+        world: Edit from a state: the object's row-major 4x4 transform, applied to the result.
         preset: Quality preset (:data:`PRESET_NAMES`).
         seed: Seed of every random choice.
         model: Coarse-stage prior (Hub id or local diffusers folder); ``None`` or empty: the preset's.
         fine_model: Mesh-stage prior; ``None`` or empty: the preset's (with ``model`` only: the same as ``model``).
             Re-texturing has one prior, ``model``.
-        mesh: The input mesh (``.glb``/``.gltf``/``.obj``) of ``retexture`` and ``edit``; ``transfer``'s source.
-        target: ``transfer``: the mesh that gets the source's colour and surface detail.
-        image: ``generate`` from a picture (PNG or JPEG; image to 3D): its path; the prompt is then optional.
-        elevation: Image to 3D: the elevation in degrees the picture was taken from (0: level with the object).
-        fov: Image to 3D: the picture's vertical field of view in degrees; 0: the prior's own.
-        state: ``edit``: a generate's saved engine state to start from (used when the file exists).
-        state_out: ``generate``: also save the engine state here, for later edits.
-        world: ``edit`` from ``state``: the object's row-major 4x4 transform, applied to the result.
         device: One of :data:`DEVICE_NAMES`.
         out: The result file (``.glb`` or ``.obj``), written atomically.
         preview: Optional PNG path for a contact sheet of the result, announced before ``done``.
@@ -226,16 +260,17 @@ class Job:
     """
 
     command: Literal["generate", "retexture", "edit", "transfer"] = "generate"
-    mesh: str = ""
-    target: str = ""
-    image: str = ""
-    elevation: float = 0.0
-    fov: float = 0.0
-    state: str | None = None
-    state_out: str | None = None
-    world: list[float] | None = None
-    prompt: str = ""
-    negative_prompt: str = ""
+    images: str = _input("", "reconstruct", "reconstruct", "--images")
+    mesh: str = _input("", "retexture edit transfer", "retexture edit transfer", "--mesh", file=True)
+    target: str = _input("", "transfer", "transfer", "--target", file=True)
+    prompt: str = _input("", "generate retexture edit", "retexture edit", "--prompt")
+    negative_prompt: str = _input("", "generate retexture edit", flag="--negative")
+    image: str = _input("", "generate", flag="--image", file=True)
+    elevation: float | None = _input(None, "generate", flag="--elevation", number=True)
+    fov: float | None = _input(None, "generate", flag="--fov", number=True)
+    state: str | None = _input(None, "edit", flag="--state", file=True)
+    state_out: str | None = _input(None, "generate", flag="--save-state")
+    world: list[float] | None = _input(None, "edit")
     preset: str = "draft"
     seed: int = 0
     model: str | None = None
@@ -252,6 +287,28 @@ class Job:
     def to_json(self) -> dict[str, Any]:
         """The job as the JSON object the worker reads."""
         return asdict(self)
+
+
+def job_inputs(command: str | None = None) -> dict[str, JobInput]:
+    """The inputs of ``command`` (a job of the engine's job table; None: of every job), in :class:`Job`'s field
+    order."""
+    from dataclasses import fields
+
+    return {f.name: f.metadata["input"] for f in fields(Job)
+            if "input" in f.metadata and (command is None or command in f.metadata["input"].jobs)}
+
+
+def input_values(command: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Every input of ``command`` from ``values``, :class:`Job`'s default where one is missing or None."""
+    from dataclasses import fields
+
+    defaults = {f.name: f.default for f in fields(Job)}
+    return {name: defaults[name] if values.get(name) is None else values[name] for name in job_inputs(command)}
+
+
+def missing_inputs(command: str, values: dict[str, Any]) -> list[str]:
+    """The inputs ``command`` cannot run without that ``values`` lacks (empty or None)."""
+    return [name for name, spec in job_inputs(command).items() if command in spec.needed_by and not values.get(name)]
 
 
 def result_models(summary: dict[str, Any]) -> dict[str, str]:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..protocol import DONE, ERROR, SILENCE_LIMIT_S, Job
+from ..protocol import DONE, ERROR, SILENCE_LIMIT_S, Job, job_inputs
 from .child_process import end_process
 
 #: The folder of the package (the extension root), whatever it is called on disk.
@@ -75,20 +75,19 @@ def make_work_dir(base: str | os.PathLike | None) -> Path:
     return Path(tempfile.mkdtemp(prefix=JOB_PREFIX, dir=base))
 
 
-def build_job(prompt: str, out: Path, *, negative_prompt: str = "", preset: str = "draft", seed: int = 0,
+def build_job(command: str, out: Path, inputs: dict[str, Any], *, preset: str = "draft", seed: int = 0,
               model: str = "", fine_model: str = "", device: str = "auto", preview: Path | None = None,
-              config: dict | None = None, allow_network: bool = False, cache_dir: str = "",
-              command: str = "generate", mesh: Path | None = None, state: str = "", state_out: str = "",
-              world: list[float] | None = None, image: str = "", elevation: float = 0.0,
-              fov: float = 0.0, target: Path | None = None) -> dict[str, Any]:
-    """The worker's job (:class:`dreamsmith.protocol.Job`) as its JSON object."""
-    return Job(command=command, mesh=str(mesh) if mesh else "", target=str(target) if target else "",
-               state=state or None, state_out=state_out or None,
-               world=world, image=image, elevation=float(elevation), fov=float(fov), prompt=prompt,
-               negative_prompt=negative_prompt, preset=preset, seed=int(seed),
-               model=model or None, fine_model=fine_model or None, device=device, out=str(out),
-               preview=str(preview) if preview else None, config=dict(config or {}),
-               allow_network=bool(allow_network), cache_dir=cache_dir or None, watch_stdin=True).to_json()
+              config: dict | None = None, allow_network: bool = False, cache_dir: str = "") -> dict[str, Any]:
+    """The worker's job (:class:`dreamsmith.protocol.Job`) as its JSON object. ``inputs``: what the add-on has
+    (prompt, paths, picture camera...); the ones ``command`` takes (``protocol.job_inputs``) go in, empty ones are
+    left to the job's defaults, paths become strings."""
+    takes = job_inputs(command)
+    values = {name: str(v) if isinstance(v, os.PathLike) else v for name, v in inputs.items()
+              if name in takes and v is not None and v != ""}
+    return Job(command=command, **values, preset=preset, seed=int(seed), model=model or None,
+               fine_model=fine_model or None, device=device, out=str(out), preview=str(preview) if preview else None,
+               config=dict(config or {}), allow_network=bool(allow_network), cache_dir=cache_dir or None,
+               watch_stdin=True).to_json()
 
 
 @dataclass

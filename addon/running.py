@@ -361,13 +361,13 @@ def start_job(context, values: dict, model: str, config: dict, interactive: bool
     request = Request(values, model, dict(config), command)
     out = work_dir / ("result.obj" if command in ("retexture", "transfer") else "result.glb")
     state, state_out, world = job_states(prefs, command, target, work_dir.name.removeprefix(JOB_PREFIX))
+    inputs = dict(values, mesh=mesh_path, state=state, state_out=state_out, world=world,
+                  target=work_dir / "target.obj" if command == "transfer" else None)
     job = WorkerJob(build_job(
-        values["prompt"], out, negative_prompt=values["negative_prompt"], preset=values["preset"],
-        seed=values["seed"], model=model, fine_model=prefs.fine_model if command in ("generate", "edit") else "",
-        device=prefs.device, preview=work_dir / "preview.png" if interactive else None, config=config,
-        allow_network=online_access(prefs), cache_dir=cache_dir, command=command, mesh=mesh_path, state=state,
-        state_out=state_out, world=world, image=values.get("image", ""), elevation=values.get("elevation", 0.0),
-        fov=values.get("fov", 0.0), target=work_dir / "target.obj" if command == "transfer" else None),
+        command, out, inputs, preset=values["preset"], seed=values["seed"], model=model,
+        fine_model=prefs.fine_model if command in ("generate", "edit") else "", device=prefs.device,
+        preview=work_dir / "preview.png" if interactive else None, config=config,
+        allow_network=online_access(prefs), cache_dir=cache_dir),
         interpreter(prefs), work_dir, python_paths=engine_paths(prefs))
     try:
         job.start()

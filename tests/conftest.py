@@ -83,9 +83,18 @@ SLOW_FILES = {"test_image_to_3d_toy.py", "test_toy_prior.py", "test_reconstruct_
               "test_batch_ray.py", "test_golden.py", "test_image_to_3d_engine.py", "test_worker.py"}
 
 
+#: Each long test's measured seconds (``scripts/test_durations.py`` writes it from a ``--durations=0`` run).
+DURATIONS: dict[str, float] = json.loads((REPO / "tests" / "durations.json").read_text())
+
+
 def pytest_collection_modifyitems(config, items):
     """Tiers by marker: ``blender`` for everything under ``tests/addon`` and the core tests that import into
-    Blender, ``gpu`` for the CUDA-only tests, ``slow`` for the end-to-end files of :data:`SLOW_FILES`."""
+    Blender, ``gpu`` for the CUDA-only tests, ``slow`` for the end-to-end files of :data:`SLOW_FILES`.
+
+    Then the long tests of :data:`DURATIONS` go first, longest first, the others keep their order: workers that
+    take the next test as they finish (``make test``: ``--dist load``) share the long runs evenly and the short
+    tests fill the ends (longest-first list scheduling). On this 2-core machine the tests' sum over two was 1036 s
+    against 1195 s for the collection's order (docs/benchmarks.md)."""
     for item in items:
         path = Path(str(item.fspath))
         if "addon" in path.parts or "blender_import" in getattr(item, "fixturenames", ()) \
@@ -95,3 +104,4 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.gpu)
         if path.name in SLOW_FILES:
             item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: -DURATIONS.get(item.nodeid, 0.0))  # stable: the short ones keep their order

@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from ...protocol import DEVICE_NAMES, PRESET_NAMES
+from ...protocol import DEVICE_NAMES, PRESET_NAMES, Job, job_inputs
 from ..runtime.errors import user_error_exit
 from ..runtime.events import ProgressEvent
 from ..settings.config import read_config_file
@@ -63,25 +63,22 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="run even when the estimate says the job cannot fit (GPU memory, or over 6 hours)")
 
 
-#: The command-line option of each job input: (flags, keywords of ``add_argument``).
-INPUT_OPTIONS: dict[str, tuple[tuple[str, ...], dict]] = {
-    "images": (("--images",), {"required": True, "help": "folder with transforms.json or transforms_train.json"}),
-    "mesh": (("--mesh",), {"required": True, "help": "the mesh to start from (.glb, .gltf or .obj); transfer: the "
-                                                     "textured source"}),
-    "target": (("--target",), {"required": True, "help": "transfer: the mesh that gets the source's maps"}),
-    "prompt": (("--prompt",), {"required": True, "help": "what to make, e.g. 'a red cube'"}),
-    "negative_prompt": (("--negative",), {"dest": "negative_prompt", "default": "",
-                                          "help": "what to avoid (default: nothing)"}),
-    "state_out": (("--save-state",), {"dest": "state_out",
-                                      "help": "also save the engine state (.safetensors) for later edits"}),
-    "state": (("--state",), {"help": "a generate's saved engine state (--save-state) to fine-tune instead"}),
-    "image": (("--image",), {"help": "image to 3D: a PNG (alpha = the object) or JPEG on a plain background; "
-                                     "--prompt is then optional"}),
-    "elevation": (("--elevation",), {"type": float, "help": "image to 3D: the picture's camera elevation in "
-                                                            "degrees (default: 0, level)"}),
-    "fov": (("--fov",), {"type": float, "help": "image to 3D: the picture's vertical field of view in degrees "
-                                                "(default: the model's own)"}),
-}
+def _input_options(p: argparse.ArgumentParser, command: str) -> None:
+    """The options of ``command``'s inputs, made from their one declaration (``protocol.Job``'s input fields: the
+    flag, whether the job needs it, and the docstring's words as the help)."""
+    from ..settings.config_docs import attribute_docs
+
+    words = attribute_docs(Job)
+    for name, spec in job_inputs(command).items():
+        if not spec.flag:
+            continue
+        needed = command in spec.needed_by
+        text = words[name].replace("``", "").rstrip(".")
+        text = text[0].lower() + text[1:]
+        if not needed and "default:" not in text:
+            text += " (default: none)"
+        p.add_argument(spec.flag, dest=name, required=needed, type=float if spec.number else str,
+                       default=None if spec.number else Job.__dataclass_fields__[name].default, help=text)
 
 
 def _model_options(p: argparse.ArgumentParser, two_stages: bool) -> None:
@@ -103,12 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for kind in JOBS.values():
         cmd = sub.add_parser(kind.name, help=kind.help)
-        for name in (*kind.inputs, *kind.options):
-            if name in INPUT_OPTIONS:
-                flags, kwargs = INPUT_OPTIONS[name]
-                if name == "prompt" and "image" in kind.options:  # a picture can stand in for the prompt
-                    kwargs = dict(kwargs, required=False, help=kwargs["help"] + " (optional with --image)")
-                cmd.add_argument(*flags, **kwargs)
+        _input_options(cmd, kind.name)
         if kind.priors:
             _model_options(cmd, "coarse_model" in kind.priors)
         cmd.add_argument("--preview", help="also write a preview PNG (four shaded views) here (default: none)")
@@ -146,7 +138,7 @@ def run(args: argparse.Namespace) -> dict:
         if kind.priors:
             over = merge_models(over, kind.priors, args.model, getattr(args, "fine_model", None),
                                 args.allow_network)
-        inputs = {name: getattr(args, name, None) for name in (*kind.inputs, *kind.options)}
+        inputs = {name: getattr(args, name, None) for name in kind.inputs}
         return kind.run(inputs, args.out, kind.config(args.preset, over), device=args.device, callback=bar,
                         preset=args.preset, preview=args.preview, force=args.force)
     finally:

@@ -36,14 +36,16 @@ import sys
 import threading
 import time
 import traceback
+from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
 
 from ... import protocol
-from ...protocol import Job
+from ...protocol import Job, missing_inputs
 from ..runtime.errors import Cancelled, ConfigError, InputError, as_user_error
 from ..runtime.events import CancelToken, ProgressEvent
 from ..settings.config import from_dict
+from ..settings.config_docs import attribute_docs
 
 #: Seconds between two progress lines of the same stage (first and last steps always pass).
 PROGRESS_INTERVAL = 0.25
@@ -83,10 +85,11 @@ def parse_job(data: dict[str, Any]) -> Job:
         raise ConfigError("The job's 'config' must be a JSON object of config overrides (or {}).")
     if not job.out:
         raise InputError("The job has no 'out' path; give the result file, ending in .glb or .obj.")
-    if job.command in ("retexture", "edit", "transfer") and not job.mesh:
-        raise InputError(f"A {job.command!r} job needs a 'mesh': the input .glb, .gltf or .obj file.")
-    if job.command == "transfer" and not job.target:
-        raise InputError("A 'transfer' job needs a 'target': the mesh that gets the source's maps.")
+    missing = missing_inputs(job.command, asdict(job))
+    if missing:
+        words = attribute_docs(Job)
+        raise InputError(f"A {job.command!r} job needs " + "; and ".join(
+            f"a {m!r}: {words[m].replace('``', '')[0].lower()}{words[m].replace('``', '')[1:]}" for m in missing))
     return job
 
 
@@ -105,7 +108,7 @@ def run_engine(job: Job, callback=None, cancel=None) -> dict[str, Any]:
     from ..jobs import JOBS
 
     kind = JOBS[job.command]
-    inputs = {name: getattr(job, name) for name in (*kind.inputs, *kind.options)}
+    inputs = {name: getattr(job, name) for name in kind.inputs}
     return kind.run(inputs, job.out, kind.config(job.preset, job_overrides(job)), device=job.device,
                     callback=callback, cancel=cancel, preset=job.preset, preview=job.preview or None, force=job.force)
 

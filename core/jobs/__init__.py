@@ -1,8 +1,9 @@
 """The jobs the engine runs, one module each, and the one table that the CLI and the worker loop over.
 
-A job takes ``inputs`` (a dict: prompt, negative_prompt, mesh, images, state, state_out, world, as the job
-needs), an output path, its config and the common keywords (device, callback, cancel, preset, preview), and
-returns a summary. Modules are imported on first use, so that listing the jobs stays light.
+A job takes its inputs (declared once, as the fields of ``protocol.Job`` made with a ``JobInput``: the command
+line's options, the worker's checks and these calls come from there), an output path, its config and the common
+keywords (device, callback, cancel, preset, preview), and returns a summary. Modules are imported on first use, so
+that listing the jobs stays light.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ...protocol import input_values, job_inputs
+
 
 @dataclass(frozen=True)
 class JobKind:
@@ -20,10 +23,8 @@ class JobKind:
     Attributes:
         name: The command (``python -m dreamsmith NAME``; the worker's ``command``).
         help: One line for ``--help``.
-        module: The module under ``core/jobs`` with ``<name>_config(preset, overrides)``, ``run_<name>`` and
-            ``<Name>Config``.
-        inputs: The input names the job reads, in the order ``run_<name>`` takes them first.
-        options: Keyword inputs ``run_<name>`` takes by name.
+        module: The module under ``core/jobs`` with ``<name>_config(preset, overrides)``, ``run_<name>`` (its
+            inputs, ``out`` and ``cfg`` by name) and ``<Name>Config``.
         priors: The config fields that name the job's diffusion priors, in stage order (``coarse_model`` and/or
             ``fine_model``; none for a job without priors).
     """
@@ -31,9 +32,12 @@ class JobKind:
     name: str
     help: str
     module: str
-    inputs: tuple[str, ...]
-    options: tuple[str, ...] = ()
     priors: tuple[str, ...] = ("coarse_model", "fine_model")
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The names of the job's inputs (:func:`~dreamsmith.protocol.job_inputs`)."""
+        return tuple(job_inputs(self.name))
 
     def _mod(self):
         return importlib.import_module(f"{__name__}.{self.module}")
@@ -68,20 +72,16 @@ class JobKind:
             callback(ProgressEvent("estimate", 0, 0, message=cost.text()))
         check_fits(cost, free_gib(dev), common.get("preset", "custom"), force)
         prepare_kernels(callback, common.get("cancel"))
-        args = [inputs.get(k) for k in self.inputs]
-        extra = {k: inputs[k] for k in self.options if inputs.get(k) is not None}
-        return run(*args, out, cfg, **extra, **common) | {"estimate": cost.as_dict()}
+        return run(out=out, cfg=cfg, **input_values(self.name, inputs), **common) | {"estimate": cost.as_dict()}
 
 
 JOBS: dict[str, JobKind] = {kind.name: kind for kind in (
-    JobKind("reconstruct", "fit a textured mesh to posed RGBA images (transforms.json)", "reconstruct", ("images",),
-            priors=()),
+    JobKind("reconstruct", "fit a textured mesh to posed RGBA images (transforms.json)", "reconstruct", priors=()),
     JobKind("generate", "make a textured mesh from a text prompt, or from a picture (score distillation)",
-            "generate", ("prompt",), ("negative_prompt", "state_out", "image", "elevation", "fov")),
+            "generate"),
     JobKind("retexture", "paint a new texture on a mesh from a prompt (its geometry is kept)", "retexture",
-            ("mesh", "prompt"), ("negative_prompt",), priors=("fine_model",)),
-    JobKind("edit", "change a mesh's shape and texture towards a prompt", "edit", ("mesh", "prompt"),
-            ("negative_prompt", "state", "world")),
+            priors=("fine_model",)),
+    JobKind("edit", "change a mesh's shape and texture towards a prompt", "edit"),
     JobKind("transfer", "bake a textured mesh's colour and surface detail onto another mesh (kept or new UVs)",
-            "transfer", ("mesh", "target"), priors=()),
+            "transfer", priors=()),
 )}

@@ -96,7 +96,7 @@ def density_prior(verts: np.ndarray, faces: np.ndarray, cfg: EditConfig,
 MAX_EDIT_FACES = 50_000
 
 
-def run_edit(mesh_path: str | os.PathLike | None, prompt: str, out: str | os.PathLike, cfg: EditConfig,
+def run_edit(mesh: str | os.PathLike | None, prompt: str, out: str | os.PathLike, cfg: EditConfig,
              negative_prompt: str = "", device: str = "auto", callback=None, cancel=None, preset: str = "custom",
              preview: str | os.PathLike | None = None, state: str | os.PathLike | None = None,
              world: list[float] | None = None) -> dict[str, Any]:
@@ -104,31 +104,31 @@ def run_edit(mesh_path: str | os.PathLike | None, prompt: str, out: str | os.Pat
 
     From ``state`` (a generate's saved field and geometry; when given it must be readable) only the mesh stage runs,
     fine-tuning that state with the new prompt, and ``world`` (a row-major 4x4, the object's transform) places the
-    result; otherwise the mesh in ``mesh_path`` starts both stages and the result keeps its position and scale.
+    result; otherwise the mesh in ``mesh`` starts both stages and the result keeps its position and scale.
 
     Returns:
         A summary: output path, counts, seconds per stage, and what the edit started from.
     """
     prompt, negative_prompt, out_path, dev = check_inputs(prompt, negative_prompt, out, preview, device)
-    if state is not None:
-        mesh, timings = _edit_state(Path(state), prompt, negative_prompt, cfg, dev, callback, cancel)
+    if state:
+        result, timings = _edit_state(Path(state), prompt, negative_prompt, cfg, dev, callback, cancel)
         if world is not None:
             m = np.asarray(world, dtype=np.float64).reshape(4, 4)
-            mesh = mesh.moved(lambda v: v @ m[:3, :3].T + m[:3, 3])
+            result = result.moved(lambda v: v @ m[:3, :3].T + m[:3, 3])
         source = "state"
     else:
-        if mesh_path is None:
+        if not mesh:
             raise InputError("Nothing to edit: give a mesh (the saved engine state is gone).")
-        verts, faces, _ = read_input(mesh_path, MAX_EDIT_FACES)
+        verts, faces, _ = read_input(mesh, MAX_EDIT_FACES)
         frame = Frame.fit(verts, cfg.fit_radius)
         start = density_prior(frame.to_prior(verts), faces, cfg, StageReporter("prepare", 1, callback, cancel))
-        mesh, timings, _ = generate_mesh(prompt, negative_prompt, cfg, dev, callback, cancel, density_prior=start)
-        mesh = mesh.moved(frame.from_prior)
+        result, timings, _ = generate_mesh(prompt, negative_prompt, cfg, dev, callback, cancel, density_prior=start)
+        result = result.moved(frame.from_prior)
         source = "mesh"
     extras = result_extras("edit", prompt=prompt, negative_prompt=negative_prompt, seed=cfg.seed, preset=preset,
                            edited_from=source, **{f"{k}_model": v for k, v in used_models(cfg).items()})
-    write_outputs(mesh, out_path, preview, extras)
-    return result_summary(out_path, len(mesh.faces), len(mesh.verts), cfg, timings, source=source,
+    write_outputs(result, out_path, preview, extras)
+    return result_summary(out_path, len(result.faces), len(result.verts), cfg, timings, source=source,
                           models=used_models(cfg))
 
 

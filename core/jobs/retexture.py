@@ -187,18 +187,18 @@ def _color_field(cfg: RetextureConfig, dev: torch.device) -> NeRFField:
 # ------------------------------------------------------------------------------------------------ re-texture
 
 
-def run_retexture(mesh_path: str | os.PathLike, prompt: str, out: str | os.PathLike, cfg: RetextureConfig,
+def run_retexture(mesh: str | os.PathLike, prompt: str, out: str | os.PathLike, cfg: RetextureConfig,
                   negative_prompt: str = "", device: str = "auto", callback: ProgressCallback | None = None,
                   cancel: CancelToken | None = None, preset: str = "custom",
                   preview: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Give the mesh in ``mesh_path`` a new texture from ``prompt``; its geometry is kept bit for bit.
+    """Give the mesh in ``mesh`` a new texture from ``prompt``; its geometry is kept bit for bit.
 
     Returns:
         A summary: output path, counts, whether the input's UVs were used (and why not), seconds per stage.
     """
     prompt, negative_prompt, out_path, dev = check_inputs(prompt, negative_prompt, out, preview, device)
     with seeded_job(cfg.seed, dev) as gen:
-        verts, faces, uvs = read_input(mesh_path, MAX_RETEXTURE_FACES)
+        verts, faces, uvs = read_input(mesh, MAX_RETEXTURE_FACES)
         timings = StageTimes()
         why_not = uv_problems(verts, faces, uvs, cfg.uv_check)
         if why_not:
@@ -230,12 +230,12 @@ def run_retexture(mesh_path: str | os.PathLike, prompt: str, out: str | os.PathL
         with timings.stage("bake"):
             texture, _ = bake_texture(fixed.verts, fixed.faces, uvs, lambda p: colour.albedo(p).clamp(0, 1),
                                       cfg.bake.texture_size, cfg.bake.padding, chunk=cfg.bake.chunk, device=dev)
-            mesh = TexturedMesh(verts=verts, faces=faces, uvs=uvs, normals=None, texture=texture, name=prompt[:60])
+            result = TexturedMesh(verts=verts, faces=faces, uvs=uvs, normals=None, texture=texture, name=prompt[:60])
         if cancel is not None:
             cancel.check()
         extras = result_extras("retexture", prompt=prompt, negative_prompt=negative_prompt, seed=cfg.seed,
                                preset=preset, model=cfg.fine_model.model,
                                source_uvs="kept" if not why_not else f"new unwrap ({why_not})")
-        write_outputs(mesh, out_path, preview, extras)
+        write_outputs(result, out_path, preview, extras)
         return result_summary(out_path, len(faces), len(verts), cfg, timings, uvs_kept=not why_not,
                               uv_problem=why_not, models={"fine": cfg.fine_model.model})

@@ -26,7 +26,7 @@ def stand_in(name, body, **wait):
     python = tmp / name
     python.write_text("#!/bin/sh\n" + body + "\n")
     python.chmod(0o755)
-    job = WorkerJob(build_job("a cube", tmp / "o.glb"), str(python), make_work_dir(str(tmp)))
+    job = WorkerJob(build_job("generate", tmp / "o.glb", {"prompt": "a cube"}), str(python), make_work_dir(str(tmp)))
     job.start()
     t0 = time.monotonic()
     outcome = job.wait(**wait)

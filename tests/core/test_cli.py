@@ -66,3 +66,35 @@ def test_unknown_preset_and_unknown_config_key(tmp_path):
                            "--config", str(cfg), "--quiet"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "coarse.stepz" in proc.stderr
     assert not out.exists()
+
+
+def test_each_jobs_inputs_are_declared_once_and_every_option_names_its_default():
+    """The command line's options, the worker's checks and the batch's file inputs all come from protocol.Job's
+    input fields; an option that is not required (nor a switch) says its default."""
+    import argparse
+
+    from dreamsmith.core.app.batch.jobs_file import FILE_FIELDS
+    from dreamsmith.core.app.cli import build_parser
+    from dreamsmith.core.app.worker import parse_job
+    from dreamsmith.core.jobs import JOBS
+    from dreamsmith.core.runtime.errors import InputError
+    from dreamsmith.protocol import COMMANDS, job_inputs
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, kind in JOBS.items():
+        actions = {a.dest: a for a in sub.choices[name]._actions if a.dest != "help"}
+        declared = {k: s for k, s in job_inputs(name).items() if s.flag}
+        assert set(kind.inputs) == set(job_inputs(name)) and set(declared) <= set(actions), name
+        for key, spec in declared.items():
+            assert actions[key].option_strings == [spec.flag] and actions[key].required == (name in spec.needed_by)
+        for action in actions.values():
+            if action.nargs != 0:  # a switch is off unless given
+                assert action.required or "default" in (action.help or ""), (name, action.dest, action.help)
+    assert set(FILE_FIELDS) == {"mesh", "target", "image", "state"}
+    for command in COMMANDS:
+        for key, spec in job_inputs(command).items():
+            if command in spec.needed_by:  # the worker refuses the job without it, naming it
+                job = {"command": command, "out": "x.glb", **{k: "x" for k in job_inputs(command) if k != key
+                                                              and command in job_inputs(command)[k].needed_by}}
+                with pytest.raises(InputError, match=f"needs a '{key}'"):
+                    parse_job(job)

@@ -82,7 +82,7 @@ def test_scaled_down_changes_only_steps_and_sizes(command, preset):
     assert all(small[k] <= full[k] for k in changed)  # only ever smaller
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("presets")
     priors = {"if": write_prior("if", root / "if-like", "tiny"), "sd": write_prior("sd", root / "sd-like", "tiny")}

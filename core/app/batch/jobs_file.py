@@ -1,7 +1,8 @@
 """Reading a batch's jobs file: one prompt a line, or one worker job (JSON) a line; inputs read into bytes.
 
-A job's input files (``mesh``, ``image``, ``state``) are read here, by the driver, and travel with the job, so that
-workers on other machines need no shared disk. Paths are relative to the jobs file's folder.
+A job's input files (``mesh``, ``target``, ``image``, ``state``: ``protocol.Job``'s file inputs) are read here, by
+the driver, and travel with the job, so that workers on other machines need no shared disk. Paths are relative to
+the jobs file's folder.
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ....protocol import job_inputs
 from ...runtime.errors import InputError
 
 #: The job fields that name input files (read by the driver, sent as bytes).
-FILE_FIELDS = ("mesh", "image", "state")
+FILE_FIELDS = tuple(name for name, spec in job_inputs().items() if spec.file)
 #: Job fields the batch sets itself.
 DRIVER_FIELDS = ("out", "preview", "state_out", "watch_stdin", "cache_dir")
+#: What the manifest records of a job: its command, inputs and settings.
+RECORDED = ("command", *(name for name in job_inputs() if name not in DRIVER_FIELDS), "preset", "seed", "model",
+            "fine_model", "config")
 #: Largest input file sent with a job.
 MAX_INPUT_BYTES = 512 * 1024 * 1024
 
@@ -54,9 +59,7 @@ class BatchJob:
 
     def inputs(self) -> dict[str, Any]:
         """What the manifest records of the job's inputs (no bytes)."""
-        keep = ("command", "prompt", "negative_prompt", "preset", "seed", "model", "fine_model", "mesh", "image",
-                "elevation", "fov", "state", "config")
-        return {k: self.spec[k] for k in keep if self.spec.get(k) not in (None, "", {})}
+        return {k: self.spec[k] for k in RECORDED if self.spec.get(k) not in (None, "", {})}
 
 
 def _companions(path: Path) -> dict[str, bytes]:
@@ -98,7 +101,8 @@ def read_input_file(path: Path, what: str) -> dict[str, Any]:
     if path.stat().st_size > MAX_INPUT_BYTES:
         raise InputError(f"The {what} {str(path)!r} is over {MAX_INPUT_BYTES >> 20} MB.")
     try:
-        return {"name": path.name, "data": path.read_bytes(), "extra": _companions(path) if what == "mesh" else {}}
+        extra = _companions(path) if what in ("mesh", "target") else {}
+        return {"name": path.name, "data": path.read_bytes(), "extra": extra}
     except OSError as exc:
         raise InputError(f"Cannot read the {what} {str(path)!r}: {exc}.") from None
 
