@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from ...protocol import DEVICE_NAMES, PRESET_NAMES, Job, job_inputs
 from ..runtime.errors import user_error_exit
@@ -24,7 +25,7 @@ class ProgressBar:
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self.stage: str | None = None
-        self.bar = None
+        self.bar: Any = None
 
     def __call__(self, ev: ProgressEvent) -> None:
         if not self.enabled:

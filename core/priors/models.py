@@ -323,11 +323,13 @@ def load_prior(cfg: PriorConfig, device: torch.device | str) -> Prior:
 def _load_prior(cfg: PriorConfig, path: Path, device: torch.device, dtype: torch.dtype) -> Prior:
     index = read_model_index(path)
     parts = {name: _component(index, path, name, name in REQUIRED) for name in (*REQUIRED, "vae")}
+    unet_part, text_part, tokenizer_part = parts["unet"], parts["text_encoder"], parts["tokenizer"]
+    assert unet_part and text_part and tokenizer_part, "required components: _component raised without them"
     skipped = sorted(k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and k not in parts)
     if skipped:
         log.info("Not loading %s of %s (not needed for guidance).", ", ".join(skipped), cfg.model)
 
-    unet = _load_model(*parts["unet"], path, "unet", dtype, cfg.weights_variant)
+    unet = _load_model(*unet_part, path, "unet", dtype, cfg.weights_variant)
     ucfg = unet.config
     camera = index.get("dreamsmith_camera_features")
     if camera is not None:
@@ -337,8 +339,9 @@ def _load_prior(cfg: PriorConfig, path: Path, device: torch.device, dtype: torch
         raise ModelError(f"The UNet of {cfg.model!r} needs extra conditioning inputs (SDXL-style or class labels); "
                          f"Dreamsmith supports Stable Diffusion 1.x/2.x and DeepFloyd IF stage I models.")
     vae = None
-    if parts["vae"] is not None:
-        vae = _load_model(*parts["vae"], path, "vae", dtype, cfg.weights_variant)
+    vae_part = parts["vae"]
+    if vae_part is not None:
+        vae = _load_model(*vae_part, path, "vae", dtype, cfg.weights_variant)
         if vae.config.latent_channels != ucfg.in_channels:
             raise ModelError(f"The UNet of {cfg.model!r} takes {ucfg.in_channels} channels but its VAE makes "
                              f"{vae.config.latent_channels}; inpainting or depth models cannot guide text-to-3D.")
@@ -349,9 +352,9 @@ def _load_prior(cfg: PriorConfig, path: Path, device: torch.device, dtype: torch
         raise ModelError(f"The UNet of {cfg.model!r} outputs {ucfg.out_channels} channels for {ucfg.in_channels} "
                          f"input channels; score distillation needs the noise (the same count, or twice that with a "
                          f"learned variance as in DeepFloyd IF). The folder is not a text-to-image prior.")
-    text_encoder = _load_model(*parts["text_encoder"], path, "text_encoder", dtype, cfg.weights_variant)
+    text_encoder = _load_model(*text_part, path, "text_encoder", dtype, cfg.weights_variant)
     _check_text_width(cfg.model, text_encoder.config, ucfg)
-    tokenizer = _load_tokenizer(parts["tokenizer"][1], path)
+    tokenizer = _load_tokenizer(tokenizer_part[1], path)
     scheduler = _load_scheduler(path)
 
     for module in (unet, vae, text_encoder):

@@ -186,7 +186,8 @@ def render_rays(field, rays_o: Tensor, rays_d: Tensor, config: VolumeConfig | No
     for s in range(0, r, config.chunk_rays):
         sl = slice(s, s + config.chunk_rays)
         chunks.append(_render_chunk(config, shading_cfg, field, rays_o[sl], rays_d[sl], occupancy, shading,
-                                    light_dir[sl] if want_normals else None, bg_color[sl], perturb, want_normals,
+                                    light_dir[sl] if want_normals and light_dir is not None else None, bg_color[sl],
+                                    perturb, want_normals,
                                     generator, None if ambient is None else ambient[sl]))
     if len(chunks) == 1:
         return chunks[0]
@@ -255,11 +256,12 @@ def _render_chunk(cfg: VolumeConfig, shading_cfg: ShadingConfig, field, rays_o: 
             n = torch.zeros_like(xs)
             if nsel.numel() > 0:
                 n = n.index_put((nsel,), field.normals(xs[nsel]).to(dt))
-        c = shade(albedo, n, light[ray_of] if want_normals else None, shading, shading_cfg.light,
+        c = shade(albedo, n, light[ray_of] if want_normals and light is not None else None, shading, shading_cfg.light,
                   None if ambient is None else ambient[ray_of])
         rgb = rgb.index_add(0, ray_of, w[:, None] * c)
         wt = wt.index_add(0, ray_of, w * ts)
         if want_normals:
+            assert n is not None and nrm is not None and orient is not None
             nrm = nrm.index_add(0, ray_of, w[:, None] * n)
             facing = (n * d[ray_of]).sum(-1).clamp_min(0.0)
             orient = orient.index_add(0, ray_of, w.detach() * facing.square())
@@ -275,6 +277,7 @@ def _render_chunk(cfg: VolumeConfig, shading_cfg: ShadingConfig, field, rays_o: 
         "n_prepass": n_prepass,
     }
     if want_normals:
+        assert nrm is not None and orient is not None
         out["normal"] = _scatter_rows(nrm, hit, torch.zeros(r, 3, device=dev, dtype=dt))
         out["orientation"] = _scatter_rows(orient, hit, torch.zeros(r, device=dev, dtype=dt))
     return out

@@ -12,7 +12,7 @@ import json
 import math
 import types
 import typing
-from typing import Any, TypeVar, get_type_hints
+from typing import Any, TypeVar, cast, get_type_hints
 
 from ..runtime.errors import ConfigError
 
@@ -50,7 +50,7 @@ def check_range(name: str, value: int | float) -> None:
 def _check_value(name: str, tp: Any, value: Any) -> Any:
     """Coerce/check ``value`` against annotation ``tp`` (enough for our configs: scalars, Literal, Optional, tuples)."""
     origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
@@ -77,10 +77,11 @@ def _check_value(name: str, tp: Any, value: Any) -> Any:
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"Config {name!r} must be a list, got {value!r}.")
-        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
-        if args:
-            value = [_check_value(name, args[0] if len(args) == 1 else args[i], v) for i, v in enumerate(value)]
-        return tuple(value) if origin is tuple else list(value)
+        kinds = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        items: list[Any] = list(value)
+        if kinds:
+            items = [_check_value(name, kinds[0] if len(kinds) == 1 else kinds[i], v) for i, v in enumerate(items)]
+        return tuple(items) if origin is tuple else items
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"Config {name!r} must be a number, got {value!r}.")
@@ -106,7 +107,7 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
     """Build dataclass ``cls`` from ``data``; missing keys keep defaults, unknown keys raise ConfigError."""
     data = dict(data or {})
     hints = get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = {f.name for f in dataclasses.fields(cast(Any, cls))}
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"Unknown config key(s) {', '.join(prefix + k for k in unknown)}; "

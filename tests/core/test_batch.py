@@ -33,9 +33,11 @@ def test_json_lines_carry_every_kind_and_their_inputs_as_bytes(tmp_path):
         job("retexture", mesh="prop.glb", prompt="a green cube", preset="high"),
         job("generate", image="disc.png", elevation=20.0),
         {"command": "generate", "prompt": "a cone", "model": "assets/demo_prior"},
+        {"command": "transfer", "mesh": "prop.glb", "target": "prop.glb"},
     ])
     jobs = read_jobs(f, {"preset": "draft", "seed": 1})
-    assert [j.error for j in jobs] == ["", "", ""]
+    assert [j.error for j in jobs] == ["", "", "", ""]
+    assert set(jobs[3].files) == {"mesh", "target"} and jobs[3].inputs()["target"] == "prop.glb"  # both travel
     assert jobs[0].spec["preset"] == "high" and jobs[0].files["mesh"]["data"] == inputs["mesh"].read_bytes()
     assert jobs[1].files["image"]["name"] == "disc.png" and jobs[1].spec["elevation"] == 20.0
     assert jobs[2].spec["model"] == str(TOY)  # a relative local folder becomes absolute; it travels as a path

@@ -110,11 +110,11 @@ def run_batch(jobs_file: str | os.PathLike, out_dir: str | os.PathLike, cluster:
         raise InputError(f"--out {str(out)!r} is a file; give a folder for the results.")
     if retries < 0 or cpus_per_job < 0 or (gpus_per_job is not None and gpus_per_job < 0):
         raise InputError("--retries, --cpus-per-job and --gpus-per-job cannot be negative.")
-    jobs = read_jobs(jobs_file, defaults)
+    jobs = read_jobs(Path(jobs_file), defaults)
     manifest = Manifest(out)
     todo = [j for j in jobs if not manifest.is_done(j.key)]
-    counts = {"jobs": len(jobs), "skipped": len(jobs) - len(todo), "done": 0, "failed": 0, "interrupted": False,
-              "out": str(out)}
+    counts: dict[str, Any] = {"jobs": len(jobs), "skipped": len(jobs) - len(todo), "done": 0, "failed": 0,
+                              "interrupted": False, "out": str(out)}
     for job in (j for j in todo if j.error):  # a line that cannot run fails alone, before anything starts
         manifest.add(_record(job, {"status": FAILED, "error": job.error, "kind": "InputError"}, []))
         counts["failed"] += 1
@@ -122,7 +122,7 @@ def run_batch(jobs_file: str | os.PathLike, out_dir: str | os.PathLike, cluster:
     progress = Progress(len(runnable), show)
     if counts["skipped"]:
         progress.say(f"{counts['skipped']} of {len(jobs)} jobs are done already (in {manifest.path}); skipping them")
-    backend = None
+    backend: Any = None
     try:
         if runnable:
             if cluster:

@@ -82,7 +82,8 @@ class JobRunner:
                 data.setdefault("device", self.device)
                 job = parse_job(data)
                 summary = run_engine(job, log)
-                result["files"] = {".glb": Path(job.out).read_bytes(), ".png": Path(job.preview).read_bytes()}
+                preview = folder / "preview.png"  # job.preview, as set above
+                result["files"] = {".glb": Path(job.out).read_bytes(), ".png": preview.read_bytes()}
                 result["summary"] = {k: v for k, v in summary.items() if k != "out"}
                 result["status"] = "done"
             except Exception as exc:  # noqa: BLE001 - the job fails alone; the worker goes on
