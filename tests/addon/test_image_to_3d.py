@@ -269,7 +269,7 @@ def test_image_jobs_send_the_picture_and_label_the_result(tmp_path):
     assert not any(f.endswith(".png") for f in jobs[3]["job_folder_files"])
 
     # 5. a text job sends no picture and no camera, and its result has no picture properties
-    assert rep["text"] == done and (jobs[4]["image"], jobs[4]["elevation"], jobs[4]["fov"]) == ("", 0.0, 0.0)
+    assert rep["text"] == done and (jobs[4]["image"], jobs[4]["elevation"], jobs[4]["fov"]) == ("", None, None)
     assert not any(k in rep["text_obj"]["props"] for k in ("dreamsmith_image", "dreamsmith_elevation"))
     assert rep["job_dirs"] == []
 

@@ -30,7 +30,8 @@ PAIRINGS = ("if+sd", "sd")
 
 def scaled_down(command: str) -> dict[str, Any]:
     """Config overrides that shrink a preset for the suite: step counts, render sizes (pixels and samples per
-    ray), grid sizes (occupancy, DMTet, the edit's starting grid) and texture sizes. Nothing else."""
+    ray), grid sizes (occupancy, DMTet, the edit's starting grid), texture sizes and batch sizes (posed rays and
+    views a step, the picture's condition). Nothing else."""
     if command == "retexture":
         return {"mesh": {"steps": 2, "render_size": 64}, "bake": {"texture_size": 64}}
     over: dict[str, Any] = {
@@ -38,9 +39,11 @@ def scaled_down(command: str) -> dict[str, Any]:
         "mesh": {"steps": 2, "render_size": 64, "dmtet": {"resolution": 24}},
         "bake": {"texture_size": 64},
     }
-    if command == "reconstruct":
+    if command == "reconstruct":  # and the posed rays and views a step (batch sizes)
         over["coarse"]["steps"] = 10
         over["mesh"]["render_size"] = 32
+        over["coarse_reference"] = {"rays_per_step": 2048}
+        over["mesh_reference"] = {"views_per_step": 2}
         return over
     over["coarse_sds"] = {"render_size": 32}
     if command == "image":  # image to 3D: generate with a picture; a few steps of learning its condition
@@ -52,7 +55,7 @@ def scaled_down(command: str) -> dict[str, Any]:
 
 # The leaves scaled_down may change: steps and sizes.
 SCALED = {"steps", "render_size", "resolution", "n_samples_per_ray", "texture_size", "prior_resolution", "batch",
-          "sweeps"}
+          "sweeps", "rays_per_step", "views_per_step"}
 
 
 def _config(command: str, preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
