@@ -36,7 +36,8 @@ class _Stop(Exception):
 def trained_coarse(shape: str, steps: int, folder: Path) -> dict:
     """The draft image-to-3D coarse stage's field, occupancy, renderer and objective after ``steps`` steps."""
     pic = write_picture(folder / f"{shape}.png", render_picture(shape, "red", 40.0, 15.0))
-    cfg = generate.generate_config("draft", {"coarse": {"steps": steps}, "coarse_model": {"model": str(TOY)}})
+    cfg = generate.generate_config("draft", {"coarse": {"steps": steps}, "coarse_model": {"model": str(TOY)}},
+                                      picture=True)
     got, real = {}, pipeline.train_coarse
 
     def capture(ccfg, objective, *args, **kwargs):

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = generate_config("draft", {"seed": 0, "coarse_model": {"model": str(TOY)}})
+    cfg = generate_config("draft", {"seed": 0, "coarse_model": {"model": str(TOY)}}, picture=True)
     inversion = cfg.image.inversion
     if args.min_step is not None:
         inversion = dataclasses.replace(inversion, min_step_percent=args.min_step)

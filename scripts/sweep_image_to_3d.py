@@ -61,7 +61,8 @@ def main() -> int:
             name = f"{i:02d}_{colour}_{shape}"
             pic = write_picture(out_dir / f"{name}.{'png' if with_alpha else 'jpg'}",
                                 render_picture(shape, colour, az, el, alpha=with_alpha))
-            cfg = generate_config("draft", over | {"seed": args.seed, "coarse_model": {"model": args.model}})
+            cfg = generate_config("draft", over | {"seed": args.seed, "coarse_model": {"model": args.model}},
+                                  picture=True)
             cache.label = f"{name} az {az:.3f} el {el:.3f} prompt {args.prompt}"
             t0 = time.perf_counter()
             summary = run_generate(f"a {colour} {shape}" if args.prompt else "", out_dir / f"{name}.glb", cfg,

@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> dict:
             over = merge_models(over, kind.priors, args.model, getattr(args, "fine_model", None),
                                 args.allow_network)
         inputs = {name: getattr(args, name, None) for name in kind.inputs}
-        return kind.run(inputs, args.out, kind.config(args.preset, over), device=args.device, callback=bar,
+        return kind.run(inputs, args.out, kind.config(args.preset, over, inputs), device=args.device, callback=bar,
                         preset=args.preset, preview=args.preview, force=args.force)
     finally:
         bar.close()

@@ -109,7 +109,7 @@ def run_engine(job: Job, callback=None, cancel=None) -> dict[str, Any]:
 
     kind = JOBS[job.command]
     inputs = {name: getattr(job, name) for name in kind.inputs}
-    return kind.run(inputs, job.out, kind.config(job.preset, job_overrides(job)), device=job.device,
+    return kind.run(inputs, job.out, kind.config(job.preset, job_overrides(job), inputs), device=job.device,
                     callback=callback, cancel=cancel, preset=job.preset, preview=job.preview or None, force=job.force)
 
 

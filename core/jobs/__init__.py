@@ -47,9 +47,13 @@ class JobKind:
         """The job's config dataclass."""
         return getattr(self._mod(), f"{self.name.capitalize()}Config")
 
-    def config(self, preset: str, overrides: dict[str, Any] | None = None) -> Any:
-        """The config of ``preset`` with ``overrides`` merged on top (unknown keys are errors)."""
+    def config(self, preset: str, overrides: dict[str, Any] | None = None,
+               inputs: dict[str, Any] | None = None) -> Any:
+        """The config of ``preset`` with ``overrides`` merged on top (unknown keys are errors); a job given a
+        picture among its ``inputs`` gets the picture's settings between the two (``picture=True``)."""
         make: Callable[..., Any] = getattr(self._mod(), f"{self.name}_config")
+        if "image" in self.inputs and (inputs or {}).get("image"):
+            return make(preset, overrides, picture=True)
         return make(preset, overrides)
 
     def run(self, inputs: dict[str, Any], out: Any, cfg: Any, force: bool = False, **common: Any) -> dict[str, Any]:

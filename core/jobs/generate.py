@@ -24,7 +24,6 @@ from ..picture.reference_view import (
     MeshReference,
     ReferenceTarget,
     check_image_config,
-    mesh_stage_settings,
     reference_scores,
     turned_to_front,
 )
@@ -33,8 +32,8 @@ from ..priors.prompts import PromptConfig, PromptProcessor
 from ..render.preview import field_preview
 from ..runtime.device import resolve_device, seeded_job
 from ..runtime.events import CancelToken, ProgressCallback, StageTimes
-from ..settings.config import to_dict
-from ..settings.presets import GENERATE_PRESETS, config_maker
+from ..settings.config import merge, to_dict
+from ..settings.presets import GENERATE_PRESETS, PICTURE_OVERRIDES, preset_config
 from ..stages.coarse import CoarseConfig, CoarseSDSConfig
 from ..stages.interfaces import CoarseObjective, MeshObjectiveFn
 from ..stages.mesh import MeshSDSConfig, MeshStageConfig, mesh_stage_preview
@@ -78,7 +77,12 @@ class GenerateConfig:
     image: ImageConfig = field(default_factory=ImageConfig)
 
 
-generate_config = config_maker(GenerateConfig, GENERATE_PRESETS)
+def generate_config(preset: str, overrides: dict[str, Any] | None = None, picture: bool = False) -> GenerateConfig:
+    """The GenerateConfig of ``preset`` with ``overrides`` on top (unknown keys are errors); ``picture``: for image
+    to 3D, with the picture's settings of the stages (:data:`~..settings.presets.PICTURE_OVERRIDES`) between the
+    preset and ``overrides``."""
+    return preset_config(GenerateConfig, GENERATE_PRESETS, preset,
+                         merge(PICTURE_OVERRIDES, overrides or {}) if picture else overrides)
 
 
 def used_models(cfg: GenerateConfig) -> dict[str, str]:
@@ -183,12 +187,9 @@ def generate_pipeline(cfg: GenerateConfig, guidance: SDSGuidance, text: str, neg
             objective = MeshReference(target, cfg.image, objective)
         return objective
 
-    keep = cfg.mesh.min_component_fraction
-    if reference is not None:
-        keep = max(keep, cfg.image.min_component_fraction)
     return Pipeline(
-        name=name, mesh=cfg.mesh if reference is None else mesh_stage_settings(cfg.mesh, cfg.image),
-        mesh_objective=mesh_objective, bake=cfg.bake, keep_fraction=keep, coarse=cfg.coarse, coarse_objective=coarse,
+        name=name, mesh=cfg.mesh, mesh_objective=mesh_objective, bake=cfg.bake,
+        keep_fraction=cfg.mesh.min_component_fraction, coarse=cfg.coarse, coarse_objective=coarse,
         carving=Carving(carve, source="text", hull_fallback=False, carve_after_cleaning=True),
         density_prior=density_prior, coarse_preview=field_preview(cfg.scene_radius) if live else None,
         mesh_preview=mesh_stage_preview(cfg.scene_radius, cfg.mesh_sds) if live else None)

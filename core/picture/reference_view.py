@@ -51,10 +51,6 @@ class ImageConfig:
         mask_weight: Weight of the silhouette error (mean squared, rendered opacity against the picture's mask).
         sds_weight: Weight of score distillation on the other views, once ramped in.
         sds_warmup: Fraction of each stage over which the score-distillation weight ramps up from 0.
-        mesh_geometry_lr: Factor on the mesh stage's geometry learning rates (``mesh.lr.sdf``, ``mesh.lr.deform``)
-            for image to 3D. The coarse stage has already fitted the picture's silhouette; the tet grid's free
-            per-vertex SDF values and offsets under score distillation's noise dent flat faces. A fifth kept a cube's
-            shape but fitted outlines less (README, "Image to 3D, measured"), so no preset changes it.
         coarse_edge_band: With ``ray_jitter``, the width (coarse reference pixels) of the band on each side of the
             picture's outline whose rays are left out of the coarse stage's losses (0: none). A ray grazing a sharp
             edge crosses little of the object; fitting it opaque thickens the field along it, which leaves rims
@@ -80,8 +76,9 @@ class ImageConfig:
         find_azimuth: With a prior that takes the camera as an input, estimate the picture's azimuth (the object's
             turn in the prior's frame) and put the reference camera there; the result is turned back so that the
             picture's view is its front (-Y).
-        min_component_fraction: Pieces of the result smaller than this fraction of the largest are dropped (one
-            object in the picture; the prior likes to add a ground or shadow below it, out of the picture's sight).
+
+    A picture's settings of the stages themselves (the mesh stage's ``min_component_fraction``) are the stage
+    configs', set for pictures by ``settings.presets.PICTURE_OVERRIDES``.
     """
 
     input: ImageInputConfig = field(default_factory=ImageInputConfig)
@@ -91,7 +88,6 @@ class ImageConfig:
     mask_weight: float = 500.0
     sds_weight: float = 1.0
     sds_warmup: float = 0.2
-    mesh_geometry_lr: float = 1.0
     ray_jitter: bool = False
     coarse_edge_band: float = 0.0
     carve: bool = True
@@ -103,7 +99,6 @@ class ImageConfig:
     caption: CaptionConfig = field(default_factory=CaptionConfig)
     inversion: InversionConfig = field(default_factory=InversionConfig)
     find_azimuth: bool = True
-    min_component_fraction: float = 0.3
 
 
 def check_image_config(cfg: ImageConfig) -> None:
@@ -113,9 +108,6 @@ def check_image_config(cfg: ImageConfig) -> None:
     if cfg.caption.batch < 1 or cfg.caption.sweeps < 1:
         raise ConfigError(f"image.caption needs at least one noised copy and one sweep (batch={cfg.caption.batch}, "
                           f"sweeps={cfg.caption.sweeps}).")
-    if not cfg.mesh_geometry_lr >= 0:
-        raise ConfigError(f"image.mesh_geometry_lr must be >= 0 (0 freezes the mesh stage's geometry), "
-                          f"got {cfg.mesh_geometry_lr!r}.")
     if not 0.0 <= cfg.carve_margin < 0.5:
         raise ConfigError(f"image.carve_margin is a fraction of the picture's side, in [0, 0.5), "
                           f"got {cfg.carve_margin!r}.")
@@ -208,16 +200,6 @@ class ReferenceTarget:
         if weight is not None:
             rgb_err, mask_err = rgb_err * weight, mask_err * weight
         return cfg.rgb_weight * rgb_err.mean() + cfg.mask_weight * mask_err.mean()
-
-
-def mesh_stage_settings(mesh_cfg, cfg: ImageConfig):
-    """The mesh stage's config for image to 3D: ``mesh_cfg`` with its geometry learning rates times
-    ``cfg.mesh_geometry_lr``."""
-    k = cfg.mesh_geometry_lr
-    if k == 1.0:
-        return mesh_cfg
-    lr = dataclasses.replace(mesh_cfg.lr, sdf=mesh_cfg.lr.sdf * k, deform=mesh_cfg.lr.deform * k)
-    return dataclasses.replace(mesh_cfg, lr=lr)
 
 
 def sds_ramp(cfg: ImageConfig, step: int, total: int) -> float:

@@ -154,6 +154,11 @@ GENERATE_PRESETS: dict[str, dict[str, Any]] = {
                              "mesh": {"dmtet": {"resolution": 192}}, "bake": {"texture_size": 2048}}),
 }
 
+# Image to 3D: a generate with a picture takes its preset with these on top (and the user's overrides over both).
+# One object is in the picture: pieces under 0.3 of the largest go (the prior likes to add a ground or shadow below
+# it, out of the picture's sight; text keeps the mesh stage's 0.05).
+PICTURE_OVERRIDES: dict[str, Any] = {"mesh": {"min_component_fraction": 0.3}}
+
 # Re-texture (geometry fixed) and edit (geometry and texture from an existing mesh). draft: a pixel prior at
 # 32-64 px on a CPU; standard/high: a latent prior (Stable Diffusion) at 512 px on one GPU.
 _RETEX_DRAFT: dict[str, Any] = {

@@ -319,21 +319,21 @@ def test_turned_to_front_turns_about_z_only():
     assert turned_to_front(mesh, 0.0) is mesh
 
 
-def test_the_mesh_stage_moves_the_geometry_slower_for_a_picture():
+def test_a_picture_sets_the_stages_own_settings_under_the_users():
+    """Image to 3D's settings of the stages are the stage configs', for pictures only, and a user's override wins."""
+    from dreamsmith.core.jobs import JOBS
     from dreamsmith.core.jobs.generate import generate_config
-    from dreamsmith.core.picture.reference_view import check_image_config, mesh_stage_settings
-    from dreamsmith.core.runtime.errors import ConfigError
-    from dreamsmith.core.stages.mesh import MeshLearningRates, MeshStageConfig
 
-    mesh = MeshStageConfig(lr=MeshLearningRates(sdf=0.05, deform=0.01, color=0.02))
-    slow = mesh_stage_settings(mesh, ImageConfig(mesh_geometry_lr=0.2))
-    assert (slow.lr.sdf, slow.lr.deform, slow.lr.color, slow.steps) == pytest.approx((0.01, 0.002, 0.02, mesh.steps))
-    assert mesh_stage_settings(mesh, ImageConfig()) is mesh  # real models' presets: unchanged
-    assert generate_config("draft").image.mesh_geometry_lr == 1.0  # measured, not taken: README
+    assert generate_config("draft").mesh.min_component_fraction == 0.05  # text: the mesh stage's own
+    assert generate_config("draft", picture=True).mesh.min_component_fraction == 0.3  # one object in the picture
+    assert generate_config("draft", {"mesh": {"min_component_fraction": 0.1}}, picture=True).mesh \
+        .min_component_fraction == 0.1
+    gen = JOBS["generate"]
+    assert gen.config("standard", None, {"image": "x.png"}).mesh.min_component_fraction == 0.3
+    assert gen.config("standard", None, {"prompt": "a cube"}).mesh.min_component_fraction == 0.05
+    assert not hasattr(ImageConfig(), "min_component_fraction")  # no second copy
     # The draft's stiffer mesh stage (text, pictures and edits alike: docs/experiments.md); the GPU presets': Magic3D's
     assert (generate_config("draft").mesh.normal_weight, generate_config("standard").mesh.normal_weight) == (100, 10000)
-    with pytest.raises(ConfigError, match="mesh_geometry_lr"):
-        check_image_config(ImageConfig(mesh_geometry_lr=-1.0))
 
 
 def test_the_draft_coarse_stage_skips_faint_samples_normals(tmp_path, monkeypatch):
