@@ -90,6 +90,17 @@ def test_each_jobs_inputs_are_declared_once_and_every_option_names_its_default()
         for action in actions.values():
             if action.nargs != 0:  # a switch is off unless given
                 assert action.required or "default" in (action.help or ""), (name, action.dest, action.help)
+    def every_option(parser, path=()):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    yield from every_option(child, (*path, name))
+            elif action.option_strings and action.dest != "help":
+                yield path, action
+
+    for path, action in every_option(build_parser()):  # batch, models, estimate too
+        if action.nargs != 0 and not action.required:
+            assert "default" in (action.help or ""), (path, action.option_strings, action.help)
     assert set(FILE_FIELDS) == {"mesh", "target", "image", "state"}
     for command in COMMANDS:
         for key, spec in job_inputs(command).items():

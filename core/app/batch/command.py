@@ -161,15 +161,17 @@ def add_batch_parser(sub) -> None:
     p.add_argument("--jobs", required=True, help="text file (one prompt a line) or JSON-lines file (one job a line)")
     p.add_argument("--out", required=True, help="folder for the results and manifest.jsonl")
     p.add_argument("--cluster", help="run on Ray: local, auto (the cluster of `ray start`) or ray://HOST:PORT; "
-                                     "without it the jobs run one after another here")
+                                     "without it the jobs run one after another here (default: here)")
     p.add_argument("--gpus-per-job", type=float, help="GPUs of one job on Ray (default: 1 when the cluster has GPUs)")
     p.add_argument("--cpus-per-job", type=float, default=1.0, help="CPUs of one job on Ray (default: 1)")
     p.add_argument("--retries", type=int, default=2, help="times a lost worker's job is run again (default: 2)")
-    p.add_argument("--preset", choices=PRESET_NAMES, default="draft", help="preset of jobs that name none")
-    p.add_argument("--model", help="coarse-stage prior of jobs that name none (Hub id or folder)")
-    p.add_argument("--fine-model", help="mesh-stage prior of jobs that name none")
+    p.add_argument("--preset", choices=PRESET_NAMES, default="draft",
+                   help="preset of jobs that name none (default: draft)")
+    p.add_argument("--model", help="coarse-stage prior of jobs that name none (Hub id or folder; default: the "
+                                    "preset's)")
+    p.add_argument("--fine-model", help="mesh-stage prior of jobs that name none (default: the preset's)")
     p.add_argument("--seed", type=int, default=0, help="seed of jobs that name none (default: 0)")
-    p.add_argument("--config", help="JSON file of config overrides for jobs that give none")
+    p.add_argument("--config", help="JSON file of config overrides for jobs that give none (default: none)")
     p.add_argument("--device", choices=DEVICE_NAMES, default="auto", help="compute device (default: auto)")
     p.add_argument("--allow-network", action="store_true", help="download models that are not cached locally")
     p.add_argument("--quiet", action="store_true", help="no progress on the terminal")
