@@ -3,9 +3,9 @@
 Inside ``with coarse_cache(folder) as cache:`` every coarse stage the pipeline trains is saved under ``folder``
 (safetensors: the field, the occupancy grid, the renderer's background and the job's generator state after the
 stage), keyed by ``cache.label`` (the sweep sets it to the prompt or picture before each job), the coarse config,
-the objective's and its guidance's configs (views, shading, guidance scale), the generator's state before the
-stage and an edit's starting shape. A later run with the same key loads them
-instead of training: the mesh stage then starts from the same field with the same random numbers, so two
+the objective's and its guidance's configs (views, shading, guidance scale; a picture's, and those of its other
+views), the generator's state before the stage and an edit's starting shape. A later run with the same key loads
+them instead of training: the mesh stage then starts from the same field with the same random numbers, so two
 mesh-stage settings are compared on the same coarse stages. A change of the coarse code is not part of the key:
 clear the folder after one.
 """
@@ -40,7 +40,9 @@ class CoarseCache:
 
     def key(self, cfg: object, objective: object, generator: torch.Generator,
             density_prior: torch.Tensor | None) -> str:
-        settings = (getattr(objective, "cfg", None), getattr(getattr(objective, "guidance", None), "cfg", None))
+        parts = [objective, getattr(objective, "novel", None)]  # a picture's objective holds the other views' too
+        settings = [getattr(o, "cfg", None) for o in parts] + [getattr(getattr(o, "guidance", None), "cfg", None)
+                                                                for o in parts]
         digest = hashlib.sha256(f"{self.label}\n{cfg!r}\n{settings!r}\n".encode())
         digest.update(generator.get_state().numpy().tobytes())
         if density_prior is not None:  # an edit's starting shape
