@@ -79,10 +79,10 @@ class GenerateConfig:
 
 def generate_config(preset: str, overrides: dict[str, Any] | None = None, picture: bool = False) -> GenerateConfig:
     """The GenerateConfig of ``preset`` with ``overrides`` on top (unknown keys are errors); ``picture``: for image
-    to 3D, with the picture's settings of the stages (:data:`~..settings.presets.PICTURE_OVERRIDES`) between the
-    preset and ``overrides``."""
+    to 3D, with the preset's picture settings of the stages (:data:`~..settings.presets.PICTURE_OVERRIDES`) between
+    the preset and ``overrides``."""
     return preset_config(GenerateConfig, GENERATE_PRESETS, preset,
-                         merge(PICTURE_OVERRIDES, overrides or {}) if picture else overrides)
+                         merge(PICTURE_OVERRIDES.get(preset, {}), overrides or {}) if picture else overrides)
 
 
 def used_models(cfg: GenerateConfig) -> dict[str, str]:

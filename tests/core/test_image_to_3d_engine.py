@@ -332,6 +332,11 @@ def test_a_picture_sets_the_stages_own_settings_under_the_users():
     assert gen.config("standard", None, {"image": "x.png"}).mesh.min_component_fraction == 0.3
     assert gen.config("standard", None, {"prompt": "a cube"}).mesh.min_component_fraction == 0.05
     assert not hasattr(ImageConfig(), "min_component_fraction")  # no second copy
+    # the draft scores a picture's other views more gently in the mesh stage (docs/experiments.md); GPU presets keep
+    # the recipe's guidance
+    assert generate_config("draft", picture=True).fine_guidance.guidance_scale == 5.0
+    assert generate_config("draft").fine_guidance.guidance_scale == 20.0
+    assert generate_config("standard", picture=True).fine_guidance == generate_config("standard").fine_guidance
     # The draft's stiffer mesh stage (text, pictures and edits alike: docs/experiments.md); the GPU presets': Magic3D's
     assert (generate_config("draft").mesh.normal_weight, generate_config("standard").mesh.normal_weight) == (100, 10000)
 
