@@ -67,15 +67,13 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _input_options(p: argparse.ArgumentParser, command: str) -> None:
     """The options of ``command``'s inputs, made from their one declaration (``protocol.Job``'s input fields: the
     flag, whether the job needs it, and the docstring's words as the help)."""
-    from ..settings.config_docs import attribute_docs
+    from ..settings.config_docs import attribute_words
 
-    words = attribute_docs(Job)
     for name, spec in job_inputs(command).items():
         if not spec.flag:
             continue
         needed = command in spec.needed_by
-        text = words[name].replace("``", "").rstrip(".")
-        text = text[0].lower() + text[1:]
+        text = attribute_words(Job, name)
         if not needed and "default:" not in text:
             text += " (default: none)"
         p.add_argument(spec.flag, dest=name, required=needed, type=float if spec.number else str,

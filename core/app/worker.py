@@ -45,7 +45,7 @@ from ...protocol import Job, missing_inputs
 from ..runtime.errors import Cancelled, ConfigError, InputError, as_user_error
 from ..runtime.events import CancelToken, ProgressEvent
 from ..settings.config import from_dict
-from ..settings.config_docs import attribute_docs
+from ..settings.config_docs import attribute_words
 
 #: Seconds between two progress lines of the same stage (first and last steps always pass).
 PROGRESS_INTERVAL = 0.25
@@ -87,9 +87,8 @@ def parse_job(data: dict[str, Any]) -> Job:
         raise InputError("The job has no 'out' path; give the result file, ending in .glb or .obj.")
     missing = missing_inputs(job.command, asdict(job))
     if missing:
-        words = attribute_docs(Job)
-        raise InputError(f"A {job.command!r} job needs " + "; and ".join(
-            f"a {m!r}: {words[m].replace('``', '')[0].lower()}{words[m].replace('``', '')[1:]}" for m in missing))
+        raise InputError(f"A {job.command!r} job needs "
+                         + "; and ".join(f"a {m!r}: {attribute_words(Job, m)}" for m in missing) + ".")
     return job
 
 

@@ -22,6 +22,13 @@ def attribute_docs(cls: type) -> dict[str, str]:
     return out
 
 
+def attribute_words(cls: type, name: str) -> str:
+    """The docstring's words for attribute ``name`` of ``cls`` as part of a sentence (a command's help, a message):
+    without markup, a lower-case start and no final full stop."""
+    text = attribute_docs(cls)[name].replace("``", "").rstrip(".")
+    return text[:1].lower() + text[1:]
+
+
 def _own_attribute_docs(cls: type) -> dict[str, str]:
     doc = cls.__dict__.get("__doc__") or ""
     if "Attributes:" not in doc:
