@@ -1,5 +1,6 @@
-"""Following a child process without blocking Blender: a reader thread moves its output lines into a queue, and the
-caller (a ``bpy.app.timers`` callback on the main thread) drains them. No bpy here.
+"""Following a child process without blocking Blender: a reader thread moves its output lines into an
+:class:`Inbox`, and the caller (a ``bpy.app.timers`` callback on the main thread) drains it; a caller that may block
+(a background script, a test driving the timer itself) waits for the next line instead of polling. No bpy here.
 
 The process is started from an argument list, never a shell string; its stdin is closed at once (or gets one piece
 of text first). :func:`end_process` (used by :meth:`LineProcess.stop` and the worker's cancel) terminates a process,
@@ -11,6 +12,35 @@ from __future__ import annotations
 import queue
 import subprocess
 import threading
+
+
+class Inbox(queue.Queue):
+    """The queue a reader thread fills: drained without blocking, or waited on until something arrives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False  # the reader is done: nothing more will arrive
+
+    def drain(self) -> list:
+        """What arrived since the last call (never blocks)."""
+        out = []
+        while True:
+            try:
+                out.append(self.get_nowait())
+            except queue.Empty:
+                return out
+
+    def close(self) -> None:
+        """The reader's last word: wake every waiter, nothing more will arrive."""
+        with self.not_empty:
+            self.closed = True
+            self.not_empty.notify_all()
+
+    def wait(self, timeout: float) -> bool:
+        """Block until something is waiting to be drained or the reader is done (True), or ``timeout`` seconds
+        passed (False)."""
+        with self.not_empty:
+            return self.not_empty.wait_for(lambda: self._qsize() > 0 or self.closed, timeout)
 
 
 def end_process(proc: subprocess.Popen, grace: float = 5.0) -> None:
@@ -37,7 +67,7 @@ class LineProcess:
     def __init__(self, args: list[str], env: dict[str, str] | None = None, stdin_text: str = "",
                  cwd: str | None = None) -> None:
         self.args = list(args)
-        self.lines: queue.Queue[str] = queue.Queue()
+        self.lines = Inbox()
         self.proc = subprocess.Popen(
             self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             encoding="utf-8", errors="replace", env=env, cwd=cwd,
@@ -52,18 +82,21 @@ class LineProcess:
         self.reader.start()
 
     def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
-        self.proc.stdout.close()
+        try:
+            for line in self.proc.stdout:
+                self.lines.put(line.rstrip("\n"))
+            self.proc.stdout.close()
+        finally:
+            self.lines.close()
 
     def drain(self) -> list[str]:
         """The lines that arrived since the last call."""
-        out = []
-        while True:
-            try:
-                out.append(self.lines.get_nowait())
-            except queue.Empty:
-                return out
+        return self.lines.drain()
+
+    def wait_for_output(self, timeout: float) -> bool:
+        """Block until a line has arrived that :meth:`drain` has not returned, or the output has ended (True), or
+        ``timeout`` seconds passed (False)."""
+        return self.lines.wait(timeout)
 
     def poll(self) -> int | None:
         """Its exit code, or None while it runs."""

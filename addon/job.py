@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol import DONE, ERROR, SILENCE_LIMIT_S, Job, job_inputs
-from .child_process import end_process
+from .child_process import Inbox, end_process
 
 #: The folder of the package (the extension root), whatever it is called on disk.
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -134,7 +134,7 @@ class WorkerJob:
         self.proc: subprocess.Popen | None = None
         self.outcome: Outcome | None = None
         self.cancelled = False
-        self._queue: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._queue = Inbox()
         self._last: dict[str, Any] | None = None  # the worker's "done" or "error" line
         self.last_heard = time.monotonic()  # when the worker last sent anything (heartbeats included)
         self.started = time.monotonic()
@@ -188,6 +188,7 @@ class WorkerJob:
             code = self.proc.wait()
             self._log.close()
             self._queue.put({"type": "exit", "code": code})
+            self._queue.close()
 
     @property
     def running(self) -> bool:
@@ -198,14 +199,15 @@ class WorkerJob:
 
     def poll(self) -> list[dict[str, Any]]:
         """Drain the messages that arrived (main thread; never blocks). Sets :attr:`outcome` at the end."""
-        out = []
-        while True:
-            try:
-                msg = self._queue.get_nowait()
-            except queue.Empty:
-                return out
+        out = self._queue.drain()
+        for msg in out:
             self._handle(msg)
-            out.append(msg)
+        return out
+
+    def wait_for_message(self, timeout: float) -> bool:
+        """Block until a message has arrived that :meth:`poll` has not returned (True), or ``timeout`` seconds
+        passed (False): for a caller that drives :func:`poll` itself and may block."""
+        return self._queue.wait(timeout)
 
     def stalled(self, time_limit: float = 0.0, silence: float = SILENCE_LIMIT_S) -> str:
         """Why the running job should be ended ("" while it is fine): no word from the worker for ``silence``

@@ -27,8 +27,9 @@ from .hub import _hub_patterns
 
 #: A Hub model id: ``owner/name`` (letters, digits, ``-``, ``_``, ``.``).
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}$")
-#: Seconds between two progress lines of a download.
+#: Seconds between two progress lines of a download, unless another hundredth of it arrived first.
 PROGRESS_EVERY_S = 0.25
+PROGRESS_EVERY_FRACTION = 0.01
 
 
 @dataclass
@@ -144,10 +145,13 @@ def delete_model(model_id: str, cache_dir: str = "") -> int:
 
 class _Progress:
     """Receives ``huggingface_hub``'s per-file progress (it takes a tqdm-like class) and reports the download's
-    total as ``(done_bytes, total_bytes, file)``, at most every :data:`PROGRESS_EVERY_S` seconds."""
+    total as ``(done_bytes, total_bytes, file)``: at most every :data:`PROGRESS_EVERY_S` seconds, or at once when
+    another :data:`PROGRESS_EVERY_FRACTION` of the total has arrived (a chunk is not held back for the clock: a
+    download that stalls right after it still shows it)."""
 
     def __init__(self, report: Callable[[int, int, str], None], total: int) -> None:
         self.report, self.total, self.before, self.file, self.done, self.last = report, total, 0, "", 0, 0.0
+        self.reported = 0  # the bytes the last report gave
 
     def start(self, file: str, before: int) -> type:
         """A class for one file's ``tqdm_class`` argument, counting from ``before`` bytes."""
@@ -175,10 +179,10 @@ class _Progress:
 
     def tick(self, force: bool = False) -> None:
         """Report now if enough time has passed (or ``force``)."""
-        now = time.monotonic()
-        if force or now - self.last >= PROGRESS_EVERY_S:
-            self.last = now
-            self.report(min(self.before + self.done, self.total), self.total, self.file)
+        now, done = time.monotonic(), min(self.before + self.done, self.total)
+        if force or now - self.last >= PROGRESS_EVERY_S or done - self.reported >= PROGRESS_EVERY_FRACTION * self.total:
+            self.last, self.reported = now, done
+            self.report(done, self.total, self.file)
 
 
 def download_model(model_id: str, cache_dir: str = "",

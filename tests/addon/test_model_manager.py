@@ -74,10 +74,8 @@ REPORT["found_in_files"] = [str(p) for p in [*map(pathlib.Path, REPORT["userpref
 # Cancel: a slow download is stopped; what it fetched is not a model on disk.
 os.environ["HF_ENDPOINT"] = ARGS["slow_hub"]
 models.start_download(prefs, "tester/slow")
-t0 = time.monotonic()
-while models.store.done_bytes < 5_000_000 and models.downloading() and time.monotonic() - t0 < 60:
-    models.download_timer()
-    time.sleep(0.05)
+drive(models.download_timer, lambda: models.store.download and models.store.download.wait_for_output,
+      lambda: models.store.done_bytes >= 5_000_000, limit=60)  # the stand-in Hub holds the weights half-way
 REPORT["progress_seen"] = [models.store.done_bytes, models.store.total_bytes, models.store.status]
 proc = models.store.download.proc
 REPORT["cancel"] = str(bpy.ops.dreamsmith.cancel_download())
@@ -97,13 +95,16 @@ print("REPORT " + json.dumps(REPORT))
 
 def test_model_manager_in_blender(tmp_path, fake_hub):  # noqa: F811 (the imported fixture)
     hub = fake_hub(files=hub_files(200_000))
-    slow = fake_hub(files=hub_files(24 << 20), slow=0.1)  # about 2.4 s, progress every 10 MiB
+    slow = fake_hub(files=hub_files(24 << 20), pause_after=12 << 20)  # the weights stop half-way (progress at 10 MiB)
     cache = tmp_path / "hub"
     fake_repo(cache, SD, diffusers_files(4000))
     keep = fake_repo(cache, "someone/tiny-diffusers", diffusers_files(500), rev="f" * 40)
     args = {"cache": str(cache), "hub": hub.url, "slow_hub": slow.url, "hf_home": str(tmp_path / "hf-home"),
             "token": hub.token, "blend": str(tmp_path / "scene.blend"), "sd": SD}
-    rep = _run(MANAGER, args, timeout=110)
+    try:
+        rep = _run(MANAGER, args, timeout=110)
+    finally:
+        slow.gate.set()
     assert rep["registered"] == [True] * 6 and rep["unregistered"] == [False] * 6
 
     assert not rep["poll_offline"] and not rep["poll_pref_off"] and rep["poll_online"]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from processes import wait_for_exit
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("bpy") is None, reason="bpy is not installed")
@@ -71,6 +72,22 @@ def generate(**kw):
         return str(bpy.ops.dreamsmith.generate(**kw))
     except RuntimeError as exc:
         return "RuntimeError: " + str(exc)
+
+def drive(timer, follow, done=lambda: False, limit=300.0):
+    # What Blender's timer loop does (module mode never runs it): call ``timer`` until it returns None or ``done()``;
+    # between calls, wait for the followed process's next line (``follow()``: its wait, None when there is none).
+    deadline = time.monotonic() + limit
+    while not done() and time.monotonic() < deadline:
+        if timer() is None:
+            return
+        wait = follow()
+        if wait is not None:
+            wait(max(0.0, min(1.0, deadline - time.monotonic())))
+
+def run_jobs(done=lambda: False, limit=300.0):
+    # the add-on's job timer, woken by the running job's messages
+    from dreamsmith.addon import running
+    drive(running.job_timer, lambda: running.job_state.job and running.job_state.job.wait_for_message, done, limit)
 """
 
 REGISTER = COMMON + r"""
@@ -195,9 +212,7 @@ before = counts()
 job = running.start_job(bpy.context, values, ARGS["model"], ARGS["tiny"], interactive=True)
 REPORT["timer_registered"] = bpy.app.timers.is_registered(running.job_timer)
 REPORT["poll_while_running"] = bpy.ops.dreamsmith.generate.poll()
-deadline = time.monotonic() + 240
-while running.job_timer() is not None and time.monotonic() < deadline:  # what Blender's timer loop does
-    time.sleep(0.1)
+run_jobs(limit=240)
 if bpy.app.timers.is_registered(running.job_timer):  # timers do not fire in module mode: it stays registered
     bpy.app.timers.unregister(running.job_timer)
 obj = bpy.data.objects.get("a blue torus")
@@ -214,10 +229,7 @@ long = dict(ARGS["tiny"], coarse=dict(ARGS["tiny"]["coarse"], steps=100000, prev
 bpy.data.images.remove(bpy.data.images[running.PREVIEW_IMAGE])
 after_first = counts()
 job = running.start_job(bpy.context, values, ARGS["model"], long, interactive=True)
-while not bpy.data.images.get(running.PREVIEW_IMAGE):
-    if running.job_timer() is None or time.monotonic() > deadline:
-        break
-    time.sleep(0.1)
+run_jobs(lambda: bpy.data.images.get(running.PREVIEW_IMAGE) is not None, limit=120)
 REPORT["cancel_saw_preview"] = bpy.data.images.get(running.PREVIEW_IMAGE) is not None
 REPORT["cancel_result"] = str(sorted(bpy.ops.dreamsmith.cancel()))
 REPORT["cancel_worker_ended"] = job.proc.poll() is not None and not job.work_dir.exists()
@@ -228,10 +240,7 @@ REPORT["cancel_idle"] = bpy.ops.dreamsmith.generate.poll() and not bpy.app.timer
 # a long job, then the add-on is disabled while it runs: worker ended, folder removed, scene unchanged
 seen.clear()
 job = running.start_job(bpy.context, values, ARGS["model"], long, interactive=True)
-while not seen or seen[-1].get("stage") != "coarse":
-    if running.job_timer() is None or time.monotonic() > deadline:
-        break
-    time.sleep(0.1)
+run_jobs(lambda: bool(seen) and seen[-1].get("stage") == "coarse", limit=120)
 REPORT["was_training"] = job.proc.poll() is None and seen[-1].get("stage") == "coarse"
 addon_utils.disable("dreamsmith", default_set=True)
 REPORT["worker_ended"] = job.proc.poll() is not None
@@ -248,11 +257,7 @@ from dreamsmith.addon import running
 long = dict(ARGS["tiny"], coarse=dict(ARGS["tiny"]["coarse"], steps=100000))
 values = {"prompt": "a red cube", "negative_prompt": "", "preset": "draft", "seed": 0}
 job = running.start_job(bpy.context, values, ARGS["model"], long, interactive=True)
-deadline = time.monotonic() + 120
-while bpy.context.window_manager.dreamsmith_job.stage != "coarse" and time.monotonic() < deadline:
-    if running.job_timer() is None:
-        break
-    time.sleep(0.1)
+run_jobs(lambda: bpy.context.window_manager.dreamsmith_job.stage == "coarse", limit=120)
 print("WORKER " + json.dumps({"pid": job.proc.pid, "dir": str(job.work_dir),
                               "stage": bpy.context.window_manager.dreamsmith_job.stage}), flush=True)
 os._exit(0)  # Blender quits (or crashes) without any clean-up
@@ -415,24 +420,15 @@ def test_batch_script_writes_one_object_per_prompt_and_reports_failures(prior, t
     assert bad.returncode == 2 and "No prompts file" in bad.stderr
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.skipif(os.name != "posix", reason="waits on the worker's pid (a pidfd or kqueue)")
 def test_worker_dies_when_blender_exits(prior):
-    import time
-
     proc = subprocess.run([sys.executable, "-c", EXIT, json.dumps({"model": str(prior), "tiny": TINY})],
                           capture_output=True, text=True, timeout=300, env=dict(os.environ, HF_HUB_OFFLINE="1"))
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("WORKER ")]
     assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
     info = json.loads(lines[-1][len("WORKER "):])
     assert info["stage"] == "coarse"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and Path(f"/proc/{info['pid']}").exists():
-        time.sleep(0.2)
-    try:
-        alive = "zombie" not in Path(f"/proc/{info['pid']}/status").read_text()
-    except FileNotFoundError:  # gone between two looks: that is the point
-        alive = False
-    assert not alive, "the worker outlived Blender"
+    assert wait_for_exit(info["pid"], timeout=30), "the worker outlived Blender"
 
 
 RETEXTURE = COMMON + r"""
@@ -596,9 +592,7 @@ from dreamsmith.addon import running
 def run_interactive(**kw):
     running.start_job(bpy.context, {"prompt": kw.pop("prompt"), "negative_prompt": "", "preset": "draft",
                                       "seed": 0}, ARGS["model"], kw.pop("config"), interactive=True, **kw)
-    deadline = time.monotonic() + 300
-    while running.job_timer() is not None and time.monotonic() < deadline:
-        time.sleep(0.1)
+    run_jobs(limit=300)
     if bpy.app.timers.is_registered(running.job_timer):
         bpy.app.timers.unregister(running.job_timer)
     return bpy.context.window_manager.dreamsmith_job.message

@@ -111,13 +111,13 @@ REPORT["after_remove"] = running.job_state.of
 seen, messages = [], []
 notify = running._notify
 running._notify = lambda message, error: (messages.append([message, error]), notify(message, error))
-deadline = time.monotonic() + 300
-while time.monotonic() < deadline:
+
+def note_number():
     if running.job_state.job is not None:
         seen.append([running.job_state.number, running.job_state.of])
-    if running.job_timer() is None:
-        break
-    time.sleep(0.1)
+    return False
+
+run_jobs(note_number, limit=300)
 REPORT["numbers"] = sorted({tuple(x) for x in seen})
 REPORT["added"] = len(bpy.data.objects) - n
 REPORT["messages"] = messages

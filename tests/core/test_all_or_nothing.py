@@ -115,7 +115,7 @@ def test_a_generate_that_fails_at_its_preview_writes_no_state(tmp_path, monkeypa
 
 
 KILLED_WRITER = r"""
-import sys, time
+import sys
 from pathlib import Path
 from dreamsmith.core.meshio import write_files
 
@@ -124,7 +124,7 @@ def slow(path):
         fh.write(b"half of a file")
         fh.flush()
         print("WRITING", flush=True)
-        time.sleep(60)
+        sys.stdin.read()  # until the test kills this process (or dies itself)
 
 write_files([(Path(sys.argv[1]), slow)])
 """
@@ -137,7 +137,8 @@ def test_a_writer_killed_mid_write_never_leaves_a_partial_file_under_the_name(tm
     import sys
 
     target = tmp_path / "result.glb"
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(target)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(target)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "WRITING"
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from batch_inputs import GENERATE, TOY, job, write_inputs, write_jobs
+from processes import deadline
 
 from dreamsmith.core.app.batch.jobs_file import read_jobs
 from dreamsmith.core.app.batch.manifest import Manifest
@@ -156,22 +157,22 @@ def test_ctrl_c_stops_the_batch_and_keeps_what_finished(tmp_path):
     import os
     import signal
     import subprocess
-    import time
 
     write_inputs(tmp_path / "in")
     jobs = write_jobs(tmp_path / "in" / "jobs.jsonl", [job("generate", prompt=p, seed=i) for i, p in
                                                        enumerate(("a red cube", "a blue sphere", "a green cone"))])
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "dreamsmith", "batch", "--jobs", str(jobs), "--out", str(out), "--quiet"]
+    cmd = [sys.executable, "-m", "dreamsmith", "batch", "--jobs", str(jobs), "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, HF_HUB_OFFLINE="1"))
-    manifest = out / "manifest.jsonl"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None and not (
-            manifest.is_file() and manifest.read_text().strip()):
-        time.sleep(0.2)
+    said = ""
+    with deadline(300, proc.kill):
+        while "[done]" not in said and (line := proc.stderr.readline()):  # the terminal's line for a recorded job
+            said += line
     proc.send_signal(signal.SIGINT)  # the first job is in the manifest: the second is starting or running
     stdout, stderr = proc.communicate(timeout=120)
+    stderr = said + stderr
+    manifest = out / "manifest.jsonl"
     assert proc.returncode == 130, stdout + stderr[-2000:]
     counts = json.loads(stdout.strip().splitlines()[-1])
     assert counts["interrupted"] and 1 <= counts["done"] < 3, counts

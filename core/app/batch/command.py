@@ -133,11 +133,11 @@ def run_batch(jobs_file: str | os.PathLike, out_dir: str | os.PathLike, cluster:
                 backend = LocalRunner(device)
             out.mkdir(parents=True, exist_ok=True)
             for event, job, info in backend.run(runnable):
-                progress.update(event, job, info)
-                if event == "end":
+                if event == "end":  # in the manifest before the terminal says so
                     ok = info.get("status") == DONE
                     manifest.add(_record(job, info, _keep(out, job, info) if ok else []))
                     counts["done" if ok else "failed"] += 1
+                progress.update(event, job, info)
     except KeyboardInterrupt:
         counts["interrupted"] = True
         progress.close()
