@@ -12,7 +12,6 @@ object would; the edit must hand the result back in that frame.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 
 from dreamsmith.core.jobs.edit import edit_config, run_edit
 from dreamsmith.core.meshio import TexturedMesh, read_mesh, write_glb
+from dreamsmith.eval import config_overrides
 from dreamsmith.eval.coarse_cache import coarse_cache
 from dreamsmith.eval.shapes import (
     TOY,
@@ -40,7 +40,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--edits", nargs="+", default=EDITS, help="SHAPE:PROMPT (underscores read as spaces)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--config", help="JSON overrides merged over the edit draft preset")
+    parser.add_argument("--config", help="overrides merged over the edit draft preset: JSON text or a JSON file")
     parser.add_argument("--out", help="keep the inputs, results and previews here")
     parser.add_argument("--model", default=str(TOY), help="the prior (default: the committed toy prior)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -49,7 +49,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    over = json.loads(Path(args.config).read_text()) if args.config else {}
+    over = config_overrides(args.config)
     prims = reference_primitives()
     ratios = []
     print("| edit | target before -> after (ratio) | nearest | colour | s |\n|---|---|---|---|---|")

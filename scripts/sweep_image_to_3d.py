@@ -11,7 +11,7 @@ scaled to a unit RMS distance of the surface; in brackets, each scaled to a unit
 and colour error at the picture's camera (the engine's own summary). A caption in brackets, with its margin, was
 read but not clear enough to use.
 
-    python scripts/sweep_image_to_3d.py [--n 16] [--seed 0] [--prompt] [--out DIR] [--config JSON]
+    python scripts/sweep_image_to_3d.py [--n 16] [--seed 0] [--prompt] [--out DIR] [--config JSON|FILE]
         [--only 3 13 14] [--coarse-cache DIR]
 """
 
@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from dreamsmith.core.jobs.generate import generate_config, run_generate
+from dreamsmith.eval import config_overrides
 from dreamsmith.eval.coarse_cache import coarse_cache
 from dreamsmith.eval.pictures import render_picture, sweep_pictures, write_picture
 from dreamsmith.eval.shapes import judge, primitives
@@ -41,14 +42,14 @@ def main() -> int:
     parser.add_argument("--prompt", action="store_true", help="also give the object's words as the prompt")
     parser.add_argument("--only", type=int, nargs="+", help="run only these picture numbers (same views)")
     parser.add_argument("--out", help="keep pictures, GLBs and previews here")
-    parser.add_argument("--config", help="JSON overrides merged over the draft preset")
+    parser.add_argument("--config", help="overrides merged over the draft preset: JSON text or a JSON file")
     parser.add_argument("--model", default=str(TOY), help="the prior (default: the committed toy prior)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--coarse-cache", help="keep each picture's coarse stage here and reuse it (experiments on "
                         "the mesh stage; eval/coarse_cache.py)")
     args = parser.parse_args()
     torch.set_grad_enabled(True)
-    over = json.loads(Path(args.config).read_text()) if args.config else {}
+    over = config_overrides(args.config)
     prims = primitives()
     rows = []
     with tempfile.TemporaryDirectory() as tmp, coarse_cache(args.coarse_cache) as cache:

@@ -17,7 +17,7 @@ The distance to each primitive is then the smallest over turns about Z (every 5 
 symmetry period: 90 degrees for the cube; the others are symmetric about Z).
 
     python scripts/sweep_toy_prior.py [--colours red green ...] [--shapes cube ...] [--seed 0] [--out DIR]
-        [--config FILE] [--judge-only] [--coarse-cache DIR]
+        [--config JSON|FILE] [--judge-only] [--coarse-cache DIR]
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import torch
 
 from dreamsmith.core.jobs.generate import generate_config, run_generate
 from dreamsmith.core.meshio import read_mesh
+from dreamsmith.eval import config_overrides
 from dreamsmith.eval.coarse_cache import coarse_cache
 from dreamsmith.eval.shapes import TOY, has_hole, judge, primitives
 from dreamsmith.eval.toy_prior_data import COLOURS, SHAPES
@@ -43,7 +44,7 @@ def main() -> int:
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="keep the GLBs and previews here")
-    parser.add_argument("--config", help="JSON overrides merged over the draft preset")
+    parser.add_argument("--config", help="overrides merged over the draft preset: JSON text or a JSON file")
     parser.add_argument("--model", default=str(TOY), help="the prior (default: the committed toy prior)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--device", default="cpu", help="where generate runs (the goals are for the CPU)")
@@ -57,7 +58,7 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.set_grad_enabled(True)
-    over = json.loads(Path(args.config).read_text()) if args.config else {}
+    over = config_overrides(args.config)
     prims = primitives()
     rows = []
     with tempfile.TemporaryDirectory() as tmp, coarse_cache(args.coarse_cache) as cache:
