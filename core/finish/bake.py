@@ -47,6 +47,10 @@ class BakeConfig:
         rotate_charts: Let xatlas rotate charts for a tighter pack.
         brute_force_pack: Slower, tighter xatlas packing.
         chart_max_iterations: xatlas chart-growing iterations (more: fewer, better-shaped charts; slower).
+        unwrap_piece_faces: A mesh is unwrapped in pieces of about this many faces (the cells of an n x n x n grid
+            over its box, n rounded from the cube root of faces / this; faces go by their centre), all charts
+            packed in one atlas: xatlas's chart search grows faster than the face count (a 102k-face mesh in one
+            piece 15 s, in 26 pieces 4 s: docs/benchmarks.md). A piece's border is a seam. 0: one piece.
         chunk: Points per ``color_fn`` call.
         faces: The face budget: the written mesh has at most this many triangles, decimated from the full surface
             (quadric error, :mod:`.decimate`) before it is unwrapped; 0 keeps the full surface.
@@ -62,6 +66,7 @@ class BakeConfig:
     rotate_charts: bool = True
     brute_force_pack: bool = False
     chart_max_iterations: int = 1
+    unwrap_piece_faces: int = 4000
     chunk: int = 65536
     faces: int = 0
     lods: int = 1
@@ -113,9 +118,12 @@ def unwrap(verts, faces, config: BakeConfig | None = None) -> tuple[np.ndarray, 
                          "(xatlas takes hours on dense meshes). Decimate the mesh, lower the iso-surface resolution, "
                          "or raise BakeConfig.max_faces_for_unwrap.")
 
+    pieces = _pieces(v, f, cfg.unwrap_piece_faces)
+
     def run(resolution: int) -> xatlas.Atlas:
         atlas = xatlas.Atlas()
-        atlas.add_mesh(v, f.astype(np.uint32))
+        for _, used, local in pieces:
+            atlas.add_mesh(v[used], local)
         chart = xatlas.ChartOptions()
         chart.max_iterations = cfg.chart_max_iterations
         pack = xatlas.PackOptions()
@@ -130,11 +138,47 @@ def unwrap(verts, faces, config: BakeConfig | None = None) -> tuple[np.ndarray, 
     atlas = run(cfg.texture_size)
     if atlas.atlas_count != 1:  # charts did not fit one page at that resolution: let xatlas size the page itself
         atlas = run(0)
-    vmapping, new_faces, uvs = atlas.get_mesh(0)
-    if new_faces.shape != f.shape:
-        raise InputError(f"xatlas dropped faces ({len(new_faces)} of {len(f)} kept); the mesh may be degenerate.")
-    vmapping = vmapping.astype(np.int64)
-    return v[vmapping], new_faces.astype(np.int64), np.clip(uvs, 0.0, 1.0).astype(np.float32), vmapping
+    maps, all_uvs, new_faces, start = [], [], np.empty_like(f), 0
+    for i, (ids, used, local) in enumerate(pieces):
+        piece_map, piece_faces, piece_uvs = atlas.get_mesh(i)
+        if len(piece_faces) != len(local):
+            raise InputError(f"xatlas dropped faces ({len(piece_faces)} of {len(local)} kept); the mesh may be "
+                             "degenerate.")
+        new_faces[ids] = piece_faces.astype(np.int64) + start
+        maps.append(used[piece_map.astype(np.int64)])
+        all_uvs.append(piece_uvs)
+        start += len(piece_map)
+    vmapping = np.concatenate(maps)
+    return v[vmapping], new_faces, np.clip(np.concatenate(all_uvs), 0.0, 1.0).astype(np.float32), vmapping
+
+
+def _pieces(v: np.ndarray, f: np.ndarray, piece_faces: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The mesh cut into the cells of an n x n x n grid over its box (``BakeConfig.unwrap_piece_faces``): per
+    piece, its face ids, its vertex ids and its faces in those."""
+    n = max(1, round((len(f) / piece_faces) ** (1.0 / 3.0))) if piece_faces > 0 else 1
+    if n == 1:
+        return [(np.arange(len(f)), np.arange(len(v)), f.astype(np.uint32))]
+    centres = v[f].mean(axis=1)
+    lo, size = centres.min(axis=0), np.maximum(np.ptp(centres, axis=0), 1e-12)
+    cell = np.clip(((centres - lo) / size * n).astype(np.int64), 0, n - 1)
+    key = (cell[:, 0] * n + cell[:, 1]) * n + cell[:, 2]
+    out = []
+    for k in np.unique(key):
+        ids = np.flatnonzero(key == k)
+        used, local = np.unique(f[ids], return_inverse=True)
+        out.append((ids, used, local.reshape(-1, 3).astype(np.uint32)))
+    return out
+    centres = v[f].mean(axis=1)
+    lo, size = centres.min(axis=0), np.maximum(np.ptp(centres, axis=0), 1e-12)
+    cell = np.clip(((centres - lo) / size * n).astype(np.int64), 0, n - 1)
+    key = (cell[:, 0] * n + cell[:, 1]) * n + cell[:, 2]
+    out.face_ids = []
+    for k in np.unique(key):
+        ids = np.flatnonzero(key == k)
+        used, local = np.unique(f[ids], return_inverse=True)
+        out.append((used, local.reshape(-1, 3).astype(np.uint32)))
+        out.face_ids.append(ids)
+    return out
 
 
 def dilate(image: np.ndarray, mask: np.ndarray, pixels: int | None) -> np.ndarray:

@@ -29,7 +29,8 @@ UNIT_SECONDS: dict[tuple[str, str], dict[str, float]] = {
     ("cuda", "toy"): {"coarse": 0.011, "mesh": 0.019, "reconstruct": 0.02},
     ("cuda", "real"): {"coarse": 0.10, "mesh": 0.06, "reconstruct": 0.02},
 }
-#: Seconds to load a prior, and to unwrap and bake 100k faces (xatlas, on the CPU whatever the device).
+#: Seconds to load a prior, and to unwrap and bake 100k faces (xatlas, on the CPU whatever the device; measured
+#: before the unwrap went in pieces, 3.7x faster on this CPU: an upper bound until it is measured again).
 LOAD_SECONDS = {"toy": 3.0, "real": 30.0}
 BAKE_SECONDS_PER_100K = 33.0
 #: GiB of activations per rendered view (a real prior's VAE at 512 px dominates), on top of the weights (fp16 on a

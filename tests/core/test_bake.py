@@ -7,7 +7,15 @@ import pytest
 import torch
 from skimage.measure import marching_cubes
 
-from dreamsmith.core.finish.bake import BakeConfig, bake_mesh, bake_texture, dilate, sample_texture, unwrap
+from dreamsmith.core.finish.bake import (
+    BakeConfig,
+    _pieces,
+    bake_mesh,
+    bake_texture,
+    dilate,
+    sample_texture,
+    unwrap,
+)
 from dreamsmith.core.meshio import read_mesh, write_glb
 from dreamsmith.core.runtime.errors import InputError, NumericalError
 
@@ -36,10 +44,14 @@ def _surface_samples(verts, faces, uvs, count=20000, seed=0):
     return (verts[faces[fi]] * bary).sum(1), (uvs[faces[fi]] * bary).sum(1)
 
 
-@pytest.fixture(scope="module")
-def baked():
-    verts, faces = _sphere()
-    new_verts, new_faces, uvs, vmap = unwrap(verts, faces, BakeConfig(texture_size=SIZE))
+@pytest.fixture(scope="module", params=[(24, 4000, 1), (32, 1000, 8)], ids=["one piece", "eight pieces"])
+def baked(request):
+    """A sphere unwrapped whole (3k faces), and one unwrapped in eight pieces of about 700 faces (5.8k)."""
+    n, piece_faces, pieces = request.param
+    verts, faces = _sphere(n)
+    assert len(_pieces(verts, faces, piece_faces)) == pieces
+    cfg = BakeConfig(texture_size=SIZE, unwrap_piece_faces=piece_faces)
+    new_verts, new_faces, uvs, vmap = unwrap(verts, faces, cfg)
     texture, mask = bake_texture(new_verts, new_faces, uvs, _color, SIZE, padding=8)
     return dict(verts=verts, faces=faces, new_verts=new_verts, new_faces=new_faces, uvs=uvs, vmap=vmap,
                 texture=texture, mask=mask)
