@@ -206,7 +206,7 @@ class WorkerJob:
 
     def wait_for_message(self, timeout: float) -> bool:
         """Block until a message has arrived that :meth:`poll` has not returned (True), or ``timeout`` seconds
-        passed (False): for a caller that drives :func:`poll` itself and may block."""
+        passed (False): for a caller that drives :meth:`poll` itself and may block."""
         return self._queue.wait(timeout)
 
     def stalled(self, time_limit: float = 0.0, silence: float = SILENCE_LIMIT_S) -> str:
