@@ -1,13 +1,13 @@
 """Time the bake's unwrap (xatlas) of a dense closed mesh in one piece and in pieces, side by side.
 
-    python scripts/bench_unwrap.py [--resolution 170] [--texture 1024] [--repeats 1]
+    python scripts/bench_unwrap.py [--resolution 170] [--texture 1024] [--repeats 1] [--pieces 0 4000 2000]
 
 The mesh is the box-and-ball of ``synth_objects`` marched at ``--resolution`` (170: about 100k faces, a standard
 result's size). For each ``BakeConfig.unwrap_piece_faces`` it prints seconds (the best of ``--repeats``), the
 pieces, the vertices after the unwrap per vertex before (seams duplicate vertices: more is more seam), the share
-of the atlas that the charts cover, the time against one piece, and how well the atlas holds a smooth colour field
-baked into it (the texture sampled at 100k random surface points against the field: mean, 99th percentile and
-largest error, in 8-bit levels).
+of the atlas that the charts cover, the time against the first row (one piece by default), and how well the atlas
+holds a smooth colour field baked into it (the texture sampled at 100k random surface points against the field:
+mean, 99th percentile and largest error, in 8-bit levels).
 """
 
 from __future__ import annotations
@@ -55,15 +55,17 @@ def main() -> int:
     parser.add_argument("--resolution", type=int, default=170)
     parser.add_argument("--texture", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--pieces", type=int, nargs="+", default=list(PIECE_FACES),
+                        help="unwrap_piece_faces values to time, the first being the baseline (0: one piece)")
     args = parser.parse_args()
     v, f = ground_truth_mesh("box_ball", resolution=args.resolution)[:2]
     v, f = np.asarray(v, np.float32), np.asarray(f, np.int64)
     print(f"{len(f)} faces, {len(v)} vertices, atlas {args.texture}\n\n"
-          "| unwrap_piece_faces | pieces | unwrap s | vertices after / before | atlas covered | time / one piece | "
+          "| unwrap_piece_faces | pieces | unwrap s | vertices after / before | atlas covered | time / first row | "
           "texture bake s | bake error mean / p99 / max |\n|---|---|---|---|---|---|---|---|")
     base = None
-    for piece in PIECE_FACES:
-        cfg = BakeConfig(texture_size=args.texture, unwrap_piece_faces=piece)
+    for piece in args.pieces:
+        cfg = BakeConfig(texture_size=args.texture, unwrap_piece_faces=piece, max_faces_for_unwrap=len(f))
         best = float("inf")
         for _ in range(args.repeats):
             t0 = time.perf_counter()
