@@ -12,10 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) scripts/check_system.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# --no-compile: Python compiles a module when it is first imported instead of pip compiling every file it
-	# installs (torch, bpy...): the install takes 33 s instead of 61 s here, the first import of torch, bpy,
-	# diffusers and transformers 10 s more, once.
-	$(PY) -m pip install -q --no-compile -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
 	# The C++ CPU kernels (kernels/csrc), built once into ~/.cache/dreamsmith; without a compiler the
 	# PyTorch references run instead.
 	$(PY) -m dreamsmith.kernels.cpu_build || true
