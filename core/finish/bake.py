@@ -170,17 +170,6 @@ def _pieces(v: np.ndarray, f: np.ndarray, piece_faces: int) -> list[tuple[np.nda
         used, local = np.unique(f[ids], return_inverse=True)
         out.append((ids, used, local.reshape(-1, 3).astype(np.uint32)))
     return out
-    centres = v[f].mean(axis=1)
-    lo, size = centres.min(axis=0), np.maximum(np.ptp(centres, axis=0), 1e-12)
-    cell = np.clip(((centres - lo) / size * n).astype(np.int64), 0, n - 1)
-    key = (cell[:, 0] * n + cell[:, 1]) * n + cell[:, 2]
-    out.face_ids = []
-    for k in np.unique(key):
-        ids = np.flatnonzero(key == k)
-        used, local = np.unique(f[ids], return_inverse=True)
-        out.append((used, local.reshape(-1, 3).astype(np.uint32)))
-        out.face_ids.append(ids)
-    return out
 
 
 def dilate(image: np.ndarray, mask: np.ndarray, pixels: int | None) -> np.ndarray:
