@@ -1,7 +1,7 @@
 """Time and memory of a GPU preset at its real sizes, with full-size random-weight priors.
 
-    python scripts/bench_presets.py --preset fast|standard|high --device cpu|cuda --steps N [--pairing if+sd|sd|both]
-                                    [--compare before]
+    python scripts/bench_presets.py --preset fast|standard|high [...] --device cpu|cuda --steps N
+                                    [--pairing if+sd|sd|both] [--compare before]
 
 The priors are the public architectures (``dreamsmith.eval.random_priors``, ``full``): Stable Diffusion 2.1-base
 (UNet, x8 VAE) and DeepFloyd IF-I-XL stage I. Text embeddings have the real encoders' shapes (T5-XXL: 77 x 4096,
@@ -17,7 +17,8 @@ VAE encode, UNet, backward and optimiser (the rest: everything else in the step)
 
 ``--compare before`` runs the standard preset as it was before it followed threestudio's recipe (:data:`BEFORE`:
 4 views a step, 512 samples per ray, the scene-wide tet grid, ...) and the current one, in one process on the same
-priors, and prints the ratios side by side.
+priors, and prints the ratios side by side. Several presets (``--preset standard high fast``) run one after the
+other in one process on the same priors, each with the ratios of its figures to the first's.
 """
 
 from __future__ import annotations
@@ -345,7 +346,9 @@ def run_pairing(pairing: str, preset: str, steps: int, device: torch.device, dty
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=("fast", "standard", "high"), default="standard")
+    parser.add_argument("--preset", choices=("fast", "standard", "high"), nargs="+", default=["standard"],
+                        help="one or more presets, run in this order in one process on the same priors; with more "
+                        "than one, the ratios of each to the first are printed")
     parser.add_argument("--compare", choices=("before",), help="also run the preset as it was before the recipe "
                         "audit (the standard preset's old settings), side by side, and print the ratios")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
@@ -374,22 +377,29 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         cache: dict = {}
         for pairing in (("if+sd", "sd") if args.pairing == "both" else (args.pairing,)):
-            now = run_pairing(pairing, args.preset, args.steps, device, dtype, Path(tmp), cache)
+            first = run_pairing(pairing, args.preset[0], args.steps, device, dtype, Path(tmp), cache)
             if args.compare == "before":
-                then = run_pairing(pairing, args.preset, args.steps, device, dtype, Path(tmp), cache, BEFORE,
+                then = run_pairing(pairing, args.preset[0], args.steps, device, dtype, Path(tmp), cache, BEFORE,
                                    " as before the recipe audit")
-                print(f"\n| {pairing}: before / now | s per step | projected stage time | peak memory |\n"
-                      "|---|---|---|---|")
-                for a, b in zip(then, now, strict=False):
-                    note = " (bake settings unchanged: the two surfaces differ)" if a["stage"] == "bake" else ""
-                    print(f"| {a['stage']}{note} | {a['s_per_step'] / b['s_per_step']:.2f}x | "
-                          f"{a['projected_s'] / b['projected_s']:.2f}x | {a['peak_gib'] / b['peak_gib']:.2f}x |")
-                for name, keep in (("total", lambda x: True),
-                                   ("training (coarse + mesh)", lambda x: x["stage"] != "bake")):
-                    ratio = (sum(x["projected_s"] for x in then if keep(x))
-                             / max(sum(x["projected_s"] for x in now if keep(x)), 1e-9))
-                    print(f"| {name} | | {ratio:.2f}x | |", flush=True)
+                print_ratios(f"{pairing}: before / now", then, first,
+                             " (bake settings unchanged: the two surfaces differ)")
+            for preset in args.preset[1:]:
+                other = run_pairing(pairing, preset, args.steps, device, dtype, Path(tmp), cache)
+                print_ratios(f"{pairing}: {preset} / {args.preset[0]}", other, first)
     return 0
+
+
+def print_ratios(title: str, rows: list[dict], base: list[dict], bake_note: str = "") -> None:
+    """A table of ``rows``' time and memory over ``base``'s, stage by stage, then the job's."""
+    print(f"\n| {title} | s per step | projected stage time | peak memory |\n|---|---|---|---|")
+    for a, b in zip(rows, base, strict=False):
+        note = bake_note if a["stage"] == "bake" else ""
+        print(f"| {a['stage']}{note} | {a['s_per_step'] / b['s_per_step']:.2f}x | "
+              f"{a['projected_s'] / b['projected_s']:.2f}x | {a['peak_gib'] / b['peak_gib']:.2f}x |")
+    for name, keep in (("total", lambda x: True), ("training (coarse + mesh)", lambda x: x["stage"] != "bake")):
+        ratio = (sum(x["projected_s"] for x in rows if keep(x))
+                 / max(sum(x["projected_s"] for x in base if keep(x)), 1e-9))
+        print(f"| {name} | | {ratio:.2f}x | |", flush=True)
 
 
 if __name__ == "__main__":

@@ -20,22 +20,40 @@ from .errors import ResourceError
 #: Priors with fewer parameters (billions) than this cost what the toy prior does; larger ones what SD 2.1 does.
 REAL_SIZE_B = 0.1
 #: Seconds per view and step, by device kind and prior size, for the coarse stage, the mesh stage (re-texturing
-#: too) and a reconstruction step (no prior). CPU: this project's 2-core machine (toy: the draft preset end to end;
-#: real: ``scripts/bench_presets.py --device cpu``, 4 views a step). CUDA: one H200, PyTorch paths, 4 views a step
-#: (``scripts/bench_presets.py --device cuda``); MPS: not measured, taken as 4x the CUDA figures.
-UNIT_SECONDS: dict[tuple[str, str], dict[str, float]] = {
-    ("cpu", "toy"): {"coarse": 0.065, "mesh": 0.065, "reconstruct": 0.25},
-    ("cpu", "real"): {"coarse": 21.5, "mesh": 20.4, "reconstruct": 0.25},
-    ("cuda", "toy"): {"coarse": 0.011, "mesh": 0.019, "reconstruct": 0.02},
-    ("cuda", "real"): {"coarse": 0.10, "mesh": 0.06, "reconstruct": 0.02},
+#: too) and a reconstruction step (no prior), each as ``(fixed, scaled)``: ``fixed`` does not follow the renderer's
+#: size (the prior, the optimiser), ``scaled`` is the renderer's part at :data:`BASIS` and grows with it, linearly in
+#: the coarse stage's samples per ray and with the cube of the mesh stage's tet resolution. CPU toy: the draft preset
+#: end to end (its 64 samples and 32 tets; not split). CPU real: ``scripts/bench_presets.py --device cpu --preset
+#: standard high``, 1 view a step, two runs (standard and high differ in the renderer alone: 18.8 and 21.6 s a coarse
+#: step, 18.3 and 20.4 s a mesh step). CUDA real: one H200, PyTorch paths, 4 views a step, 0.40 s a coarse step at
+#: 512 samples a ray and 0.65 s at 1024, 0.24 s a mesh step at 128 tets (its tet share not measured on a GPU: the
+#: CPU's 4.8 % taken); MPS: not measured, taken as 4x the CUDA figures.
+UNIT_SECONDS: dict[tuple[str, str], dict[str, tuple[float, float]]] = {
+    ("cpu", "toy"): {"coarse": (0.065, 0.0), "mesh": (0.065, 0.0), "reconstruct": (0.25, 0.0)},
+    ("cpu", "real"): {"coarse": (16.0, 2.76), "mesh": (17.5, 0.88), "reconstruct": (0.25, 0.0)},
+    ("cuda", "toy"): {"coarse": (0.011, 0.0), "mesh": (0.019, 0.0), "reconstruct": (0.02, 0.0)},
+    ("cuda", "real"): {"coarse": (0.0375, 0.0625), "mesh": (0.057, 0.003), "reconstruct": (0.02, 0.0)},
 }
-#: Seconds to load a prior, and to unwrap and bake 100k faces (xatlas, on the CPU whatever the device; measured
-#: before the unwrap went in pieces, 3.7x faster on this CPU: an upper bound until it is measured again).
+#: What the ``scaled`` part of :data:`UNIT_SECONDS` was measured at, by device kind: samples per ray (coarse) and
+#: tet-grid resolution (mesh).
+BASIS = {"cpu": {"samples": 256, "tets": 128}, "cuda": {"samples": 512, "tets": 128}}
+#: Seconds to load a prior; the bake's seconds (on the CPU whatever the job's device) per 100k faces unwrapped and per
+#: million texels: a surface of the unwrap's 200k faces (decimated from a larger one, with its normal map) took
+#: 20.6 s at 1024 and 29.3 s at 2048 (``scripts/bench_presets.py --device cpu --preset standard high``); a 102k-face
+#: surface without extraction or normal map takes 4.5 s (``scripts/bench_bake.py``), so below the limit this is an
+#: upper bound.
 LOAD_SECONDS = {"toy": 3.0, "real": 30.0}
-BAKE_SECONDS_PER_100K = 33.0
-#: GiB of activations per rendered view (a real prior's VAE at 512 px dominates), on top of the weights (fp16 on a
-#: GPU, as loaded) and the text encoders, which are released before the stages.
+BAKE_SECONDS_PER_100K = 8.85
+BAKE_SECONDS_PER_MPIX = 2.9
+#: GiB of activations per rendered view (a real prior's VAE at 512 px dominates) at :data:`BASIS`, on top of the
+#: weights (fp16 on a GPU, as loaded) and the text encoders, which are released before the stages.
 VIEW_GIB = {"toy": 0.05, "real": 2.5}
+#: GiB more per view for every 512 samples a ray over the standard preset's 256 (one H200: 16.1 -> 20.0 GiB for 4
+#: views at 512 -> 1024 samples; this CPU, resident: 0.5-0.7 GiB more for 1 view at 256 -> 512), and for a tet grid
+#: finer than 128, per unit of ``(r / 128)^3 - 1`` (this CPU: 1.1-1.3 GiB more at 128 -> 192;
+#: ``scripts/bench_presets.py``, two runs).
+RAY_GIB_PER_512 = 0.98
+TET_GIB = 0.50
 #: A job estimated longer than this is refused unless forced (standard on a CPU is about 200 hours).
 MAX_HOURS = 6.0
 
@@ -129,6 +147,27 @@ def _faces(command: str, cfg: Any) -> float:
     return 7.4 * cfg.mesh.dmtet.resolution ** 2
 
 
+def _samples(cfg: Any) -> float:
+    return float(cfg.coarse.volume.n_samples_per_ray)
+
+
+def _renderer_growth(command: str, cfg: Any, kind: str) -> dict[str, float]:
+    """How many times the renderer's work at :data:`BASIS` each stage's is: samples per ray (coarse), the tet
+    grid's cells (mesh; re-texturing renders a fixed mesh and keeps the basis)."""
+    basis = BASIS[kind]
+    growth = {"coarse": _samples(cfg) / basis["samples"]}
+    if command in ("generate", "edit"):
+        growth["mesh"] = (cfg.mesh.dmtet.resolution / basis["tets"]) ** 3
+    return growth
+
+
+def bake_seconds(faces: float, bake: Any) -> float:
+    """The bake's seconds (unwrap and texture, on the CPU whatever the job's device) for a surface of ``faces``
+    (decimated to the unwrap's limit when larger) with the bake config ``bake``."""
+    unwrapped = min(faces, bake.max_faces_for_unwrap)
+    return BAKE_SECONDS_PER_100K * unwrapped / 100_000 + BAKE_SECONDS_PER_MPIX * bake.texture_size ** 2 / 2**20
+
+
 def job_models(command: str, cfg: Any) -> list[str]:
     """The priors a job's config loads."""
     if command in ("reconstruct", "transfer"):
@@ -145,15 +184,21 @@ def estimate_job(command: str, cfg: Any, device_kind: str) -> Estimate:
     unit = UNIT_SECONDS[(kind, scale)]
     slow = 4.0 if device_kind == "mps" else 1.0
     stages: dict[str, float] = {"load": LOAD_SECONDS[scale] if job_models(command, cfg) else 1.0}
-    views = 1
+    growth = _renderer_growth(command, cfg, kind)
+    views, extra_gib = 1, 0.0
     for stage, (steps, per_step) in _stage_steps(command, cfg).items():
-        stages[stage] = steps * per_step * unit.get(stage, unit["mesh"]) * slow  # re-texturing costs as the mesh
+        fixed, scaled = unit.get(stage, unit["mesh"])  # re-texturing costs as the mesh stage
+        stages[stage] = steps * per_step * (fixed + scaled * growth.get(stage, 1.0)) * slow
         views = max(views, per_step)
-    stages["bake"] = BAKE_SECONDS_PER_100K * _faces(command, cfg) / 100_000
-    peak = weights_gib + views * VIEW_GIB[scale] + 0.5
+        if scale == "real" and stage == "coarse":
+            extra_gib = max(extra_gib, per_step * RAY_GIB_PER_512 * max(0.0, _samples(cfg) - 256) / 512)
+        if scale == "real" and stage == "mesh":
+            extra_gib = max(extra_gib, TET_GIB * max(0.0, (cfg.mesh.dmtet.resolution / 128) ** 3 - 1))
+    stages["bake"] = bake_seconds(_faces(command, cfg), cfg.bake)
+    peak = weights_gib + views * VIEW_GIB[scale] + extra_gib + 0.5
     measured = {"cpu": "measured on this project's 2-core CPU", "cuda": "measured on one H200 (PyTorch paths)"}
     basis = measured.get(device_kind, "projected from an H200 (MPS not measured)")
-    if scale == "real":
+    if scale == "real" and kind == "cuda":
         basis += "; the per-view cost of 4-view steps, so a projection for other view counts"
     if not known:
         basis += "; a prior not on this computer, taken as Stable-Diffusion-sized"

@@ -260,6 +260,23 @@ def test_the_estimate_refuses_what_does_not_fit_and_force_runs_it():
     check_fits(big, 16.0, "standard")
 
 
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_the_estimate_weighs_the_renderer_and_the_bake_by_the_preset(device):
+    """high renders twice the samples a ray, a finer tet grid and a larger texture than standard: it must cost more
+    in each of those stages, and exactly standard's once those three are set back."""
+    from dreamsmith.core.jobs.generate import generate_config
+    from dreamsmith.core.runtime.estimate import estimate_job
+
+    std, high = (estimate_job("generate", generate_config(p), device) for p in ("standard", "high"))
+    for stage in ("coarse", "mesh", "bake"):
+        assert high.stages[stage] > std.stages[stage], stage
+    assert high.stages["coarse"] > 1.1 * std.stages["coarse"] and high.peak_gib > std.peak_gib
+    back = {"coarse": {"volume": {"n_samples_per_ray": 256}}, "mesh": {"dmtet": {"resolution": 128}},
+            "bake": {"texture_size": 1024}}
+    same = estimate_job("generate", generate_config("high", back), device)
+    assert same.stages == pytest.approx(std.stages) and same.peak_gib == pytest.approx(std.peak_gib)
+
+
 def test_the_estimate_command_says_what_a_job_would_cost_and_whether_it_runs(capsys):
     assert main(["estimate", "generate", "--preset", "draft", "--device", "cpu", "--json"]) == 0
     info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
