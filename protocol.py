@@ -19,7 +19,7 @@ PRESETS = (
     ("draft", "Draft", "Small grids and renders, few steps: minutes, runs on a CPU"),
     ("fast", "Fast", "The Magic3D recipe in a fifth of the steps, timesteps falling over the run: one GPU"),
     ("standard", "Standard", "The Magic3D recipe as published (threestudio's): one GPU"),
-    ("high", "High", "The Magic3D recipe at finer resolution and texture size: a large GPU"),
+    ("high", "High", "The Magic3D recipe at finer resolution and texture size: one GPU, longer than Standard"),
 )
 PRESET_NAMES = tuple(name for name, _, _ in PRESETS)
 
