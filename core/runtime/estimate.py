@@ -154,11 +154,10 @@ def _samples(cfg: Any) -> float:
 def _renderer_growth(command: str, cfg: Any, kind: str) -> dict[str, float]:
     """How many times the renderer's work at :data:`BASIS` each stage's is: samples per ray (coarse), the tet
     grid's cells (mesh; re-texturing renders a fixed mesh and keeps the basis)."""
+    if command not in ("generate", "edit"):
+        return {}
     basis = BASIS[kind]
-    growth = {"coarse": _samples(cfg) / basis["samples"]}
-    if command in ("generate", "edit"):
-        growth["mesh"] = (cfg.mesh.dmtet.resolution / basis["tets"]) ** 3
-    return growth
+    return {"coarse": _samples(cfg) / basis["samples"], "mesh": (cfg.mesh.dmtet.resolution / basis["tets"]) ** 3}
 
 
 def bake_seconds(faces: float, bake: Any) -> float:

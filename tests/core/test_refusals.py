@@ -260,6 +260,21 @@ def test_the_estimate_refuses_what_does_not_fit_and_force_runs_it():
     check_fits(big, 16.0, "standard")
 
 
+def test_every_job_of_every_preset_has_an_estimate():
+    """Each command's own config (re-texturing and reconstruction have no coarse volume renderer), at each preset,
+    on either kind of device: a positive time for every stage and memory."""
+    from dreamsmith.core.jobs import JOBS
+    from dreamsmith.core.runtime.estimate import estimate_job
+    from dreamsmith.protocol import PRESET_NAMES
+
+    for command, kind in JOBS.items():
+        for preset in PRESET_NAMES:
+            for device in ("cpu", "cuda"):
+                cost = estimate_job(command, kind.config(preset, {}), device)
+                assert cost.seconds > 0 and cost.peak_gib > 0, (command, preset, device)
+                assert all(s >= 0 for s in cost.stages.values()), (command, preset, device, cost.stages)
+
+
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 def test_the_estimate_weighs_the_renderer_and_the_bake_by_the_preset(device):
     """high renders twice the samples a ray, a finer tet grid and a larger texture than standard: it must cost more
