@@ -65,7 +65,8 @@ def main() -> int:
           "texture bake s | bake error mean / p99 / max |\n|---|---|---|---|---|---|---|---|")
     base = None
     for piece in args.pieces:
-        cfg = BakeConfig(texture_size=args.texture, unwrap_piece_faces=piece, max_faces_for_unwrap=len(f))
+        cfg = BakeConfig(texture_size=args.texture, unwrap_piece_faces=piece, unwrap_split_faces=0,
+                         max_faces_for_unwrap=len(f))
         best = float("inf")
         for _ in range(args.repeats):
             t0 = time.perf_counter()

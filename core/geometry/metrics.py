@@ -6,6 +6,8 @@ Everything here works on NumPy arrays; torch tensors are accepted and converted 
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -184,22 +186,34 @@ def closest_points_on_triangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: 
     return np.nan_to_num(out, nan=1.0 / 3.0)
 
 
-def closest_points_on_mesh(points: Any, verts: Any, faces: Any, candidates: int = 16
+def closest_points_on_mesh(points: Any, verts: Any, faces: Any, candidates: int = 16, chunk: int = 4096
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each of ``points [N, 3]``, the nearest point of the mesh's surface: its distance ``[N]``, triangle
     ``[N]`` and barycentric coordinates ``[N, 3]``. Exact among the ``candidates`` triangles with the nearest
-    centroids (enough for meshes whose triangles are not much larger than their neighbours' distance)."""
+    centroids (enough for meshes whose triangles are not much larger than their neighbours' distance). Points go
+    ``chunk`` at a time: each holds ``candidates`` rows of several ``[3]`` arrays, which then stay in cache."""
     p, v, f = _np(points), _np(verts), _np(faces, np.int64)
     if f.ndim != 2 or f.shape[1] != 3 or f.shape[0] == 0:
         raise InputError("The mesh has no faces; there is no surface to measure to.")
     k = min(candidates, f.shape[0])
-    _, cand = cKDTree(v[f].mean(axis=1)).query(p, k=k)
+    _, cand = cKDTree(v[f].mean(axis=1)).query(p, k=k, workers=-1)
     cand = cand.reshape(len(p), k)
-    pts = np.repeat(p, k, axis=0)
-    tri = cand.reshape(-1)
-    a, b, c = v[f[tri, 0]], v[f[tri, 1]], v[f[tri, 2]]
-    bary = closest_points_on_triangles(pts, a, b, c)
-    dist = np.linalg.norm(bary[:, :1] * a + bary[:, 1:2] * b + bary[:, 2:] * c - pts, axis=1).reshape(len(p), k)
-    best = dist.argmin(axis=1)
-    rows = np.arange(len(p))
-    return dist[rows, best], cand[rows, best], bary.reshape(len(p), k, 3)[rows, best]
+    dist, best_tri, best_bary = np.empty(len(p)), np.empty(len(p), np.int64), np.empty((len(p), 3))
+    corners = v[f]  # [F, 3 corners, 3]
+
+    def nearest(lo: int) -> None:
+        hi = min(lo + chunk, len(p))
+        c = cand[lo:hi]
+        pts = np.repeat(p[lo:hi], k, axis=0)
+        tri = corners[c.reshape(-1)]
+        a, b, cc = tri[:, 0], tri[:, 1], tri[:, 2]
+        bary = closest_points_on_triangles(pts, a, b, cc)
+        d = np.linalg.norm(bary[:, :1] * a + bary[:, 1:2] * b + bary[:, 2:] * cc - pts, axis=1).reshape(hi - lo, k)
+        best = d.argmin(axis=1)
+        rows = np.arange(hi - lo)
+        dist[lo:hi], best_tri[lo:hi] = d[rows, best], c[rows, best]
+        best_bary[lo:hi] = bary.reshape(hi - lo, k, 3)[rows, best]
+
+    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+        list(pool.map(nearest, range(0, len(p), chunk)))  # numpy lets go of the GIL in its array loops
+    return dist, best_tri, best_bary

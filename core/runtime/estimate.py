@@ -37,14 +37,14 @@ UNIT_SECONDS: dict[tuple[str, str], dict[str, tuple[float, float]]] = {
 #: What the ``scaled`` part of :data:`UNIT_SECONDS` was measured at, by device kind: samples per ray (coarse) and
 #: tet-grid resolution (mesh).
 BASIS = {"cpu": {"samples": 256, "tets": 128}, "cuda": {"samples": 512, "tets": 128}}
-#: Seconds to load a prior; the bake's seconds (on the CPU whatever the job's device) per 100k faces unwrapped and per
-#: million texels: a surface of the unwrap's 200k faces (decimated from a larger one, with its normal map) took
-#: 20.6 s at 1024 and 29.3 s at 2048 (``scripts/bench_presets.py --device cpu --preset standard high``); a 102k-face
-#: surface without extraction or normal map takes 4.5 s (``scripts/bench_bake.py``), so below the limit this is an
-#: upper bound.
+#: Seconds to load a prior; the bake's seconds (on the CPU whatever the job's device; the surface extraction aside):
+#: fixed, per 100k faces written, per million texels of each level's texture, and per million texels of a normal map
+#: (baked when the written mesh is coarser than the surface: decimated to the unwrap's limit or a face budget, or
+#: levels of detail). Fitted to ``scripts/bench_bake.py`` on this CPU (box-and-ball; 2026-12-07): 102k faces at 1024
+#: 2.1 s; 293k faces decimated to 200k, with the normal map, 7.5 s at 1024 and 19.4 s at 2048; the draft's 7.6k
+#: faces at 256 0.7-0.8 s.
 LOAD_SECONDS = {"toy": 3.0, "real": 30.0}
-BAKE_SECONDS_PER_100K = 8.85
-BAKE_SECONDS_PER_MPIX = 2.9
+BAKE_SECONDS = {"fixed": 0.5, "per_100k_faces": 1.5, "per_mpix": 0.5, "normal_map_per_mpix": 3.5}
 #: GiB of activations per rendered view (a real prior's VAE at 512 px dominates) at :data:`BASIS`, on top of the
 #: weights (fp16 on a GPU, as loaded) and the text encoders, which are released before the stages.
 VIEW_GIB = {"toy": 0.05, "real": 2.5}
@@ -161,10 +161,12 @@ def _renderer_growth(command: str, cfg: Any, kind: str) -> dict[str, float]:
 
 
 def bake_seconds(faces: float, bake: Any) -> float:
-    """The bake's seconds (unwrap and texture, on the CPU whatever the job's device) for a surface of ``faces``
-    (decimated to the unwrap's limit when larger) with the bake config ``bake``."""
-    unwrapped = min(faces, bake.max_faces_for_unwrap)
-    return BAKE_SECONDS_PER_100K * unwrapped / 100_000 + BAKE_SECONDS_PER_MPIX * bake.texture_size ** 2 / 2**20
+    """The bake's seconds for a surface of ``faces`` with the bake config ``bake`` (:data:`BAKE_SECONDS`)."""
+    written = min(faces, bake.max_faces_for_unwrap, bake.faces or faces)
+    mpix = bake.texture_size ** 2 / 2**20 * max(1, bake.lods)
+    normal_map = bake.normal_map and (written < faces or bake.lods > 1)
+    return (BAKE_SECONDS["fixed"] + BAKE_SECONDS["per_100k_faces"] * written / 100_000
+            + mpix * (BAKE_SECONDS["per_mpix"] + (BAKE_SECONDS["normal_map_per_mpix"] if normal_map else 0.0)))
 
 
 def job_models(command: str, cfg: Any) -> list[str]:

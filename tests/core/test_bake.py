@@ -15,6 +15,7 @@ from dreamsmith.core.finish.bake import (
     dilate,
     sample_texture,
     unwrap,
+    unwrap_piece_size,
 )
 from dreamsmith.core.meshio import read_mesh, write_glb
 from dreamsmith.core.runtime.errors import InputError, NumericalError
@@ -44,13 +45,15 @@ def _surface_samples(verts, faces, uvs, count=20000, seed=0):
     return (verts[faces[fi]] * bary).sum(1), (uvs[faces[fi]] * bary).sum(1)
 
 
-@pytest.fixture(scope="module", params=[(24, 4000, 1), (32, 1000, 8)], ids=["one piece", "eight pieces"])
+@pytest.fixture(scope="module", params=[(24, {}, 1), (32, {"unwrap_split_faces": 0}, 8)],
+                ids=["one piece", "eight pieces"])
 def baked(request):
-    """A sphere unwrapped whole (3k faces), and one unwrapped in eight pieces of about 700 faces (5.8k)."""
-    n, piece_faces, pieces = request.param
+    """A sphere unwrapped whole (3k faces: under the default's size to split), and one unwrapped in eight pieces of
+    about 700 faces (5.8k, split whatever its size)."""
+    n, options, pieces = request.param
     verts, faces = _sphere(n)
-    assert len(_pieces(verts, faces, piece_faces)) == pieces
-    cfg = BakeConfig(texture_size=SIZE, unwrap_piece_faces=piece_faces)
+    cfg = BakeConfig(texture_size=SIZE, **options)
+    assert len(_pieces(verts, faces, unwrap_piece_size(len(faces), cfg))) == pieces
     new_verts, new_faces, uvs, vmap = unwrap(verts, faces, cfg)
     texture, mask = bake_texture(new_verts, new_faces, uvs, _color, SIZE, padding=8)
     return dict(verts=verts, faces=faces, new_verts=new_verts, new_faces=new_faces, uvs=uvs, vmap=vmap,
