@@ -6,11 +6,11 @@ Everything here works on NumPy arrays; torch tensors are accepted and converted 
 from __future__ import annotations
 
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+import torch
 from scipy.spatial import cKDTree
 
 from ..runtime.errors import InputError
@@ -191,12 +191,14 @@ def closest_points_on_mesh(points: Any, verts: Any, faces: Any, candidates: int 
     """For each of ``points [N, 3]``, the nearest point of the mesh's surface: its distance ``[N]``, triangle
     ``[N]`` and barycentric coordinates ``[N, 3]``. Exact among the ``candidates`` triangles with the nearest
     centroids (enough for meshes whose triangles are not much larger than their neighbours' distance). Points go
-    ``chunk`` at a time: each holds ``candidates`` rows of several ``[3]`` arrays, which then stay in cache."""
+    ``chunk`` at a time (each holds ``candidates`` rows of several ``[3]`` arrays, which then stay in cache), on as
+    many threads as torch uses."""
     p, v, f = _np(points), _np(verts), _np(faces, np.int64)
     if f.ndim != 2 or f.shape[1] != 3 or f.shape[0] == 0:
         raise InputError("The mesh has no faces; there is no surface to measure to.")
     k = min(candidates, f.shape[0])
-    _, cand = cKDTree(v[f].mean(axis=1)).query(p, k=k, workers=-1)
+    threads = max(1, torch.get_num_threads())  # the process's share of the cores (a test worker's is one)
+    _, cand = cKDTree(v[f].mean(axis=1)).query(p, k=k, workers=threads)
     cand = cand.reshape(len(p), k)
     dist, best_tri, best_bary = np.empty(len(p)), np.empty(len(p), np.int64), np.empty((len(p), 3))
     corners = v[f]  # [F, 3 corners, 3]
@@ -214,6 +216,6 @@ def closest_points_on_mesh(points: Any, verts: Any, faces: Any, candidates: int 
         dist[lo:hi], best_tri[lo:hi] = d[rows, best], c[rows, best]
         best_bary[lo:hi] = bary.reshape(hi - lo, k, 3)[rows, best]
 
-    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+    with ThreadPoolExecutor(max_workers=threads) as pool:
         list(pool.map(nearest, range(0, len(p), chunk)))  # numpy lets go of the GIL in its array loops
     return dist, best_tri, best_bary
