@@ -198,10 +198,10 @@ def closest_points_on_mesh(points: Any, verts: Any, faces: Any, candidates: int 
         raise InputError("The mesh has no faces; there is no surface to measure to.")
     k = min(candidates, f.shape[0])
     threads = max(1, torch.get_num_threads())  # the process's share of the cores (a test worker's is one)
-    _, cand = cKDTree(v[f].mean(axis=1)).query(p, k=k, workers=threads)
+    corners = v[f]  # [F, 3 corners, 3]
+    _, cand = cKDTree(corners.mean(axis=1)).query(p, k=k, workers=threads)
     cand = cand.reshape(len(p), k)
     dist, best_tri, best_bary = np.empty(len(p)), np.empty(len(p), np.int64), np.empty((len(p), 3))
-    corners = v[f]  # [F, 3 corners, 3]
 
     def nearest(lo: int) -> None:
         hi = min(lo + chunk, len(p))
