@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from dreamsmith.core.geometry.metrics import chamfer, chamfer_meshes, psnr, sample_surface
+from dreamsmith.core.geometry.metrics import chamfer, chamfer_meshes, closest_points_on_mesh, psnr, sample_surface
 from dreamsmith.core.runtime.errors import InputError
 
 
@@ -90,3 +90,28 @@ def test_psnr_identical_known_noise_and_mask():
     assert psnr(half, ref, ~mask) == pytest.approx(-10 * math.log10(0.09), abs=1e-6)
     with pytest.raises(ValueError, match="shapes differ"):
         psnr(ref, ref[:32])
+
+
+def test_nearest_points_in_chunks_on_threads_are_the_exhaustive_search():
+    """The nearest point on a sphere of points inside, outside and on it: the chunked search on two threads gives
+    what one chunk does, and its distances are a brute force over every triangle's (to 1e-12)."""
+    verts, faces = uv_sphere(n_lon=16, n_lat=8)
+    rng = np.random.default_rng(3)
+    d = rng.normal(size=(301, 3))
+    points = d / np.linalg.norm(d, axis=1, keepdims=True) * rng.uniform(0.5, 1.5, (301, 1))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        chunked = closest_points_on_mesh(points, verts, faces, candidates=len(faces), chunk=7)
+    finally:
+        torch.set_num_threads(threads)
+    whole = closest_points_on_mesh(points, verts, faces, candidates=len(faces), chunk=len(points))
+    for a, b in zip(chunked, whole, strict=True):
+        np.testing.assert_array_equal(a, b)
+    dist, tri, bary = chunked
+    np.testing.assert_allclose(bary.sum(1), 1.0)
+    on_surface = (bary[:, :, None] * verts[faces[tri]]).sum(1)
+    np.testing.assert_allclose(np.linalg.norm(on_surface - points, axis=1), dist, atol=1e-12)
+    # the exhaustive search: each triangle alone (one candidate, one chunk), the nearest of them all
+    each = [closest_points_on_mesh(points, verts, faces[i:i + 1])[0] for i in range(len(faces))]
+    np.testing.assert_allclose(dist, np.min(each, axis=0), atol=1e-12)
