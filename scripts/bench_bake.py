@@ -6,7 +6,8 @@ What a job does once its surface is extracted (``finish.levels.bake_levels``: th
 colour field baked into the texture, normal maps and levels of detail as the preset says), on the box-and-ball of
 ``synth_objects`` marched at ``--resolution`` (170: about 100k faces, a standard result's size), with the preset's
 coarse field (random weights: a hash-grid query costs the same whatever they are) as the colour. Prints seconds per
-``bake.unwrap_piece_faces`` and the ratio to the first.
+``bake.unwrap_piece_faces`` and the ratio to the first. As in a job, a mesh of at most ``bake.unwrap_split_faces``
+faces is unwrapped whole whatever ``--pieces`` says (``scripts/bench_unwrap.py`` cuts any mesh).
 """
 
 from __future__ import annotations
