@@ -132,18 +132,30 @@ def _interior_edge_face_pairs(faces: Tensor, num_v: int) -> Tensor:
     return torch.stack([face_id[idx], face_id[idx + 1]], dim=-1)
 
 
-def normal_consistency_loss(verts: Tensor, faces: Tensor) -> Tensor:
-    """Mean over interior edges of ``1 - cos`` of the angle between the two adjacent face normals.
+#: Forms of :func:`normal_consistency_loss`: ``"cosine"``, ``1 - cos`` of the angle between adjacent face normals
+#: (threestudio's; about half the angle squared, so a crease costs less spread over many edges: it rounds them);
+#: ``"angle"``, the distance between the two normals (about the angle; total variation of the normals: a crease
+#: costs its angle once however sharp, while small wrinkles are penalised harder than by the cosine).
+NORMAL_FORMS = ("cosine", "angle")
+
+
+def normal_consistency_loss(verts: Tensor, faces: Tensor, form: str = "cosine", eps: float = 0.01) -> Tensor:
+    """Mean over interior edges of how much the two adjacent face normals differ.
 
     Edges on a boundary or shared by more than two faces are ignored.
 
     Args:
         verts: ``[V, 3]`` positions.
         faces: ``[F, 3]`` vertex indices, consistently wound.
+        form: One of :data:`NORMAL_FORMS`: ``"cosine"``, ``1 - cos(angle)``; ``"angle"``, ``|n1 - n2|`` (``2 sin``
+            of half the angle), smoothed as ``sqrt(|n1 - n2|^2 + eps^2) - eps`` to be differentiable at 0.
+        eps: The smoothing of ``"angle"``.
 
     Returns:
         Scalar loss in ``[0, 2]`` (0 for a plane, or when there is no interior edge).
     """
+    if form not in NORMAL_FORMS:
+        raise ValueError(f"form must be one of {NORMAL_FORMS}, got {form!r}")
     faces = _check_mesh(verts, faces)
     if faces.shape[0] < 2:
         return verts.sum() * 0.0
@@ -152,7 +164,9 @@ def normal_consistency_loss(verts: Tensor, faces: Tensor) -> Tensor:
         return verts.sum() * 0.0
     n = face_normals(verts, faces)
     cos = (n[pairs[:, 0]] * n[pairs[:, 1]]).sum(dim=-1)
-    return (1.0 - cos).mean()
+    if form == "cosine":
+        return (1.0 - cos).mean()
+    return ((2.0 * (1.0 - cos)).clamp_min(0.0) + eps * eps).sqrt().sub(eps).mean()
 
 
 def mesh_area(verts: Tensor, faces: Tensor) -> Tensor:

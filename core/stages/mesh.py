@@ -57,6 +57,9 @@ class MeshStageConfig:
         iso_density: Density of the coarse field taken as the surface, times the box diagonal (scale-free).
         laplacian_weight: Weight of the uniform Laplacian smoothness term.
         normal_weight: Weight of the normal-consistency term.
+        normal_form: How that term weighs the angle between adjacent faces
+            (:data:`~dreamsmith.core.geometry.mesh_ops.NORMAL_FORMS`): ``"cosine"``, ``1 - cos`` (threestudio's:
+            it rounds edges); ``"angle"``, about the angle itself (flat faces with sharp edges).
         sdf_weight: Weight of the SDF sign-flip regulariser.
         min_component_fraction: Pieces smaller than this fraction of the largest are dropped.
         box: Where the tet grid's cells go: ``"scene"``, the whole scene box; ``"object"``, the box around the
@@ -76,6 +79,7 @@ class MeshStageConfig:
     iso_density: float = 50.0
     laplacian_weight: float = 0.05
     normal_weight: float = 0.05
+    normal_form: Literal["cosine", "angle"] = "cosine"
     sdf_weight: float = 0.01
     min_component_fraction: float = 0.05
     box: Literal["scene", "object"] = "scene"
@@ -122,7 +126,7 @@ def geometry_regularizers(cfg: MeshStageConfig, geo: DMTetGeometry, verts: Tenso
     if cfg.laplacian_weight > 0:
         loss = loss + cfg.laplacian_weight * laplacian_loss(verts, faces) / geo.cell_size ** 2
     if cfg.normal_weight > 0:
-        loss = loss + cfg.normal_weight * normal_consistency_loss(verts, faces)
+        loss = loss + cfg.normal_weight * normal_consistency_loss(verts, faces, cfg.normal_form)
     if cfg.sdf_weight > 0:
         loss = loss + cfg.sdf_weight * geo.sdf_edge_regularizer()
     return loss

@@ -339,6 +339,11 @@ def test_a_picture_sets_the_stages_own_settings_under_the_users():
     assert generate_config("standard", picture=True).fine_guidance == generate_config("standard").fine_guidance
     # The draft's stiffer mesh stage (text, pictures and edits alike: docs/experiments.md); the GPU presets': Magic3D's
     assert (generate_config("draft").mesh.normal_weight, generate_config("standard").mesh.normal_weight) == (100, 10000)
+    # ... and for pictures it weighs the angle between faces (flat faces, sharp edges); text and the GPU presets keep
+    # 1 - cos (threestudio's)
+    assert generate_config("draft", picture=True).mesh.normal_form == "angle"
+    assert generate_config("draft").mesh.normal_form == "cosine"
+    assert generate_config("standard", picture=True).mesh.normal_form == "cosine"
 
 
 def test_the_draft_coarse_stage_skips_faint_samples_normals(tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ import torch
 from scipy.spatial import ConvexHull
 
 from dreamsmith.core.geometry.mesh_ops import (
+    NORMAL_FORMS,
     compact,
     face_normals,
     laplacian_loss,
@@ -119,6 +120,43 @@ def test_normal_consistency_plane_zero_noisy_sphere_positive():
     fold_v = torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0.001]])
     fold = normal_consistency_loss(fold_v, torch.tensor([[0, 1, 2], [1, 2, 3]]))
     assert float(fold) > 1.9
+
+
+def _hinge(angles_deg: list[float]) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """A strip of unit squares (two triangles each) in the XZ plane, extruded along Y, bent by ``angles_deg`` (one
+    per bend): its vertices, faces and number of interior edges (a diagonal per square and the bends)."""
+    profile, heading = [(0.0, 0.0), (1.0, 0.0)], 0.0
+    for bend in angles_deg:
+        heading += math.radians(bend)
+        x, z = profile[-1]
+        profile.append((x + math.cos(heading), z + math.sin(heading)))
+    verts = torch.tensor([[x, y, z] for x, z in profile for y in (0.0, 1.0)], dtype=torch.float32)
+    faces = []
+    for k in range(len(profile) - 1):
+        a, b, c, d = 2 * k, 2 * k + 1, 2 * k + 2, 2 * k + 3
+        faces += [[a, c, b], [b, c, d]]
+    return verts, torch.tensor(faces), (len(profile) - 1) + len(angles_deg)
+
+
+@pytest.mark.parametrize("form", NORMAL_FORMS)
+def test_normal_consistency_forms_weigh_a_crease_as_documented(form):
+    """The cosine form rounds a crease (one 90-degree crease costs more than two of 45, or three of 30); the angle
+    form is the total variation of the normals: the same 90 degrees cost about the same however they are spread,
+    and a small wrinkle costs about its angle (far more, relative to a crease, than under the cosine)."""
+    def total(angles):
+        v, f, edges = _hinge(angles)
+        return float(normal_consistency_loss(v, f, form)) * edges
+
+    one, two, three = total([90.0]), total([45.0, 45.0]), total([30.0, 30.0, 30.0])
+    wrinkle = total([5.0])
+    if form == "cosine":
+        assert one > 1.6 * two and one > 2.4 * three > 0
+        assert wrinkle / one < 0.01
+    else:
+        assert one == pytest.approx(two, rel=0.1) and one == pytest.approx(three, rel=0.12)
+        assert wrinkle / one > 0.05
+    with pytest.raises(ValueError, match="form must be one of"):
+        normal_consistency_loss(*_hinge([10.0])[:2], "square")
 
 
 def test_largest_components_keeps_bigger_sphere():
