@@ -7,6 +7,8 @@ that returns a float is differentiable w.r.t. ``verts``.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 import torch
 from scipy.sparse import coo_matrix
@@ -136,10 +138,11 @@ def _interior_edge_face_pairs(faces: Tensor, num_v: int) -> Tensor:
 #: (threestudio's; about half the angle squared, so a crease costs less spread over many edges: it rounds them);
 #: ``"angle"``, the distance between the two normals (about the angle; total variation of the normals: a crease
 #: costs its angle once however sharp, while small wrinkles are penalised harder than by the cosine).
-NORMAL_FORMS = ("cosine", "angle")
+NormalForm = Literal["cosine", "angle"]
+NORMAL_FORMS: tuple[str, ...] = get_args(NormalForm)
 
 
-def normal_consistency_loss(verts: Tensor, faces: Tensor, form: str = "cosine", eps: float = 0.01) -> Tensor:
+def normal_consistency_loss(verts: Tensor, faces: Tensor, form: NormalForm = "cosine", eps: float = 0.01) -> Tensor:
     """Mean over interior edges of how much the two adjacent face normals differ.
 
     Edges on a boundary or shared by more than two faces are ignored.

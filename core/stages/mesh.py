@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from ..geometry.dmtet import DMTetConfig, DMTetGeometry
-from ..geometry.mesh_ops import laplacian_loss, normal_consistency_loss
+from ..geometry.mesh_ops import NormalForm, laplacian_loss, normal_consistency_loss
 from ..render.preview import mesh_preview
 from ..render.shading import ShadingConfig
 from ..runtime.errors import ConfigError, NumericalError
@@ -79,7 +79,7 @@ class MeshStageConfig:
     iso_density: float = 50.0
     laplacian_weight: float = 0.05
     normal_weight: float = 0.05
-    normal_form: Literal["cosine", "angle"] = "cosine"
+    normal_form: NormalForm = "cosine"
     sdf_weight: float = 0.01
     min_component_fraction: float = 0.05
     box: Literal["scene", "object"] = "scene"
